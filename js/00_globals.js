@@ -1,0 +1,175 @@
+// Installs the web platform globals a step may rely on, taken from deno_web, plus our own console and
+// crypto. Runs once, at snapshot time: nothing here may call an op at module top level.
+
+import { core, primordials } from "ext:core/mod.js";
+
+const {
+  ObjectDefineProperty,
+  ObjectFreeze,
+  ArrayPrototypeJoin,
+  StringPrototypeSlice,
+  TypeError,
+  TypedArrayPrototypeGetByteLength,
+  TypedArrayPrototypeGetSymbolToStringTag,
+  Uint8Array,
+  Number,
+  NumberPrototypeToString,
+  StringPrototypePadStart,
+  ArrayPrototypeMap,
+} = primordials;
+
+const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
+const url = core.loadExtScript("ext:deno_web/00_url.js");
+const domException = core.loadExtScript("ext:deno_web/01_dom_exception.js");
+const consoleImpl = core.loadExtScript("ext:deno_web/01_console.js");
+const event = core.loadExtScript("ext:deno_web/02_event.js");
+const structuredCloneImpl = core.loadExtScript("ext:deno_web/02_structured_clone.js");
+const timers = core.loadExtScript("ext:deno_web/02_timers.js");
+const abortSignal = core.loadExtScript("ext:deno_web/03_abort_signal.js");
+const base64 = core.loadExtScript("ext:deno_web/05_base64.js");
+const streams = core.loadExtScript("ext:deno_web/06_streams.js");
+const encoding = core.loadExtScript("ext:deno_web/08_text_encoding.js");
+const file = core.loadExtScript("ext:deno_web/09_file.js");
+
+// deno_web's event code needs the global object for dispatch.
+event.saveGlobalThisReference(globalThis);
+
+// console: every call becomes one entry in the step's log (level, message, time) through an op.
+// The Rust side caps the log's size. Nothing reaches the host's stdout.
+const LEVELS = { debug: 0, log: 1, info: 2, warn: 3, error: 4 };
+function makeConsole() {
+  const { op_codestep_log } = core.ops;
+  const emit = (level) =>
+    function (...args) {
+      let message;
+      try {
+        message = consoleImpl.inspectArgs(args, { colors: false });
+      } catch (e) {
+        message = "[console: could not format arguments]";
+      }
+      op_codestep_log(level, message);
+    };
+  const counts = { __proto__: null };
+  const timersStart = { __proto__: null };
+  const c = {
+    debug: emit(LEVELS.debug),
+    log: emit(LEVELS.log),
+    info: emit(LEVELS.info),
+    warn: emit(LEVELS.warn),
+    error: emit(LEVELS.error),
+    trace: emit(LEVELS.debug),
+    dir: emit(LEVELS.log),
+    table: emit(LEVELS.log),
+    assert(cond, ...args) {
+      if (!cond) c.error("Assertion failed:", ...args);
+    },
+    count(label = "default") {
+      counts[label] = (counts[label] ?? 0) + 1;
+      c.info(`${label}: ${counts[label]}`);
+    },
+    countReset(label = "default") {
+      counts[label] = 0;
+    },
+    time(label = "default") {
+      timersStart[label] = Date.now();
+    },
+    timeEnd(label = "default") {
+      const start = timersStart[label];
+      if (start !== undefined) c.info(`${label}: ${Date.now() - start}ms`);
+      delete timersStart[label];
+    },
+    timeLog(label = "default", ...args) {
+      const start = timersStart[label];
+      if (start !== undefined) c.info(`${label}: ${Date.now() - start}ms`, ...args);
+    },
+    group() {},
+    groupCollapsed() {},
+    groupEnd() {},
+  };
+  return c;
+}
+
+// crypto: only what steps use. Random bytes come from the OS through Rust.
+function getRandomValues(array) {
+  const prefix = "Failed to execute 'getRandomValues' on 'Crypto'";
+  webidl.requiredArguments(arguments.length, 1, prefix);
+  const tag = TypedArrayPrototypeGetSymbolToStringTag(array);
+  if (
+    tag !== "Int8Array" && tag !== "Uint8Array" && tag !== "Uint8ClampedArray" &&
+    tag !== "Int16Array" && tag !== "Uint16Array" && tag !== "Int32Array" &&
+    tag !== "Uint32Array" && tag !== "BigInt64Array" && tag !== "BigUint64Array"
+  ) {
+    throw new domException.DOMException(
+      "The provided ArrayBufferView is not an integer array type",
+      "TypeMismatchError",
+    );
+  }
+  if (TypedArrayPrototypeGetByteLength(array) > 65536) {
+    throw new domException.DOMException(
+      `The ArrayBufferView's byte length (${TypedArrayPrototypeGetByteLength(array)}) exceeds the number of bytes of entropy available via this API (65536)`,
+      "QuotaExceededError",
+    );
+  }
+  const bytes = new Uint8Array(array.buffer, array.byteOffset, TypedArrayPrototypeGetByteLength(array));
+  core.ops.op_codestep_random_fill(bytes);
+  return array;
+}
+
+function randomUUID() {
+  const b = new Uint8Array(16);
+  core.ops.op_codestep_random_fill(b);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = ArrayPrototypeMap([...b], (x) => StringPrototypePadStart(NumberPrototypeToString(x, 16), 2, "0"));
+  const h = ArrayPrototypeJoin(hex, "");
+  return `${StringPrototypeSlice(h, 0, 8)}-${StringPrototypeSlice(h, 8, 12)}-${StringPrototypeSlice(h, 12, 16)}-${StringPrototypeSlice(h, 16, 20)}-${StringPrototypeSlice(h, 20)}`;
+}
+
+class Crypto {
+  constructor() {
+    throw new TypeError("Illegal constructor");
+  }
+}
+const crypto = { __proto__: Crypto.prototype };
+ObjectDefineProperty(Crypto.prototype, "getRandomValues", { value: getRandomValues, writable: true, configurable: true });
+ObjectDefineProperty(Crypto.prototype, "randomUUID", { value: randomUUID, writable: true, configurable: true });
+
+function define(name, value) {
+  ObjectDefineProperty(globalThis, name, { value, writable: true, enumerable: false, configurable: true });
+}
+
+define("URL", url.URL);
+define("URLSearchParams", url.URLSearchParams);
+define("DOMException", domException.DOMException);
+define("Event", event.Event);
+define("EventTarget", event.EventTarget);
+define("CustomEvent", event.CustomEvent);
+define("ErrorEvent", event.ErrorEvent);
+define("AbortController", abortSignal.AbortController);
+define("AbortSignal", abortSignal.AbortSignal);
+define("TextEncoder", encoding.TextEncoder);
+define("TextDecoder", encoding.TextDecoder);
+define("TextEncoderStream", encoding.TextEncoderStream);
+define("TextDecoderStream", encoding.TextDecoderStream);
+define("atob", base64.atob);
+define("btoa", base64.btoa);
+define("setTimeout", timers.setTimeout);
+define("clearTimeout", timers.clearTimeout);
+define("setInterval", timers.setInterval);
+define("clearInterval", timers.clearInterval);
+define("structuredClone", structuredCloneImpl.structuredClone);
+define("Blob", file.Blob);
+define("File", file.File);
+define("ReadableStream", streams.ReadableStream);
+define("ReadableStreamDefaultReader", streams.ReadableStreamDefaultReader);
+define("ReadableStreamBYOBReader", streams.ReadableStreamBYOBReader);
+define("WritableStream", streams.WritableStream);
+define("WritableStreamDefaultWriter", streams.WritableStreamDefaultWriter);
+define("TransformStream", streams.TransformStream);
+define("ByteLengthQueuingStrategy", streams.ByteLengthQueuingStrategy);
+define("CountQueuingStrategy", streams.CountQueuingStrategy);
+define("Crypto", Crypto);
+define("crypto", crypto);
+define("console", makeConsole());
+
+export { webidl, url, domException, event, abortSignal, streams, encoding, file, consoleImpl };

@@ -1,0 +1,117 @@
+//! `codestep run`: one step from a file, printed as one JSON object.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::connector::{load_connectors_file, Connector};
+use crate::egress::EgressConfig;
+use crate::engine::{Executor, ExecutorConfig, LimitOverrides, Limits, StepRequest};
+
+use super::{Exit, UsageError};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The step: an ES module whose default export is `(input, ctx) => value`.
+    pub step: PathBuf,
+    /// The step's input: JSON text, or @FILE to read it from a file.
+    #[arg(long, default_value = "null")]
+    pub input: String,
+    /// A JSON file of connectors (with their secrets) for an ad-hoc run.
+    #[arg(long)]
+    pub connectors: Option<PathBuf>,
+    /// Use stored connectors of this workspace (with --connector).
+    #[arg(long, requires = "connector")]
+    pub workspace: Option<String>,
+    /// A stored connector to give the step, in priority order (repeatable).
+    #[arg(long = "connector", requires = "workspace")]
+    pub connector: Vec<String>,
+    /// Allow connections to a private or loopback range (CIDR), which the SSRF guard refuses otherwise.
+    #[arg(long = "allow-private", value_name = "CIDR")]
+    pub allow_private: Vec<String>,
+    /// Trust an extra CA certificate (PEM file) besides the public roots.
+    #[arg(long = "ca-cert", value_name = "PEM")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Resolve HOST to ADDR, like curl's --resolve (HOST:ADDR, repeatable).
+    #[arg(long = "resolve", value_name = "HOST:ADDR")]
+    pub resolve: Vec<String>,
+    /// Wall-time limit for the step, in milliseconds.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// Heap limit for the step, in MiB.
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
+    /// Also search the step's heap for its connectors' secrets after it ends.
+    #[arg(long)]
+    pub audit_heap: bool,
+}
+
+/// Builds the egress settings shared by `run`, `serve` and `connector test`.
+pub fn egress_config(allow_private: &[String], ca_cert: &[PathBuf], resolve: &[String]) -> Result<EgressConfig, UsageError> {
+    let mut cfg = EgressConfig::default();
+    for cidr in allow_private {
+        let net = cidr
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| cidr.parse::<IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| UsageError(format!("--allow-private {cidr:?}: not a CIDR such as 127.0.0.1/32")))?;
+        cfg.allow_private.push(net);
+    }
+    for path in ca_cert {
+        let pem = std::fs::read(path).map_err(|e| UsageError(format!("--ca-cert {}: {e}", path.display())))?;
+        cfg.extra_ca_pem.push(pem);
+    }
+    let mut map: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    for entry in resolve {
+        let (host, addr) = entry
+            .rsplit_once(':')
+            .filter(|(h, _)| !h.is_empty())
+            .ok_or_else(|| UsageError(format!("--resolve {entry:?}: expected HOST:ADDR")))?;
+        let addr = addr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .map_err(|_| UsageError(format!("--resolve {entry:?}: {addr:?} is not an IP address")))?;
+        map.entry(host.trim_end_matches('.').to_ascii_lowercase()).or_default().push(addr);
+    }
+    cfg.resolve = map;
+    Ok(cfg)
+}
+
+fn read_input(arg: &str) -> Result<serde_json::Value, UsageError> {
+    let (text, from) = match arg.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|e| UsageError(format!("--input @{path}: {e}")))?,
+            format!("--input @{path}"),
+        ),
+        None => (arg.to_string(), "--input".to_string()),
+    };
+    serde_json::from_str(&text).map_err(|e| UsageError(format!("{from}: not valid JSON: {e}")))
+}
+
+pub fn run(args: RunArgs, db: Option<String>) -> Result<Exit, UsageError> {
+    let code = std::fs::read_to_string(&args.step)
+        .map_err(|e| UsageError(format!("{}: cannot read the step: {e}", args.step.display())))?;
+    let input = read_input(&args.input)?;
+    let mut connectors: Vec<Connector> = Vec::new();
+    if let Some(path) = &args.connectors {
+        connectors = load_connectors_file(path).map_err(|e| UsageError(e.to_string()))?;
+    }
+    if let Some(workspace) = &args.workspace {
+        connectors.extend(super::stored_connectors(db, workspace, &args.connector)?);
+    }
+    let egress = egress_config(&args.allow_private, &args.ca_cert, &args.resolve)?;
+    let config = ExecutorConfig { workers: 1, caps: Limits::default(), egress, audit_heap: args.audit_heap };
+    let executor = Executor::new(config).map_err(|e| UsageError(e.to_string()))?;
+    let request = StepRequest {
+        code,
+        input,
+        connectors,
+        limits: LimitOverrides { timeout_ms: args.timeout_ms, memory_mb: args.memory_mb, ..Default::default() },
+        step_id: None,
+    };
+    let result = executor.run_blocking(request);
+    println!("{}", serde_json::to_string(&result).expect("a step result always serialises"));
+    Ok(if result.ok { Exit::Ok } else { Exit::StepFailed })
+}

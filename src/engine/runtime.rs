@@ -1,0 +1,144 @@
+//! Isolate creation: one fresh `JsRuntime` per step, from the startup snapshot made by `build.rs`, with
+//! its heap and ArrayBuffer memory capped, and with every handle to internal ops removed before user code.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use deno_core::{v8, JsRuntime, RuntimeOptions};
+
+static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/CODESTEP_SNAPSHOT.bin"));
+
+/// Initialises V8 once per process. It must run on the main thread before any worker thread makes an
+/// isolate (V8 sets up memory protection keys for the threads that exist at that point).
+pub fn init_platform() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| JsRuntime::init_platform(None));
+}
+
+/// ArrayBuffer memory lives outside the V8 heap, so the heap limit does not see it. This budget counts
+/// it and refuses allocations past the step's memory limit; V8 then throws a `RangeError` in JS.
+pub struct BufferBudget {
+    used: AtomicUsize,
+    limit: usize,
+    exceeded: AtomicBool,
+}
+
+impl BufferBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(BufferBudget { used: AtomicUsize::new(0), limit, exceeded: AtomicBool::new(false) })
+    }
+
+    pub fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed)
+    }
+
+    fn reserve(&self, len: usize) -> bool {
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            let next = match cur.checked_add(len) {
+                Some(n) if n <= self.limit => n,
+                _ => {
+                    self.exceeded.store(true, Ordering::Relaxed);
+                    return false;
+                }
+            };
+            match self.used.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    fn release(&self, len: usize) {
+        self.used.fetch_sub(len, Ordering::Relaxed);
+    }
+}
+
+unsafe extern "C" fn budget_allocate(budget: &BufferBudget, len: usize) -> *mut c_void {
+    if !budget.reserve(len) {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: calloc with a non-zero size; a null result is handed to V8, which reports the failure.
+    let ptr = unsafe { libc::calloc(len.max(1), 1) };
+    if ptr.is_null() {
+        budget.release(len);
+    }
+    ptr
+}
+
+unsafe extern "C" fn budget_allocate_uninitialized(budget: &BufferBudget, len: usize) -> *mut c_void {
+    if !budget.reserve(len) {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: as above; V8 asked for uninitialised memory, which malloc gives.
+    let ptr = unsafe { libc::malloc(len.max(1)) };
+    if ptr.is_null() {
+        budget.release(len);
+    }
+    ptr
+}
+
+unsafe extern "C" fn budget_free(budget: &BufferBudget, data: *mut c_void, len: usize) {
+    // SAFETY: V8 frees only what this allocator returned, with the length it asked for.
+    unsafe { libc::free(data) };
+    budget.release(len);
+}
+
+unsafe extern "C" fn budget_drop(budget: *const BufferBudget) {
+    // SAFETY: the pointer came from `Arc::into_raw` in `create`, and V8 drops the allocator once.
+    drop(unsafe { Arc::from_raw(budget) });
+}
+
+static BUDGET_VTABLE: v8::RustAllocatorVtable<BufferBudget> = v8::RustAllocatorVtable {
+    allocate: budget_allocate,
+    allocate_uninitialized: budget_allocate_uninitialized,
+    free: budget_free,
+    drop: budget_drop,
+};
+
+/// A step's runtime, and the function that runs its module (taken out of the global object).
+pub struct StepRuntime {
+    pub js: JsRuntime,
+    pub run_step: v8::Global<v8::Function>,
+}
+
+/// Globals removed before user code runs: every handle to ops or to the bootstrap.
+const STRIP_GLOBALS: &str = r#"
+"use strict";
+delete globalThis.__codestepRunStep;
+delete globalThis.Deno;
+delete globalThis.__bootstrap;
+delete globalThis.__infra;
+"#;
+
+pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntime, String> {
+    // SAFETY: the vtable is 'static and the handle stays alive until `budget_drop`.
+    let allocator = unsafe { v8::new_rust_allocator(Arc::into_raw(budget), &BUDGET_VTABLE) };
+    let params = v8::CreateParams::default().heap_limits(0, heap_bytes).array_buffer_allocator(allocator);
+    let mut js = JsRuntime::try_new(RuntimeOptions {
+        startup_snapshot: Some(SNAPSHOT),
+        extensions: super::extension::extensions(),
+        create_params: Some(params),
+        ..Default::default()
+    })
+    .map_err(|e| format!("could not create the step isolate: {e}"))?;
+
+    let run_step = js
+        .execute_script("ext:codestep/take_runner.js", "globalThis.__codestepRunStep")
+        .map_err(|e| format!("the polyfill did not load: {e}"))?;
+    let run_step = {
+        let context = js.main_context();
+        let isolate = js.v8_isolate();
+        v8::scope!(let scope, isolate);
+        let context = v8::Local::new(scope, context);
+        let scope = &mut v8::ContextScope::new(scope, context);
+        let local = v8::Local::new(scope, run_step);
+        let func = v8::Local::<v8::Function>::try_from(local)
+            .map_err(|_| "the polyfill did not define the step runner".to_string())?;
+        v8::Global::new(scope, func)
+    };
+    js.execute_script("ext:codestep/strip_globals.js", STRIP_GLOBALS)
+        .map_err(|e| format!("could not strip internal globals: {e}"))?;
+    Ok(StepRuntime { js, run_step })
+}

@@ -1,0 +1,210 @@
+//! One step's lifecycle on a worker thread: a fresh isolate from the snapshot, the user's module
+//! loaded and evaluated, its default export called, the result read, and the isolate dropped.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use deno_core::error::{CoreError, CoreErrorKind, JsError};
+use deno_core::{v8, JsRuntime, ModuleSpecifier, PollEventLoopOptions};
+
+use super::host::{Host, Stop};
+use super::ops::StepHost;
+use super::runtime::{self, BufferBudget};
+use super::watchdog::Watchdog;
+use super::{ErrorKind, Shared, StepError, StepRequest, StepResult, StepStats};
+
+/// The module specifier a step is loaded as. It names no real file; nothing can be imported from it.
+const STEP_SPECIFIER: &str = "file:///codestep/step.js";
+
+struct Failure {
+    kind: ErrorKind,
+    message: String,
+    stack: Option<String>,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Failure { kind, message: message.into(), stack: None }
+    }
+
+    fn from_core(err: CoreError) -> Self {
+        match *err.0 {
+            CoreErrorKind::Js(js) => Failure::from_js(*js),
+            other => Failure::new(ErrorKind::Error, other.to_string()),
+        }
+    }
+
+    fn from_js(js: JsError) -> Self {
+        Failure { kind: ErrorKind::Error, message: js.exception_message.clone(), stack: js.stack.clone() }
+    }
+}
+
+/// Runs `req` to completion on the current thread, inside `rt` (this worker's current-thread runtime).
+pub fn run(req: StepRequest, shared: &Shared, rt: &tokio::runtime::Runtime, watchdog: &Watchdog) -> StepResult {
+    let started = Instant::now();
+    let limits = shared.config.caps.resolve(&req.limits);
+    let connector_names: Vec<String> = req.connectors.iter().map(|c| c.name.clone()).collect();
+    let secrets_to_audit: Vec<Vec<u8>> = if shared.config.audit_heap {
+        req.connectors.iter().map(|c| c.secret.expose().as_bytes().to_vec()).collect()
+    } else {
+        Vec::new()
+    };
+    let host = Host::new(shared.egress.clone(), shared.http.clone(), Arc::new(req.connectors), limits.clone());
+
+    // deno_core needs a tokio context while it creates the runtime and whenever V8 posts tasks.
+    let _enter = rt.enter();
+    let budget = BufferBudget::new(limits.heap_bytes());
+    let mut step_rt = match runtime::create(limits.heap_bytes(), budget.clone()) {
+        Ok(r) => r,
+        Err(msg) => {
+            return finish(started, &host, Err(Failure::new(ErrorKind::Internal, msg)), None, false);
+        }
+    };
+    let js = &mut step_rt.js;
+    let isolate = js.v8_isolate().thread_safe_handle();
+    js.op_state().borrow_mut().put::<Rc<dyn StepHost>>(host.clone());
+    host.set_isolate(isolate.clone());
+
+    let out_of_memory = Rc::new(Cell::new(false));
+    {
+        let out_of_memory = out_of_memory.clone();
+        let isolate = isolate.clone();
+        js.add_near_heap_limit_callback(move |current, _initial| {
+            out_of_memory.set(true);
+            isolate.terminate_execution();
+            // V8 aborts the process if the callback does not make room; the step is ending anyway.
+            current.saturating_mul(2)
+        });
+    }
+
+    let deadline = started + limits.wall_time();
+    let timer = watchdog.arm(deadline, isolate);
+    let step_id = req.step_id.clone().unwrap_or_else(random_step_id);
+    let ctx = serde_json::json!({ "stepId": step_id, "connectors": connector_names }).to_string();
+    let input = req.input.to_string();
+    let run_step = step_rt.run_step.clone();
+    let outcome = rt.block_on(async {
+        tokio::time::timeout_at(deadline.into(), drive(&mut step_rt.js, &run_step, req.code, input, ctx)).await
+    });
+    let fired = timer.disarm();
+    host.abort_all();
+
+    let outcome = match outcome {
+        _ if out_of_memory.get() => Err(Failure::new(
+            ErrorKind::Memory,
+            format!("step ran out of memory (heap limit {} MiB)", limits.memory_mb),
+        )),
+        _ if fired => Err(Failure::new(ErrorKind::Timeout, format!("step exceeded its wall time of {} ms", limits.timeout_ms))),
+        Err(_elapsed) => Err(Failure::new(ErrorKind::Timeout, format!("step exceeded its wall time of {} ms", limits.timeout_ms))),
+        Ok(result) => match host.stop_reason() {
+            Some(Stop::Limit(msg)) => Err(Failure::new(ErrorKind::Limit, msg)),
+            None => match result {
+                Err(f) if f.kind == ErrorKind::Error && budget.exceeded() => Err(Failure::new(
+                    ErrorKind::Memory,
+                    format!("step ran out of ArrayBuffer memory (limit {} MiB): {}", limits.memory_mb, f.message),
+                )),
+                other => other,
+            },
+        },
+    };
+
+    let heap_leak = if secrets_to_audit.is_empty() {
+        None
+    } else {
+        Some(super::audit::heap_contains_any(step_rt.js.v8_isolate(), &secrets_to_audit))
+    };
+    // The isolate goes before anything else of this step: nothing it held survives into the next.
+    drop(step_rt);
+    finish(started, &host, outcome, heap_leak, true)
+}
+
+fn finish(
+    started: Instant,
+    host: &Host,
+    outcome: Result<String, Failure>,
+    secret_in_heap: Option<bool>,
+    _ran: bool,
+) -> StepResult {
+    let logs = std::mem::take(&mut *host.logs.borrow_mut());
+    let (logs, logs_dropped) = logs.finish();
+    let requests = std::mem::take(&mut *host.records.borrow_mut());
+    let stats = StepStats {
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        fetches: host.fetch_count(),
+        logs_dropped,
+        secret_in_heap,
+    };
+    match outcome {
+        Ok(json) => match serde_json::from_str(&json) {
+            Ok(output) => StepResult { ok: true, output: Some(output), error: None, logs, requests, stats },
+            Err(e) => StepResult {
+                ok: false,
+                output: None,
+                error: Some(StepError { kind: ErrorKind::Output, message: format!("step output is not JSON: {e}"), stack: None }),
+                logs,
+                requests,
+                stats,
+            },
+        },
+        Err(f) => StepResult {
+            ok: false,
+            output: None,
+            error: Some(StepError { kind: f.kind, message: f.message, stack: f.stack }),
+            logs,
+            requests,
+            stats,
+        },
+    }
+}
+
+async fn drive(
+    js: &mut JsRuntime,
+    run_step: &v8::Global<v8::Function>,
+    code: String,
+    input: String,
+    ctx: String,
+) -> Result<String, Failure> {
+    let spec = ModuleSpecifier::parse(STEP_SPECIFIER).expect("static specifier");
+    let id = js.load_main_es_module_from_code(&spec, code).await.map_err(Failure::from_core)?;
+    let evaluation = js.mod_evaluate(id);
+    // Evaluation (top-level await included) ends when the module's promise settles; timers the module
+    // leaves behind do not keep it waiting.
+    js.with_event_loop_promise(Box::pin(evaluation), PollEventLoopOptions::default())
+        .await
+        .map_err(Failure::from_core)?;
+    let namespace = js.get_module_namespace(id).map_err(Failure::from_core)?;
+
+    let args = {
+        let context = js.main_context();
+        let isolate = js.v8_isolate();
+        v8::scope!(let scope, isolate);
+        let context = v8::Local::new(scope, context);
+        let scope = &mut v8::ContextScope::new(scope, context);
+        let ns: v8::Local<v8::Value> = v8::Local::new(scope, namespace).into();
+        let input = v8::String::new(scope, &input).ok_or_else(|| Failure::new(ErrorKind::Input, "step input is too large"))?;
+        let ctx = v8::String::new(scope, &ctx).expect("small string");
+        [v8::Global::new(scope, ns), v8::Global::new(scope, v8::Local::<v8::Value>::from(input)), v8::Global::new(scope, v8::Local::<v8::Value>::from(ctx))]
+    };
+    let call = js.call_with_args(run_step, &args);
+    let value = js
+        .with_event_loop_promise(call, PollEventLoopOptions::default())
+        .await
+        .map_err(Failure::from_core)?;
+
+    let context = js.main_context();
+    let isolate = js.v8_isolate();
+    v8::scope!(let scope, isolate);
+    let context = v8::Local::new(scope, context);
+    let scope = &mut v8::ContextScope::new(scope, context);
+    let value = v8::Local::new(scope, value);
+    Ok(value.to_rust_string_lossy(scope))
+}
+
+fn random_step_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
