@@ -35,6 +35,7 @@ pub struct Host {
     pub records: Rc<RefCell<Vec<FetchRecord>>>,
     pub logs: RefCell<LogBuffer>,
     stop: Rc<RefCell<Option<Stop>>>,
+    stopped: Rc<tokio::sync::Notify>,
 }
 
 impl Host {
@@ -52,6 +53,7 @@ impl Host {
             records: Rc::default(),
             logs: RefCell::default(),
             stop: Rc::default(),
+            stopped: Rc::default(),
         })
     }
 
@@ -67,9 +69,16 @@ impl Host {
         self.stop.borrow().clone()
     }
 
-    /// Ends the step: JS stops at its next check, and the step reports `reason`.
-    fn halt(stop: &RefCell<Option<Stop>>, isolate: Option<&v8::IsolateHandle>, reason: Stop) {
+    /// Resolves once the engine has decided to stop the step (see `halt`).
+    pub async fn stopped(&self) {
+        self.stopped.notified().await
+    }
+
+    /// Ends the step with `reason`. Running JS stops at its next check; a step waiting on the event
+    /// loop is dropped by the step driver, which waits on `stopped`.
+    fn halt(stop: &RefCell<Option<Stop>>, stopped: &tokio::sync::Notify, isolate: Option<&v8::IsolateHandle>, reason: Stop) {
         stop.borrow_mut().get_or_insert(reason);
+        stopped.notify_one();
         if let Some(handle) = isolate {
             handle.terminate_execution();
         }
@@ -98,16 +107,20 @@ impl StepHost for Host {
             Ok(r) => r,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
+        if self.stop.borrow().is_some() {
+            // The step is being stopped; JS may still run a little before termination lands.
+            return Box::pin(async { Err("fetch: the step is stopping".to_string()) });
+        }
         let n = self.fetches.get() + 1;
         self.fetches.set(n);
         if n > self.limits.max_fetches {
             let msg = format!("step limit: more than {} fetches", self.limits.max_fetches);
-            Host::halt(&self.stop, self.isolate.borrow().as_ref(), Stop::Limit(msg.clone()));
+            Host::halt(&self.stop, &self.stopped, self.isolate.borrow().as_ref(), Stop::Limit(msg.clone()));
             return Box::pin(async move { Err(msg) });
         }
         if body.as_ref().map_or(0, |b| b.len() as u64) > self.limits.max_request_body_bytes {
             let msg = format!("step limit: request body over {} bytes", self.limits.max_request_body_bytes);
-            Host::halt(&self.stop, self.isolate.borrow().as_ref(), Stop::Limit(msg.clone()));
+            Host::halt(&self.stop, &self.stopped, self.isolate.borrow().as_ref(), Stop::Limit(msg.clone()));
             return Box::pin(async move { Err(msg) });
         }
 
@@ -132,6 +145,7 @@ impl StepHost for Host {
         let inflight = self.inflight.clone();
         let records = self.records.clone();
         let stop = self.stop.clone();
+        let stopped = self.stopped.clone();
         let isolate = self.isolate.borrow().clone();
         Box::pin(async move {
             let joined = task.await;
@@ -152,7 +166,7 @@ impl StepHost for Host {
                 }),
                 Err(err @ (FetchError::ResponseBodyTooLarge | FetchError::RequestBodyTooLarge)) => {
                     let msg = format!("step limit: {err}");
-                    Host::halt(&stop, isolate.as_ref(), Stop::Limit(msg.clone()));
+                    Host::halt(&stop, &stopped, isolate.as_ref(), Stop::Limit(msg.clone()));
                     Err(msg)
                 }
                 Err(err) => Err(err.to_string()),

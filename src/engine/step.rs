@@ -18,6 +18,23 @@ use super::{ErrorKind, Shared, StepError, StepRequest, StepResult, StepStats};
 /// The module specifier a step is loaded as. It names no real file; nothing can be imported from it.
 const STEP_SPECIFIER: &str = "file:///codestep/step.js";
 
+/// Part of the message `js/90_main.js` throws when the step's value cannot become JSON.
+const NOT_JSON: &str = "is not JSON-serialisable";
+
+/// Rewrites deno_core's wording into what a step author needs to read.
+fn clarify(message: String) -> String {
+    let message = message
+        .strip_prefix("Uncaught (in promise) ")
+        .or_else(|| message.strip_prefix("Uncaught "))
+        .map(str::to_string)
+        .unwrap_or(message);
+    if message.contains("Module loading is not supported") {
+        return "import is not available in a step: a step is one self-contained module, with no module loader"
+            .to_string();
+    }
+    message
+}
+
 struct Failure {
     kind: ErrorKind,
     message: String,
@@ -32,12 +49,18 @@ impl Failure {
     fn from_core(err: CoreError) -> Self {
         match *err.0 {
             CoreErrorKind::Js(js) => Failure::from_js(*js),
-            other => Failure::new(ErrorKind::Error, other.to_string()),
+            CoreErrorKind::PendingPromiseResolution => Failure::new(
+                ErrorKind::Error,
+                "the step's promise never settled: it was still waiting when nothing was left to wait for",
+            ),
+            other => Failure::new(ErrorKind::Error, clarify(other.to_string())),
         }
     }
 
     fn from_js(js: JsError) -> Self {
-        Failure { kind: ErrorKind::Error, message: js.exception_message.clone(), stack: js.stack.clone() }
+        let message = clarify(js.exception_message);
+        let kind = if message.contains(NOT_JSON) { ErrorKind::Output } else { ErrorKind::Error };
+        Failure { kind, message, stack: js.stack }
     }
 }
 
@@ -86,7 +109,11 @@ pub fn run(req: StepRequest, shared: &Shared, rt: &tokio::runtime::Runtime, watc
     let input = req.input.to_string();
     let run_step = step_rt.run_step.clone();
     let outcome = rt.block_on(async {
-        tokio::time::timeout_at(deadline.into(), drive(&mut step_rt.js, &run_step, req.code, input, ctx)).await
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline.into(), drive(&mut step_rt.js, &run_step, req.code, input, ctx)) => r,
+            // The stop reason is read below; what the driver was doing no longer matters.
+            () = host.stopped() => Ok(Err(Failure::new(ErrorKind::Limit, "stopped"))),
+        }
     });
     let fired = timer.disarm();
     host.abort_all();

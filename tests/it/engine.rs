@@ -1,0 +1,245 @@
+//! The step contract, limits and isolation, through the public `Executor` API.
+
+use std::sync::{Arc, OnceLock};
+
+use codestep::engine::{ErrorKind, Executor, ExecutorConfig, LimitOverrides, StepRequest, StepResult};
+use serde_json::{json, Value};
+
+/// One executor shared by the tests in this file: making one per test would start V8 worker threads
+/// over and over for nothing.
+fn executor() -> &'static Executor {
+    static EXEC: OnceLock<Executor> = OnceLock::new();
+    EXEC.get_or_init(|| Executor::new(ExecutorConfig { workers: 2, ..Default::default() }).expect("executor"))
+}
+
+fn run(code: &str, input: Value) -> StepResult {
+    executor().run_blocking(StepRequest::new(code, input))
+}
+
+fn run_limited(code: &str, limits: LimitOverrides) -> StepResult {
+    let mut req = StepRequest::new(code, Value::Null);
+    req.limits = limits;
+    executor().run_blocking(req)
+}
+
+fn error_kind(res: &StepResult) -> Option<ErrorKind> {
+    res.error.as_ref().map(|e| e.kind)
+}
+
+#[test]
+fn default_export_gets_input_and_ctx_and_may_be_async() {
+    let res = run(
+        "export default async (input, ctx) => ({ doubled: input.n * 2, ctxKeys: Object.keys(ctx).sort(), connectors: ctx.connectors })",
+        json!({ "n": 21 }),
+    );
+    assert!(res.ok, "{:?}", res.error);
+    assert_eq!(res.output, Some(json!({ "doubled": 42, "ctxKeys": ["connectors", "stepId"], "connectors": [] })));
+}
+
+#[test]
+fn top_level_await_works() {
+    let res = run("const v = await new Promise(r => setTimeout(() => r(7), 5)); export default () => v", Value::Null);
+    assert_eq!(res.output, Some(json!(7)));
+}
+
+#[test]
+fn undefined_output_becomes_null_and_unserialisable_output_is_an_output_error() {
+    assert_eq!(run("export default () => {}", Value::Null).output, Some(Value::Null));
+    let res = run("export default () => 1n", Value::Null);
+    assert_eq!(error_kind(&res), Some(ErrorKind::Output));
+}
+
+#[test]
+fn a_module_without_default_function_is_a_clear_error() {
+    let res = run("export const x = 1", Value::Null);
+    assert_eq!(error_kind(&res), Some(ErrorKind::Error));
+    assert!(res.error.unwrap().message.contains("export default"));
+}
+
+#[test]
+fn thrown_errors_carry_message_and_stack() {
+    let res = run("export default () => { throw new RangeError('nope') }", Value::Null);
+    let err = res.error.expect("error");
+    assert_eq!(err.kind, ErrorKind::Error);
+    assert_eq!(err.message, "RangeError: nope");
+    assert!(err.stack.unwrap_or_default().contains("step.js"));
+}
+
+#[test]
+fn imports_fail_with_a_clear_error() {
+    for code in [
+        "import x from 'https://example.com/x.js'; export default () => x",
+        "import fs from 'node:fs'; export default () => 1",
+        "export default async () => { await import('./other.js') }",
+    ] {
+        let res = run(code, Value::Null);
+        assert!(!res.ok, "{code}");
+        assert!(res.error.unwrap().message.contains("import"), "{code}");
+    }
+}
+
+#[test]
+fn console_goes_to_the_step_log_with_levels() {
+    let res = run(
+        "export default () => { console.log('a', {b: 1}); console.info('i'); console.warn('w'); console.error(new Error('e')); console.debug('d'); }",
+        Value::Null,
+    );
+    let levels: Vec<String> = res.logs.iter().map(|l| serde_json::to_value(l.level).unwrap().as_str().unwrap().to_string()).collect();
+    assert_eq!(levels, ["log", "info", "warn", "error", "debug"]);
+    assert_eq!(res.logs[0].message, "a { b: 1 }");
+    assert!(res.logs[3].message.contains("Error: e"));
+    assert!(res.logs.iter().all(|l| l.time > 1_600_000_000_000));
+}
+
+#[test]
+fn console_log_is_capped() {
+    let res = run("export default () => { for (let i = 0; i < 5000; i++) console.log('x'.repeat(100), i) }", Value::Null);
+    assert!(res.ok);
+    assert!(res.logs.len() <= 1000);
+    assert!(res.stats.logs_dropped >= 4000);
+}
+
+#[test]
+fn the_promised_globals_exist_and_internals_do_not() {
+    let res = run(
+        r#"export default () => {
+            const want = ["fetch","Request","Response","Headers","URL","URLSearchParams","AbortController","AbortSignal",
+              "DOMException","TextEncoder","TextDecoder","atob","btoa","setTimeout","clearTimeout","setInterval",
+              "clearInterval","queueMicrotask","structuredClone","crypto","console","Blob","ReadableStream"];
+            const missing = want.filter(n => typeof globalThis[n] === "undefined");
+            const present = ["Deno","__bootstrap","__infra","__codestepRunStep","process","require"].filter(n => n in globalThis);
+            return { missing, present, timeout: typeof AbortSignal.timeout, any: typeof AbortSignal.any,
+                     uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
+                     rnd: crypto.getRandomValues(new Uint8Array(32)).some(b => b !== 0) };
+        }"#,
+        Value::Null,
+    );
+    assert_eq!(
+        res.output,
+        Some(json!({ "missing": [], "present": [], "timeout": "function", "any": "function", "uuid": true, "rnd": true }))
+    );
+}
+
+#[test]
+fn infinite_loop_times_out_and_the_next_step_runs() {
+    let res = run_limited("export default () => { while (true) {} }", LimitOverrides { timeout_ms: Some(300), ..Default::default() });
+    assert_eq!(error_kind(&res), Some(ErrorKind::Timeout));
+    assert_eq!(run("export default () => 'alive'", Value::Null).output, Some(json!("alive")));
+}
+
+#[test]
+fn a_step_idle_on_a_never_firing_timer_times_out() {
+    let res = run_limited(
+        "export default () => new Promise(r => setTimeout(r, 60_000))",
+        LimitOverrides { timeout_ms: Some(300), ..Default::default() },
+    );
+    assert_eq!(error_kind(&res), Some(ErrorKind::Timeout));
+}
+
+#[test]
+fn microtask_flood_times_out() {
+    let res = run_limited(
+        "export default async () => { for (;;) await null }",
+        LimitOverrides { timeout_ms: Some(300), ..Default::default() },
+    );
+    assert_eq!(error_kind(&res), Some(ErrorKind::Timeout));
+}
+
+#[test]
+fn heap_bomb_ends_with_memory_error_and_the_next_step_runs() {
+    let res = run_limited(
+        "export default () => { const a = []; for (;;) a.push({ x: Math.random(), y: [1, 2, 3] }) }",
+        LimitOverrides { memory_mb: Some(32), ..Default::default() },
+    );
+    assert_eq!(error_kind(&res), Some(ErrorKind::Memory), "{:?}", res.error);
+    assert_eq!(run("export default () => 1 + 1", Value::Null).output, Some(json!(2)));
+}
+
+#[test]
+fn promise_flood_ends_with_memory_error() {
+    let res = run_limited(
+        "export default () => { const ps = []; for (;;) ps.push(new Promise(() => {})) }",
+        LimitOverrides { memory_mb: Some(32), ..Default::default() },
+    );
+    assert_eq!(error_kind(&res), Some(ErrorKind::Memory), "{:?}", res.error);
+}
+
+#[test]
+fn array_buffer_bomb_is_capped_outside_the_heap() {
+    let res = run_limited(
+        "export default () => { const a = []; for (let i = 0; i < 100; i++) a.push(new Uint8Array(16 * 1024 * 1024)); return a.length }",
+        LimitOverrides { memory_mb: Some(64), ..Default::default() },
+    );
+    assert_eq!(error_kind(&res), Some(ErrorKind::Memory), "{:?}", res.error);
+}
+
+#[test]
+fn nothing_survives_from_one_step_to_the_next() {
+    let first = run(
+        "globalThis.leak = 'x'; Array.prototype.evil = 1; JSON.parse = () => 'tampered'; export default () => typeof leak",
+        Value::Null,
+    );
+    assert_eq!(first.output, Some(json!("string")));
+    for _ in 0..4 {
+        // Several runs so that both workers are exercised.
+        let next = run(
+            "export default () => [typeof globalThis.leak, [].evil === undefined, JSON.parse('1')]",
+            Value::Null,
+        );
+        assert_eq!(next.output, Some(json!(["undefined", true, 1])));
+    }
+}
+
+#[test]
+fn fetch_without_connectors_is_blocked_with_a_type_error() {
+    let res = run(
+        "export default async () => { try { await fetch('https://api.example.com/x?token=abc'); return 'sent' } catch (e) { return [e instanceof TypeError, e.message] } }",
+        Value::Null,
+    );
+    let out = res.output.expect("output");
+    assert_eq!(out[0], json!(true));
+    let msg = out[1].as_str().unwrap();
+    assert!(msg.contains("api.example.com"), "{msg}");
+    assert!(!msg.contains("token=abc"), "the query must never appear in the message: {msg}");
+    assert_eq!(res.requests.len(), 1);
+    assert!(res.requests[0].blocked);
+}
+
+#[test]
+fn fetch_count_limit_ends_the_step_with_limit() {
+    let res = run_limited(
+        "export default async () => { for (let i = 0; i < 10; i++) { try { await fetch('https://blocked.example/') } catch {} } }",
+        LimitOverrides { max_fetches: Some(3), ..Default::default() },
+    );
+    assert_eq!(error_kind(&res), Some(ErrorKind::Limit), "{:?}", res.error);
+    assert_eq!(res.stats.fetches, 4);
+}
+
+#[test]
+fn the_pool_runs_steps_concurrently() {
+    let exec = Arc::new(Executor::new(ExecutorConfig { workers: 2, ..Default::default() }).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let spans = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..4 {
+            let exec = exec.clone();
+            tasks.push(tokio::spawn(async move {
+                exec.run(StepRequest::new(
+                    "export default async (i) => { const s = Date.now(); await new Promise(r => setTimeout(r, 200)); return [i, s, Date.now()] }",
+                    json!(i),
+                ))
+                .await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            let v = t.await.unwrap().output.expect("output");
+            out.push((v[0].as_i64().unwrap(), v[1].as_i64().unwrap(), v[2].as_i64().unwrap()));
+        }
+        out
+    });
+    assert_eq!(spans.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    // Two workers: some pair of steps must have been running at the same time.
+    let overlap = spans.iter().any(|a| spans.iter().any(|b| a.0 != b.0 && a.1 < b.2 && b.1 < a.2));
+    assert!(overlap, "no two steps overlapped: {spans:?}");
+}
