@@ -9,7 +9,9 @@ use std::thread;
 use tokio::sync::oneshot;
 
 use super::watchdog::Watchdog;
-use super::{runtime, step, ErrorKind, ExecutorConfig, Shared, StepError, StepRequest, StepResult, StepStats};
+use super::{
+    runtime, step, ErrorKind, ExecutorConfig, Shared, StepError, StepRequest, StepResult, StepStats,
+};
 use crate::egress::Egress;
 
 struct Job {
@@ -48,7 +50,11 @@ impl Executor {
             Egress::new(config.egress.clone()).map_err(|e| ExecutorError::Egress(e.to_string()))?
         };
         let worker_count = config.workers.max(1);
-        let shared = Arc::new(Shared { config, egress, http: http.handle().clone() });
+        let shared = Arc::new(Shared {
+            config,
+            egress,
+            http: http.handle().clone(),
+        });
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         let mut workers = Vec::with_capacity(worker_count);
@@ -56,11 +62,18 @@ impl Executor {
             let rx = rx.clone();
             let shared = shared.clone();
             let watchdog = Watchdog::start(format!("codestep-watch-{i}"))?;
-            workers.push(thread::Builder::new().name(format!("codestep-worker-{i}")).spawn(move || {
-                worker_loop(&rx, &shared, &watchdog)
-            })?);
+            workers.push(
+                thread::Builder::new()
+                    .name(format!("codestep-worker-{i}"))
+                    .spawn(move || worker_loop(&rx, &shared, &watchdog))?,
+            );
         }
-        Ok(Executor { queue: Some(tx), workers, http: Some(http), worker_count })
+        Ok(Executor {
+            queue: Some(tx),
+            workers,
+            http: Some(http),
+            worker_count,
+        })
     }
 
     pub fn workers(&self) -> usize {
@@ -70,11 +83,15 @@ impl Executor {
     /// Runs one step and waits for its result.
     pub async fn run(&self, request: StepRequest) -> StepResult {
         let (reply, rx) = oneshot::channel();
-        let sent = self.queue.as_ref().map(|q| q.send(Job { request, reply }));
-        if !matches!(sent, Some(Ok(()))) {
+        let sent = match &self.queue {
+            Some(q) => q.send(Job { request, reply }).is_ok(),
+            None => false,
+        };
+        if !sent {
             return internal_error("the executor has shut down".into());
         }
-        rx.await.unwrap_or_else(|_| internal_error("the worker running this step died".into()))
+        rx.await
+            .unwrap_or_else(|_| internal_error("the worker running this step died".into()))
     }
 
     /// `run` for callers without an async runtime (the CLI, benchmarks).
@@ -84,7 +101,10 @@ impl Executor {
 }
 
 fn worker_loop(rx: &Mutex<mpsc::Receiver<Job>>, shared: &Shared, watchdog: &Watchdog) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(_) => return,
     };
@@ -93,10 +113,16 @@ fn worker_loop(rx: &Mutex<mpsc::Receiver<Job>>, shared: &Shared, watchdog: &Watc
             let guard = rx.lock().unwrap_or_else(|e| e.into_inner());
             guard.recv()
         };
-        let Ok(Job { request, reply }) = job else { return };
+        let Ok(Job { request, reply }) = job else {
+            return;
+        };
         // A panic in one step must not take the worker (or the process) down with it.
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| step::run(request, shared, &rt, watchdog)))
-            .unwrap_or_else(|_| internal_error("the step crashed the engine; it has been discarded".into()));
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            step::run(request, shared, &rt, watchdog)
+        }))
+        .unwrap_or_else(|_| {
+            internal_error("the step crashed the engine; it has been discarded".into())
+        });
         let _ = reply.send(result);
     }
 }
@@ -105,7 +131,11 @@ fn internal_error(message: String) -> StepResult {
     StepResult {
         ok: false,
         output: None,
-        error: Some(StepError { kind: ErrorKind::Internal, message, stack: None }),
+        error: Some(StepError {
+            kind: ErrorKind::Internal,
+            message,
+            stack: None,
+        }),
         logs: Vec::new(),
         requests: Vec::new(),
         stats: StepStats::default(),

@@ -1,0 +1,526 @@
+//! The egress path: the only way a step reaches the network.
+//!
+//! `Egress::fetch` takes a request as JS described it and the step's connectors, and enforces
+//! `shared/docs/security-model.md`: matching (`target`), injection (`inject`), forbidden headers
+//! (`headers`), redirects (`redirect`), the SSRF guard (`ssrf`), the client and size caps (`client`)
+//! and echo scrubbing (`scrub`). One concern per file, so each rule can be read and tested alone.
+//!
+//! Every outcome comes with a `FetchRecord` for logs and metrics; neither it nor any error message
+//! ever holds a query string or a secret.
+
+mod client;
+mod headers;
+mod inject;
+mod redirect;
+mod scrub;
+pub mod ssrf;
+mod target;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderName;
+use reqwest::Method;
+use serde::Serialize;
+
+use crate::connector::{Connector, Placement};
+
+pub use redirect::MAX_REDIRECTS;
+pub use scrub::REDACTED;
+
+/// Operator settings for the network side.
+#[derive(Clone, Debug, Default)]
+pub struct EgressConfig {
+    /// CIDRs the SSRF guard lets through although they are not public (tests use 127.0.0.1/32).
+    pub allow_private: Vec<ipnet::IpNet>,
+    /// Extra trusted CA certificates, PEM (a file may hold several), on top of the webpki roots.
+    pub extra_ca_pem: Vec<Vec<u8>>,
+    /// Host name to addresses, like curl's `--resolve`; the port comes from the URL. The SSRF guard
+    /// still checks these addresses.
+    pub resolve: HashMap<String, Vec<IpAddr>>,
+}
+
+/// The configuration could not be turned into a client.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    #[error("invalid CA certificate: {0}")]
+    Certificate(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// How a fetch treats 3xx responses (the `redirect` option of `fetch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RedirectMode {
+    #[default]
+    Follow,
+    Manual,
+    Error,
+}
+
+/// A request as JS described it. Nothing in it is trusted.
+#[derive(Clone, Debug)]
+pub struct FetchRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub redirect: RedirectMode,
+}
+
+#[derive(Clone, Debug)]
+pub struct RequestLimits {
+    /// For the whole fetch: every hop, and reading the body.
+    pub timeout: Duration,
+    pub max_request_body: usize,
+    pub max_response_body: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            timeout: Duration::from_secs(30),
+            max_request_body: 10 << 20,
+            max_response_body: 10 << 20,
+        }
+    }
+}
+
+/// What JS gets back. `Debug` shows the body's length only: without echo scrubbing a body may repeat
+/// a secret, and debug output ends up in logs and test failures.
+#[derive(Clone)]
+pub struct FetchResponse {
+    pub status: u16,
+    pub status_text: String,
+    /// Lowercase names, without `Set-Cookie`/`Set-Cookie2`, scrubbed of the secrets used.
+    pub headers: Vec<(String, String)>,
+    /// The final URL, without any injected parameter.
+    pub url: String,
+    pub redirected: bool,
+    pub body: Vec<u8>,
+}
+
+impl fmt::Debug for FetchResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FetchResponse")
+            .field("status", &self.status)
+            .field("status_text", &self.status_text)
+            .field("headers", &self.headers)
+            .field("url", &self.url)
+            .field("redirected", &self.redirected)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .finish()
+    }
+}
+
+/// Why a fetch failed. `Display` is the message JS sees: it never holds a query string or a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchError {
+    Blocked(String),
+    Network(String),
+    Timeout,
+    RequestBodyTooLarge,
+    ResponseBodyTooLarge,
+    RedirectRefused(String),
+    InvalidRequest(String),
+}
+
+impl FetchError {
+    /// A stable, low-cardinality name for records and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FetchError::Blocked(_) => "blocked",
+            FetchError::Network(_) => "network_error",
+            FetchError::Timeout => "timeout",
+            FetchError::RequestBodyTooLarge | FetchError::ResponseBodyTooLarge => "limit",
+            FetchError::RedirectRefused(_) => "redirect_refused",
+            FetchError::InvalidRequest(_) => "invalid_request",
+        }
+    }
+
+    fn map_message(self, f: impl Fn(String) -> String) -> FetchError {
+        match self {
+            FetchError::Blocked(m) => FetchError::Blocked(f(m)),
+            FetchError::Network(m) => FetchError::Network(f(m)),
+            FetchError::RedirectRefused(m) => FetchError::RedirectRefused(f(m)),
+            FetchError::InvalidRequest(m) => FetchError::InvalidRequest(f(m)),
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Blocked(m)
+            | FetchError::Network(m)
+            | FetchError::RedirectRefused(m)
+            | FetchError::InvalidRequest(m) => f.write_str(m),
+            FetchError::Timeout => f.write_str("fetch timed out"),
+            FetchError::RequestBodyTooLarge => f.write_str("request body is larger than the limit"),
+            FetchError::ResponseBodyTooLarge => {
+                f.write_str("response body is larger than the limit")
+            }
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// One line per `fetch()` call, for logs and metrics. Describes the last hop attempted.
+#[derive(Serialize, Clone, Debug)]
+pub struct FetchRecord {
+    pub connector: Option<String>,
+    pub method: String,
+    pub host: String,
+    /// Path only, never the query.
+    pub path: String,
+    pub status: Option<u16>,
+    /// `FetchError::kind` when the fetch failed.
+    pub error: Option<String>,
+    pub duration_ms: f64,
+    pub blocked: bool,
+    /// Redirects followed.
+    pub redirects: u32,
+}
+
+/// The egress path. Cheap to clone; one client (and connection pool) behind it.
+#[derive(Clone)]
+pub struct Egress {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for Egress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Egress")
+    }
+}
+
+impl Egress {
+    pub fn new(cfg: EgressConfig) -> Result<Egress, EgressError> {
+        Ok(Egress {
+            inner: Arc::new(Inner {
+                client: client::build_client(&cfg)?,
+            }),
+        })
+    }
+
+    /// Performs one `fetch()` for a step whose connectors are `connectors`, in the step's order.
+    pub async fn fetch(
+        &self,
+        connectors: &[Connector],
+        req: FetchRequest,
+        limits: &RequestLimits,
+    ) -> (Result<FetchResponse, FetchError>, FetchRecord) {
+        let started = Instant::now();
+        let mut record = FetchRecord {
+            connector: None,
+            method: normalise_method(&req.method),
+            host: String::new(),
+            path: String::new(),
+            status: None,
+            error: None,
+            duration_ms: 0.0,
+            blocked: false,
+            redirects: 0,
+        };
+        let result = match tokio::time::timeout(
+            limits.timeout,
+            self.run(connectors, req, limits, &mut record),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout),
+        };
+        // Messages are built without secrets; this is the net under that, in case an upstream or a
+        // library put one into an error text.
+        let result = result.map_err(|e| {
+            let scrubber = scrub::Scrubber::new(connectors);
+            e.map_message(|m| scrubber.string(m))
+        });
+        record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Err(e) = &result {
+            record.error = Some(e.kind().to_string());
+            record.blocked = matches!(e, FetchError::Blocked(_));
+        }
+        (result, record)
+    }
+
+    async fn run(
+        &self,
+        connectors: &[Connector],
+        req: FetchRequest,
+        limits: &RequestLimits,
+        record: &mut FetchRecord,
+    ) -> Result<FetchResponse, FetchError> {
+        let mut method = parse_method(&req.method)?;
+        let mut js_headers = headers::request_headers(&req.headers)?;
+        let mut body = req.body;
+        if body.is_some() && (method == Method::GET || method == Method::HEAD) {
+            return Err(FetchError::InvalidRequest(format!(
+                "a {method} request cannot have a body"
+            )));
+        }
+
+        let mut url = target::parse_request_url(&req.url)?;
+        let first_origin = url.origin();
+        let mut credentials_dropped = false;
+        // Every connector whose secret went out during this fetch: their secrets are scrubbed from
+        // what comes back.
+        let mut used: Vec<&Connector> = Vec::new();
+
+        loop {
+            record.host = target::host_of(&url);
+            record.path = url.path().to_string();
+            record.connector = None;
+            record.status = None;
+            let connector = target::choose(connectors, &url)?;
+            record.connector = Some(connector.name.clone());
+            if let Some(b) = &body {
+                if b.len() > limits.max_request_body {
+                    return Err(FetchError::RequestBodyTooLarge);
+                }
+            }
+            if !used.iter().any(|c| std::ptr::eq(*c, connector)) {
+                used.push(connector);
+            }
+
+            let mut hop_headers = js_headers.clone();
+            let injected = inject::inject(connector, &url, &mut hop_headers)?;
+            let response = client::send(
+                &self.inner.client,
+                method.clone(),
+                &injected.sent,
+                &hop_headers,
+                body.as_deref(),
+            )
+            .await?;
+            drop(hop_headers);
+            let status = response.status().as_u16();
+            record.status = Some(status);
+            let host = record.host.clone();
+
+            let location = response.headers().get(reqwest::header::LOCATION).cloned();
+            let redirect_to = match location {
+                Some(loc) if redirect::is_redirect(status) => Some(loc),
+                _ => None,
+            };
+            let header_scrubber = scrub::Scrubber::new(used.iter().copied());
+
+            if let Some(location) = redirect_to {
+                match req.redirect {
+                    RedirectMode::Error => {
+                        return Err(FetchError::RedirectRefused(format!(
+                            "fetch to {host} got a redirect ({status}) while redirect mode is \"error\""
+                        )))
+                    }
+                    RedirectMode::Manual => {
+                        let mut headers = headers::response_headers(response.headers());
+                        let shown_location =
+                            manual_location(&injected.shown, location.as_bytes(), connector);
+                        for (n, v) in headers.iter_mut() {
+                            if n == "location" {
+                                *v = shown_location.clone();
+                            }
+                        }
+                        return finish(
+                            response,
+                            headers,
+                            &injected.shown,
+                            false,
+                            limits,
+                            &host,
+                            &header_scrubber,
+                            &used,
+                        )
+                        .await;
+                    }
+                    RedirectMode::Follow => {}
+                }
+                if record.redirects >= MAX_REDIRECTS {
+                    return Err(FetchError::RedirectRefused(format!(
+                        "fetch to {host}: more than {MAX_REDIRECTS} redirects"
+                    )));
+                }
+                record.redirects += 1;
+                drop(response);
+
+                let mut next = redirect::resolve_location(&injected.shown, location.as_bytes())?;
+                // An upstream may echo our query back into Location; the parameter is ours, not the
+                // next hop's, which gets its own injection or none.
+                if let Placement::Query { param } = &connector.placement {
+                    inject::remove_query_param(&mut next, param);
+                }
+                if header_scrubber.contains(next.as_str().as_bytes()) {
+                    return Err(FetchError::RedirectRefused(format!(
+                        "fetch to {host}: redirect refused because its location contains a credential"
+                    )));
+                }
+                if url.scheme() == "https" && next.scheme() == "http" {
+                    return Err(FetchError::RedirectRefused(format!(
+                        "fetch to {host}: redirect from https to http refused"
+                    )));
+                }
+                let raw_location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+                let next = target::check_target(&raw_location, next)?;
+
+                let (next_method, drop_body) = redirect::next_method(status, &method);
+                if drop_body {
+                    body = None;
+                    redirect::drop_body_headers(&mut js_headers);
+                }
+                method = next_method;
+                if !credentials_dropped && next.origin() != first_origin {
+                    redirect::drop_credential_headers(&mut js_headers, connectors);
+                    credentials_dropped = true;
+                }
+                url = next;
+                continue;
+            }
+
+            let headers = headers::response_headers(response.headers());
+            return finish(
+                response,
+                headers,
+                &injected.shown,
+                record.redirects > 0,
+                limits,
+                &host,
+                &header_scrubber,
+                &used,
+            )
+            .await;
+        }
+    }
+}
+
+/// Reads the body and scrubs the response JS will get.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    response: reqwest::Response,
+    headers: Vec<(String, String)>,
+    shown: &url::Url,
+    redirected: bool,
+    limits: &RequestLimits,
+    host: &str,
+    header_scrubber: &scrub::Scrubber,
+    used: &[&Connector],
+) -> Result<FetchResponse, FetchError> {
+    let status = response.status();
+    let mut body = client::read_body(response, limits.max_response_body, host).await?;
+    let mut headers: Vec<(String, String)> = headers
+        .into_iter()
+        .map(|(n, v)| (n, header_scrubber.string(v)))
+        .collect();
+    let echo = scrub::Scrubber::new(used.iter().copied().filter(|c| c.scrub_echo));
+    if !echo.is_empty() && echo.contains(&body) {
+        body = echo.bytes(body);
+        // The length changed; a stale Content-Length would contradict the body JS reads.
+        headers.retain(|(n, _)| n != "content-length");
+    }
+    Ok(FetchResponse {
+        status: status.as_u16(),
+        status_text: status.canonical_reason().unwrap_or("").to_string(),
+        headers,
+        url: shown.to_string(),
+        redirected,
+        body,
+    })
+}
+
+/// The Location JS sees for `redirect: "manual"`: absolute, without the injected parameter. Any other
+/// trace of the secret is replaced by the caller's header scrubbing.
+fn manual_location(shown: &url::Url, location: &[u8], connector: &Connector) -> String {
+    match redirect::resolve_location(shown, location) {
+        Ok(mut next) => {
+            if let Placement::Query { param } = &connector.placement {
+                inject::remove_query_param(&mut next, param);
+            }
+            next.to_string()
+        }
+        Err(_) => String::from_utf8_lossy(location).into_owned(),
+    }
+}
+
+/// Fetch upper-cases the standard methods only; others are case-sensitive.
+fn normalise_method(m: &str) -> String {
+    const STANDARD: [&str; 6] = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
+    STANDARD
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(m))
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| m.to_string())
+}
+
+fn parse_method(m: &str) -> Result<Method, FetchError> {
+    let m = normalise_method(m);
+    if ["CONNECT", "TRACE", "TRACK"]
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(&m))
+    {
+        return Err(FetchError::InvalidRequest(format!(
+            "method {m} is not allowed"
+        )));
+    }
+    // A method is an HTTP token, the same grammar as a header name.
+    if HeaderName::from_bytes(m.as_bytes()).is_err() && !m.is_empty() {
+        return Err(FetchError::InvalidRequest("invalid method".into()));
+    }
+    Method::from_bytes(m.as_bytes())
+        .map_err(|_| FetchError::InvalidRequest("invalid method".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods() {
+        assert_eq!(parse_method("get").unwrap(), Method::GET);
+        assert_eq!(parse_method("patch").unwrap().as_str(), "patch");
+        assert!(parse_method("connect").is_err());
+        assert!(parse_method("TRACE").is_err());
+        assert!(parse_method("GE T").is_err());
+        assert!(parse_method("").is_err());
+    }
+
+    #[test]
+    fn kinds_and_messages() {
+        assert_eq!(FetchError::Timeout.kind(), "timeout");
+        assert_eq!(FetchError::ResponseBodyTooLarge.kind(), "limit");
+        assert_eq!(FetchError::Blocked("x".into()).to_string(), "x");
+    }
+
+    #[test]
+    fn egress_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<Egress>();
+        // The engine spawns fetches on another runtime, so the future must be Send.
+        fn send_future<F: std::future::Future + Send>(_: &F) {}
+        let e0 = Egress::new(EgressConfig::default()).unwrap();
+        let req = FetchRequest {
+            method: "GET".into(),
+            url: "https://a.test/".into(),
+            headers: vec![],
+            body: None,
+            redirect: RedirectMode::Follow,
+        };
+        let limits = RequestLimits::default();
+        send_future(&e0.fetch(&[], req, &limits));
+        let e = Egress::new(EgressConfig::default()).unwrap();
+        let _ = e.clone();
+        assert!(Egress::new(EgressConfig {
+            extra_ca_pem: vec![b"not pem".to_vec()],
+            ..Default::default()
+        })
+        .is_err());
+    }
+}
