@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 pub use run::egress_config;
 
 #[derive(Debug, Parser)]
-#[command(name = "codestep", version, about = "Runs untrusted workflow code steps; egress only through connectors")]
+#[command(
+    name = "codestep",
+    version,
+    about = "Runs untrusted workflow code steps; egress only through connectors"
+)]
 pub struct Cli {
     /// The store: a SQLite file path or a postgres:// URL (default: the XDG data dir).
     #[arg(long, global = true, env = "CODESTEP_DB")]
@@ -44,7 +48,9 @@ fn stored_connectors(
     _workspace: &str,
     _names: &[String],
 ) -> Result<Vec<crate::connector::Connector>, UsageError> {
-    Err(UsageError("stored connectors are not available in this build yet".into()))
+    Err(UsageError(
+        "stored connectors are not available in this build yet".into(),
+    ))
 }
 
 /// Parses the command line, runs it and returns the process exit code.

@@ -49,17 +49,26 @@ pub struct RunArgs {
 }
 
 /// Builds the egress settings shared by `run`, `serve` and `connector test`.
-pub fn egress_config(allow_private: &[String], ca_cert: &[PathBuf], resolve: &[String]) -> Result<EgressConfig, UsageError> {
+pub fn egress_config(
+    allow_private: &[String],
+    ca_cert: &[PathBuf],
+    resolve: &[String],
+) -> Result<EgressConfig, UsageError> {
     let mut cfg = EgressConfig::default();
     for cidr in allow_private {
         let net = cidr
             .parse::<ipnet::IpNet>()
             .or_else(|_| cidr.parse::<IpAddr>().map(ipnet::IpNet::from))
-            .map_err(|_| UsageError(format!("--allow-private {cidr:?}: not a CIDR such as 127.0.0.1/32")))?;
+            .map_err(|_| {
+                UsageError(format!(
+                    "--allow-private {cidr:?}: not a CIDR such as 127.0.0.1/32"
+                ))
+            })?;
         cfg.allow_private.push(net);
     }
     for path in ca_cert {
-        let pem = std::fs::read(path).map_err(|e| UsageError(format!("--ca-cert {}: {e}", path.display())))?;
+        let pem = std::fs::read(path)
+            .map_err(|e| UsageError(format!("--ca-cert {}: {e}", path.display())))?;
         cfg.extra_ca_pem.push(pem);
     }
     let mut map: HashMap<String, Vec<IpAddr>> = HashMap::new();
@@ -72,8 +81,14 @@ pub fn egress_config(allow_private: &[String], ca_cert: &[PathBuf], resolve: &[S
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse::<IpAddr>()
-            .map_err(|_| UsageError(format!("--resolve {entry:?}: {addr:?} is not an IP address")))?;
-        map.entry(host.trim_end_matches('.').to_ascii_lowercase()).or_default().push(addr);
+            .map_err(|_| {
+                UsageError(format!(
+                    "--resolve {entry:?}: {addr:?} is not an IP address"
+                ))
+            })?;
+        map.entry(host.trim_end_matches('.').to_ascii_lowercase())
+            .or_default()
+            .push(addr);
     }
     cfg.resolve = map;
     Ok(cfg)
@@ -82,7 +97,8 @@ pub fn egress_config(allow_private: &[String], ca_cert: &[PathBuf], resolve: &[S
 fn read_input(arg: &str) -> Result<serde_json::Value, UsageError> {
     let (text, from) = match arg.strip_prefix('@') {
         Some(path) => (
-            std::fs::read_to_string(path).map_err(|e| UsageError(format!("--input @{path}: {e}")))?,
+            std::fs::read_to_string(path)
+                .map_err(|e| UsageError(format!("--input @{path}: {e}")))?,
             format!("--input @{path}"),
         ),
         None => (arg.to_string(), "--input".to_string()),
@@ -91,8 +107,12 @@ fn read_input(arg: &str) -> Result<serde_json::Value, UsageError> {
 }
 
 pub fn run(args: RunArgs, db: Option<String>) -> Result<Exit, UsageError> {
-    let code = std::fs::read_to_string(&args.step)
-        .map_err(|e| UsageError(format!("{}: cannot read the step: {e}", args.step.display())))?;
+    let code = std::fs::read_to_string(&args.step).map_err(|e| {
+        UsageError(format!(
+            "{}: cannot read the step: {e}",
+            args.step.display()
+        ))
+    })?;
     let input = read_input(&args.input)?;
     let mut connectors: Vec<Connector> = Vec::new();
     if let Some(path) = &args.connectors {
@@ -102,16 +122,32 @@ pub fn run(args: RunArgs, db: Option<String>) -> Result<Exit, UsageError> {
         connectors.extend(super::stored_connectors(db, workspace, &args.connector)?);
     }
     let egress = egress_config(&args.allow_private, &args.ca_cert, &args.resolve)?;
-    let config = ExecutorConfig { workers: 1, caps: Limits::default(), egress, audit_heap: args.audit_heap };
+    let config = ExecutorConfig {
+        workers: 1,
+        caps: Limits::default(),
+        egress,
+        audit_heap: args.audit_heap,
+    };
     let executor = Executor::new(config).map_err(|e| UsageError(e.to_string()))?;
     let request = StepRequest {
         code,
         input,
         connectors,
-        limits: LimitOverrides { timeout_ms: args.timeout_ms, memory_mb: args.memory_mb, ..Default::default() },
+        limits: LimitOverrides {
+            timeout_ms: args.timeout_ms,
+            memory_mb: args.memory_mb,
+            ..Default::default()
+        },
         step_id: None,
     };
     let result = executor.run_blocking(request);
-    println!("{}", serde_json::to_string(&result).expect("a step result always serialises"));
-    Ok(if result.ok { Exit::Ok } else { Exit::StepFailed })
+    println!(
+        "{}",
+        serde_json::to_string(&result).expect("a step result always serialises")
+    );
+    Ok(if result.ok {
+        Exit::Ok
+    } else {
+        Exit::StepFailed
+    })
 }

@@ -10,8 +10,9 @@ pub fn heap_contains_any(isolate: &mut v8::Isolate, needles: &[Vec<u8>]) -> bool
         snapshot.extend_from_slice(chunk);
         true
     });
-    needles
-        .iter()
-        .filter(|n| !n.is_empty())
-        .any(|needle| snapshot.windows(needle.len()).any(|w| w == needle.as_slice()))
+    needles.iter().filter(|n| !n.is_empty()).any(|needle| {
+        snapshot
+            .windows(needle.len())
+            .any(|w| w == needle.as_slice())
+    })
 }

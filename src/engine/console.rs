@@ -66,8 +66,14 @@ impl LogBuffer {
             message.push_str("…[truncated]");
         }
         self.bytes += message.len();
-        let time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        self.entries.push(LogEntry { level, message, time });
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.entries.push(LogEntry {
+            level,
+            message,
+            time,
+        });
     }
 
     /// The entries, and how many were dropped because the log was full.

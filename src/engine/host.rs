@@ -39,7 +39,12 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new(egress: Egress, http: tokio::runtime::Handle, connectors: Arc<Vec<Connector>>, limits: Limits) -> Rc<Self> {
+    pub fn new(
+        egress: Egress,
+        http: tokio::runtime::Handle,
+        connectors: Arc<Vec<Connector>>,
+        limits: Limits,
+    ) -> Rc<Self> {
         let concurrency = Arc::new(Semaphore::new(limits.max_concurrent_fetches as usize));
         Rc::new(Host {
             egress,
@@ -76,7 +81,12 @@ impl Host {
 
     /// Ends the step with `reason`. Running JS stops at its next check; a step waiting on the event
     /// loop is dropped by the step driver, which waits on `stopped`.
-    fn halt(stop: &RefCell<Option<Stop>>, stopped: &tokio::sync::Notify, isolate: Option<&v8::IsolateHandle>, reason: Stop) {
+    fn halt(
+        stop: &RefCell<Option<Stop>>,
+        stopped: &tokio::sync::Notify,
+        isolate: Option<&v8::IsolateHandle>,
+        reason: Stop,
+    ) {
         stop.borrow_mut().get_or_insert(reason);
         stopped.notify_one();
         if let Some(handle) = isolate {
@@ -115,16 +125,35 @@ impl StepHost for Host {
         self.fetches.set(n);
         if n > self.limits.max_fetches {
             let msg = format!("step limit: more than {} fetches", self.limits.max_fetches);
-            Host::halt(&self.stop, &self.stopped, self.isolate.borrow().as_ref(), Stop::Limit(msg.clone()));
+            Host::halt(
+                &self.stop,
+                &self.stopped,
+                self.isolate.borrow().as_ref(),
+                Stop::Limit(msg.clone()),
+            );
             return Box::pin(async move { Err(msg) });
         }
         if body.as_ref().map_or(0, |b| b.len() as u64) > self.limits.max_request_body_bytes {
-            let msg = format!("step limit: request body over {} bytes", self.limits.max_request_body_bytes);
-            Host::halt(&self.stop, &self.stopped, self.isolate.borrow().as_ref(), Stop::Limit(msg.clone()));
+            let msg = format!(
+                "step limit: request body over {} bytes",
+                self.limits.max_request_body_bytes
+            );
+            Host::halt(
+                &self.stop,
+                &self.stopped,
+                self.isolate.borrow().as_ref(),
+                Stop::Limit(msg.clone()),
+            );
             return Box::pin(async move { Err(msg) });
         }
 
-        let request = FetchRequest { method: args.method, url: args.url, headers: args.headers, body, redirect };
+        let request = FetchRequest {
+            method: args.method,
+            url: args.url,
+            headers: args.headers,
+            body,
+            redirect,
+        };
         let limits = RequestLimits {
             timeout: Duration::from_millis(self.limits.request_timeout_ms),
             max_request_body: self.limits.max_request_body_bytes as usize,

@@ -59,9 +59,19 @@ impl Limits {
             timeout_ms: pick(self.timeout_ms, overrides.timeout_ms).max(1),
             memory_mb: pick(self.memory_mb, overrides.memory_mb).max(MIN_MEMORY_MB),
             max_fetches: pick(self.max_fetches, overrides.max_fetches),
-            max_concurrent_fetches: pick(self.max_concurrent_fetches, overrides.max_concurrent_fetches).max(1),
-            max_request_body_bytes: pick(self.max_request_body_bytes, overrides.max_request_body_bytes),
-            max_response_body_bytes: pick(self.max_response_body_bytes, overrides.max_response_body_bytes),
+            max_concurrent_fetches: pick(
+                self.max_concurrent_fetches,
+                overrides.max_concurrent_fetches,
+            )
+            .max(1),
+            max_request_body_bytes: pick(
+                self.max_request_body_bytes,
+                overrides.max_request_body_bytes,
+            ),
+            max_response_body_bytes: pick(
+                self.max_response_body_bytes,
+                overrides.max_response_body_bytes,
+            ),
             request_timeout_ms: pick(self.request_timeout_ms, overrides.request_timeout_ms).max(1),
         }
     }
@@ -89,14 +99,20 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(got.timeout_ms, 1_000);
-        assert_eq!(got.memory_mb, 128, "a step cannot raise its heap over the operator cap");
+        assert_eq!(
+            got.memory_mb, 128,
+            "a step cannot raise its heap over the operator cap"
+        );
         assert_eq!(got.max_fetches, 5);
         assert_eq!(got.max_concurrent_fetches, 6);
     }
 
     #[test]
     fn tiny_heaps_are_raised_to_the_minimum() {
-        let got = Limits::default().resolve(&LimitOverrides { memory_mb: Some(1), ..Default::default() });
+        let got = Limits::default().resolve(&LimitOverrides {
+            memory_mb: Some(1),
+            ..Default::default()
+        });
         assert_eq!(got.memory_mb, MIN_MEMORY_MB);
     }
 }

@@ -45,7 +45,12 @@ pub struct ExecutorConfig {
 impl Default for ExecutorConfig {
     fn default() -> Self {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        ExecutorConfig { workers, caps: Limits::default(), egress: EgressConfig::default(), audit_heap: false }
+        ExecutorConfig {
+            workers,
+            caps: Limits::default(),
+            egress: EgressConfig::default(),
+            audit_heap: false,
+        }
     }
 }
 
@@ -64,7 +69,13 @@ pub struct StepRequest {
 
 impl StepRequest {
     pub fn new(code: impl Into<String>, input: serde_json::Value) -> Self {
-        StepRequest { code: code.into(), input, connectors: Vec::new(), limits: LimitOverrides::default(), step_id: None }
+        StepRequest {
+            code: code.into(),
+            input,
+            connectors: Vec::new(),
+            limits: LimitOverrides::default(),
+            step_id: None,
+        }
     }
 }
 

@@ -73,7 +73,10 @@ pub async fn op_codestep_fetch(
 }
 
 #[op2(fast)]
-pub fn op_codestep_fetch_abort(state: &mut OpState, #[smi] request_id: u32) -> Result<(), JsErrorBox> {
+pub fn op_codestep_fetch_abort(
+    state: &mut OpState,
+    #[smi] request_id: u32,
+) -> Result<(), JsErrorBox> {
     host(state)?.abort(request_id);
     Ok(())
 }
@@ -89,7 +92,10 @@ pub fn op_codestep_log(
 }
 
 #[op2(fast)]
-pub fn op_codestep_random_fill(state: &mut OpState, #[buffer] buf: &mut [u8]) -> Result<(), JsErrorBox> {
+pub fn op_codestep_random_fill(
+    state: &mut OpState,
+    #[buffer] buf: &mut [u8],
+) -> Result<(), JsErrorBox> {
     // The Web Crypto spec caps getRandomValues at 65536 bytes; the polyfill checks too, this is the backstop.
     if buf.len() > 65536 {
         return Err(JsErrorBox::new(

@@ -26,7 +26,11 @@ pub struct BufferBudget {
 
 impl BufferBudget {
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(BufferBudget { used: AtomicUsize::new(0), limit, exceeded: AtomicBool::new(false) })
+        Arc::new(BufferBudget {
+            used: AtomicUsize::new(0),
+            limit,
+            exceeded: AtomicBool::new(false),
+        })
     }
 
     pub fn exceeded(&self) -> bool {
@@ -43,7 +47,10 @@ impl BufferBudget {
                     return false;
                 }
             };
-            match self.used.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .used
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return true,
                 Err(actual) => cur = actual,
             }
@@ -67,7 +74,10 @@ unsafe extern "C" fn budget_allocate(budget: &BufferBudget, len: usize) -> *mut 
     ptr
 }
 
-unsafe extern "C" fn budget_allocate_uninitialized(budget: &BufferBudget, len: usize) -> *mut c_void {
+unsafe extern "C" fn budget_allocate_uninitialized(
+    budget: &BufferBudget,
+    len: usize,
+) -> *mut c_void {
     if !budget.reserve(len) {
         return std::ptr::null_mut();
     }
@@ -115,7 +125,9 @@ delete globalThis.__infra;
 pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntime, String> {
     // SAFETY: the vtable is 'static and the handle stays alive until `budget_drop`.
     let allocator = unsafe { v8::new_rust_allocator(Arc::into_raw(budget), &BUDGET_VTABLE) };
-    let params = v8::CreateParams::default().heap_limits(0, heap_bytes).array_buffer_allocator(allocator);
+    let params = v8::CreateParams::default()
+        .heap_limits(0, heap_bytes)
+        .array_buffer_allocator(allocator);
     let mut js = JsRuntime::try_new(RuntimeOptions {
         startup_snapshot: Some(SNAPSHOT),
         extensions: super::extension::extensions(),
@@ -125,7 +137,10 @@ pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntim
     .map_err(|e| format!("could not create the step isolate: {e}"))?;
 
     let run_step = js
-        .execute_script("ext:codestep/take_runner.js", "globalThis.__codestepRunStep")
+        .execute_script(
+            "ext:codestep/take_runner.js",
+            "globalThis.__codestepRunStep",
+        )
         .map_err(|e| format!("the polyfill did not load: {e}"))?;
     let run_step = {
         let context = js.main_context();

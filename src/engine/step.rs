@@ -43,7 +43,11 @@ struct Failure {
 
 impl Failure {
     fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Failure { kind, message: message.into(), stack: None }
+        Failure {
+            kind,
+            message: message.into(),
+            stack: None,
+        }
     }
 
     fn from_core(err: CoreError) -> Self {
@@ -59,22 +63,43 @@ impl Failure {
 
     fn from_js(js: JsError) -> Self {
         let message = clarify(js.exception_message);
-        let kind = if message.contains(NOT_JSON) { ErrorKind::Output } else { ErrorKind::Error };
-        Failure { kind, message, stack: js.stack }
+        let kind = if message.contains(NOT_JSON) {
+            ErrorKind::Output
+        } else {
+            ErrorKind::Error
+        };
+        Failure {
+            kind,
+            message,
+            stack: js.stack,
+        }
     }
 }
 
 /// Runs `req` to completion on the current thread, inside `rt` (this worker's current-thread runtime).
-pub fn run(req: StepRequest, shared: &Shared, rt: &tokio::runtime::Runtime, watchdog: &Watchdog) -> StepResult {
+pub fn run(
+    req: StepRequest,
+    shared: &Shared,
+    rt: &tokio::runtime::Runtime,
+    watchdog: &Watchdog,
+) -> StepResult {
     let started = Instant::now();
     let limits = shared.config.caps.resolve(&req.limits);
     let connector_names: Vec<String> = req.connectors.iter().map(|c| c.name.clone()).collect();
     let secrets_to_audit: Vec<Vec<u8>> = if shared.config.audit_heap {
-        req.connectors.iter().map(|c| c.secret.expose().as_bytes().to_vec()).collect()
+        req.connectors
+            .iter()
+            .map(|c| c.secret.expose().as_bytes().to_vec())
+            .collect()
     } else {
         Vec::new()
     };
-    let host = Host::new(shared.egress.clone(), shared.http.clone(), Arc::new(req.connectors), limits.clone());
+    let host = Host::new(
+        shared.egress.clone(),
+        shared.http.clone(),
+        Arc::new(req.connectors),
+        limits.clone(),
+    );
 
     // deno_core needs a tokio context while it creates the runtime and whenever V8 posts tasks.
     let _enter = rt.enter();
@@ -82,12 +107,20 @@ pub fn run(req: StepRequest, shared: &Shared, rt: &tokio::runtime::Runtime, watc
     let mut step_rt = match runtime::create(limits.heap_bytes(), budget.clone()) {
         Ok(r) => r,
         Err(msg) => {
-            return finish(started, &host, Err(Failure::new(ErrorKind::Internal, msg)), None, false);
+            return finish(
+                started,
+                &host,
+                Err(Failure::new(ErrorKind::Internal, msg)),
+                None,
+                false,
+            );
         }
     };
     let js = &mut step_rt.js;
     let isolate = js.v8_isolate().thread_safe_handle();
-    js.op_state().borrow_mut().put::<Rc<dyn StepHost>>(host.clone());
+    js.op_state()
+        .borrow_mut()
+        .put::<Rc<dyn StepHost>>(host.clone());
     host.set_isolate(isolate.clone());
 
     let out_of_memory = Rc::new(Cell::new(false));
@@ -121,16 +154,28 @@ pub fn run(req: StepRequest, shared: &Shared, rt: &tokio::runtime::Runtime, watc
     let outcome = match outcome {
         _ if out_of_memory.get() => Err(Failure::new(
             ErrorKind::Memory,
-            format!("step ran out of memory (heap limit {} MiB)", limits.memory_mb),
+            format!(
+                "step ran out of memory (heap limit {} MiB)",
+                limits.memory_mb
+            ),
         )),
-        _ if fired => Err(Failure::new(ErrorKind::Timeout, format!("step exceeded its wall time of {} ms", limits.timeout_ms))),
-        Err(_elapsed) => Err(Failure::new(ErrorKind::Timeout, format!("step exceeded its wall time of {} ms", limits.timeout_ms))),
+        _ if fired => Err(Failure::new(
+            ErrorKind::Timeout,
+            format!("step exceeded its wall time of {} ms", limits.timeout_ms),
+        )),
+        Err(_elapsed) => Err(Failure::new(
+            ErrorKind::Timeout,
+            format!("step exceeded its wall time of {} ms", limits.timeout_ms),
+        )),
         Ok(result) => match host.stop_reason() {
             Some(Stop::Limit(msg)) => Err(Failure::new(ErrorKind::Limit, msg)),
             None => match result {
                 Err(f) if f.kind == ErrorKind::Error && budget.exceeded() => Err(Failure::new(
                     ErrorKind::Memory,
-                    format!("step ran out of ArrayBuffer memory (limit {} MiB): {}", limits.memory_mb, f.message),
+                    format!(
+                        "step ran out of ArrayBuffer memory (limit {} MiB): {}",
+                        limits.memory_mb, f.message
+                    ),
                 )),
                 other => other,
             },
@@ -140,7 +185,10 @@ pub fn run(req: StepRequest, shared: &Shared, rt: &tokio::runtime::Runtime, watc
     let heap_leak = if secrets_to_audit.is_empty() {
         None
     } else {
-        Some(super::audit::heap_contains_any(step_rt.js.v8_isolate(), &secrets_to_audit))
+        Some(super::audit::heap_contains_any(
+            step_rt.js.v8_isolate(),
+            &secrets_to_audit,
+        ))
     };
     // The isolate goes before anything else of this step: nothing it held survives into the next.
     drop(step_rt);
@@ -165,11 +213,22 @@ fn finish(
     };
     match outcome {
         Ok(json) => match serde_json::from_str(&json) {
-            Ok(output) => StepResult { ok: true, output: Some(output), error: None, logs, requests, stats },
+            Ok(output) => StepResult {
+                ok: true,
+                output: Some(output),
+                error: None,
+                logs,
+                requests,
+                stats,
+            },
             Err(e) => StepResult {
                 ok: false,
                 output: None,
-                error: Some(StepError { kind: ErrorKind::Output, message: format!("step output is not JSON: {e}"), stack: None }),
+                error: Some(StepError {
+                    kind: ErrorKind::Output,
+                    message: format!("step output is not JSON: {e}"),
+                    stack: None,
+                }),
                 logs,
                 requests,
                 stats,
@@ -178,7 +237,11 @@ fn finish(
         Err(f) => StepResult {
             ok: false,
             output: None,
-            error: Some(StepError { kind: f.kind, message: f.message, stack: f.stack }),
+            error: Some(StepError {
+                kind: f.kind,
+                message: f.message,
+                stack: f.stack,
+            }),
             logs,
             requests,
             stats,
@@ -194,7 +257,10 @@ async fn drive(
     ctx: String,
 ) -> Result<String, Failure> {
     let spec = ModuleSpecifier::parse(STEP_SPECIFIER).expect("static specifier");
-    let id = js.load_main_es_module_from_code(&spec, code).await.map_err(Failure::from_core)?;
+    let id = js
+        .load_main_es_module_from_code(&spec, code)
+        .await
+        .map_err(Failure::from_core)?;
     let evaluation = js.mod_evaluate(id);
     // Evaluation (top-level await included) ends when the module's promise settles; timers the module
     // leaves behind do not keep it waiting.
@@ -210,9 +276,14 @@ async fn drive(
         let context = v8::Local::new(scope, context);
         let scope = &mut v8::ContextScope::new(scope, context);
         let ns: v8::Local<v8::Value> = v8::Local::new(scope, namespace).into();
-        let input = v8::String::new(scope, &input).ok_or_else(|| Failure::new(ErrorKind::Input, "step input is too large"))?;
+        let input = v8::String::new(scope, &input)
+            .ok_or_else(|| Failure::new(ErrorKind::Input, "step input is too large"))?;
         let ctx = v8::String::new(scope, &ctx).expect("small string");
-        [v8::Global::new(scope, ns), v8::Global::new(scope, v8::Local::<v8::Value>::from(input)), v8::Global::new(scope, v8::Local::<v8::Value>::from(ctx))]
+        [
+            v8::Global::new(scope, ns),
+            v8::Global::new(scope, v8::Local::<v8::Value>::from(input)),
+            v8::Global::new(scope, v8::Local::<v8::Value>::from(ctx)),
+        ]
     };
     let call = js.call_with_args(run_step, &args);
     let value = js

@@ -26,8 +26,13 @@ impl Watchdog {
     pub fn start(name: String) -> std::io::Result<Watchdog> {
         let shared: Arc<(Mutex<State>, Condvar)> = Arc::default();
         let for_thread = shared.clone();
-        let thread = thread::Builder::new().name(name).spawn(move || watch(&for_thread))?;
-        Ok(Watchdog { shared, thread: Some(thread) })
+        let thread = thread::Builder::new()
+            .name(name)
+            .spawn(move || watch(&for_thread))?;
+        Ok(Watchdog {
+            shared,
+            thread: Some(thread),
+        })
     }
 
     pub fn arm(&self, deadline: Instant, isolate: IsolateHandle) -> Armed<'_> {
@@ -69,7 +74,10 @@ fn watch(shared: &(Mutex<State>, Condvar)) {
             st.fired = true;
         } else {
             let wait = *deadline - now;
-            st = cv.wait_timeout(st, wait).unwrap_or_else(|e| e.into_inner()).0;
+            st = cv
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }

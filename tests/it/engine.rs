@@ -2,14 +2,22 @@
 
 use std::sync::{Arc, OnceLock};
 
-use codestep::engine::{ErrorKind, Executor, ExecutorConfig, LimitOverrides, StepRequest, StepResult};
+use codestep::engine::{
+    ErrorKind, Executor, ExecutorConfig, LimitOverrides, StepRequest, StepResult,
+};
 use serde_json::{json, Value};
 
 /// One executor shared by the tests in this file: making one per test would start V8 worker threads
 /// over and over for nothing.
 fn executor() -> &'static Executor {
     static EXEC: OnceLock<Executor> = OnceLock::new();
-    EXEC.get_or_init(|| Executor::new(ExecutorConfig { workers: 2, ..Default::default() }).expect("executor"))
+    EXEC.get_or_init(|| {
+        Executor::new(ExecutorConfig {
+            workers: 2,
+            ..Default::default()
+        })
+        .expect("executor")
+    })
 }
 
 fn run(code: &str, input: Value) -> StepResult {
@@ -33,18 +41,27 @@ fn default_export_gets_input_and_ctx_and_may_be_async() {
         json!({ "n": 21 }),
     );
     assert!(res.ok, "{:?}", res.error);
-    assert_eq!(res.output, Some(json!({ "doubled": 42, "ctxKeys": ["connectors", "stepId"], "connectors": [] })));
+    assert_eq!(
+        res.output,
+        Some(json!({ "doubled": 42, "ctxKeys": ["connectors", "stepId"], "connectors": [] }))
+    );
 }
 
 #[test]
 fn top_level_await_works() {
-    let res = run("const v = await new Promise(r => setTimeout(() => r(7), 5)); export default () => v", Value::Null);
+    let res = run(
+        "const v = await new Promise(r => setTimeout(() => r(7), 5)); export default () => v",
+        Value::Null,
+    );
     assert_eq!(res.output, Some(json!(7)));
 }
 
 #[test]
 fn undefined_output_becomes_null_and_unserialisable_output_is_an_output_error() {
-    assert_eq!(run("export default () => {}", Value::Null).output, Some(Value::Null));
+    assert_eq!(
+        run("export default () => {}", Value::Null).output,
+        Some(Value::Null)
+    );
     let res = run("export default () => 1n", Value::Null);
     assert_eq!(error_kind(&res), Some(ErrorKind::Output));
 }
@@ -58,7 +75,10 @@ fn a_module_without_default_function_is_a_clear_error() {
 
 #[test]
 fn thrown_errors_carry_message_and_stack() {
-    let res = run("export default () => { throw new RangeError('nope') }", Value::Null);
+    let res = run(
+        "export default () => { throw new RangeError('nope') }",
+        Value::Null,
+    );
     let err = res.error.expect("error");
     assert_eq!(err.kind, ErrorKind::Error);
     assert_eq!(err.message, "RangeError: nope");
@@ -84,7 +104,17 @@ fn console_goes_to_the_step_log_with_levels() {
         "export default () => { console.log('a', {b: 1}); console.info('i'); console.warn('w'); console.error(new Error('e')); console.debug('d'); }",
         Value::Null,
     );
-    let levels: Vec<String> = res.logs.iter().map(|l| serde_json::to_value(l.level).unwrap().as_str().unwrap().to_string()).collect();
+    let levels: Vec<String> = res
+        .logs
+        .iter()
+        .map(|l| {
+            serde_json::to_value(l.level)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     assert_eq!(levels, ["log", "info", "warn", "error", "debug"]);
     assert_eq!(res.logs[0].message, "a { b: 1 }");
     assert!(res.logs[3].message.contains("Error: e"));
@@ -93,7 +123,10 @@ fn console_goes_to_the_step_log_with_levels() {
 
 #[test]
 fn console_log_is_capped() {
-    let res = run("export default () => { for (let i = 0; i < 5000; i++) console.log('x'.repeat(100), i) }", Value::Null);
+    let res = run(
+        "export default () => { for (let i = 0; i < 5000; i++) console.log('x'.repeat(100), i) }",
+        Value::Null,
+    );
     assert!(res.ok);
     assert!(res.logs.len() <= 1000);
     assert!(res.stats.logs_dropped >= 4000);
@@ -116,22 +149,36 @@ fn the_promised_globals_exist_and_internals_do_not() {
     );
     assert_eq!(
         res.output,
-        Some(json!({ "missing": [], "present": [], "timeout": "function", "any": "function", "uuid": true, "rnd": true }))
+        Some(
+            json!({ "missing": [], "present": [], "timeout": "function", "any": "function", "uuid": true, "rnd": true })
+        )
     );
 }
 
 #[test]
 fn infinite_loop_times_out_and_the_next_step_runs() {
-    let res = run_limited("export default () => { while (true) {} }", LimitOverrides { timeout_ms: Some(300), ..Default::default() });
+    let res = run_limited(
+        "export default () => { while (true) {} }",
+        LimitOverrides {
+            timeout_ms: Some(300),
+            ..Default::default()
+        },
+    );
     assert_eq!(error_kind(&res), Some(ErrorKind::Timeout));
-    assert_eq!(run("export default () => 'alive'", Value::Null).output, Some(json!("alive")));
+    assert_eq!(
+        run("export default () => 'alive'", Value::Null).output,
+        Some(json!("alive"))
+    );
 }
 
 #[test]
 fn a_step_idle_on_a_never_firing_timer_times_out() {
     let res = run_limited(
         "export default () => new Promise(r => setTimeout(r, 60_000))",
-        LimitOverrides { timeout_ms: Some(300), ..Default::default() },
+        LimitOverrides {
+            timeout_ms: Some(300),
+            ..Default::default()
+        },
     );
     assert_eq!(error_kind(&res), Some(ErrorKind::Timeout));
 }
@@ -140,7 +187,10 @@ fn a_step_idle_on_a_never_firing_timer_times_out() {
 fn microtask_flood_times_out() {
     let res = run_limited(
         "export default async () => { for (;;) await null }",
-        LimitOverrides { timeout_ms: Some(300), ..Default::default() },
+        LimitOverrides {
+            timeout_ms: Some(300),
+            ..Default::default()
+        },
     );
     assert_eq!(error_kind(&res), Some(ErrorKind::Timeout));
 }
@@ -152,14 +202,20 @@ fn heap_bomb_ends_with_memory_error_and_the_next_step_runs() {
         LimitOverrides { memory_mb: Some(32), ..Default::default() },
     );
     assert_eq!(error_kind(&res), Some(ErrorKind::Memory), "{:?}", res.error);
-    assert_eq!(run("export default () => 1 + 1", Value::Null).output, Some(json!(2)));
+    assert_eq!(
+        run("export default () => 1 + 1", Value::Null).output,
+        Some(json!(2))
+    );
 }
 
 #[test]
 fn promise_flood_ends_with_memory_error() {
     let res = run_limited(
         "export default () => { const ps = []; for (;;) ps.push(new Promise(() => {})) }",
-        LimitOverrides { memory_mb: Some(32), ..Default::default() },
+        LimitOverrides {
+            memory_mb: Some(32),
+            ..Default::default()
+        },
     );
     assert_eq!(error_kind(&res), Some(ErrorKind::Memory), "{:?}", res.error);
 }
@@ -200,7 +256,10 @@ fn fetch_without_connectors_is_blocked_with_a_type_error() {
     assert_eq!(out[0], json!(true));
     let msg = out[1].as_str().unwrap();
     assert!(msg.contains("api.example.com"), "{msg}");
-    assert!(!msg.contains("token=abc"), "the query must never appear in the message: {msg}");
+    assert!(
+        !msg.contains("token=abc"),
+        "the query must never appear in the message: {msg}"
+    );
     assert_eq!(res.requests.len(), 1);
     assert!(res.requests[0].blocked);
 }
@@ -217,8 +276,18 @@ fn fetch_count_limit_ends_the_step_with_limit() {
 
 #[test]
 fn the_pool_runs_steps_concurrently() {
-    let exec = Arc::new(Executor::new(ExecutorConfig { workers: 2, ..Default::default() }).unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let exec = Arc::new(
+        Executor::new(ExecutorConfig {
+            workers: 2,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let spans = rt.block_on(async {
         let mut tasks = Vec::new();
         for i in 0..4 {
@@ -240,6 +309,8 @@ fn the_pool_runs_steps_concurrently() {
     });
     assert_eq!(spans.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1, 2, 3]);
     // Two workers: some pair of steps must have been running at the same time.
-    let overlap = spans.iter().any(|a| spans.iter().any(|b| a.0 != b.0 && a.1 < b.2 && b.1 < a.2));
+    let overlap = spans
+        .iter()
+        .any(|a| spans.iter().any(|b| a.0 != b.0 && a.1 < b.2 && b.1 < a.2));
     assert!(overlap, "no two steps overlapped: {spans:?}");
 }
