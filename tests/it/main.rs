@@ -4,6 +4,7 @@ mod cli_manage;
 mod egress;
 mod engine;
 mod fetch_conformance;
+mod security;
 mod store;
 mod support;
 mod vault;
