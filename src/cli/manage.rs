@@ -1,0 +1,740 @@
+//! `codestep workspace …`, `codestep connector …` and `codestep key …`: managing stored connectors.
+//!
+//! Exit codes: 0 success; 1 the operation failed (not found, name conflict, decryption failure, store
+//! or network error, `connector test` got no answer or an error status); 2 usage, configuration or
+//! validation error. Secrets are write-only: they go in through `--secret-stdin` / `--secret-file`
+//! and no command ever prints one.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::connector::{preset, preset_names, ConnectorSpec, Placement, Secret};
+use crate::store::{self, ConnectorRecord, ConnectorUpdate, Store, StoreError};
+use crate::vault::{KeySource, Vault, VaultError};
+
+/// Output format of list and show commands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    #[default]
+    Table,
+    /// Machine-readable JSON.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCmd {
+    /// Create a workspace.
+    Create {
+        /// Workspace name: letters, digits, '-', '_' or '.', up to 64 characters.
+        name: String,
+    },
+    /// List workspaces.
+    List {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Delete a workspace (with --force, also when it still has connectors, which are deleted with it).
+    Delete {
+        name: String,
+        /// Delete the workspace's connectors too.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectorCmd {
+    /// Store a new connector: a preset, or URL patterns with a placement; the secret from stdin or a file.
+    Create(CreateArgs),
+    /// List a workspace's connectors (name, patterns, placement, last updated).
+    List {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Show one connector (never its secret).
+    Show {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Change a connector's patterns, placement, echo scrubbing or secret; what is not given stays.
+    Update(UpdateArgs),
+    /// Delete a connector.
+    Delete {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Send one GET through the connector and report the status and timing (never the secret).
+    Test(TestArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Add a new master key version (key file) and re-encrypt every secret with the current version,
+    /// in one transaction. With CODESTEP_MASTER_KEY, add the new VERSION:BASE64 entry there first.
+    Rotate,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("definition").required(true).args(["preset", "pattern"])))]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub workspace: String,
+    /// Connector name: letters, digits, '_' or '-', up to 64 characters.
+    #[arg(long)]
+    pub name: String,
+    /// Use a built-in preset's patterns and placement (stripe, github, …).
+    #[arg(long, conflicts_with_all = ["pattern", "header", "template", "query_param"])]
+    pub preset: Option<String>,
+    /// A URL pattern the secret may be sent to (repeatable, 1 to 20), like https://api.example.com/v1/*.
+    #[arg(long = "pattern", value_name = "URL", requires = "placement")]
+    pub pattern: Vec<String>,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// Replace echoes of the secret in responses (best effort).
+    #[arg(long)]
+    pub scrub_echo: bool,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+#[group(id = "placement", multiple = true)]
+pub struct PlacementArgs {
+    /// Put the secret in this request header (with --template).
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "template",
+        conflicts_with = "query_param"
+    )]
+    pub header: Option<String>,
+    /// The header value, containing {{secret}}, like 'Bearer {{secret}}' (with --header).
+    #[arg(long, value_name = "T", requires = "header")]
+    pub template: Option<String>,
+    /// Put the secret in this query parameter instead.
+    #[arg(long = "query-param", value_name = "NAME")]
+    pub query_param: Option<String>,
+}
+
+impl PlacementArgs {
+    fn placement(&self) -> Option<Placement> {
+        match (&self.header, &self.template, &self.query_param) {
+            (Some(name), Some(template), None) => Some(Placement::Header {
+                name: name.clone(),
+                template: template.clone(),
+            }),
+            (None, None, Some(param)) => Some(Placement::Query {
+                param: param.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[group(id = "secret_source", multiple = false)]
+pub struct SecretArgs {
+    /// Read the secret from standard input (one trailing newline is dropped).
+    #[arg(long)]
+    pub secret_stdin: bool,
+    /// Read the secret from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "F")]
+    pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    #[arg(long)]
+    pub workspace: String,
+    #[arg(long)]
+    pub name: String,
+    /// Replace all URL patterns with these (repeatable).
+    #[arg(long = "pattern", value_name = "URL")]
+    pub pattern: Vec<String>,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// Turn echo scrubbing on or off.
+    #[arg(long, value_name = "BOOL")]
+    pub scrub_echo: Option<bool>,
+    #[command(flatten)]
+    pub secret: SecretArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[arg(long)]
+    pub workspace: String,
+    #[arg(long)]
+    pub name: String,
+    /// The URL to GET; it must match one of the connector's patterns.
+    pub url: String,
+    /// Allow connections to a private or loopback range (CIDR), which the SSRF guard refuses otherwise.
+    #[arg(long = "allow-private", value_name = "CIDR")]
+    pub allow_private: Vec<String>,
+    /// Trust an extra CA certificate (PEM file) besides the public roots.
+    #[arg(long = "ca-cert", value_name = "PEM")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Resolve HOST to ADDR, like curl's --resolve (HOST:ADDR, repeatable).
+    #[arg(long = "resolve", value_name = "HOST:ADDR")]
+    pub resolve: Vec<String>,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// A failure with its exit code; the message is printed as `codestep: MESSAGE`.
+struct Failure {
+    code: i32,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        let code = match &e {
+            StoreError::Invalid(_) | StoreError::Config(_) | StoreError::Schema(_) => 2,
+            StoreError::Vault {
+                source: VaultError::KeyConfig(_),
+                ..
+            } => 2,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<VaultError> for Failure {
+    fn from(e: VaultError) -> Failure {
+        let code = if matches!(e, VaultError::KeyConfig(_)) {
+            2
+        } else {
+            1
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+type Outcome = Result<(), Failure>;
+
+fn finish(outcome: Outcome) -> i32 {
+    match outcome {
+        Ok(()) => 0,
+        Err(f) => {
+            eprintln!("codestep: {}", f.message);
+            f.code
+        }
+    }
+}
+
+/// Who the audit trail records for CLI changes.
+fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid{}", unsafe { libc::getuid() }));
+    format!("cli:{user}")
+}
+
+async fn open_store(db: Option<String>) -> Result<Arc<dyn Store>, Failure> {
+    let location = store::resolve_location(db.as_deref());
+    Ok(store::open(&location).await?)
+}
+
+fn load_vault(create: bool) -> Result<Vault, Failure> {
+    let loaded = Vault::load(&store::default_key_file(), create)?;
+    if let Some(path) = &loaded.created_key_file {
+        eprintln!(
+            "codestep: created a new master key file at {} (mode 0600). Back it up: stored secrets cannot be decrypted without it.",
+            path.display()
+        );
+    }
+    Ok(loaded.vault)
+}
+
+fn strip_one_newline(s: &mut Zeroizing<String>) {
+    if s.ends_with("\r\n") {
+        let n = s.len() - 2;
+        s.truncate(n);
+    } else if s.ends_with('\n') {
+        let n = s.len() - 1;
+        s.truncate(n);
+    }
+}
+
+/// Reads the secret from where `args` says; `None` if neither option was given.
+fn read_secret(args: &SecretArgs) -> Result<Option<Secret>, Failure> {
+    let (bytes, from) = if args.secret_stdin {
+        let mut buf = Zeroizing::new(Vec::with_capacity(16 * 1024));
+        std::io::stdin().read_to_end(&mut buf).map_err(|e| {
+            Failure::usage(format!("--secret-stdin: cannot read standard input: {e}"))
+        })?;
+        (buf, "--secret-stdin".to_string())
+    } else if let Some(path) = &args.secret_file {
+        let buf = Zeroizing::new(std::fs::read(path).map_err(|e| {
+            Failure::usage(format!(
+                "--secret-file {}: cannot read the file: {e}",
+                path.display()
+            ))
+        })?);
+        (buf, format!("--secret-file {}", path.display()))
+    } else {
+        return Ok(None);
+    };
+    let mut text = Zeroizing::new(
+        std::str::from_utf8(&bytes)
+            .map_err(|_| Failure::usage(format!("{from}: the secret must be UTF-8 text")))?
+            .to_string(),
+    );
+    strip_one_newline(&mut text);
+    Ok(Some(Secret::new(std::mem::take(&mut *text))))
+}
+
+fn placement_text(p: &Placement) -> String {
+    match p {
+        Placement::Header { name, template } => format!("header {name}: {template}"),
+        Placement::Query { param } => format!("query ?{param}="),
+    }
+}
+
+fn connector_json(r: &ConnectorRecord) -> serde_json::Value {
+    json!({
+        "name": r.name,
+        "workspace": r.workspace_name,
+        "patterns": r.patterns,
+        "placement": r.placement,
+        "scrub_echo": r.scrub_echo,
+        "secret": { "set": true, "key_version": r.sealed.key_version },
+        "created_at": store::format_time(r.created_at),
+        "updated_at": store::format_time(r.updated_at),
+    })
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values always serialise")
+    );
+}
+
+/// Prints rows as columns separated by two spaces (the last column is not padded).
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len() - 1;
+        let mut out = String::new();
+        for (i, cell) in cells.into_iter().enumerate() {
+            if i == last {
+                out.push_str(&cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                out.push_str(&cell);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let _ = writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|h| h.to_string()).collect())
+    );
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row.clone()));
+    }
+}
+
+/// `codestep workspace …`. Returns the exit code.
+pub async fn run_workspace(cmd: WorkspaceCmd, db: Option<String>) -> anyhow::Result<i32> {
+    Ok(finish(workspace(cmd, db).await))
+}
+
+async fn workspace(cmd: WorkspaceCmd, db: Option<String>) -> Outcome {
+    match cmd {
+        WorkspaceCmd::Create { name } => {
+            store::validate_workspace_name(&name)?;
+            let store = open_store(db).await?;
+            let ws = store.create_workspace(&name, &actor()).await?;
+            println!("created workspace {:?}", ws.name);
+        }
+        WorkspaceCmd::List { output } => {
+            let store = open_store(db).await?;
+            let mut rows = Vec::new();
+            for ws in store.list_workspaces().await? {
+                let n = store
+                    .list_connectors(&ws.name)
+                    .await
+                    .map(|c| c.len())
+                    .unwrap_or(0);
+                rows.push((ws, n));
+            }
+            match output {
+                OutputFormat::Json => print_json(&serde_json::Value::Array(
+                    rows.iter()
+                        .map(|(ws, n)| json!({"name": ws.name, "connectors": n, "created_at": store::format_time(ws.created_at)}))
+                        .collect(),
+                )),
+                OutputFormat::Table => print_table(
+                    &["NAME", "CONNECTORS", "CREATED"],
+                    &rows
+                        .iter()
+                        .map(|(ws, n)| vec![ws.name.clone(), n.to_string(), store::format_time(ws.created_at)])
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        WorkspaceCmd::Delete { name, force } => {
+            let store = open_store(db).await?;
+            let connectors = store.list_connectors(&name).await?;
+            if !connectors.is_empty() && !force {
+                return Err(Failure::usage(format!(
+                    "--force: workspace {name:?} still has {} connector(s); pass --force to delete them with it",
+                    connectors.len()
+                )));
+            }
+            let deleted = store.delete_workspace(&name, &actor()).await?;
+            println!("deleted workspace {name:?} ({deleted} connector(s) deleted with it)");
+        }
+    }
+    Ok(())
+}
+
+/// `codestep connector …`. Returns the exit code.
+pub async fn run_connector(cmd: ConnectorCmd, db: Option<String>) -> anyhow::Result<i32> {
+    Ok(finish(connector(cmd, db).await))
+}
+
+async fn connector(cmd: ConnectorCmd, db: Option<String>) -> Outcome {
+    match cmd {
+        ConnectorCmd::Create(args) => create(args, db).await,
+        ConnectorCmd::List { workspace, output } => {
+            let store = open_store(db).await?;
+            let list = store.list_connectors(&workspace).await?;
+            match output {
+                OutputFormat::Json => print_json(&serde_json::Value::Array(
+                    list.iter().map(connector_json).collect(),
+                )),
+                OutputFormat::Table => print_table(
+                    &["NAME", "PATTERNS", "PLACEMENT", "UPDATED"],
+                    &list
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.name.clone(),
+                                r.patterns.join(" "),
+                                placement_text(&r.placement),
+                                store::format_time(r.updated_at),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+            Ok(())
+        }
+        ConnectorCmd::Show {
+            workspace,
+            name,
+            output,
+        } => {
+            let store = open_store(db).await?;
+            let r = store.connector(&workspace, &name).await?;
+            match output {
+                OutputFormat::Json => print_json(&connector_json(&r)),
+                OutputFormat::Table => {
+                    println!("name:        {}", r.name);
+                    println!("workspace:   {}", r.workspace_name);
+                    for (i, p) in r.patterns.iter().enumerate() {
+                        println!(
+                            "{}{p}",
+                            if i == 0 {
+                                "patterns:    "
+                            } else {
+                                "             "
+                            }
+                        );
+                    }
+                    println!("placement:   {}", placement_text(&r.placement));
+                    println!("scrub_echo:  {}", r.scrub_echo);
+                    println!(
+                        "secret:      set, write-only (encrypted with master key version {})",
+                        r.sealed.key_version
+                    );
+                    println!("created:     {}", store::format_time(r.created_at));
+                    println!("updated:     {}", store::format_time(r.updated_at));
+                }
+            }
+            Ok(())
+        }
+        ConnectorCmd::Update(args) => update(args, db).await,
+        ConnectorCmd::Delete { workspace, name } => {
+            let store = open_store(db).await?;
+            store.delete_connector(&workspace, &name, &actor()).await?;
+            println!("deleted connector {name:?} from workspace {workspace:?}");
+            Ok(())
+        }
+        ConnectorCmd::Test(args) => test(args, db).await,
+    }
+}
+
+fn no_secret_source() -> Failure {
+    Failure::usage("--secret-stdin or --secret-file: one is required (the secret is never taken as an argument)")
+}
+
+async fn create(args: CreateArgs, db: Option<String>) -> Outcome {
+    let (patterns, placement) = match &args.preset {
+        Some(name) => preset(name).ok_or_else(|| {
+            Failure::usage(format!(
+                "--preset: unknown preset {name:?}; known presets: {}",
+                preset_names().join(", ")
+            ))
+        })?,
+        None => {
+            let placement = args.placement.placement().ok_or_else(|| {
+                Failure::usage("--header with --template, or --query-param: one placement is required with --pattern")
+            })?;
+            (args.pattern.clone(), placement)
+        }
+    };
+    let spec = ConnectorSpec {
+        name: args.name.clone(),
+        patterns,
+        placement,
+        scrub_echo: args.scrub_echo,
+    };
+    // Check the definition before reading the secret or touching the store.
+    spec.check().map_err(|e| Failure::usage(e.to_string()))?;
+    let secret = read_secret(&args.secret)?.ok_or_else(no_secret_source)?;
+    let store = open_store(db).await?;
+    store.workspace(&args.workspace).await?;
+    let vault = load_vault(true)?;
+    let rec =
+        store::create_connector(&*store, &vault, &args.workspace, &spec, &secret, &actor()).await?;
+    println!(
+        "created connector {:?} in workspace {:?}",
+        rec.name, rec.workspace_name
+    );
+    Ok(())
+}
+
+async fn update(args: UpdateArgs, db: Option<String>) -> Outcome {
+    let placement = args.placement.placement();
+    if args.placement.query_param.is_some() || args.placement.header.is_some() {
+        // clap enforced the pairs; this only guards against a half-given placement.
+        placement.as_ref().ok_or_else(|| {
+            Failure::usage("--header with --template, or --query-param: give one placement")
+        })?;
+    }
+    let secret = read_secret(&args.secret)?;
+    let update = ConnectorUpdate {
+        patterns: (!args.pattern.is_empty()).then(|| args.pattern.clone()),
+        placement,
+        scrub_echo: args.scrub_echo,
+        secret,
+    };
+    if update.is_empty() {
+        return Err(Failure::usage(
+            "nothing to change: give --pattern, --header/--template, --query-param, --scrub-echo, --secret-stdin or --secret-file",
+        ));
+    }
+    let store = open_store(db).await?;
+    let vault = if update.secret.is_some() {
+        load_vault(true)?
+    } else {
+        // Not used to decrypt or encrypt anything: only the definition changes.
+        Vault::new(crate::vault::Keyring::new(vec![
+            crate::vault::MasterKey::generate(1)?,
+        ])?)
+    };
+    let rec = store::update_connector(
+        &*store,
+        &vault,
+        &args.workspace,
+        &args.name,
+        update,
+        &actor(),
+    )
+    .await?;
+    println!(
+        "updated connector {:?} in workspace {:?}",
+        rec.name, rec.workspace_name
+    );
+    Ok(())
+}
+
+async fn test(args: TestArgs, db: Option<String>) -> Outcome {
+    let url = url::Url::parse(&args.url)
+        .map_err(|e| Failure::usage(format!("URL {:?}: not a valid URL: {e}", args.url)))?;
+    let egress_config = super::egress_config(&args.allow_private, &args.ca_cert, &args.resolve)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let store = open_store(db).await?;
+    let record = store.connector(&args.workspace, &args.name).await?;
+    let vault = load_vault(false)?;
+    let connectors = store::load_step_connectors(
+        &*store,
+        &vault,
+        &args.workspace,
+        std::slice::from_ref(&record.name),
+    )
+    .await?;
+    let connector = &connectors[0];
+    if !connector.matches(&url) {
+        return Err(Failure::usage(format!(
+            "URL: {} does not match any pattern of connector {:?} ({})",
+            redact_query(&url),
+            connector.name,
+            record.patterns.join(", ")
+        )));
+    }
+    let egress =
+        crate::egress::Egress::new(egress_config).map_err(|e| Failure::usage(e.to_string()))?;
+    let limits = crate::egress::RequestLimits {
+        timeout: Duration::from_millis(args.timeout_ms),
+        ..Default::default()
+    };
+    let request = crate::egress::FetchRequest {
+        method: "GET".into(),
+        url: url.to_string(),
+        headers: vec![],
+        body: None,
+        redirect: crate::egress::RedirectMode::Follow,
+    };
+    let started = Instant::now();
+    let (result, fetch_record) = egress.fetch(&connectors, request, &limits).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok(resp) => {
+            let ok = resp.status < 400;
+            match args.output {
+                OutputFormat::Json => print_json(&json!({
+                    "connector": connector.name,
+                    "url": redact_query_str(&resp.url),
+                    "status": resp.status,
+                    "status_text": resp.status_text,
+                    "redirects": fetch_record.redirects,
+                    "duration_ms": (elapsed_ms * 10.0).round() / 10.0,
+                    "body_bytes": resp.body.len(),
+                    "ok": ok,
+                })),
+                OutputFormat::Table => println!(
+                    "GET {} -> {} {} in {:.0} ms ({} bytes, {} redirect(s)) through connector {:?}",
+                    redact_query_str(&resp.url),
+                    resp.status,
+                    resp.status_text,
+                    elapsed_ms,
+                    resp.body.len(),
+                    fetch_record.redirects,
+                    connector.name
+                ),
+            }
+            if ok {
+                Ok(())
+            } else {
+                Err(Failure {
+                    code: 1,
+                    message: format!("the upstream answered {} {}", resp.status, resp.status_text),
+                })
+            }
+        }
+        Err(e) => Err(Failure {
+            code: 1,
+            message: format!(
+                "GET through connector {:?} failed after {elapsed_ms:.0} ms: {e}",
+                connector.name
+            ),
+        }),
+    }
+}
+
+/// The URL without its query (which may hold a secret placed as a parameter elsewhere).
+fn redact_query(url: &url::Url) -> String {
+    let mut u = url.clone();
+    if u.query().is_some() {
+        u.set_query(Some("…"));
+    }
+    u.set_fragment(None);
+    u.to_string()
+}
+
+fn redact_query_str(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(u) => redact_query(&u),
+        Err(_) => s.split('?').next().unwrap_or_default().to_string(),
+    }
+}
+
+/// `codestep key …`. Returns the exit code.
+pub async fn run_key(cmd: KeyCmd, db: Option<String>) -> anyhow::Result<i32> {
+    Ok(finish(key(cmd, db).await))
+}
+
+async fn key(cmd: KeyCmd, db: Option<String>) -> Outcome {
+    match cmd {
+        KeyCmd::Rotate => {
+            let store = open_store(db).await?;
+            let vault = load_vault(false)?;
+            let (vault, report) = store::rotate_keys(&*store, &vault, &actor(), None).await?;
+            if report.added_version {
+                println!(
+                    "added master key version {} to {}",
+                    report.version,
+                    vault.origin()
+                );
+            }
+            println!(
+                "re-encrypted {} secret(s) with master key version {}",
+                report.reencrypted, report.version
+            );
+            if *vault.source() == KeySource::Env && vault.versions().len() == 1 {
+                eprintln!(
+                    "codestep: note: {} holds one key version, so no new key was used. To rotate, set it to \
+                     'NEW_VERSION:NEW_BASE64,{}:OLD_BASE64', run `codestep key rotate`, then drop the old entry.",
+                    crate::vault::MASTER_KEY_ENV,
+                    report.version
+                );
+            } else if *vault.source() == KeySource::Env {
+                eprintln!(
+                    "codestep: every secret now uses version {}; older entries can be removed from {}",
+                    report.version,
+                    crate::vault::MASTER_KEY_ENV
+                );
+            }
+            Ok(())
+        }
+    }
+}

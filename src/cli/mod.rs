@@ -1,6 +1,7 @@
 //! The `codestep` command line. Exit codes: 0 success, 1 the step (or the operation) failed,
 //! 2 usage or configuration error.
 
+pub mod manage;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,15 @@ pub struct Cli {
 pub enum Command {
     /// Run one step and print its result as JSON.
     Run(run::RunArgs),
+    /// Manage workspaces.
+    #[command(subcommand)]
+    Workspace(manage::WorkspaceCmd),
+    /// Manage a workspace's connectors (secrets are write-only).
+    #[command(subcommand)]
+    Connector(manage::ConnectorCmd),
+    /// Manage the vault's master keys.
+    #[command(subcommand)]
+    Key(manage::KeyCmd),
 }
 
 /// A problem with how codestep was called or configured (exit code 2).
@@ -42,15 +52,42 @@ pub enum Exit {
     StepFailed,
 }
 
-/// Loads stored connectors for `codestep run --workspace W --connector N...`.
+/// Loads stored connectors for `codestep run --workspace W --connector N...`, decrypted as the step starts.
 fn stored_connectors(
-    _db: Option<String>,
-    _workspace: &str,
-    _names: &[String],
+    db: Option<String>,
+    workspace: &str,
+    names: &[String],
 ) -> Result<Vec<crate::connector::Connector>, UsageError> {
-    Err(UsageError(
-        "stored connectors are not available in this build yet".into(),
-    ))
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| UsageError(format!("cannot start a runtime: {e}")))?;
+    rt.block_on(async {
+        let store = crate::store::open(&crate::store::resolve_location(db.as_deref()))
+            .await
+            .map_err(|e| UsageError(e.to_string()))?;
+        let vault = crate::vault::Vault::load(&crate::store::default_key_file(), false)
+            .map_err(|e| UsageError(e.to_string()))?
+            .vault;
+        crate::store::load_step_connectors(&*store, &vault, workspace, names)
+            .await
+            .map_err(|e| UsageError(e.to_string()))
+    })
+}
+
+/// Runs an async management command to its exit code.
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> i32 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(fut) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("codestep: {e:#}");
+            1
+        }
+    }
 }
 
 /// Parses the command line, runs it and returns the process exit code.
@@ -58,6 +95,9 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => run::run(args, cli.db),
+        Command::Workspace(c) => return block_on(manage::run_workspace(c, cli.db)),
+        Command::Connector(c) => return block_on(manage::run_connector(c, cli.db)),
+        Command::Key(c) => return block_on(manage::run_key(c, cli.db)),
     };
     match outcome {
         Ok(Exit::Ok) => 0,

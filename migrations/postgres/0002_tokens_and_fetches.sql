@@ -1,0 +1,34 @@
+-- codestep schema 2 (PostgreSQL): workspace API tokens (stored hashed) and fetch-attempt records.
+
+-- A token is shown once when created; only its SHA-256 is kept.
+CREATE TABLE api_tokens (
+    id            TEXT PRIMARY KEY,
+    workspace_id  TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
+    name          TEXT NOT NULL,
+    token_hash    BYTEA NOT NULL UNIQUE,
+    created_at    BIGINT NOT NULL,
+    last_used_at  BIGINT,
+    revoked_at    BIGINT
+);
+
+CREATE INDEX api_tokens_by_workspace ON api_tokens (workspace_id);
+
+-- One row per fetch() a step made: where to (host and path, never the query), through which connector,
+-- and how it ended. No foreign key: records outlive the workspace or connector they name.
+CREATE TABLE fetch_attempts (
+    id            BIGSERIAL PRIMARY KEY,
+    at            BIGINT NOT NULL,
+    workspace_id  TEXT,
+    run_id        TEXT,
+    connector     TEXT,
+    method        TEXT NOT NULL,
+    host          TEXT NOT NULL,
+    path          TEXT NOT NULL,
+    status        INTEGER,
+    error         TEXT,
+    blocked       BOOLEAN NOT NULL DEFAULT FALSE,
+    redirects     INTEGER NOT NULL DEFAULT 0,
+    duration_ms   DOUBLE PRECISION NOT NULL
+);
+
+CREATE INDEX fetch_attempts_by_workspace ON fetch_attempts (workspace_id, id);

@@ -1,0 +1,1327 @@
+//! The store suite, run against both backends: SQLite (a real file in a temporary directory) and
+//! PostgreSQL (the server named by `CODESTEP_TEST_PG_URL`, a fresh schema per test; start one with
+//! `eval "$(scripts/pg-test-server)"`). The PostgreSQL tests fail, not skip, when that variable is unset.
+
+use std::sync::Arc;
+
+use codestep::connector::{ConnectorSpec, Placement, Secret};
+use codestep::store::{self, ConnectorUpdate, Store, StoreError};
+use codestep::vault::{Keyring, MasterKey, Vault, VaultError};
+
+const ACTOR: &str = "test:store";
+const SECRET_A: &str = "sk_test_AAAAAAAAAAAAAAAAAAAA";
+const SECRET_B: &str = "sk_test_BBBBBBBBBBBBBBBBBBBB";
+const SECRET_C: &str = "sk_test_CCCCCCCCCCCCCCCCCCCC";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct Fixture {
+    backend: Backend,
+    location: String,
+    store: Arc<dyn Store>,
+    dir: tempfile::TempDir,
+}
+
+fn pg_url() -> String {
+    match std::env::var("CODESTEP_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "CODESTEP_TEST_PG_URL is not set: the PostgreSQL store tests need a server. \
+             Start one with: eval \"$(scripts/pg-test-server)\""
+        ),
+    }
+}
+
+async fn pg_admin() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to CODESTEP_TEST_PG_URL: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+fn random_suffix() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn fresh_location(backend: Backend, dir: &tempfile::TempDir) -> String {
+    match backend {
+        Backend::Sqlite => dir.path().join("store.db").to_string_lossy().into_owned(),
+        Backend::Postgres => {
+            let schema = format!("t_{}", random_suffix());
+            pg_admin()
+                .await
+                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .expect("create schema");
+            let url = pg_url();
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}options=-csearch_path%3D{schema}")
+        }
+    }
+}
+
+async fn fixture(backend: Backend) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let location = fresh_location(backend, &dir).await;
+    let store = store::open(&location).await.expect("open store");
+    Fixture {
+        backend,
+        location,
+        store,
+        dir,
+    }
+}
+
+impl Fixture {
+    async fn reopen(&self) -> Arc<dyn Store> {
+        store::open(&self.location).await.expect("reopen store")
+    }
+
+    /// Runs raw SQL against the store's database (outside the store), for tampering.
+    async fn raw_set_secret(
+        &self,
+        connector_id: &str,
+        ciphertext: &[u8],
+        nonce: &[u8],
+        key_version: u32,
+    ) {
+        match self.backend {
+            Backend::Sqlite => {
+                let c = rusqlite::Connection::open(&self.location).unwrap();
+                c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                let n = c
+                    .execute(
+                        "UPDATE connectors SET secret_ciphertext = ?1, secret_nonce = ?2, key_version = ?3 WHERE id = ?4",
+                        rusqlite::params![ciphertext, nonce, key_version, connector_id],
+                    )
+                    .unwrap();
+                assert_eq!(n, 1);
+            }
+            Backend::Postgres => {
+                let client = self.pg_client().await;
+                let n = client
+                    .execute(
+                        "UPDATE connectors SET secret_ciphertext = $1, secret_nonce = $2, key_version = $3 WHERE id = $4",
+                        &[&ciphertext, &nonce, &(key_version as i32), &connector_id],
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(n, 1);
+            }
+        }
+    }
+
+    async fn raw_exec(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let c = rusqlite::Connection::open(&self.location).unwrap();
+                c.execute_batch(sql).unwrap();
+            }
+            Backend::Postgres => self.pg_client().await.batch_execute(sql).await.unwrap(),
+        }
+    }
+
+    async fn pg_client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.location, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+}
+
+fn vault_with(keys: &[(u32, u8)]) -> Vault {
+    Vault::new(
+        Keyring::new(
+            keys.iter()
+                .map(|(v, f)| MasterKey::from_bytes(*v, [*f; 32]))
+                .collect(),
+        )
+        .unwrap(),
+    )
+}
+
+fn header_spec(name: &str, pattern: &str) -> ConnectorSpec {
+    ConnectorSpec {
+        name: name.into(),
+        patterns: vec![pattern.into()],
+        placement: Placement::Header {
+            name: "Authorization".into(),
+            template: "Bearer {{secret}}".into(),
+        },
+        scrub_echo: false,
+    }
+}
+
+fn secret(s: &str) -> Secret {
+    Secret::new(s.into())
+}
+
+async fn decrypt(f: &Fixture, vault: &Vault, ws: &str, name: &str) -> Result<String, StoreError> {
+    let rec = f.store.connector(ws, name).await?;
+    store::decrypt_secret(&*f.store, vault, &rec)
+        .await
+        .map(|s| s.expose().to_string())
+}
+
+/// Fails the test if an error message contains any of the test secrets.
+fn no_secret_in(text: &str) {
+    for s in [SECRET_A, SECRET_B, SECRET_C] {
+        assert!(!text.contains(s), "a message leaks a secret");
+    }
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    migrations_apply_once_and_persist,
+    newer_schema_is_refused,
+    older_schema_is_upgraded_in_place,
+    workspaces_are_unique_ignoring_case,
+    connector_lifecycle_with_audit_trail,
+    connector_names_are_unique_per_workspace_ignoring_case,
+    update_touches_only_what_is_given,
+    persistence_across_reopen,
+    tamper_bit_flip_and_truncation,
+    tamper_row_swap,
+    tamper_wrong_key_version,
+    wrong_master_key_is_reported,
+    rotation_reencrypts_every_secret,
+    interrupted_rotation_keeps_every_secret_readable,
+    rotation_with_env_style_keys,
+    concurrent_creates_never_lose_or_duplicate,
+    load_step_connectors_keeps_order_and_rejects_unknown,
+    deleting_a_workspace_deletes_its_connectors,
+    invalid_input_names_field_and_rule,
+    api_tokens_are_stored_hashed,
+    fetch_attempts_roundtrip,
+);
+
+async fn migrations_apply_once_and_persist(b: Backend) {
+    let f = fixture(b).await;
+    let latest = store::migrate::latest(match b {
+        Backend::Sqlite => store::migrate::SQLITE,
+        Backend::Postgres => store::migrate::POSTGRES,
+    });
+    assert_eq!(f.store.schema_version().await.unwrap(), latest);
+    // Opening again (and concurrently) applies nothing twice.
+    let (a, c) = tokio::join!(store::open(&f.location), store::open(&f.location));
+    assert_eq!(a.unwrap().schema_version().await.unwrap(), latest);
+    assert_eq!(c.unwrap().schema_version().await.unwrap(), latest);
+    if b == Backend::Sqlite {
+        let c = rusqlite::Connection::open(&f.location).unwrap();
+        let mode: String = c
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode.to_lowercase(), "wal");
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM codestep_schema", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n as u32, latest);
+    }
+}
+
+async fn older_schema_is_upgraded_in_place(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    store::create_connector(
+        &*f.store,
+        &vault,
+        "w",
+        &header_spec("c", "https://api.example.com"),
+        &secret(SECRET_A),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    // Make it a schema-1 store, as an older codestep left it.
+    f.raw_exec("DROP TABLE fetch_attempts; DROP TABLE api_tokens; DELETE FROM codestep_schema WHERE version = 2")
+        .await;
+    let reopened = f.reopen().await;
+    assert_eq!(reopened.schema_version().await.unwrap(), 2);
+    store::create_api_token(&*reopened, "w", "t", ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(decrypt(&f, &vault, "w", "c").await.unwrap(), SECRET_A);
+}
+
+async fn newer_schema_is_refused(b: Backend) {
+    let f = fixture(b).await;
+    f.store.create_workspace("keep", ACTOR).await.unwrap();
+    f.raw_exec("INSERT INTO codestep_schema (version, name, applied_at) VALUES (999, 'from the future', 0)")
+        .await;
+    let err = match store::open(&f.location).await {
+        Ok(_) => panic!("a store from a newer schema opened"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("schema version 999") && msg.contains("newer codestep"),
+        "{msg}"
+    );
+    // It was left unchanged: the workspace is still there for a newer build.
+    assert_eq!(f.store.list_workspaces().await.unwrap().len(), 1);
+}
+
+async fn workspaces_are_unique_ignoring_case(b: Backend) {
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("Acme", ACTOR).await.unwrap();
+    assert_eq!(ws.name, "Acme");
+    assert_eq!(ws.id.len(), 32);
+    let err = f.store.create_workspace("acme", ACTOR).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    f.store.create_workspace("beta", ACTOR).await.unwrap();
+    let names: Vec<String> = f
+        .store
+        .list_workspaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(names, vec!["Acme", "beta"]);
+    assert_eq!(f.store.workspace("ACME").await.unwrap().id, ws.id);
+    let err = f.store.workspace("nope").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)) && err.to_string().contains("\"nope\" not found"),
+        "{err}"
+    );
+    assert_eq!(f.store.delete_workspace("acme", ACTOR).await.unwrap(), 0);
+    assert!(matches!(
+        f.store.delete_workspace("acme", ACTOR).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn connector_lifecycle_with_audit_trail(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w", "cli:alice").await.unwrap();
+    let rec = store::create_connector(
+        &*f.store,
+        &vault,
+        "w",
+        &header_spec("Stripe", "https://api.stripe.com/v1/*"),
+        &secret(SECRET_A),
+        "cli:alice",
+    )
+    .await
+    .unwrap();
+    assert_eq!(rec.name, "Stripe");
+    assert_eq!(rec.workspace_name, "w");
+    assert_eq!(rec.sealed.key_version, 1);
+    assert_eq!(rec.created_at, rec.updated_at);
+    let got = f.store.connector("w", "stripe").await.unwrap();
+    assert_eq!(got, rec);
+    assert_eq!(decrypt(&f, &vault, "w", "STRIPE").await.unwrap(), SECRET_A);
+    assert_eq!(
+        f.store.list_connectors("w").await.unwrap(),
+        vec![rec.clone()]
+    );
+
+    store::update_connector(
+        &*f.store,
+        &vault,
+        "w",
+        "stripe",
+        ConnectorUpdate {
+            secret: Some(secret(SECRET_B)),
+            ..Default::default()
+        },
+        "token:t1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(decrypt(&f, &vault, "w", "stripe").await.unwrap(), SECRET_B);
+    f.store
+        .delete_connector("w", "STRIPE", "cli:bob")
+        .await
+        .unwrap();
+    let err = f.store.connector("w", "stripe").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("connector \"stripe\" not found in workspace \"w\""),
+        "{err}"
+    );
+    assert!(matches!(
+        f.store.delete_connector("w", "stripe", ACTOR).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let log = f.store.audit_log(Some("w"), 100).await.unwrap();
+    let summary: Vec<(String, String, Option<String>)> = log
+        .iter()
+        .map(|e| (e.actor.clone(), e.action.clone(), e.connector.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "cli:bob".to_string(),
+                "connector.delete".to_string(),
+                Some("Stripe".to_string())
+            ),
+            (
+                "token:t1".to_string(),
+                "connector.update".to_string(),
+                Some("Stripe".to_string())
+            ),
+            (
+                "cli:alice".to_string(),
+                "connector.create".to_string(),
+                Some("Stripe".to_string())
+            ),
+            (
+                "cli:alice".to_string(),
+                "workspace.create".to_string(),
+                None
+            ),
+        ]
+    );
+    assert_eq!(log[1].detail, "changed: secret");
+    assert!(log.windows(2).all(|w| w[0].at >= w[1].at));
+    for e in &log {
+        no_secret_in(&format!("{e:?}"));
+    }
+}
+
+async fn connector_names_are_unique_per_workspace_ignoring_case(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("a", ACTOR).await.unwrap();
+    f.store.create_workspace("b", ACTOR).await.unwrap();
+    store::create_connector(
+        &*f.store,
+        &vault,
+        "a",
+        &header_spec("GitHub", "https://api.github.com"),
+        &secret(SECRET_A),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    let err = store::create_connector(
+        &*f.store,
+        &vault,
+        "a",
+        &header_spec("github", "https://api.github.com"),
+        &secret(SECRET_B),
+        ACTOR,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("already exists in workspace \"a\""),
+        "{err}"
+    );
+    no_secret_in(&err.to_string());
+    // The same name in another workspace is fine.
+    store::create_connector(
+        &*f.store,
+        &vault,
+        "b",
+        &header_spec("GITHUB", "https://api.github.com"),
+        &secret(SECRET_B),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    assert_eq!(decrypt(&f, &vault, "a", "github").await.unwrap(), SECRET_A);
+    assert_eq!(decrypt(&f, &vault, "b", "github").await.unwrap(), SECRET_B);
+    assert_eq!(f.store.list_connectors("a").await.unwrap().len(), 1);
+}
+
+async fn update_touches_only_what_is_given(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    let orig = store::create_connector(
+        &*f.store,
+        &vault,
+        "w",
+        &header_spec("api", "https://api.example.com/v1/*"),
+        &secret(SECRET_A),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+
+    let after_patterns = store::update_connector(
+        &*f.store,
+        &vault,
+        "w",
+        "api",
+        ConnectorUpdate {
+            patterns: Some(vec![
+                "https://api.example.com/v2/*".into(),
+                "https://*.example.org".into(),
+            ]),
+            ..Default::default()
+        },
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    assert_eq!(after_patterns.patterns.len(), 2);
+    assert_eq!(after_patterns.placement, orig.placement);
+    assert_eq!(
+        after_patterns.sealed, orig.sealed,
+        "the secret must not be touched"
+    );
+    assert!(after_patterns.updated_at > orig.updated_at);
+    assert_eq!(after_patterns.created_at, orig.created_at);
+
+    let q = Placement::Query {
+        param: "api_key".into(),
+    };
+    let after_placement = store::update_connector(
+        &*f.store,
+        &vault,
+        "w",
+        "api",
+        ConnectorUpdate {
+            placement: Some(q.clone()),
+            scrub_echo: Some(true),
+            ..Default::default()
+        },
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    assert_eq!(after_placement.placement, q);
+    assert!(after_placement.scrub_echo);
+    assert_eq!(after_placement.patterns, after_patterns.patterns);
+    assert_eq!(after_placement.sealed, orig.sealed);
+
+    let after_secret = store::update_connector(
+        &*f.store,
+        &vault,
+        "w",
+        "api",
+        ConnectorUpdate {
+            secret: Some(secret(SECRET_C)),
+            ..Default::default()
+        },
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    assert_eq!(after_secret.patterns, after_patterns.patterns);
+    assert_eq!(after_secret.placement, q);
+    assert_ne!(after_secret.sealed, orig.sealed);
+    assert_eq!(decrypt(&f, &vault, "w", "api").await.unwrap(), SECRET_C);
+
+    let err = store::update_connector(
+        &*f.store,
+        &vault,
+        "w",
+        "api",
+        ConnectorUpdate::default(),
+        ACTOR,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("nothing to change"), "{err}");
+    let details: Vec<String> = f
+        .store
+        .audit_log(Some("w"), 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(
+        details,
+        vec![
+            "changed: secret",
+            "changed: placement, scrub_echo",
+            "changed: patterns"
+        ]
+    );
+}
+
+async fn persistence_across_reopen(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    for (name, s) in [("one", SECRET_A), ("two", SECRET_B)] {
+        store::create_connector(
+            &*f.store,
+            &vault,
+            "w",
+            &header_spec(name, "https://api.example.com"),
+            &secret(s),
+            ACTOR,
+        )
+        .await
+        .unwrap();
+    }
+    let before = f.store.list_connectors("w").await.unwrap();
+    drop(f.store.clone());
+    let reopened = f.reopen().await;
+    assert_eq!(reopened.list_connectors("w").await.unwrap(), before);
+    // A different vault object with the same key material opens them (as a new process would).
+    let vault2 = vault_with(&[(1, 1)]);
+    let loaded =
+        store::load_step_connectors(&*reopened, &vault2, "w", &["two".into(), "one".into()])
+            .await
+            .unwrap();
+    assert_eq!(loaded[0].secret.expose(), SECRET_B);
+    assert_eq!(loaded[1].secret.expose(), SECRET_A);
+}
+
+async fn tamper_bit_flip_and_truncation(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    let rec = store::create_connector(
+        &*f.store,
+        &vault,
+        "w",
+        &header_spec("c", "https://api.example.com"),
+        &secret(SECRET_A),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    let sealed = rec.sealed.clone();
+
+    let mut flipped = sealed.ciphertext.clone();
+    flipped[3] ^= 0x01;
+    f.raw_set_secret(&rec.id, &flipped, &sealed.nonce, 1).await;
+    let err = decrypt(&f, &vault, "w", "c").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            StoreError::Vault {
+                source: VaultError::Authentication,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("failed authentication") && msg.contains("connector \"c\""),
+        "{msg}"
+    );
+    no_secret_in(&msg);
+
+    let mut nonce = sealed.nonce.clone();
+    nonce[0] ^= 0x80;
+    f.raw_set_secret(&rec.id, &sealed.ciphertext, &nonce, 1)
+        .await;
+    assert!(decrypt(&f, &vault, "w", "c")
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("failed authentication"));
+
+    f.raw_set_secret(&rec.id, &sealed.ciphertext[..10], &sealed.nonce, 1)
+        .await;
+    let msg = decrypt(&f, &vault, "w", "c").await.unwrap_err().to_string();
+    assert!(msg.contains("truncated"), "{msg}");
+
+    f.raw_set_secret(
+        &rec.id,
+        &sealed.ciphertext[..sealed.ciphertext.len() - 1],
+        &sealed.nonce,
+        1,
+    )
+    .await;
+    assert!(decrypt(&f, &vault, "w", "c")
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("failed authentication"));
+
+    // Restored, it decrypts again: the errors came from the data, not from a broken store.
+    f.raw_set_secret(&rec.id, &sealed.ciphertext, &sealed.nonce, 1)
+        .await;
+    assert_eq!(decrypt(&f, &vault, "w", "c").await.unwrap(), SECRET_A);
+}
+
+async fn tamper_row_swap(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w1", ACTOR).await.unwrap();
+    f.store.create_workspace("w2", ACTOR).await.unwrap();
+    let a = store::create_connector(
+        &*f.store,
+        &vault,
+        "w1",
+        &header_spec("a", "https://a.example.com"),
+        &secret(SECRET_A),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    let bb = store::create_connector(
+        &*f.store,
+        &vault,
+        "w1",
+        &header_spec("b", "https://b.example.com"),
+        &secret(SECRET_B),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    let c = store::create_connector(
+        &*f.store,
+        &vault,
+        "w2",
+        &header_spec("a", "https://a.example.com"),
+        &secret(SECRET_C),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+
+    // Swap between two connectors of one workspace.
+    f.raw_set_secret(&a.id, &bb.sealed.ciphertext, &bb.sealed.nonce, 1)
+        .await;
+    f.raw_set_secret(&bb.id, &a.sealed.ciphertext, &a.sealed.nonce, 1)
+        .await;
+    for name in ["a", "b"] {
+        let msg = decrypt(&f, &vault, "w1", name)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("moved from another row"), "{msg}");
+        no_secret_in(&msg);
+    }
+    // Copy across workspaces, to a connector of the same name.
+    f.raw_set_secret(&a.id, &a.sealed.ciphertext, &a.sealed.nonce, 1)
+        .await;
+    f.raw_set_secret(&c.id, &a.sealed.ciphertext, &a.sealed.nonce, 1)
+        .await;
+    assert_eq!(decrypt(&f, &vault, "w1", "a").await.unwrap(), SECRET_A);
+    let msg = decrypt(&f, &vault, "w2", "a")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("failed authentication"), "{msg}");
+    no_secret_in(&msg);
+}
+
+async fn tamper_wrong_key_version(b: Backend) {
+    let f = fixture(b).await;
+    let v1 = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    let rec = store::create_connector(
+        &*f.store,
+        &v1,
+        "w",
+        &header_spec("c", "https://api.example.com"),
+        &secret(SECRET_A),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    let v12 = vault_with(&[(1, 1), (2, 2)]);
+    // Relabelled to another version the vault has: the version is in the associated data.
+    f.raw_set_secret(&rec.id, &rec.sealed.ciphertext, &rec.sealed.nonce, 2)
+        .await;
+    let msg = decrypt(&f, &v12, "w", "c").await.unwrap_err().to_string();
+    assert!(msg.contains("failed authentication"), "{msg}");
+    // Relabelled to a version nobody has.
+    f.raw_set_secret(&rec.id, &rec.sealed.ciphertext, &rec.sealed.nonce, 9)
+        .await;
+    let err = decrypt(&f, &v12, "w", "c").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Vault {
+                source: VaultError::UnknownKeyVersion { version: 9, .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("version 9"), "{err}");
+}
+
+async fn wrong_master_key_is_reported(b: Backend) {
+    let f = fixture(b).await;
+    let right = vault_with(&[(1, 1)]);
+    let wrong = vault_with(&[(1, 99)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    store::create_connector(
+        &*f.store,
+        &right,
+        "w",
+        &header_spec("c", "https://api.example.com"),
+        &secret(SECRET_A),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    let err = decrypt(&f, &wrong, "w", "c").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Vault {
+                source: VaultError::WrongMasterKey { version: 1, .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("not the key this store's secrets were encrypted with"),
+        "{err}"
+    );
+    // Sealing a new secret with the wrong key is refused, so one version never means two keys.
+    let err = store::create_connector(
+        &*f.store,
+        &wrong,
+        "w",
+        &header_spec("d", "https://api.example.com"),
+        &secret(SECRET_B),
+        ACTOR,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Vault {
+                source: VaultError::WrongMasterKey { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        f.store.connector("w", "d").await,
+        Err(StoreError::NotFound(_))
+    ));
+    // So is rotating with it.
+    let err = store::rotate_keys(&*f.store, &wrong, ACTOR, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("refusing to rotate"), "{err}");
+    assert_eq!(decrypt(&f, &right, "w", "c").await.unwrap(), SECRET_A);
+}
+
+async fn seed_three(f: &Fixture, vault: &Vault) {
+    f.store.create_workspace("w1", ACTOR).await.unwrap();
+    f.store.create_workspace("w2", ACTOR).await.unwrap();
+    for (ws, name, s) in [
+        ("w1", "a", SECRET_A),
+        ("w1", "b", SECRET_B),
+        ("w2", "c", SECRET_C),
+    ] {
+        store::create_connector(
+            &*f.store,
+            vault,
+            ws,
+            &header_spec(name, "https://api.example.com"),
+            &secret(s),
+            ACTOR,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+async fn assert_all_decrypt(f: &Fixture, vault: &Vault, version: Option<u32>) {
+    for (ws, name, s) in [
+        ("w1", "a", SECRET_A),
+        ("w1", "b", SECRET_B),
+        ("w2", "c", SECRET_C),
+    ] {
+        let rec = f.store.connector(ws, name).await.unwrap();
+        if let Some(v) = version {
+            assert_eq!(rec.sealed.key_version, v, "{ws}/{name}");
+        }
+        let got = store::decrypt_secret(&*f.store, vault, &rec)
+            .await
+            .unwrap_or_else(|e| panic!("{ws}/{name}: {e}"));
+        assert!(
+            got.expose() == s,
+            "{ws}/{name} decrypted to a different secret"
+        );
+    }
+}
+
+async fn rotation_reencrypts_every_secret(b: Backend) {
+    let f = fixture(b).await;
+    let key_file = f.dir.path().join("master.key");
+    let v1 = Vault::load_file(&key_file, true).unwrap().vault;
+    seed_three(&f, &v1).await;
+    let before: Vec<_> = f.store.list_connectors("w1").await.unwrap();
+
+    let (v2, report) = store::rotate_keys(&*f.store, &v1, "cli:ops", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        store::RotationReport {
+            added_version: true,
+            version: 2,
+            reencrypted: 3
+        }
+    );
+    assert_eq!(v2.versions(), vec![1, 2]);
+    assert_all_decrypt(&f, &v2, Some(2)).await;
+    let after: Vec<_> = f.store.list_connectors("w1").await.unwrap();
+    for (x, y) in before.iter().zip(&after) {
+        assert_ne!(x.sealed.nonce, y.sealed.nonce);
+        assert_eq!(x.patterns, y.patterns);
+        assert_eq!(
+            x.updated_at, y.updated_at,
+            "rotation is not a connector change"
+        );
+    }
+    // A process that reloads the key file sees both versions; one holding only the old key cannot open.
+    let reloaded = Vault::load_file(&key_file, false).unwrap().vault;
+    assert_eq!(reloaded.versions(), vec![1, 2]);
+    assert_all_decrypt(&f, &reloaded, Some(2)).await;
+    let msg = decrypt(&f, &v1, "w1", "a").await.unwrap_err().to_string();
+    assert!(msg.contains("version 2"), "{msg}");
+    let log = f.store.audit_log(None, 1).await.unwrap();
+    assert_eq!(log[0].action, "key.rotate");
+    assert_eq!(log[0].actor, "cli:ops");
+    assert!(
+        log[0]
+            .detail
+            .contains("3 secret(s) re-encrypted with key version 2"),
+        "{}",
+        log[0].detail
+    );
+
+    // Rotating again moves to version 3.
+    let (v3, report) = store::rotate_keys(&*f.store, &reloaded, "cli:ops", None)
+        .await
+        .unwrap();
+    assert_eq!(report.version, 3);
+    assert_all_decrypt(&f, &v3, Some(3)).await;
+}
+
+async fn interrupted_rotation_keeps_every_secret_readable(b: Backend) {
+    let f = fixture(b).await;
+    let key_file = f.dir.path().join("master.key");
+    let v1 = Vault::load_file(&key_file, true).unwrap().vault;
+    seed_three(&f, &v1).await;
+
+    // The re-encryption fails after one secret: the transaction rolls back.
+    let err = store::rotate_keys(&*f.store, &v1, ACTOR, Some(1))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    // The key file already has version 2, and still version 1: every secret still decrypts, with
+    // the old vault and with a reloaded one.
+    let reloaded = Vault::load_file(&key_file, false).unwrap().vault;
+    assert_eq!(reloaded.versions(), vec![1, 2]);
+    assert_all_decrypt(&f, &reloaded, Some(1)).await;
+    assert_all_decrypt(&f, &v1, Some(1)).await;
+    assert!(f
+        .store
+        .audit_log(None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|e| e.action != "key.rotate"));
+
+    // Also the state a crash between connectors could leave if rotation were per row (mixed versions):
+    // everything decrypts as long as the key file keeps the old versions.
+    let rec = f.store.connector("w1", "a").await.unwrap();
+    let resealed = reloaded
+        .reseal(
+            &codestep::vault::SecretContext {
+                workspace_id: &rec.workspace_id,
+                connector_id: &rec.id,
+            },
+            &rec.sealed,
+        )
+        .unwrap();
+    f.raw_set_secret(
+        &rec.id,
+        &resealed.ciphertext,
+        &resealed.nonce,
+        resealed.key_version,
+    )
+    .await;
+    assert_all_decrypt(&f, &reloaded, None).await;
+
+    // Running the rotation again completes.
+    let (v3, report) = store::rotate_keys(&*f.store, &reloaded, ACTOR, None)
+        .await
+        .unwrap();
+    assert_eq!((report.version, report.reencrypted), (3, 3));
+    assert_all_decrypt(&f, &v3, Some(3)).await;
+}
+
+async fn rotation_with_env_style_keys(b: Backend) {
+    let f = fixture(b).await;
+    let v1 = vault_with(&[(1, 1)]);
+    seed_three(&f, &v1).await;
+    // The operator adds version 2 to CODESTEP_MASTER_KEY (keeping 1), then rotates.
+    let v12 = vault_with(&[(1, 1), (2, 2)]);
+    let (v, report) = store::rotate_keys(&*f.store, &v12, ACTOR, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        store::RotationReport {
+            added_version: false,
+            version: 2,
+            reencrypted: 3
+        }
+    );
+    assert_all_decrypt(&f, &v, Some(2)).await;
+    // Version 1 can now be dropped from the variable.
+    assert_all_decrypt(&f, &vault_with(&[(2, 2)]), Some(2)).await;
+}
+
+async fn concurrent_creates_never_lose_or_duplicate(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    // Two independent store handles (two connections), racing over overlapping names.
+    let s1 = f.reopen().await;
+    let s2 = f.reopen().await;
+    let names: Vec<String> = (0..30).map(|i| format!("conn-{i}")).collect();
+    let run = |s: Arc<dyn Store>, names: Vec<String>, v: Vault, upper: bool| {
+        tokio::spawn(async move {
+            let mut created = Vec::new();
+            for n in names {
+                let n = if upper { n.to_uppercase() } else { n };
+                match store::create_connector(
+                    &*s,
+                    &v,
+                    "w",
+                    &header_spec(&n, "https://api.example.com"),
+                    &secret(SECRET_A),
+                    ACTOR,
+                )
+                .await
+                {
+                    Ok(_) => created.push(n.to_lowercase()),
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => panic!("unexpected error: {e}"),
+                }
+            }
+            created
+        })
+    };
+    let mut rev = names.clone();
+    rev.reverse();
+    let (a, c) = tokio::join!(
+        run(s1, names.clone(), vault.clone(), false),
+        run(s2, rev, vault.clone(), true)
+    );
+    let (a, c) = (a.unwrap(), c.unwrap());
+    assert_eq!(
+        a.len() + c.len(),
+        names.len(),
+        "every name created exactly once"
+    );
+    let mut listed: Vec<String> = f
+        .store
+        .list_connectors("w")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name.to_lowercase())
+        .collect();
+    listed.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for n in &names {
+        assert_eq!(decrypt(&f, &vault, "w", n).await.unwrap(), SECRET_A);
+    }
+}
+
+async fn load_step_connectors_keeps_order_and_rejects_unknown(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    for (name, s) in [("alpha", SECRET_A), ("beta", SECRET_B), ("gamma", SECRET_C)] {
+        store::create_connector(
+            &*f.store,
+            &vault,
+            "w",
+            &header_spec(name, &format!("https://{name}.example.com")),
+            &secret(s),
+            ACTOR,
+        )
+        .await
+        .unwrap();
+    }
+    let names: Vec<String> = vec!["gamma".into(), "ALPHA".into(), "beta".into()];
+    let loaded = store::load_step_connectors(&*f.store, &vault, "w", &names)
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str)> = loaded
+        .iter()
+        .map(|c| (c.name.as_str(), c.secret.expose()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("gamma", SECRET_C), ("alpha", SECRET_A), ("beta", SECRET_B)]
+    );
+    assert!(store::load_step_connectors(&*f.store, &vault, "w", &[])
+        .await
+        .unwrap()
+        .is_empty());
+
+    let err = store::load_step_connectors(&*f.store, &vault, "w", &["alpha".into(), "nope".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("connector \"nope\" not found in workspace \"w\""),
+        "{err}"
+    );
+    let err =
+        store::load_step_connectors(&*f.store, &vault, "w", &["alpha".into(), "Alpha".into()])
+            .await
+            .unwrap_err();
+    assert!(err.to_string().contains("more than once"), "{err}");
+    let err = store::load_step_connectors(&*f.store, &vault, "nows", &["alpha".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("workspace \"nows\" not found"),
+        "{err}"
+    );
+}
+
+async fn deleting_a_workspace_deletes_its_connectors(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    seed_three(&f, &vault).await;
+    assert_eq!(f.store.delete_workspace("W1", ACTOR).await.unwrap(), 2);
+    assert!(matches!(
+        f.store.list_connectors("w1").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(f.store.list_connectors("w2").await.unwrap().len(), 1);
+    // A new workspace of the same name starts empty.
+    f.store.create_workspace("w1", ACTOR).await.unwrap();
+    assert!(f.store.list_connectors("w1").await.unwrap().is_empty());
+    let log = f.store.audit_log(None, 100).await.unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.action == "workspace.delete" && e.detail.contains("2 connector(s)")));
+    assert_eq!(
+        log.iter()
+            .filter(|e| e.action == "connector.create")
+            .count(),
+        3,
+        "audit entries outlive deletions"
+    );
+}
+
+async fn invalid_input_names_field_and_rule(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    let mut bad = header_spec("c", "http://api.example.com");
+    let err = store::create_connector(&*f.store, &vault, "w", &bad, &secret(SECRET_A), ACTOR)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("https"), "{err}");
+    bad.patterns = vec!["https://api.example.com".into()];
+    let err = store::create_connector(&*f.store, &vault, "w", &bad, &secret("line\nbreak"), ACTOR)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("secret"), "{err}");
+    assert!(!err.to_string().contains("line\nbreak"));
+    assert!(f.store.list_connectors("w").await.unwrap().is_empty());
+    for bad_name in ["", "-x", "has space", "x/y", &"a".repeat(65)] {
+        let err = store::validate_workspace_name(bad_name)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("workspace: ") && err.contains("1 to 64 characters"),
+            "{err}"
+        );
+    }
+    store::validate_workspace_name("Acme.prod_1-x").unwrap();
+}
+
+async fn api_tokens_are_stored_hashed(b: Backend) {
+    let f = fixture(b).await;
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    f.store.create_workspace("other", ACTOR).await.unwrap();
+    let (token, rec) = store::create_api_token(&*f.store, "w", "ci", "cli:alice")
+        .await
+        .unwrap();
+    assert!(token.expose().starts_with("cst_") && token.expose().len() == 47);
+    assert_eq!(format!("{token:?}"), "[redacted]");
+    assert_eq!(
+        (rec.name.as_str(), rec.workspace_name.as_str()),
+        ("ci", "w")
+    );
+    assert!(rec.last_used_at.is_none() && rec.revoked_at.is_none());
+
+    let found = f
+        .store
+        .authenticate_api_token(&store::hash_api_token(token.expose()))
+        .await
+        .unwrap()
+        .expect("token found");
+    assert_eq!(found.id, rec.id);
+    assert!(found.last_used_at.is_some());
+    assert!(f
+        .store
+        .authenticate_api_token(&store::hash_api_token("cst_wrong"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(f.store.list_api_tokens("W").await.unwrap().len(), 1);
+    assert!(f.store.list_api_tokens("other").await.unwrap().is_empty());
+
+    // Only the hash is in the database.
+    match b {
+        Backend::Sqlite => {
+            let raw = std::fs::read(&f.location).unwrap();
+            let wal = std::fs::read(format!("{}-wal", f.location)).unwrap_or_default();
+            for bytes in [raw, wal] {
+                assert!(
+                    !bytes
+                        .windows(token.expose().len())
+                        .any(|w| w == token.expose().as_bytes()),
+                    "token stored in clear"
+                );
+            }
+        }
+        Backend::Postgres => {
+            let rows = f
+                .pg_client()
+                .await
+                .query("SELECT token_hash FROM api_tokens", &[])
+                .await
+                .unwrap();
+            let stored: Vec<u8> = rows[0].get(0);
+            assert_eq!(stored, store::hash_api_token(token.expose()));
+        }
+    }
+
+    let err = f
+        .store
+        .revoke_api_token("other", &rec.id, ACTOR)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "a token is revoked only through its own workspace"
+    );
+    f.store
+        .revoke_api_token("w", &rec.id, "cli:bob")
+        .await
+        .unwrap();
+    assert!(f
+        .store
+        .authenticate_api_token(&store::hash_api_token(token.expose()))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(f.store.list_api_tokens("w").await.unwrap()[0]
+        .revoked_at
+        .is_some());
+    let actions: Vec<String> = f
+        .store
+        .audit_log(Some("w"), 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, vec!["token.revoke", "token.create"]);
+    let err = store::create_api_token(&*f.store, "w", "", ACTOR)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("token name:"), "{err}");
+}
+
+async fn fetch_attempts_roundtrip(b: Backend) {
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    let ok = store::FetchAttempt {
+        at: 1_700_000_000_000,
+        run_id: Some("run-1".into()),
+        connector: Some("stripe".into()),
+        method: "GET".into(),
+        host: "api.stripe.com".into(),
+        path: "/v1/charges".into(),
+        status: Some(200),
+        error: None,
+        blocked: false,
+        redirects: 1,
+        duration_ms: 12.5,
+    };
+    let blocked = store::FetchAttempt {
+        connector: None,
+        host: "evil.test".into(),
+        path: "/".into(),
+        status: None,
+        error: Some("blocked".into()),
+        blocked: true,
+        redirects: 0,
+        ..ok.clone()
+    };
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &[ok.clone(), blocked.clone()])
+        .await
+        .unwrap();
+    f.store
+        .record_fetch_attempts(None, std::slice::from_ref(&ok))
+        .await
+        .unwrap();
+    let got = f.store.fetch_attempts("w", 10).await.unwrap();
+    assert_eq!(got, vec![blocked, ok]);
+    assert_eq!(f.store.fetch_attempts("w", 1).await.unwrap().len(), 1);
+}
+
+#[test]
+fn timestamps_format_as_rfc3339_utc() {
+    assert_eq!(store::format_time(0), "1970-01-01T00:00:00Z");
+    assert_eq!(store::format_time(951_782_400_000), "2000-02-29T00:00:00Z");
+    assert_eq!(
+        store::format_time(1_700_000_000_999),
+        "2023-11-14T22:13:20Z"
+    );
+    assert_eq!(
+        store::format_time(4_102_444_799_000),
+        "2099-12-31T23:59:59Z"
+    );
+}
