@@ -4,11 +4,11 @@
 
 import { primordials } from "ext:core/mod.js";
 import "ext:codestep/00_globals.js";
-import { fetch, Headers, Request, Response } from "ext:codestep/50_fetch.js";
+import { fetch, FormData, Headers, Request, Response } from "ext:codestep/50_fetch.js";
 
 const { JSONParse, JSONStringify, ObjectDefineProperty, ObjectFreeze, TypeError } = primordials;
 
-for (const [name, value] of [["fetch", fetch], ["Headers", Headers], ["Request", Request], ["Response", Response]]) {
+for (const [name, value] of [["fetch", fetch], ["FormData", FormData], ["Headers", Headers], ["Request", Request], ["Response", Response]]) {
   ObjectDefineProperty(globalThis, name, { value, writable: true, enumerable: false, configurable: true });
 }
 

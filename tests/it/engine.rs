@@ -136,7 +136,7 @@ fn console_log_is_capped() {
 fn the_promised_globals_exist_and_internals_do_not() {
     let res = run(
         r#"export default () => {
-            const want = ["fetch","Request","Response","Headers","URL","URLSearchParams","AbortController","AbortSignal",
+            const want = ["fetch","Request","Response","Headers","FormData","URL","URLSearchParams","AbortController","AbortSignal",
               "DOMException","TextEncoder","TextDecoder","atob","btoa","setTimeout","clearTimeout","setInterval",
               "clearInterval","queueMicrotask","structuredClone","crypto","console","Blob","ReadableStream"];
             const missing = want.filter(n => typeof globalThis[n] === "undefined");

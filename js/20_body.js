@@ -1,0 +1,842 @@
+// codestep fetch polyfill: body extraction, the Body mixin and FormData
+// (WHATWG Fetch section 5.1-5.3, XHR section 4.3 FormData, HTML multipart/form-data).
+//
+// A body is an `InnerBody`. Bodies built from bytes/strings/Blobs stay "static"
+// until someone asks for `.body`; only then is a ReadableStream (a byte
+// stream, from deno_web) created. Consuming a static body (text(), json(),
+// sending it with fetch) reads the bytes directly. Either way the observable
+// behaviour is the spec's: a body can be read once, `bodyUsed` flips, reading
+// again rejects with a TypeError.
+
+import { core, primordials } from "ext:core/mod.js";
+import {
+  byteLowerCase,
+  headerListFromHeaders,
+  listGetDecodeSplit,
+} from "ext:codestep/10_headers.js";
+
+const {
+  ArrayBufferIsView,
+  ArrayBufferPrototypeGetByteLength,
+  ArrayPrototypePush,
+  DataViewPrototypeGetBuffer,
+  DataViewPrototypeGetByteLength,
+  DataViewPrototypeGetByteOffset,
+  JSONParse,
+  MathRandom,
+  NumberPrototypeToString,
+  ObjectDefineProperties,
+  ObjectGetOwnPropertyDescriptor,
+  ObjectPrototypeIsPrototypeOf,
+  PromisePrototypeThen,
+  PromiseResolve,
+  SafeArrayIterator,
+  StringPrototypeCharCodeAt,
+  StringPrototypeSlice,
+  StringPrototypeToWellFormed,
+  Symbol,
+  SymbolAsyncIterator,
+  SymbolFor,
+  TypeError,
+  TypedArrayPrototypeGetBuffer,
+  TypedArrayPrototypeGetByteLength,
+  TypedArrayPrototypeGetByteOffset,
+  TypedArrayPrototypeGetLength,
+  TypedArrayPrototypeIndexOf,
+  TypedArrayPrototypeSet,
+  Uint8Array,
+  uncurryThis,
+} = primordials;
+
+const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
+const {
+  createReadableByteStream,
+  isReadableStreamDisturbed,
+  isReadableStreamLocked,
+  ReadableStream,
+  ReadableStreamPrototype,
+  readableByteStreamControllerClose,
+  readableByteStreamControllerEnqueue,
+  readableStreamCancel,
+  readableStreamCollectIntoUint8Array,
+  readableStreamDisturb,
+  readableStreamTee,
+} = core.loadExtScript("ext:deno_web/06_streams.js");
+const { Blob, BlobPrototype, File, FilePrototype } = core.loadExtScript("ext:deno_web/09_file.js");
+const { parseUrlEncoded, URLSearchParamsPrototype } = core.loadExtScript("ext:deno_web/00_url.js");
+const { essence, parseMimeType, serializeMimeType } = core.loadExtScript(
+  "ext:deno_web/01_mimesniff.js",
+);
+
+// Captured before any user code runs, so overriding Blob.prototype.* has no effect here.
+const BlobPrototypeBytes = uncurryThis(BlobPrototype.bytes);
+const BlobPrototypeStream = uncurryThis(BlobPrototype.stream);
+const BlobPrototypeGetSize = uncurryThis(ObjectGetOwnPropertyDescriptor(BlobPrototype, "size").get);
+const BlobPrototypeGetType = uncurryThis(ObjectGetOwnPropertyDescriptor(BlobPrototype, "type").get);
+const FilePrototypeGetName = uncurryThis(ObjectGetOwnPropertyDescriptor(FilePrototype, "name").get);
+const URLSearchParamsPrototypeToString = uncurryThis(URLSearchParamsPrototype.toString);
+const ReadableStreamFrom = ReadableStream.from;
+
+const ignore = () => {};
+const isBlob = (v) => ObjectPrototypeIsPrototypeOf(BlobPrototype, v);
+const isFile = (v) => ObjectPrototypeIsPrototypeOf(FilePrototype, v);
+const isReadableStream = (v) => ObjectPrototypeIsPrototypeOf(ReadableStreamPrototype, v);
+
+/** `new Blob(parts, { type })` without going through Array.prototype[Symbol.iterator]. */
+function makeBlob(parts, type) {
+  return new Blob(new SafeArrayIterator(parts), { __proto__: null, type });
+}
+
+function makeFile(parts, name, type, lastModified) {
+  const opts = { __proto__: null, type };
+  if (lastModified !== undefined) opts.lastModified = lastModified;
+  return new File(new SafeArrayIterator(parts), name, opts);
+}
+
+/**
+ * A fresh Uint8Array holding bytes [start, end) of `u8`. Built with `new` + %TypedArray%.prototype.set,
+ * which (unlike slice()) never consults a user-replaceable `constructor[Symbol.species]`.
+ */
+function copyRange(u8, start, end) {
+  const view = new Uint8Array(
+    TypedArrayPrototypeGetBuffer(u8),
+    TypedArrayPrototypeGetByteOffset(u8) + start,
+    end - start,
+  );
+  const out = new Uint8Array(end - start);
+  TypedArrayPrototypeSet(out, view);
+  return out;
+}
+
+function copyBytes(u8) {
+  return copyRange(u8, 0, TypedArrayPrototypeGetByteLength(u8));
+}
+
+/** Copy the bytes of an ArrayBuffer / ArrayBufferView into a fresh Uint8Array. */
+function copyBufferSource(source) {
+  let view;
+  if (ArrayBufferIsView(source)) {
+    if (core.isDataView(source)) {
+      view = new Uint8Array(
+        DataViewPrototypeGetBuffer(source),
+        DataViewPrototypeGetByteOffset(source),
+        DataViewPrototypeGetByteLength(source),
+      );
+    } else {
+      view = new Uint8Array(
+        TypedArrayPrototypeGetBuffer(source),
+        TypedArrayPrototypeGetByteOffset(source),
+        TypedArrayPrototypeGetByteLength(source),
+      );
+    }
+  } else {
+    // ArrayBuffer (or SharedArrayBuffer).
+    view = new Uint8Array(source);
+  }
+  return copyBytes(view);
+}
+
+/** ArrayBuffer holding exactly the bytes of `u8`. */
+function toArrayBuffer(u8) {
+  const buffer = TypedArrayPrototypeGetBuffer(u8);
+  if (
+    TypedArrayPrototypeGetByteOffset(u8) === 0 &&
+    TypedArrayPrototypeGetByteLength(u8) === ArrayBufferPrototypeGetByteLength(buffer)
+  ) {
+    return buffer;
+  }
+  return TypedArrayPrototypeGetBuffer(copyBytes(u8));
+}
+
+// ---- InnerBody ---------------------------------------------------------------
+
+class InnerBody {
+  /** @type {Uint8Array | null} bytes not yet turned into a stream */
+  bytes = null;
+  /** @type {Blob | null} blob not yet turned into a stream */
+  blob = null;
+  /** @type {ReadableStream | null} */
+  stream = null;
+  /** static data was consumed without ever creating a stream */
+  consumed = false;
+  /** @type {number | null} */
+  length = null;
+
+  static fromBytes(bytes) {
+    const b = new InnerBody();
+    b.bytes = bytes;
+    b.length = TypedArrayPrototypeGetByteLength(bytes);
+    return b;
+  }
+
+  static fromBlob(blob) {
+    const b = new InnerBody();
+    b.blob = blob;
+    b.length = BlobPrototypeGetSize(blob);
+    return b;
+  }
+
+  static fromStream(stream) {
+    const b = new InnerBody();
+    b.stream = stream;
+    return b;
+  }
+
+  /** The body's ReadableStream, created on first use. */
+  getStream() {
+    if (this.stream !== null) return this.stream;
+    if (this.blob !== null) {
+      this.stream = BlobPrototypeStream(this.blob);
+      this.blob = null;
+      return this.stream;
+    }
+    const consumed = this.consumed;
+    const bytes = consumed ? null : this.bytes;
+    this.bytes = null;
+    this.stream = createReadableByteStream(
+      (controller) => {
+        // The controller transfers (detaches) enqueued buffers; `bytes` is ours alone.
+        if (bytes !== null && TypedArrayPrototypeGetByteLength(bytes) > 0) {
+          readableByteStreamControllerEnqueue(controller, bytes);
+        }
+        readableByteStreamControllerClose(controller);
+      },
+      () => undefined,
+      () => PromiseResolve(undefined),
+    );
+    // A static body that was already read shows up as a disturbed (closed) stream.
+    if (consumed) readableStreamDisturb(this.stream);
+    return this.stream;
+  }
+
+  /** "disturbed" */
+  isUsed() {
+    if (this.stream !== null) return isReadableStreamDisturbed(this.stream);
+    return this.consumed;
+  }
+
+  /** "unusable": disturbed or locked */
+  isUnusable() {
+    if (this.stream !== null) {
+      return isReadableStreamDisturbed(this.stream) || isReadableStreamLocked(this.stream);
+    }
+    return this.consumed;
+  }
+
+  /** Fully read the body. Caller must check `isUnusable()` first. */
+  async consume() {
+    if (this.stream === null) {
+      this.consumed = true;
+      if (this.blob !== null) {
+        const blob = this.blob;
+        this.blob = null;
+        return await BlobPrototypeBytes(blob);
+      }
+      const bytes = this.bytes;
+      this.bytes = null;
+      return bytes === null ? new Uint8Array(0) : bytes;
+    }
+    return await readableStreamCollectIntoUint8Array(this.stream);
+  }
+
+  /**
+   * Cancel the body (fetch aborted). Works on a stream we are reading ourselves: the
+   * internal cancel ignores the lock, closes pending reads and tells the source to stop,
+   * so an endless body stream does not keep being pulled after an abort.
+   */
+  cancel(reason) {
+    if (this.stream !== null) {
+      PromisePrototypeThen(readableStreamCancel(this.stream, reason), undefined, ignore);
+    } else {
+      this.consumed = true;
+      this.bytes = null;
+      this.blob = null;
+    }
+  }
+
+  /** "clone a body" */
+  clone() {
+    if (this.stream === null) {
+      if (this.blob !== null) return InnerBody.fromBlob(this.blob);
+      // Each copy must own its bytes: consumers get the buffer itself.
+      const copy = this.bytes === null ? new Uint8Array(0) : copyBytes(this.bytes);
+      return InnerBody.fromBytes(copy);
+    }
+    const branches = readableStreamTee(this.stream, true);
+    this.stream = branches[0];
+    const out = InnerBody.fromStream(branches[1]);
+    out.length = this.length;
+    return out;
+  }
+
+  /**
+   * Move this body into a new InnerBody (Request constructed from a Request):
+   * the new owner gets the data, this one becomes disturbed.
+   */
+  transfer() {
+    let out;
+    if (this.stream === null) {
+      if (this.blob !== null) out = InnerBody.fromBlob(this.blob);
+      else out = InnerBody.fromBytes(this.bytes === null ? new Uint8Array(0) : this.bytes);
+      this.blob = null;
+      this.bytes = null;
+      this.consumed = true;
+      return out;
+    }
+    // Tee and drop the second branch: the original stream stays locked (by the
+    // tee's reader) and is marked disturbed, the new owner reads branch one.
+    const branches = readableStreamTee(this.stream, false);
+    PromisePrototypeThen(readableStreamCancel(branches[1], undefined), undefined, ignore);
+    readableStreamDisturb(this.stream);
+    out = InnerBody.fromStream(branches[0]);
+    out.length = this.length;
+    return out;
+  }
+}
+
+// ---- extracting a body -------------------------------------------------------
+
+/**
+ * "extract a body" (Fetch section 5.2). `object` is a BodyInit that is not null/undefined.
+ * Returns { body: InnerBody, contentType: string | null }.
+ */
+function extractBody(object) {
+  if (typeof object === "string") {
+    return { body: InnerBody.fromBytes(core.encode(StringPrototypeToWellFormed(object))), contentType: "text/plain;charset=UTF-8" };
+  }
+  if (typeof object === "object" && object !== null) {
+    if (core.isArrayBuffer(object) || core.isSharedArrayBuffer(object) || ArrayBufferIsView(object)) {
+      return { body: InnerBody.fromBytes(copyBufferSource(object)), contentType: null };
+    }
+    if (isBlob(object)) {
+      const type = BlobPrototypeGetType(object);
+      return { body: InnerBody.fromBlob(object), contentType: type === "" ? null : type };
+    }
+    if (isFormData(object)) {
+      const encoded = encodeFormData(object);
+      return { body: InnerBody.fromBlob(encoded.blob), contentType: encoded.contentType };
+    }
+    if (ObjectPrototypeIsPrototypeOf(URLSearchParamsPrototype, object)) {
+      return {
+        body: InnerBody.fromBytes(core.encode(URLSearchParamsPrototypeToString(object))),
+        contentType: "application/x-www-form-urlencoded;charset=UTF-8",
+      };
+    }
+    if (isReadableStream(object)) {
+      if (isReadableStreamDisturbed(object) || isReadableStreamLocked(object)) {
+        throw new TypeError("ReadableStream body is already disturbed or locked");
+      }
+      return { body: InnerBody.fromStream(object), contentType: null };
+    }
+    // Not in the standard BodyInit union, but Node and Deno accept async
+    // iterables of Uint8Array (e.g. Node-style streams, async generators).
+    if (typeof object[SymbolAsyncIterator] === "function") {
+      return { body: InnerBody.fromStream(ReadableStreamFrom(object)), contentType: null };
+    }
+  }
+  // Everything else goes through the USVString branch of the union.
+  const s = webidl.converters.USVString(object, "Failed to extract body", "body");
+  return { body: InnerBody.fromBytes(core.encode(s)), contentType: "text/plain;charset=UTF-8" };
+}
+
+// ---- the Body mixin ------------------------------------------------------------
+
+const _body = Symbol("[[body]]");
+const _headers = Symbol("[[headers]]");
+
+function mimeTypeOf(obj) {
+  const headers = obj[_headers];
+  if (headers === null || headers === undefined) return null;
+  const values = listGetDecodeSplit(headerListFromHeaders(headers), "content-type");
+  if (values === null) return null;
+  // "extract a MIME type" (Fetch section 3.5).
+  let charset = null;
+  let currentEssence = null;
+  let mimeType = null;
+  for (let i = 0; i < values.length; i++) {
+    const temp = parseMimeType(values[i]);
+    if (temp === null || essence(temp) === "*/*") continue;
+    mimeType = temp;
+    const e = essence(mimeType);
+    if (e !== currentEssence) {
+      charset = null;
+      const c = mimeType.parameters.get("charset");
+      if (c !== undefined) charset = c;
+      currentEssence = e;
+    } else if (!mimeType.parameters.has("charset") && charset !== null) {
+      mimeType.parameters.set("charset", charset);
+    }
+  }
+  return mimeType;
+}
+
+async function consumeBody(obj) {
+  const body = obj[_body];
+  if (body === null) return new Uint8Array(0);
+  if (body.isUnusable()) {
+    throw new TypeError("Body is unusable: it has already been read (or is locked)");
+  }
+  return await body.consume();
+}
+
+function mixinBody(prototype, brandPrototype, interfaceName) {
+  const check = (self) => webidl.assertBranded(self, brandPrototype);
+  const methods = {
+    get body() {
+      check(this);
+      const body = this[_body];
+      return body === null ? null : body.getStream();
+    },
+    get bodyUsed() {
+      check(this);
+      const body = this[_body];
+      return body !== null && body.isUsed();
+    },
+    async arrayBuffer() {
+      check(this);
+      return toArrayBuffer(await consumeBody(this));
+    },
+    async blob() {
+      check(this);
+      const bytes = await consumeBody(this);
+      const mime = mimeTypeOf(this);
+      return makeBlob([bytes], mime === null ? "" : serializeMimeType(mime));
+    },
+    async bytes() {
+      check(this);
+      const bytes = await consumeBody(this);
+      return bytes;
+    },
+    async formData() {
+      check(this);
+      const bytes = await consumeBody(this);
+      const mime = mimeTypeOf(this);
+      if (mime !== null) {
+        const e = essence(mime);
+        if (e === "multipart/form-data") {
+          const boundary = mime.parameters.get("boundary");
+          if (boundary === undefined) {
+            throw new TypeError("Missing boundary parameter in multipart/form-data Content-Type");
+          }
+          return parseMultipart(bytes, boundary);
+        }
+        if (e === "application/x-www-form-urlencoded") {
+          const fd = new FormData();
+          const pairs = parseUrlEncoded(bytes);
+          for (let i = 0; i < pairs.length; i++) {
+            ArrayPrototypePush(fd[_entries], [pairs[i][0], pairs[i][1]]);
+          }
+          return fd;
+        }
+      }
+      throw new TypeError(
+        `${interfaceName}.formData(): Content-Type is not multipart/form-data or application/x-www-form-urlencoded`,
+      );
+    },
+    async json() {
+      check(this);
+      const bytes = await consumeBody(this);
+      return JSONParse(core.decode(bytes));
+    },
+    async text() {
+      check(this);
+      const bytes = await consumeBody(this);
+      return core.decode(bytes);
+    },
+  };
+  const props = {};
+  const names = ["body", "bodyUsed"];
+  for (let i = 0; i < names.length; i++) {
+    const d = ObjectGetOwnPropertyDescriptor(methods, names[i]);
+    props[names[i]] = { __proto__: null, get: d.get, enumerable: true, configurable: true };
+  }
+  const fns = ["arrayBuffer", "blob", "bytes", "formData", "json", "text"];
+  for (let i = 0; i < fns.length; i++) {
+    props[fns[i]] = {
+      __proto__: null,
+      value: methods[fns[i]],
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    };
+  }
+  ObjectDefineProperties(prototype, props);
+}
+
+// ---- FormData ------------------------------------------------------------------
+
+const _entries = Symbol("[[entries]]");
+
+/** "create an entry": strings stay strings, Blobs become Files. */
+function makeEntry(name, value, filename) {
+  if (isBlob(value)) {
+    if (!isFile(value) || filename !== undefined) {
+      const type = BlobPrototypeGetType(value);
+      value = makeFile([value], filename !== undefined ? filename : isFile(value) ? FilePrototypeGetName(value) : "blob", type);
+    }
+  }
+  return [name, value];
+}
+
+class FormData {
+  [_entries] = [];
+
+  constructor(form = undefined) {
+    if (form !== undefined) {
+      throw new TypeError("Failed to construct 'FormData': HTML forms are not supported");
+    }
+    this[webidl.brand] = webidl.brand;
+  }
+
+  append(name, valueOrBlob, filename = undefined) {
+    webidl.assertBranded(this, FormDataPrototype);
+    const prefix = "Failed to execute 'append' on 'FormData'";
+    webidl.requiredArguments(arguments.length, 2, prefix);
+    ArrayPrototypePush(this[_entries], convertEntryArgs(prefix, arguments.length, name, valueOrBlob, filename));
+  }
+
+  delete(name) {
+    webidl.assertBranded(this, FormDataPrototype);
+    const prefix = "Failed to execute 'delete' on 'FormData'";
+    webidl.requiredArguments(arguments.length, 1, prefix);
+    name = webidl.converters.USVString(name, prefix, "Argument 1");
+    const list = this[_entries];
+    const kept = [];
+    for (let i = 0; i < list.length; i++) {
+      if (list[i][0] !== name) ArrayPrototypePush(kept, list[i]);
+    }
+    this[_entries] = kept;
+  }
+
+  get(name) {
+    webidl.assertBranded(this, FormDataPrototype);
+    const prefix = "Failed to execute 'get' on 'FormData'";
+    webidl.requiredArguments(arguments.length, 1, prefix);
+    name = webidl.converters.USVString(name, prefix, "Argument 1");
+    const list = this[_entries];
+    for (let i = 0; i < list.length; i++) {
+      if (list[i][0] === name) return list[i][1];
+    }
+    return null;
+  }
+
+  getAll(name) {
+    webidl.assertBranded(this, FormDataPrototype);
+    const prefix = "Failed to execute 'getAll' on 'FormData'";
+    webidl.requiredArguments(arguments.length, 1, prefix);
+    name = webidl.converters.USVString(name, prefix, "Argument 1");
+    const out = [];
+    const list = this[_entries];
+    for (let i = 0; i < list.length; i++) {
+      if (list[i][0] === name) ArrayPrototypePush(out, list[i][1]);
+    }
+    return out;
+  }
+
+  has(name) {
+    webidl.assertBranded(this, FormDataPrototype);
+    const prefix = "Failed to execute 'has' on 'FormData'";
+    webidl.requiredArguments(arguments.length, 1, prefix);
+    name = webidl.converters.USVString(name, prefix, "Argument 1");
+    const list = this[_entries];
+    for (let i = 0; i < list.length; i++) {
+      if (list[i][0] === name) return true;
+    }
+    return false;
+  }
+
+  set(name, valueOrBlob, filename = undefined) {
+    webidl.assertBranded(this, FormDataPrototype);
+    const prefix = "Failed to execute 'set' on 'FormData'";
+    webidl.requiredArguments(arguments.length, 2, prefix);
+    const entry = convertEntryArgs(prefix, arguments.length, name, valueOrBlob, filename);
+    const list = this[_entries];
+    const out = [];
+    let replaced = false;
+    for (let i = 0; i < list.length; i++) {
+      if (list[i][0] === entry[0]) {
+        if (!replaced) {
+          ArrayPrototypePush(out, entry);
+          replaced = true;
+        }
+      } else {
+        ArrayPrototypePush(out, list[i]);
+      }
+    }
+    if (!replaced) ArrayPrototypePush(out, entry);
+    this[_entries] = out;
+  }
+
+  [SymbolFor("Deno.privateCustomInspect")](inspect, inspectOptions) {
+    return `FormData ${inspect(this[_entries], inspectOptions)}`;
+  }
+}
+
+function convertEntryArgs(prefix, argc, name, value, filename) {
+  name = webidl.converters.USVString(name, prefix, "Argument 1");
+  if (isBlob(value)) {
+    if (filename !== undefined) filename = webidl.converters.USVString(filename, prefix, "Argument 3");
+    return makeEntry(name, value, filename);
+  }
+  if (argc > 2 && filename !== undefined) {
+    throw new TypeError(`${prefix}: parameter 2 is not of type 'Blob'`);
+  }
+  return [name, webidl.converters.USVString(value, prefix, "Argument 2")];
+}
+
+webidl.mixinPairIterable("FormData", FormData, _entries, 0, 1);
+webidl.configureInterface(FormData);
+const FormDataPrototype = FormData.prototype;
+
+function isFormData(v) {
+  return ObjectPrototypeIsPrototypeOf(FormDataPrototype, v) && v[webidl.brand] === webidl.brand;
+}
+
+/** Escape a name / filename for a Content-Disposition header (HTML spec). */
+function escapeDispositionValue(s) {
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = StringPrototypeCharCodeAt(s, i);
+    if (c === 0x0a) out += "%0A";
+    else if (c === 0x0d) out += "%0D";
+    else if (c === 0x22) out += "%22";
+    else out += s[i];
+  }
+  return out;
+}
+
+/** Convert lone CR and lone LF to CRLF (multipart string values). */
+function normalizeNewlines(s) {
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    const c = StringPrototypeCharCodeAt(s, i);
+    if (c === 0x0d) {
+      out += "\r\n";
+      if (i + 1 < s.length && StringPrototypeCharCodeAt(s, i + 1) === 0x0a) i++;
+    } else if (c === 0x0a) {
+      out += "\r\n";
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+function randomBoundary() {
+  let s = "";
+  for (let i = 0; i < 3; i++) {
+    s += StringPrototypeSlice(NumberPrototypeToString(MathRandom(), 16), 2);
+  }
+  return "----codestep-formdata-" + StringPrototypeSlice(s, 0, 32);
+}
+
+/** multipart/form-data encoding of a FormData, as a Blob (so files are not copied). */
+function encodeFormData(formData) {
+  const boundary = randomBoundary();
+  const parts = [];
+  const list = formData[_entries];
+  for (let i = 0; i < list.length; i++) {
+    const name = list[i][0];
+    const value = list[i][1];
+    let head = "--" + boundary + "\r\nContent-Disposition: form-data; name=\"" +
+      escapeDispositionValue(normalizeNewlines(name)) + "\"";
+    if (typeof value === "string") {
+      ArrayPrototypePush(parts, head + "\r\n\r\n" + normalizeNewlines(value) + "\r\n");
+    } else {
+      const type = BlobPrototypeGetType(value);
+      head += "; filename=\"" + escapeDispositionValue(FilePrototypeGetName(value)) + "\"\r\n" +
+        "Content-Type: " + (type === "" ? "application/octet-stream" : type) + "\r\n\r\n";
+      ArrayPrototypePush(parts, head);
+      ArrayPrototypePush(parts, value);
+      ArrayPrototypePush(parts, "\r\n");
+    }
+  }
+  ArrayPrototypePush(parts, "--" + boundary + "--\r\n");
+  return {
+    blob: makeBlob(parts, ""),
+    contentType: "multipart/form-data; boundary=" + boundary,
+  };
+}
+
+function indexOfBytes(hay, needle, from) {
+  const n = TypedArrayPrototypeGetLength(needle);
+  const end = TypedArrayPrototypeGetLength(hay) - n;
+  const first = needle[0];
+  let i = from;
+  while (i <= end) {
+    // Jump to the next candidate first byte (native scan), then compare the rest.
+    i = TypedArrayPrototypeIndexOf(hay, first, i);
+    if (i === -1 || i > end) return -1;
+    let j = 1;
+    while (j < n && hay[i + j] === needle[j]) j++;
+    if (j === n) return i;
+    i++;
+  }
+  return -1;
+}
+
+function latin1(bytes, start, end) {
+  let s = "";
+  for (let i = start; i < end; i++) s += primordials.StringFromCharCode(bytes[i]);
+  return s;
+}
+
+/** Parse a `name="..."`-style parameter out of a Content-Disposition value. */
+function dispositionParam(value, param) {
+  const lower = byteLowerCase(value);
+  let i = 0;
+  while (true) {
+    const at = primordials.StringPrototypeIndexOf(lower, param + "=", i);
+    if (at === -1) return null;
+    // Must be at a parameter boundary (after ';' and optional whitespace).
+    let k = at - 1;
+    while (k >= 0 && (lower[k] === " " || lower[k] === "\t")) k--;
+    if (k >= 0 && lower[k] !== ";") {
+      i = at + 1;
+      continue;
+    }
+    let p = at + param.length + 1;
+    if (value[p] === "\"") {
+      p++;
+      let out = "";
+      while (p < value.length && value[p] !== "\"") {
+        if (value[p] === "\\" && p + 1 < value.length) p++;
+        out += value[p];
+        p++;
+      }
+      return out;
+    }
+    let out = "";
+    while (p < value.length && value[p] !== ";") out += value[p++];
+    return primordials.StringPrototypeTrim(out);
+  }
+}
+
+/** Percent-decode %0A, %0D, %22 as written by escapeDispositionValue. */
+function unescapeDisposition(s) {
+  let out = "";
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === "%" && i + 2 < s.length) {
+      const code = StringPrototypeSlice(s, i + 1, i + 3);
+      if (code === "0A" || code === "0a") {
+        out += "\n";
+        i += 2;
+        continue;
+      }
+      if (code === "0D" || code === "0d") {
+        out += "\r";
+        i += 2;
+        continue;
+      }
+      if (code === "22") {
+        out += "\"";
+        i += 2;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+/** Split on CRLF without String.prototype.split (which consults Symbol.split). */
+function splitLines(s) {
+  const out = [];
+  let start = 0;
+  while (true) {
+    const at = primordials.StringPrototypeIndexOf(s, "\r\n", start);
+    if (at === -1) {
+      ArrayPrototypePush(out, StringPrototypeSlice(s, start));
+      return out;
+    }
+    ArrayPrototypePush(out, StringPrototypeSlice(s, start, at));
+    start = at + 2;
+  }
+}
+
+/** multipart/form-data parser (RFC 7578), enough for well-formed bodies. */
+function parseMultipart(bytes, boundary) {
+  const fd = new FormData();
+  const delim = core.encode("--" + boundary);
+  const delimLen = TypedArrayPrototypeGetLength(delim);
+  const total = TypedArrayPrototypeGetLength(bytes);
+  const crlfDelim = core.encode("\r\n--" + boundary);
+  const crlfcrlf = core.encode("\r\n\r\n");
+  const fail = () => new TypeError("Failed to parse body as FormData: malformed multipart body");
+
+  let pos = indexOfBytes(bytes, delim, 0);
+  if (pos === -1) throw fail();
+  pos += delimLen;
+  while (true) {
+    // After a delimiter: "--" ends the body, otherwise CRLF then a part.
+    if (pos + 1 < total && bytes[pos] === 0x2d && bytes[pos + 1] === 0x2d) break;
+    // Skip transport padding and the CRLF.
+    while (pos < total && (bytes[pos] === 0x20 || bytes[pos] === 0x09)) pos++;
+    if (pos + 1 < total && bytes[pos] === 0x0d && bytes[pos + 1] === 0x0a) pos += 2;
+    else throw fail();
+    let headersEnd;
+    let bodyStart;
+    if (pos + 1 < total && bytes[pos] === 0x0d && bytes[pos + 1] === 0x0a) {
+      headersEnd = pos; // no headers
+      bodyStart = pos + 2;
+    } else {
+      headersEnd = indexOfBytes(bytes, crlfcrlf, pos);
+      if (headersEnd === -1) throw fail();
+      bodyStart = headersEnd + 4;
+    }
+    const rawHeaders = latin1(bytes, pos, headersEnd);
+    let name = null;
+    let filename = null;
+    let contentType = null;
+    const lines = splitLines(rawHeaders);
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i];
+      const colon = primordials.StringPrototypeIndexOf(line, ":");
+      if (colon === -1) continue;
+      const hname = byteLowerCase(primordials.StringPrototypeTrim(StringPrototypeSlice(line, 0, colon)));
+      const hvalue = primordials.StringPrototypeTrim(StringPrototypeSlice(line, colon + 1));
+      if (hname === "content-disposition") {
+        name = dispositionParam(hvalue, "name");
+        filename = dispositionParam(hvalue, "filename");
+      } else if (hname === "content-type") {
+        contentType = hvalue;
+      }
+    }
+    if (name === null) throw fail();
+    const bodyEnd = indexOfBytes(bytes, crlfDelim, bodyStart);
+    if (bodyEnd === -1) throw fail();
+    const content = copyRange(bytes, bodyStart, bodyEnd);
+    // Header bytes were read as latin1; names and filenames are UTF-8 on the wire.
+    name = core.decode(latin1ToBytes(unescapeDisposition(name)));
+    if (filename !== null) {
+      filename = core.decode(latin1ToBytes(unescapeDisposition(filename)));
+      const file = makeFile([content], filename, contentType === null ? "text/plain" : contentType);
+      ArrayPrototypePush(fd[_entries], [name, file]);
+    } else {
+      ArrayPrototypePush(fd[_entries], [name, core.decode(content)]);
+    }
+    pos = bodyEnd + TypedArrayPrototypeGetLength(crlfDelim);
+  }
+  return fd;
+}
+
+function latin1ToBytes(s) {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = StringPrototypeCharCodeAt(s, i) & 0xff;
+  return out;
+}
+
+export {
+  _body,
+  _headers,
+  consumeBody,
+  extractBody,
+  FormData,
+  FormDataPrototype,
+  InnerBody,
+  isFormData,
+  makeBlob,
+  mimeTypeOf,
+  mixinBody,
+  toArrayBuffer,
+};

@@ -1,0 +1,1255 @@
+//! Conformance tests for the fetch polyfill (`js/10_headers.js` .. `js/50_fetch.js`), modelled on the
+//! WHATWG Fetch standard and the web-platform-tests (fetch/api/headers, request, response, body).
+//!
+//! Most checks need no network: each test runs one JS step that makes many assertions and returns the
+//! list of failed ones; the Rust side asserts the list is empty and prints it otherwise.
+
+use std::time::Duration;
+
+use codestep::connector::{Connector, ConnectorSpec, Placement, Secret};
+use codestep::engine::{Executor, ExecutorConfig, StepRequest, StepResult};
+
+use crate::support::{self, RecordedRequest, Reply, TestServer};
+
+/// Assertion helpers shared by every JS step. They avoid builtins a test may tamper with.
+const PRELUDE: &str = r#"
+const failures = [];
+const fail = (msg) => { failures[failures.length] = msg; };
+const show = (v) => { try { return typeof v === "string" ? `"${v}"` : String(JSON.stringify(v)); } catch { return String(v); } };
+const ok = (name, cond) => { if (!cond) fail(name); };
+const eq = (name, actual, expected) => {
+  if (!Object.is(actual, expected)) fail(`${name}: expected ${show(expected)}, got ${show(actual)}`);
+};
+const deq = (name, actual, expected) => {
+  const a = show(actual), e = show(expected);
+  if (a !== e) fail(`${name}: expected ${e}, got ${a}`);
+};
+const errName = (e) => (e && e.constructor && e.constructor.name) || typeof e;
+const throws = (name, Type, fn) => {
+  try { fn(); fail(`${name}: did not throw`); }
+  catch (e) { if (!(e instanceof Type)) fail(`${name}: threw ${errName(e)} (${e && e.message}), wanted ${Type.name}`); }
+};
+const rejects = async (name, Type, fn) => {
+  try { await fn(); fail(`${name}: did not reject`); }
+  catch (e) { if (!(e instanceof Type)) fail(`${name}: rejected with ${errName(e)} (${e && e.message}), wanted ${Type.name}`); }
+};
+// FormData is exported by js/50_fetch.js; reach it through a body in case it is not a global yet.
+const FormData = globalThis.FormData ??
+  (await new Response("", { headers: { "content-type": "application/x-www-form-urlencoded" } }).formData()).constructor;
+const test = async (name, fn) => {
+  try { await fn(); } catch (e) { fail(`${name}: unexpected ${errName(e)}: ${e && e.message}`); }
+};
+"#;
+
+fn executor() -> Executor {
+    Executor::new(ExecutorConfig {
+        workers: 1,
+        ..Default::default()
+    })
+    .expect("executor")
+}
+
+/// Runs `body` (the inside of an async function, using the PRELUDE helpers) and asserts no failures.
+async fn run_checks(exec: &Executor, name: &str, body: &str) {
+    run_checks_with(exec, name, body, serde_json::json!({}), vec![]).await;
+}
+
+async fn run_checks_with(
+    exec: &Executor,
+    name: &str,
+    body: &str,
+    input: serde_json::Value,
+    connectors: Vec<Connector>,
+) -> StepResult {
+    let code = format!(
+        "{PRELUDE}\nexport default async (input, ctx) => {{\n{body}\nreturn failures;\n}};\n"
+    );
+    let mut req = StepRequest::new(code, input);
+    req.connectors = connectors;
+    let res: StepResult = exec.run(req).await;
+    if let Some(err) = &res.error {
+        panic!(
+            "{name}: step failed: {:?}: {}\n{:?}\nlogs: {:?}",
+            err.kind, err.message, err.stack, res.logs
+        );
+    }
+    let out = res.output.clone().unwrap_or(serde_json::Value::Null);
+    let list = out
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("{name}: unexpected output {out}"));
+    if !list.is_empty() {
+        let lines: Vec<String> = list
+            .iter()
+            .map(|v| match v.as_str() {
+                Some(s) => format!("  - {s}"),
+                None => format!("  - {v}"),
+            })
+            .collect();
+        panic!(
+            "{name}: {} failed assertion(s):\n{}",
+            list.len(),
+            lines.join("\n")
+        );
+    }
+    res
+}
+
+const HEADERS_JS: &str = r#"
+await test("basic", () => {
+  const h = new Headers();
+  eq("empty has no entries", [...h].length, 0);
+  h.append("Content-Type", "text/plain");
+  eq("get is case-insensitive", h.get("content-type"), "text/plain");
+  eq("get upper", h.get("CONTENT-TYPE"), "text/plain");
+  ok("has", h.has("Content-type"));
+  eq("get missing is null", h.get("x-missing"), null);
+  ok("has missing is false", !h.has("x-missing"));
+  h.append("Accept", "a");
+  h.append("accept", "b");
+  eq("append combines with comma-space", h.get("Accept"), "a, b");
+  h.set("ACCEPT", "c");
+  eq("set replaces all", h.get("accept"), "c");
+  h.delete("aCCept");
+  eq("delete", h.get("accept"), null);
+  h.delete("not-there");
+});
+
+await test("iteration", () => {
+  const h = new Headers([["B", "2"], ["a", "1"], ["C", "3"], ["b", "4"]]);
+  deq("entries sorted, lowercased, combined", [...h], [["a", "1"], ["b", "2, 4"], ["c", "3"]]);
+  deq("keys", [...h.keys()], ["a", "b", "c"]);
+  deq("values", [...h.values()], ["1", "2, 4", "3"]);
+  deq("entries()", [...h.entries()], [...h]);
+  ok("Symbol.iterator is entries", Headers.prototype[Symbol.iterator] === Headers.prototype.entries);
+  const seen = [];
+  h.forEach(function (value, key, obj) { seen.push([key, value, obj === h]); });
+  deq("forEach", seen, [["a", "1", true], ["b", "2, 4", true], ["c", "3", true]]);
+  const it = h.keys();
+  eq("iterator toStringTag", Object.prototype.toString.call(it), "[object Headers Iterator]");
+  eq("iterator next", it.next().value, "a");
+  h.append("aa", "x");
+  eq("iteration is live (sees later appends)", it.next().value, "aa");
+  eq("Headers toStringTag", Object.prototype.toString.call(h), "[object Headers]");
+});
+
+await test("set-cookie", () => {
+  const h = new Headers();
+  h.append("Set-Cookie", "a=1");
+  h.append("set-cookie", "b=2");
+  h.append("X", "y");
+  deq("set-cookie not combined when iterating", [...h], [["set-cookie", "a=1"], ["set-cookie", "b=2"], ["x", "y"]]);
+  eq("get combines set-cookie", h.get("set-cookie"), "a=1, b=2");
+  deq("getSetCookie", h.getSetCookie(), ["a=1", "b=2"]);
+  deq("getSetCookie empty", new Headers().getSetCookie(), []);
+  deq("getSetCookie from record", new Headers({ "Set-Cookie": "c=3" }).getSetCookie(), ["c=3"]);
+  h.set("set-cookie", "z=9");
+  deq("set replaces set-cookie", h.getSetCookie(), ["z=9"]);
+});
+
+await test("constructor forms", () => {
+  deq("from record", [...new Headers({ b: "2", A: "1" })], [["a", "1"], ["b", "2"]]);
+  deq("from sequence", [...new Headers([["x", "1"], ["x", "2"]])], [["x", "1, 2"]]);
+  const src = new Headers({ a: "1" });
+  src.append("Set-Cookie", "s=1");
+  src.append("Set-Cookie", "s=2");
+  const copy = new Headers(src);
+  deq("from Headers", [...copy], [...src]);
+  copy.set("a", "2");
+  eq("copy is independent", src.get("a"), "1");
+  deq("from Map (iterable)", [...new Headers(new Map([["k", "v"]]))], [["k", "v"]]);
+  deq("record stringifies values", [...new Headers({ n: 1, b: true, o: null })], [["b", "true"], ["n", "1"], ["o", "null"]]);
+  deq("sequence stringifies", [...new Headers([["n", 1]])], [["n", "1"]]);
+  const sym = Symbol("s");
+  deq("record ignores symbol keys", [...new Headers({ a: "1", [sym]: "x" })], [["a", "1"]]);
+  const proto = { inherited: "no" };
+  const rec = Object.create(proto);
+  rec.own = "yes";
+  Object.defineProperty(rec, "hidden", { value: "no", enumerable: false });
+  deq("record uses own enumerable keys", [...new Headers(rec)], [["own", "yes"]]);
+  deq("undefined init", [...new Headers(undefined)], []);
+  throws("null init", TypeError, () => new Headers(null));
+  throws("string init", TypeError, () => new Headers("a: b"));
+  throws("number init", TypeError, () => new Headers(1));
+  throws("pair of one", TypeError, () => new Headers([["a"]]));
+  throws("pair of three", TypeError, () => new Headers([["a", "b", "c"]]));
+  throws("non-iterable pair", TypeError, () => new Headers([1]));
+  throws("called without new", TypeError, () => Headers());
+});
+
+await test("validation", () => {
+  const h = new Headers();
+  for (const bad of ["", "a b", "a:b", "\u00e9", "a\nb", "(x)", "a/b", "a\"", "[x]", "{x}", "a,b", "a;b", "a=b", "a@b", "a?b", "a\\b"]) {
+    throws(`append invalid name ${JSON.stringify(bad)}`, TypeError, () => h.append(bad, "v"));
+    throws(`get invalid name ${JSON.stringify(bad)}`, TypeError, () => h.get(bad));
+    throws(`has invalid name ${JSON.stringify(bad)}`, TypeError, () => h.has(bad));
+    throws(`set invalid name ${JSON.stringify(bad)}`, TypeError, () => h.set(bad, "v"));
+    throws(`delete invalid name ${JSON.stringify(bad)}`, TypeError, () => h.delete(bad));
+  }
+  for (const good of ["!#$%&'*+-.^_`|~", "X-Custom-123", "a"]) {
+    h.set(good, "v");
+    eq(`valid name ${good}`, h.get(good), "v");
+  }
+  for (const bad of ["a\nb", "a\rb", "a\0b", "\u0100", "\u{1F600}"]) {
+    throws(`invalid value ${JSON.stringify(bad)}`, TypeError, () => h.append("x", bad));
+    throws(`invalid value set ${JSON.stringify(bad)}`, TypeError, () => h.set("x", bad));
+    throws(`invalid value ctor ${JSON.stringify(bad)}`, TypeError, () => new Headers({ x: bad }));
+  }
+  h.set("v1", "  padded \t");
+  eq("leading/trailing whitespace trimmed", h.get("v1"), "padded");
+  h.set("v2", "\r\n\t a b \n");
+  eq("leading/trailing CR LF trimmed", h.get("v2"), "a b");
+  h.set("v3", "in\tside");
+  eq("inner tab kept", h.get("v3"), "in\tside");
+  h.set("v4", "\u00ff\u0080");
+  eq("latin1 bytes allowed", h.get("v4"), "\u00ff\u0080");
+  h.set("v5", "");
+  eq("empty value", h.get("v5"), "");
+  ok("empty value has", h.has("v5"));
+  throws("append missing arg", TypeError, () => h.append("x"));
+  throws("get missing arg", TypeError, () => h.get());
+  throws("illegal invocation", TypeError, () => Headers.prototype.get.call({}, "a"));
+});
+
+await test("stringification via webidl", () => {
+  const h = new Headers();
+  h.append("num", 42);
+  eq("number value", h.get("num"), "42");
+  h.set({ toString() { return "From-Object"; } }, "x");
+  eq("object name via toString", h.get("from-object"), "x");
+  throws("symbol value", TypeError, () => h.append("s", Symbol("x")));
+});
+"#;
+
+const REQUEST_JS: &str = r#"
+await test("defaults", () => {
+  const r = new Request("https://example.com/path?q=1#frag");
+  eq("url keeps fragment", r.url, "https://example.com/path?q=1#frag");
+  eq("method", r.method, "GET");
+  eq("redirect", r.redirect, "follow");
+  eq("body", r.body, null);
+  eq("bodyUsed", r.bodyUsed, false);
+  eq("cache", r.cache, "default");
+  eq("credentials", r.credentials, "same-origin");
+  eq("mode", r.mode, "cors");
+  eq("destination", r.destination, "");
+  eq("referrer", r.referrer, "about:client");
+  eq("integrity", r.integrity, "");
+  eq("keepalive", r.keepalive, false);
+  ok("signal is AbortSignal", r.signal instanceof AbortSignal);
+  eq("signal not aborted", r.signal.aborted, false);
+  ok("headers is Headers", r.headers instanceof Headers);
+  eq("toStringTag", Object.prototype.toString.call(r), "[object Request]");
+  eq("url serialised", new Request("HTTPS://EXAMPLE.com").url, "https://example.com/");
+  eq("URL object input", new Request(new URL("https://example.com/a")).url, "https://example.com/a");
+});
+
+await test("url errors", () => {
+  throws("relative url", TypeError, () => new Request("/relative"));
+  throws("garbage url", TypeError, () => new Request("http://"));
+  throws("credentials in url", TypeError, () => new Request("https://user:pass@example.com/"));
+  throws("no args", TypeError, () => new Request());
+  throws("without new", TypeError, () => Request("https://example.com"));
+});
+
+await test("methods", () => {
+  for (const m of ["delete", "get", "head", "options", "post", "put"]) {
+    eq(`normalises ${m}`, new Request("https://e.com", { method: m }).method, m.toUpperCase());
+  }
+  eq("patch is not normalised", new Request("https://e.com", { method: "patch" }).method, "patch");
+  eq("custom method kept", new Request("https://e.com", { method: "PROPFIND" }).method, "PROPFIND");
+  for (const m of ["CONNECT", "trace", "TRACK", "connect"]) {
+    throws(`forbidden ${m}`, TypeError, () => new Request("https://e.com", { method: m }));
+  }
+  for (const m of ["", "a b", "GET\n", "\u00e9"]) {
+    throws(`invalid method ${JSON.stringify(m)}`, TypeError, () => new Request("https://e.com", { method: m }));
+  }
+});
+
+await test("init options", () => {
+  const r = new Request("https://e.com", {
+    redirect: "manual", cache: "no-store", credentials: "include", mode: "same-origin",
+    keepalive: true, integrity: "sha256-x", duplex: "half", priority: "high", referrerPolicy: "no-referrer",
+  });
+  eq("redirect", r.redirect, "manual");
+  eq("cache", r.cache, "no-store");
+  eq("credentials", r.credentials, "include");
+  eq("mode", r.mode, "same-origin");
+  eq("keepalive", r.keepalive, true);
+  eq("integrity", r.integrity, "sha256-x");
+  eq("referrerPolicy", r.referrerPolicy, "no-referrer");
+  throws("bad redirect", TypeError, () => new Request("https://e.com", { redirect: "nope" }));
+  throws("bad mode", TypeError, () => new Request("https://e.com", { mode: "nope" }));
+  throws("navigate mode", TypeError, () => new Request("https://e.com", { mode: "navigate" }));
+  throws("bad cache", TypeError, () => new Request("https://e.com", { cache: "nope" }));
+  throws("window non-null", TypeError, () => new Request("https://e.com", { window: {} }));
+  new Request("https://e.com", { window: null, dispatcher: {}, agent: null });
+  throws("signal not an AbortSignal", TypeError, () => new Request("https://e.com", { signal: {} }));
+  eq("null signal", new Request("https://e.com", { signal: null }).signal.aborted, false);
+  throws("init not an object", TypeError, () => new Request("https://e.com", 5));
+});
+
+await test("headers", () => {
+  const r = new Request("https://e.com", { headers: { "X-A": "1" } });
+  eq("init headers", r.headers.get("x-a"), "1");
+  r.headers.set("X-B", "2");
+  eq("request headers mutable", r.headers.get("x-b"), "2");
+  const r2 = new Request(r);
+  eq("copied from input", r2.headers.get("x-b"), "2");
+  r2.headers.set("x-b", "3");
+  eq("copy independent", r.headers.get("x-b"), "2");
+  const r3 = new Request(r, { headers: { "X-C": "3" } });
+  eq("init headers replace input headers", r3.headers.get("x-a"), null);
+  eq("init headers replace input headers (new)", r3.headers.get("x-c"), "3");
+  const r4 = new Request(r, { method: "POST" });
+  eq("other init keeps headers", r4.headers.get("x-a"), "1");
+  const r5 = new Request("https://e.com", { headers: [["a", "1"], ["a", "2"]] });
+  eq("sequence headers", r5.headers.get("a"), "1, 2");
+  const r6 = new Request("https://e.com", { headers: new Headers({ z: "9" }) });
+  eq("Headers headers", r6.headers.get("z"), "9");
+});
+
+await test("bodies", async () => {
+  throws("GET with body", TypeError, () => new Request("https://e.com", { body: "x" }));
+  throws("HEAD with body", TypeError, () => new Request("https://e.com", { method: "HEAD", body: "x" }));
+  new Request("https://e.com", { body: null });
+  new Request("https://e.com", { method: "GET", body: undefined });
+  const r = new Request("https://e.com", { method: "POST", body: "hello" });
+  eq("string content-type", r.headers.get("content-type"), "text/plain;charset=UTF-8");
+  ok("body is a ReadableStream", r.body instanceof ReadableStream);
+  eq("text", await r.text(), "hello");
+  eq("bodyUsed after read", r.bodyUsed, true);
+  await rejects("second read", TypeError, () => r.text());
+  const r2 = new Request("https://e.com", { method: "POST", body: "x", headers: { "Content-Type": "application/custom" } });
+  eq("explicit content-type wins", r2.headers.get("content-type"), "application/custom");
+  const usp = new Request("https://e.com", { method: "POST", body: new URLSearchParams("a=1&b=%20") });
+  eq("URLSearchParams content-type", usp.headers.get("content-type"), "application/x-www-form-urlencoded;charset=UTF-8");
+  eq("URLSearchParams body", await usp.text(), "a=1&b=+");
+  const blob = new Request("https://e.com", { method: "PUT", body: new Blob(["b"], { type: "image/png" }) });
+  eq("Blob content-type", blob.headers.get("content-type"), "image/png");
+  eq("Blob body", await blob.text(), "b");
+  const bytes = new Request("https://e.com", { method: "POST", body: new Uint8Array([1, 2, 3]) });
+  eq("bytes no content-type", bytes.headers.get("content-type"), null);
+  deq("bytes body", [...new Uint8Array(await bytes.arrayBuffer())], [1, 2, 3]);
+});
+
+await test("request from request", async () => {
+  const a = new Request("https://e.com/a", { method: "POST", body: "payload", redirect: "error" });
+  const b = new Request(a);
+  eq("url", b.url, "https://e.com/a");
+  eq("method", b.method, "POST");
+  eq("redirect", b.redirect, "error");
+  eq("source is used after transfer", a.bodyUsed, true);
+  eq("body moved", await b.text(), "payload");
+  throws("cannot construct from used request", TypeError, () => new Request(a));
+  const c = new Request("https://e.com/c", { method: "POST", body: "c" });
+  const d = new Request(c, { body: "override" });
+  eq("init body overrides", await d.text(), "override");
+  eq("input untouched when init body given", c.bodyUsed, false);
+  throws("GET from request with body", TypeError, () => new Request(new Request("https://e.com", { method: "POST", body: "x" }), { method: "GET" }));
+  const s = new Request("https://e.com", { method: "POST", body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("streamed")); c.close(); } }) });
+  const t = new Request(s);
+  eq("stream source used", s.bodyUsed, true);
+  eq("stream moved", await t.text(), "streamed");
+});
+
+await test("clone", async () => {
+  const ac = new AbortController();
+  const a = new Request("https://e.com", { method: "POST", body: "twice", headers: { x: "1" }, signal: ac.signal });
+  const b = a.clone();
+  eq("clone method", b.method, "POST");
+  eq("clone headers", b.headers.get("x"), "1");
+  b.headers.set("x", "2");
+  eq("clone headers independent", a.headers.get("x"), "1");
+  eq("clone text", await b.text(), "twice");
+  eq("original text", await a.text(), "twice");
+  throws("clone used", TypeError, () => a.clone());
+  ok("clone signal distinct", b.signal !== a.signal);
+  ac.abort();
+  ok("original signal follows", a.signal.aborted);
+  ok("clone signal follows", b.signal.aborted);
+  const s = new Request("https://e.com", { method: "POST", body: new ReadableStream({ start(c) { c.enqueue(new Uint8Array([65, 66])); c.close(); } }) });
+  const s2 = s.clone();
+  eq("stream clone 1", await s.text(), "AB");
+  eq("stream clone 2", await s2.text(), "AB");
+});
+
+await test("signal", () => {
+  const ac = new AbortController();
+  const r = new Request("https://e.com", { signal: ac.signal });
+  ok("request signal is not the init signal", r.signal !== ac.signal);
+  eq("not aborted", r.signal.aborted, false);
+  ac.abort("why");
+  eq("follows abort", r.signal.aborted, true);
+  eq("reason propagated", r.signal.reason, "why");
+  const r2 = new Request("https://e.com", { signal: AbortSignal.abort() });
+  eq("already aborted", r2.signal.aborted, true);
+  ok("default reason AbortError", r2.signal.reason instanceof DOMException && r2.signal.reason.name === "AbortError");
+  const r3 = new Request(r2);
+  eq("signal inherited from input request", r3.signal.aborted, true);
+});
+"#;
+
+const RESPONSE_JS: &str = r#"
+await test("defaults", async () => {
+  const r = new Response();
+  eq("status", r.status, 200);
+  eq("ok", r.ok, true);
+  eq("statusText", r.statusText, "");
+  eq("type", r.type, "default");
+  eq("url", r.url, "");
+  eq("redirected", r.redirected, false);
+  eq("body null", r.body, null);
+  eq("bodyUsed", r.bodyUsed, false);
+  eq("text of null body", await r.text(), "");
+  eq("bodyUsed stays false for null body", r.bodyUsed, false);
+  eq("toStringTag", Object.prototype.toString.call(r), "[object Response]");
+  throws("without new", TypeError, () => Response());
+});
+
+await test("init", () => {
+  const r = new Response("x", { status: 404, statusText: "Not Found", headers: { "X-Y": "z" } });
+  eq("status", r.status, 404);
+  eq("ok false", r.ok, false);
+  eq("statusText", r.statusText, "Not Found");
+  eq("headers", r.headers.get("x-y"), "z");
+  r.headers.set("x-y", "w");
+  eq("constructed response headers mutable", r.headers.get("x-y"), "w");
+  for (const s of [0, 100, 199, 600, 999]) throws(`status ${s} RangeError`, RangeError, () => new Response(null, { status: s }));
+  for (const s of [200, 299, 300, 599]) eq(`status ${s} ok`, new Response(null, { status: s }).status, s);
+  eq("ok at 299", new Response(null, { status: 299 }).ok, true);
+  eq("not ok at 300", new Response(null, { status: 300 }).ok, false);
+  throws("statusText with newline", TypeError, () => new Response(null, { statusText: "a\nb" }));
+  throws("statusText non-latin1", TypeError, () => new Response(null, { statusText: "\u0100" }));
+  for (const s of [204, 205, 304]) {
+    throws(`null body status ${s} with body`, TypeError, () => new Response("x", { status: s }));
+    eq(`null body status ${s} without body`, new Response(null, { status: s }).status, s);
+    eq(`null body status ${s} with empty-string body? no: null only`, new Response(undefined, { status: s }).body, null);
+  }
+  eq("string content-type", new Response("s").headers.get("content-type"), "text/plain;charset=UTF-8");
+  eq("no content-type for bytes", new Response(new Uint8Array([1])).headers.get("content-type"), null);
+  eq("explicit content-type kept", new Response("s", { headers: { "content-type": "x/y" } }).headers.get("content-type"), "x/y");
+  eq("object body stringified", new Response({}).headers.get("content-type"), "text/plain;charset=UTF-8");
+});
+
+await test("Response.error", async () => {
+  const r = Response.error();
+  eq("type", r.type, "error");
+  eq("status", r.status, 0);
+  eq("ok", r.ok, false);
+  eq("statusText", r.statusText, "");
+  eq("body", r.body, null);
+  throws("immutable headers", TypeError, () => r.headers.set("a", "b"));
+  throws("immutable append", TypeError, () => r.headers.append("a", "b"));
+  throws("immutable delete", TypeError, () => r.headers.delete("a"));
+});
+
+await test("Response.redirect", () => {
+  const r = Response.redirect("https://example.com/next");
+  eq("default status 302", r.status, 302);
+  eq("location", r.headers.get("location"), "https://example.com/next");
+  eq("body", r.body, null);
+  eq("type", r.type, "default");
+  throws("immutable headers", TypeError, () => r.headers.set("x", "y"));
+  for (const s of [301, 302, 303, 307, 308]) eq(`status ${s}`, Response.redirect("https://e.com", s).status, s);
+  for (const s of [200, 300, 304, 309, 400]) throws(`bad status ${s}`, RangeError, () => Response.redirect("https://e.com", s));
+  throws("relative url", TypeError, () => Response.redirect("/relative"));
+  eq("url serialised", Response.redirect("HTTPS://E.COM").headers.get("location"), "https://e.com/");
+});
+
+await test("Response.json", async () => {
+  const r = Response.json({ a: [1, "two"] });
+  eq("status", r.status, 200);
+  eq("content-type", r.headers.get("content-type"), "application/json");
+  deq("body", await r.json(), { a: [1, "two"] });
+  const r2 = Response.json("s", { status: 201, statusText: "Created", headers: { "Content-Type": "application/vnd.api+json", x: "1" } });
+  eq("init status", r2.status, 201);
+  eq("init statusText", r2.statusText, "Created");
+  eq("init content-type wins", r2.headers.get("content-type"), "application/vnd.api+json");
+  eq("init headers", r2.headers.get("x"), "1");
+  eq("body of string", await r2.text(), "\"s\"");
+  throws("undefined data", TypeError, () => Response.json(undefined));
+  throws("function data", TypeError, () => Response.json(() => 1));
+  throws("symbol data", TypeError, () => Response.json(Symbol("x")));
+  throws("bigint data", TypeError, () => Response.json(1n));
+  throws("null body status", TypeError, () => Response.json({}, { status: 204 }));
+  throws("bad status", RangeError, () => Response.json({}, { status: 100 }));
+  const cyc = {}; cyc.self = cyc;
+  throws("cyclic", TypeError, () => Response.json(cyc));
+  eq("null data", await Response.json(null).text(), "null");
+});
+
+await test("clone", async () => {
+  const r = new Response("cloned", { status: 201, headers: { a: "1" } });
+  const c = r.clone();
+  eq("clone status", c.status, 201);
+  eq("clone headers", c.headers.get("a"), "1");
+  eq("clone type", c.type, "default");
+  c.headers.set("a", "2");
+  eq("clone headers independent", r.headers.get("a"), "1");
+  eq("clone text", await c.text(), "cloned");
+  eq("orig text", await r.text(), "cloned");
+  throws("clone after use", TypeError, () => r.clone());
+  const e = Response.error().clone();
+  eq("clone of error", e.type, "error");
+  throws("clone of error keeps immutable", TypeError, () => e.headers.set("a", "b"));
+  const s = new Response(new ReadableStream({ start(ctl) { ctl.enqueue(new Uint8Array([104, 105])); ctl.close(); } }));
+  const s2 = s.clone();
+  eq("stream clone a", await s.text(), "hi");
+  eq("stream clone b", await s2.text(), "hi");
+  const locked = new Response("x");
+  locked.body.getReader();
+  throws("clone locked", TypeError, () => locked.clone());
+  const bytes = new Response(new Uint8Array([1, 2]));
+  const bytes2 = bytes.clone();
+  const ab = new Uint8Array(await bytes.arrayBuffer());
+  ab[0] = 99;
+  deq("clones do not share buffers", [...new Uint8Array(await bytes2.arrayBuffer())], [1, 2]);
+});
+"#;
+
+const BODY_JS: &str = r#"
+const enc = (s) => new TextEncoder().encode(s);
+
+await test("consumers", async () => {
+  eq("text", await new Response("h\u00e9llo \u{1F600}").text(), "h\u00e9llo \u{1F600}");
+  deq("json", await new Response('{"a":[1,2,{"b":null}]}').json(), { a: [1, 2, { b: null }] });
+  await rejects("json syntax error", SyntaxError, () => new Response("{nope").json());
+  const ab = await new Response("abc").arrayBuffer();
+  ok("arrayBuffer is ArrayBuffer", ab instanceof ArrayBuffer);
+  eq("arrayBuffer length", ab.byteLength, 3);
+  const by = await new Response("abc").bytes();
+  ok("bytes is Uint8Array", by instanceof Uint8Array);
+  deq("bytes", [...by], [97, 98, 99]);
+  const bl = await new Response("abc", { headers: { "Content-Type": "Text/Plain; charset=UTF-8" } }).blob();
+  ok("blob is Blob", bl instanceof Blob);
+  eq("blob size", bl.size, 3);
+  eq("blob type from content-type (serialised, lower-cased by Blob)", bl.type, "text/plain;charset=utf-8");
+  eq("blob text", await bl.text(), "abc");
+  eq("blob without content-type", (await new Response(new Uint8Array([1])).blob()).type, "");
+  eq("BOM stripped", await new Response(new Uint8Array([0xef, 0xbb, 0xbf, 0x41])).text(), "A");
+  eq("invalid utf-8 replaced", await new Response(new Uint8Array([0x41, 0xff, 0x42])).text(), "A\ufffdB");
+  eq("lone surrogate encoded as U+FFFD", await new Response("a\ud800b").text(), "a\ufffdb");
+});
+
+await test("init types", async () => {
+  const buf = new Uint8Array([1, 2, 3, 4]).buffer;
+  const fromAb = new Response(buf);
+  new Uint8Array(buf)[0] = 9;
+  deq("ArrayBuffer copied at construction", [...await fromAb.bytes()], [1, 2, 3, 4]);
+  deq("subarray view", [...await new Response(new Uint8Array([1, 2, 3, 4]).subarray(1, 3)).bytes()], [2, 3]);
+  deq("DataView", [...await new Response(new DataView(new Uint8Array([5, 6, 7]).buffer, 1)).bytes()], [6, 7]);
+  deq("Uint16Array bytes", [...await new Response(new Uint16Array([0x0201])).bytes()], [1, 2]);
+  eq("Blob", await new Response(new Blob(["x", enc("y")])).text(), "xy");
+  eq("File", await new Response(new File(["f"], "f.txt")).text(), "f");
+  eq("URLSearchParams", await new Response(new URLSearchParams({ q: "a b&c" })).text(), "q=a+b%26c");
+  eq("number", await new Response(12).text(), "12");
+  const rs = new ReadableStream({ start(c) { c.enqueue(enc("chunk1,")); c.enqueue(enc("chunk2")); c.close(); } });
+  eq("ReadableStream", await new Response(rs).text(), "chunk1,chunk2");
+  async function* gen() { yield enc("a"); yield enc("b"); }
+  eq("async iterable (Deno/Node extension)", await new Response(gen()).text(), "ab");
+  const locked = new ReadableStream();
+  locked.getReader();
+  throws("locked stream body", TypeError, () => new Response(locked));
+  const disturbed = new ReadableStream({ start(c) { c.close(); } });
+  await disturbed.getReader().read();
+  throws("disturbed stream body", TypeError, () => new Response(disturbed));
+  const bad = new ReadableStream({ start(c) { c.enqueue("not bytes"); c.close(); } });
+  await rejects("non-Uint8Array chunk", TypeError, () => new Response(bad).text());
+  const err = new ReadableStream({ start(c) { c.error(new RangeError("boom")); } });
+  await rejects("errored stream rejects with its error", RangeError, () => new Response(err).text());
+});
+
+await test("body stream", async () => {
+  const r = new Response("streamed body");
+  const s = r.body;
+  ok("ReadableStream", s instanceof ReadableStream);
+  ok("same stream each time", r.body === s);
+  eq("not used before reading", r.bodyUsed, false);
+  const reader = s.getReader();
+  eq("locked: not used yet", r.bodyUsed, false);
+  await rejects("read while locked", TypeError, () => r.text());
+  let out = "";
+  const dec = new TextDecoder();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    ok("chunk is Uint8Array", value instanceof Uint8Array);
+    out += dec.decode(value, { stream: true });
+  }
+  eq("stream content", out, "streamed body");
+  eq("used after reading", r.bodyUsed, true);
+  const r2 = new Response("byob");
+  const byob = r2.body.getReader({ mode: "byob" });
+  const { value } = await byob.read(new Uint8Array(16));
+  eq("byte stream supports BYOB", new TextDecoder().decode(value), "byob");
+  const r3 = new Response("x");
+  await r3.text();
+  ok("body after consumption is a stream", r3.body instanceof ReadableStream);
+  eq("bodyUsed after consumption", r3.bodyUsed, true);
+  const r4 = new Response("");
+  ok("empty string body is a stream", r4.body instanceof ReadableStream);
+  eq("empty body text", await r4.text(), "");
+  const r5 = new Response("piped");
+  const chunks = [];
+  await r5.body.pipeTo(new WritableStream({ write(c) { chunks.push(...c); } }));
+  eq("pipeTo", new TextDecoder().decode(new Uint8Array(chunks)), "piped");
+  const r6 = new Response(new Blob(["blob stream"]));
+  const rd = r6.body.getReader();
+  const first = await rd.read();
+  eq("blob-backed stream", new TextDecoder().decode(first.value), "blob stream");
+});
+
+await test("used twice", async () => {
+  for (const m of ["text", "json", "arrayBuffer", "bytes", "blob", "formData"]) {
+    const r = new Response("{}", { headers: { "content-type": "application/x-www-form-urlencoded" } });
+    await r.text();
+    await rejects(`${m} after text`, TypeError, () => r[m]());
+  }
+  const r = new Response("x");
+  const p1 = r.text();
+  await rejects("concurrent second read", TypeError, () => r.text());
+  eq("first read still works", await p1, "x");
+  await rejects("illegal invocation", TypeError, () => Response.prototype.text.call({}));
+});
+
+await test("formData", async () => {
+  const fd = await new Response("a=1&b=x+y&a=2", { headers: { "Content-Type": "application/x-www-form-urlencoded" } }).formData();
+  ok("is FormData", fd instanceof FormData);
+  deq("urlencoded getAll", fd.getAll("a"), ["1", "2"]);
+  eq("urlencoded plus", fd.get("b"), "x y");
+  await rejects("wrong content-type", TypeError, () => new Response("a=1", { headers: { "Content-Type": "text/plain" } }).formData());
+  const src = new FormData();
+  src.append("field", "value\nline");
+  src.append("file", new Blob(["file bytes"], { type: "text/csv" }), "data.csv");
+  src.append("quote\"name", "q");
+  const req = new Request("https://e.com", { method: "POST", body: src });
+  const ct = req.headers.get("content-type");
+  ok("multipart content-type", ct.startsWith("multipart/form-data; boundary="));
+  const raw = await req.clone().text();
+  ok("raw multipart has CRLF-normalised value", raw.includes("value\r\nline"));
+  ok("raw multipart has filename", raw.includes('filename="data.csv"'));
+  ok("raw multipart escapes quote", raw.includes('name="quote%22name"'));
+  const back = await req.formData();
+  eq("roundtrip field", back.get("field"), "value\r\nline");
+  const f = back.get("file");
+  ok("roundtrip file is File", f instanceof File);
+  eq("roundtrip filename", f.name, "data.csv");
+  eq("roundtrip file type", f.type, "text/csv");
+  eq("roundtrip file content", await f.text(), "file bytes");
+  eq("roundtrip escaped name", back.get("quote\"name"), "q");
+  await rejects("multipart without boundary", TypeError, () => new Response("x", { headers: { "content-type": "multipart/form-data" } }).formData());
+});
+
+await test("FormData API", () => {
+  const fd = new FormData();
+  fd.append("a", "1");
+  fd.append("a", "2");
+  fd.append("b", new Blob(["x"]));
+  eq("get first", fd.get("a"), "1");
+  deq("getAll", fd.getAll("a"), ["1", "2"]);
+  ok("has", fd.has("b"));
+  const b = fd.get("b");
+  ok("blob becomes File", b instanceof File);
+  eq("default filename", b.name, "blob");
+  fd.set("a", "3");
+  deq("set replaces", fd.getAll("a"), ["3"]);
+  deq("set keeps position", [...fd.keys()], ["a", "b"]);
+  fd.delete("a");
+  ok("delete", !fd.has("a"));
+  eq("get missing", fd.get("zz"), null);
+  fd.append("n", 5);
+  eq("stringified", fd.get("n"), "5");
+  throws("filename with string value", TypeError, () => fd.append("x", "y", "name.txt"));
+  throws("form element", TypeError, () => new FormData({}));
+  fd.append("f", new File(["z"], "orig.txt"), "renamed.txt");
+  eq("filename override", fd.get("f").name, "renamed.txt");
+});
+"#;
+
+#[tokio::test]
+async fn headers_conformance() {
+    run_checks(&executor(), "headers", HEADERS_JS).await;
+}
+
+#[tokio::test]
+async fn request_conformance() {
+    run_checks(&executor(), "request", REQUEST_JS).await;
+}
+
+#[tokio::test]
+async fn response_conformance() {
+    run_checks(&executor(), "response", RESPONSE_JS).await;
+}
+
+#[tokio::test]
+async fn body_mixin_conformance() {
+    run_checks(&executor(), "body", BODY_JS).await;
+}
+
+/// The polyfill must keep working when a step tampers with builtins (it uses primordials).
+#[tokio::test]
+async fn polyfill_resists_prototype_tampering() {
+    let body = r#"
+const realPush = Array.prototype.push;
+const saved = {
+  push: Array.prototype.push, iter: Array.prototype[Symbol.iterator], parse: JSON.parse,
+  stringify: JSON.stringify, then: Promise.prototype.then, set: Uint8Array.prototype.set,
+  lower: String.prototype.toLowerCase, split: String.prototype.split, map: Map.prototype.get,
+  blobText: Blob.prototype.text, blobBytes: Blob.prototype.bytes, blobStream: Blob.prototype.stream, arrayIterNext: Object.getPrototypeOf([][Symbol.iterator]()).next,
+};
+const results = {};
+const blob1 = new Blob(["blob"]);
+const blob2 = new Blob(["data"]);
+const u8 = new Uint8Array([1, 2]);
+const u8view = new Uint8Array([0, 1, 2]).subarray(1);
+Array.prototype.push = function () { throw new Error("push tampered"); };
+Object.getPrototypeOf([][Symbol.iterator]()).next = function () { throw new Error("array iterator tampered"); };
+JSON.parse = () => ({ hijacked: true });
+JSON.stringify = () => "\"hijacked\"";
+Uint8Array.prototype.set = function () { throw new Error("set tampered"); };
+String.prototype.toLowerCase = function () { return "hijacked"; };
+String.prototype[Symbol.split] = function () { throw new Error("split tampered"); };
+Map.prototype.get = function () { throw new Error("map tampered"); };
+Blob.prototype.bytes = async function () { return new Uint8Array([104, 105, 106]); };
+Blob.prototype.stream = function () { throw new Error("stream tampered"); };
+const speciesU8 = Object.getOwnPropertyDescriptor(Uint8Array, Symbol.species);
+const speciesAB = Object.getOwnPropertyDescriptor(ArrayBuffer, Symbol.species);
+Object.defineProperty(Uint8Array, Symbol.species, { get() { throw new Error("Uint8Array species tampered"); }, configurable: true });
+Object.defineProperty(ArrayBuffer, Symbol.species, { get() { throw new Error("ArrayBuffer species tampered"); }, configurable: true });
+let thenCalls = 0;
+const origThen = Promise.prototype.then;
+Promise.prototype.then = function (a, b) { thenCalls++; return origThen.call(this, a, b); };
+let err = null;
+try {
+  const h = new Headers({ "X-B": "2", "X-A": "1" });
+  h.append("X-A", "3");
+  h.append("set-cookie", "a");
+  h.append("set-cookie", "b");
+  results.get = h.get("x-a");
+  const it = h.entries();
+  const first = it.next().value;
+  results.first = first[0] + "=" + first[1];
+  results.cookies = h.getSetCookie().length;
+  const r = new Response('{"ok":1}', { headers: h });
+  results.json = await r.json();
+  results.text = await new Response(blob1).text();
+  results.resJson = await Response.json({ z: 1 }).text();
+  const req = new Request("https://e.com/", { method: "post", body: u8 });
+  results.method = req.method;
+  results.reqBytes = (await req.bytes()).length;
+  const viewBody = new Response(u8view);
+  const viewClone = viewBody.clone();
+  results.view = (await viewBody.arrayBuffer()).byteLength + (await viewClone.bytes()).length;
+  results.blobType = (await new Response("x", { headers: { "content-type": "a/b" } }).blob()).type;
+  // deno_web's File constructor iterates a real array internally, and reading a Blob made of Blobs
+  // calls the inner Blobs' public stream(): FormData file entries need those two intact. Everything
+  // above ran with them broken.
+  Object.getPrototypeOf([][Symbol.iterator]()).next = saved.arrayIterNext;
+  Blob.prototype.stream = saved.blobStream;
+  const fd = new FormData();
+  fd.append("k", "v");
+  fd.append("f", blob2, "x.bin");
+  const mp = await new Response(fd).formData();
+  results.fd = mp.get("k");
+  results.fdFile = mp.get("f").name;
+} catch (e) {
+  err = String(e && e.stack || e);
+}
+Array.prototype.push = saved.push;
+Object.getPrototypeOf([][Symbol.iterator]()).next = saved.arrayIterNext;
+if (speciesU8) Object.defineProperty(Uint8Array, Symbol.species, speciesU8); else delete Uint8Array[Symbol.species];
+if (speciesAB) Object.defineProperty(ArrayBuffer, Symbol.species, speciesAB); else delete ArrayBuffer[Symbol.species];
+JSON.parse = saved.parse;
+JSON.stringify = saved.stringify;
+Promise.prototype.then = saved.then;
+Uint8Array.prototype.set = saved.set;
+String.prototype.toLowerCase = saved.lower;
+delete String.prototype[Symbol.split];
+Map.prototype.get = saved.map;
+Blob.prototype.bytes = saved.blobBytes;
+Blob.prototype.stream = saved.blobStream;
+eq("no error under tampering", err, null);
+eq("get", results.get, "1, 3");
+eq("iteration order", results.first, "set-cookie=a");
+eq("getSetCookie", results.cookies, 2);
+deq("json uses the real JSON.parse", results.json, { ok: 1 });
+eq("blob body uses the real Blob.prototype.bytes", results.text, "blob");
+eq("Response.json uses the real JSON.stringify", results.resJson, "{\"z\":1}");
+eq("formData roundtrip", results.fd, "v");
+eq("formData file roundtrip", results.fdFile, "x.bin");
+eq("method normalised", results.method, "POST");
+eq("request bytes", results.reqBytes, 2);
+eq("blob() under tampering", results.blobType, "a/b");
+eq("byte copies ignore Symbol.species", results.view, 4);
+"#;
+    run_checks(&executor(), "tampering", body).await;
+}
+
+// ---- fetch() against a real local HTTPS server ------------------------------------------------
+
+const SECRET: &str = "sk_test_fetch_conformance_Zq81";
+
+/// The test server's routes.
+fn routes(req: &RecordedRequest) -> Reply {
+    match req.path.as_str() {
+        "/echo" => Reply::echo(req).header("x-served-by", "echo"),
+        "/json" => Reply::json(&serde_json::json!({ "hello": "world", "n": 1 }))
+            .header("x-multi", "a")
+            .header("x-multi", "b")
+            .header("set-cookie", "session=1"),
+        "/text" => {
+            Reply::ok("plain text \u{00e9}").header("content-type", "text/plain; charset=utf-8")
+        }
+        "/bytes" => Reply::ok((0u8..=255).collect::<Vec<u8>>())
+            .header("content-type", "application/octet-stream"),
+        "/chunked" => Reply::chunked("0123456789", 50),
+        "/empty" => Reply::status(204),
+        "/not-modified" => Reply::status(304),
+        "/missing" => Reply::ok("nope").with_status(404),
+        "/created" => Reply::ok("made").with_status(201),
+        "/redirect" => Reply::redirect(302, "/json"),
+        "/redirect-307" => Reply::redirect(307, "/echo"),
+        "/redirect-303" => Reply::redirect(303, "/echo"),
+        "/slow" => Reply::ok("late").delay(Duration::from_secs(5)),
+        "/form" => Reply::ok("a=1&b=two+words&a=3")
+            .header("content-type", "application/x-www-form-urlencoded"),
+        _ => Reply::ok("not found").with_status(404),
+    }
+}
+
+struct Net {
+    server: TestServer,
+    exec: Executor,
+    connector: Connector,
+}
+
+fn net() -> Net {
+    let server = TestServer::start(routes);
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        egress: support::egress_config(),
+        ..Default::default()
+    })
+    .expect("executor");
+    let connector = ConnectorSpec {
+        name: "test-api".into(),
+        patterns: vec![server.pattern("api.test")],
+        placement: Placement::Header {
+            name: "X-Api-Key".into(),
+            template: "{{secret}}".into(),
+        },
+        scrub_echo: false,
+    }
+    .validate(Secret::new(SECRET.into()))
+    .unwrap_or_else(|e| panic!("{e}"));
+    Net {
+        server,
+        exec,
+        connector,
+    }
+}
+
+impl Net {
+    async fn checks(&self, name: &str, body: &str) -> StepResult {
+        let input = serde_json::json!({ "base": self.server.url("api.test", "") });
+        run_checks_with(&self.exec, name, body, input, vec![self.connector.clone()]).await
+    }
+}
+
+#[tokio::test]
+async fn fetch_response_shape() {
+    let n = net();
+    n.checks(
+        "fetch response",
+        r#"
+const res = await fetch(`${input.base}/json`);
+ok("is Response", res instanceof Response);
+eq("status", res.status, 200);
+eq("ok", res.ok, true);
+eq("statusText", res.statusText, "OK");
+eq("type basic", res.type, "basic");
+eq("url", res.url, `${input.base}/json`);
+eq("redirected", res.redirected, false);
+eq("content-type", res.headers.get("content-type"), "application/json");
+eq("combined header", res.headers.get("x-multi"), "a, b");
+eq("set-cookie is stripped by egress", res.headers.get("set-cookie"), null);
+throws("headers immutable (set)", TypeError, () => res.headers.set("x", "y"));
+throws("headers immutable (append)", TypeError, () => res.headers.append("x", "y"));
+throws("headers immutable (delete)", TypeError, () => res.headers.delete("content-type"));
+const names = [];
+for (const [k] of res.headers) names.push(k);
+deq("header names sorted lowercase", names, [...names].sort());
+ok("body is a stream", res.body instanceof ReadableStream);
+eq("bodyUsed before", res.bodyUsed, false);
+const copy = res.clone();
+throws("clone keeps immutable headers", TypeError, () => copy.headers.set("x", "y"));
+eq("clone type", copy.type, "basic");
+eq("clone url", copy.url, res.url);
+deq("json", await res.json(), { hello: "world", n: 1 });
+eq("bodyUsed after", res.bodyUsed, true);
+await rejects("read twice", TypeError, () => res.text());
+eq("clone still readable", (await copy.json()).hello, "world");
+
+const fromUrl = await fetch(new URL(`${input.base}/text#frag`));
+eq("URL input + text + utf-8", await fromUrl.text(), "plain text \u00e9");
+eq("fragment not in response url", fromUrl.url, `${input.base}/text`);
+
+const bytes = new Uint8Array(await (await fetch(`${input.base}/bytes`)).arrayBuffer());
+eq("binary length", bytes.length, 256);
+ok("binary content", bytes[0] === 0 && bytes[255] === 255 && bytes[128] === 128);
+const b2 = await (await fetch(`${input.base}/bytes`)).bytes();
+ok("bytes()", b2 instanceof Uint8Array && b2.length === 256);
+const blob = await (await fetch(`${input.base}/bytes`)).blob();
+eq("blob type", blob.type, "application/octet-stream");
+eq("blob size", blob.size, 256);
+
+const chunked = await fetch(`${input.base}/chunked`);
+let total = "";
+const dec = new TextDecoder();
+for await (const chunk of chunked.body) total += dec.decode(chunk, { stream: true });
+eq("chunked body via async iteration", total.length, 500);
+
+const empty = await fetch(`${input.base}/empty`);
+eq("204 status", empty.status, 204);
+eq("204 body is null", empty.body, null);
+eq("204 text is empty", await empty.text(), "");
+const head = await fetch(`${input.base}/json`, { method: "HEAD" });
+eq("HEAD body is null", head.body, null);
+const missing = await fetch(`${input.base}/missing`);
+eq("404 is not a rejection", missing.status, 404);
+eq("404 ok", missing.ok, false);
+eq("404 body", await missing.text(), "nope");
+eq("201", (await fetch(`${input.base}/created`)).status, 201);
+const fd = await (await fetch(`${input.base}/form`)).formData();
+deq("formData() of urlencoded response", fd.getAll("a"), ["1", "3"]);
+"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn fetch_sends_methods_headers_and_bodies() {
+    let n = net();
+    n.checks(
+        "fetch request bodies",
+        r#"
+const echo = async (init) => (await fetch(`${input.base}/echo`, init)).json();
+const header = (e, name) => { const h = e.headers.find(([n]) => n === name); return h ? h[1] : null; };
+
+let e = await echo();
+eq("default method", e.method, "GET");
+eq("default accept", header(e, "accept"), "*/*");
+eq("empty body", e.body, "");
+
+e = await echo({ method: "post", body: "hello \u00e9", headers: { "X-Custom": "  v1 ", Accept: "application/json" } });
+eq("method normalised", e.method, "POST");
+eq("string body", e.body, "hello \u00e9");
+eq("string content-type", header(e, "content-type"), "text/plain;charset=UTF-8");
+eq("custom header (trimmed)", header(e, "x-custom"), "v1");
+eq("accept kept", header(e, "accept"), "application/json");
+eq("content-length computed", header(e, "content-length"), String(new TextEncoder().encode("hello \u00e9").length));
+
+e = await echo({ method: "PUT", body: JSON.stringify({ a: 1 }), headers: new Headers([["content-type", "application/json"]]) });
+eq("json body", e.body, "{\"a\":1}");
+eq("json content-type", header(e, "content-type"), "application/json");
+
+e = await echo({ method: "POST", body: new URLSearchParams({ q: "a b", r: "&" }) });
+eq("URLSearchParams body", e.body, "q=a+b&r=%26");
+eq("URLSearchParams type", header(e, "content-type"), "application/x-www-form-urlencoded;charset=UTF-8");
+
+e = await echo({ method: "POST", body: new Uint8Array([104, 105]).buffer });
+eq("ArrayBuffer body", e.body, "hi");
+eq("ArrayBuffer has no content-type", header(e, "content-type"), null);
+
+e = await echo({ method: "POST", body: new Uint16Array([0x6968]) });
+eq("typed array body", e.body, "hi");
+
+e = await echo({ method: "POST", body: new Blob(["blob ", "body"], { type: "text/x-blob" }) });
+eq("Blob body", e.body, "blob body");
+eq("Blob type", header(e, "content-type"), "text/x-blob");
+
+const stream = new ReadableStream({
+  start(c) { c.enqueue(new TextEncoder().encode("str")); c.enqueue(new TextEncoder().encode("eam")); c.close(); },
+});
+e = await echo({ method: "POST", body: stream, duplex: "half" });
+eq("ReadableStream body", e.body, "stream");
+ok("stream body consumed", stream.locked);
+
+const form = new FormData();
+form.append("field", "value");
+form.append("upload", new File(["file content"], "a.txt", { type: "text/plain" }));
+e = await echo({ method: "POST", body: form });
+const ct = header(e, "content-type");
+ok("multipart content-type", ct.startsWith("multipart/form-data; boundary="));
+const boundary = ct.slice(ct.indexOf("boundary=") + 9);
+ok("multipart body has boundary", e.body.startsWith(`--${boundary}\r\n`) && e.body.endsWith(`--${boundary}--\r\n`));
+ok("multipart has field", e.body.includes('name="field"\r\n\r\nvalue\r\n'));
+ok("multipart has file", e.body.includes('name="upload"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nfile content\r\n'));
+
+const big = "x".repeat(2 * 1024 * 1024);
+e = await echo({ method: "POST", body: big });
+eq("2 MiB body round trip", e.body.length, big.length);
+const bigForm = new FormData();
+bigForm.append("f", new Blob([new Uint8Array(1024 * 1024).fill(65)]), "big.bin");
+const parsed = await new Response(bigForm).formData();
+eq("1 MiB multipart round trip", parsed.get("f").size, 1024 * 1024);
+
+e = await echo({ method: "DELETE" });
+eq("DELETE", e.method, "DELETE");
+e = await echo({ method: "PATCH", body: "p" });
+eq("PATCH", e.method, "PATCH");
+eq("PATCH body", e.body, "p");
+
+const req = new Request(`${input.base}/echo`, { method: "POST", body: "from request", headers: { "x-req": "1" } });
+e = await (await fetch(req)).json();
+eq("Request object method", e.method, "POST");
+eq("Request object body", e.body, "from request");
+eq("Request object header", header(e, "x-req"), "1");
+eq("Request body used after fetch", req.bodyUsed, true);
+await rejects("fetch with used Request", TypeError, () => fetch(req));
+
+const base = new Request(`${input.base}/echo`, { method: "POST", body: "orig", headers: { "x-a": "1" } });
+e = await (await fetch(base, { body: "override", headers: { "x-b": "2" } })).json();
+eq("init overrides body", e.body, "override");
+eq("init headers replace", header(e, "x-a"), null);
+eq("init headers", header(e, "x-b"), "2");
+eq("input untouched when init has body", base.bodyUsed, false);
+
+await rejects("GET with body", TypeError, () => fetch(`${input.base}/echo`, { body: "x" }));
+await rejects("relative URL", TypeError, () => fetch("/echo"));
+await rejects("bad header", TypeError, () => fetch(`${input.base}/echo`, { headers: { "bad name": "x" } }));
+await rejects("no arguments", TypeError, () => fetch());
+"#,
+    )
+    .await;
+    let seen = n.server.requests();
+    assert_eq!(seen.len(), 14, "requests the server saw");
+    assert!(
+        seen.iter().all(|r| r.header("x-api-key") == Some(SECRET)),
+        "connector secret injected on every request"
+    );
+}
+
+/// Re-wrapping: `new Response(res.body, res)` and `new Request(req.url, req)` (proxies, middlewares).
+#[tokio::test]
+async fn fetch_rewrap_patterns() {
+    let n = net();
+    n.checks(
+        "rewrap",
+        r#"
+const res = await fetch(`${input.base}/json`);
+const wrapped = new Response(res.body, res);
+eq("status copied", wrapped.status, 200);
+eq("statusText copied", wrapped.statusText, "OK");
+eq("headers copied", wrapped.headers.get("content-type"), "application/json");
+wrapped.headers.set("x-added", "1");
+eq("rewrapped headers are mutable", wrapped.headers.get("x-added"), "1");
+eq("original headers untouched", res.headers.get("x-added"), null);
+eq("rewrapped type", wrapped.type, "default");
+eq("body moved", (await wrapped.json()).hello, "world");
+eq("source body is used once the wrapper is read", res.bodyUsed, true);
+
+const res2 = await fetch(`${input.base}/text`);
+const w2 = new Response(res2.body, { status: 299, headers: res2.headers });
+eq("explicit init", w2.status, 299);
+eq("explicit init body", await w2.text(), "plain text \u00e9");
+
+const post = new Request(`${input.base}/echo`, { method: "POST", body: "re-sent", headers: { "x-h": "v" } });
+const again = new Request(post.url, post);
+eq("request as init: method", again.method, "POST");
+eq("request as init: header", again.headers.get("x-h"), "v");
+const e = await (await fetch(again)).json();
+eq("request as init: body", e.body, "re-sent");
+const get = new Request(`${input.base}/echo?x=1`);
+const get2 = new Request(get.url, get);
+eq("GET request as init", (await (await fetch(get2)).json()).uri, "/echo?x=1");
+"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn fetch_redirect_modes() {
+    let n = net();
+    n.checks(
+        "fetch redirects",
+        r#"
+const follow = await fetch(`${input.base}/redirect`);
+eq("follow: status", follow.status, 200);
+eq("follow: redirected", follow.redirected, true);
+eq("follow: final url", follow.url, `${input.base}/json`);
+eq("follow: body", (await follow.json()).hello, "world");
+
+const manual = await fetch(`${input.base}/redirect`, { redirect: "manual" });
+eq("manual: real 3xx status (Deno/Node behaviour, not opaqueredirect)", manual.status, 302);
+eq("manual: type", manual.type, "basic");
+eq("manual: redirected", manual.redirected, false);
+ok("manual: location readable", (manual.headers.get("location") || "").endsWith("/json"));
+eq("manual: url", manual.url, `${input.base}/redirect`);
+
+await rejects("error mode rejects", TypeError, () => fetch(`${input.base}/redirect`, { redirect: "error" }));
+
+const r307 = await (await fetch(`${input.base}/redirect-307`, { method: "POST", body: "again" })).json();
+eq("307 keeps method", r307.method, "POST");
+eq("307 keeps body", r307.body, "again");
+const r303 = await (await fetch(`${input.base}/redirect-303`, { method: "POST", body: "dropped" })).json();
+eq("303 becomes GET", r303.method, "GET");
+eq("303 drops body", r303.body, "");
+"#,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn fetch_abort_and_errors() {
+    let n = net();
+    let started = std::time::Instant::now();
+    let res = n
+        .checks(
+            "fetch abort",
+            r#"
+// Already aborted: rejects with the reason, before any request is made.
+try { await fetch(`${input.base}/slow`, { signal: AbortSignal.abort() }); fail("pre-aborted did not reject"); }
+catch (e) {
+  ok("pre-aborted: DOMException", e instanceof DOMException);
+  eq("pre-aborted: AbortError", e.name, "AbortError");
+}
+try { await fetch(`${input.base}/slow`, { signal: AbortSignal.abort(new RangeError("mine")) }); fail("custom reason did not reject"); }
+catch (e) { ok("pre-aborted: custom reason", e instanceof RangeError && e.message === "mine"); }
+
+// Abort in flight.
+const ac = new AbortController();
+const t0 = Date.now();
+const p = fetch(`${input.base}/slow`, { signal: ac.signal });
+setTimeout(() => ac.abort(), 100);
+try { await p; fail("in-flight abort did not reject"); }
+catch (e) {
+  ok("in-flight: DOMException", e instanceof DOMException);
+  eq("in-flight: AbortError", e.name, "AbortError");
+}
+ok("in-flight abort is prompt", Date.now() - t0 < 2500);
+
+// Abort with a reason, through a Request's signal.
+const ac2 = new AbortController();
+const req = new Request(`${input.base}/slow`, { signal: ac2.signal });
+const p2 = fetch(req);
+setTimeout(() => ac2.abort("stop"), 50);
+try { await p2; fail("reason abort did not reject"); } catch (e) { eq("abort reason passed through", e, "stop"); }
+
+// AbortSignal.timeout gives a TimeoutError DOMException.
+const t1 = Date.now();
+try { await fetch(`${input.base}/slow`, { signal: AbortSignal.timeout(150) }); fail("timeout did not reject"); }
+catch (e) {
+  ok("timeout: DOMException", e instanceof DOMException);
+  eq("timeout: TimeoutError", e.name, "TimeoutError");
+}
+ok("timeout is prompt", Date.now() - t1 < 2500);
+
+// AbortSignal.any works too.
+try { await fetch(`${input.base}/slow`, { signal: AbortSignal.any([new AbortController().signal, AbortSignal.timeout(50)]) }); fail("any() did not reject"); }
+catch (e) { eq("AbortSignal.any timeout", e.name, "TimeoutError"); }
+
+// Aborting after the response arrived changes nothing.
+const ac3 = new AbortController();
+const done = await fetch(`${input.base}/json`, { signal: ac3.signal });
+ac3.abort();
+eq("abort after response: body still readable", (await done.json()).hello, "world");
+
+// Network / policy errors are TypeErrors of this realm.
+for (const [label, url] of [["blocked host", "https://evil.test/x"], ["plain http", "http://api.test/x"], ["unknown host", "https://other.test/"]]) {
+  try { await fetch(url); fail(`${label}: did not reject`); }
+  catch (e) {
+    ok(`${label}: TypeError`, e instanceof TypeError);
+    ok(`${label}: message`, typeof e.message === "string" && e.message.length > 0);
+  }
+}
+// A request body stream that errors fails the fetch with a TypeError (a network error, per spec).
+const broken = new ReadableStream({ pull(c) { c.error(new RangeError("broken")); } });
+await rejects("erroring request body stream", TypeError, () => fetch(`${input.base}/echo`, { method: "POST", body: broken }));
+const notBytes = new ReadableStream({ start(c) { c.enqueue("text chunk"); c.close(); } });
+await rejects("non-bytes request body stream", TypeError, () => fetch(`${input.base}/echo`, { method: "POST", body: notBytes }));
+// Aborting while an endless request body is being gathered rejects promptly and stops the pulling.
+let pulls = 0;
+const endless = new ReadableStream({ pull(c) { pulls++; c.enqueue(new Uint8Array(64)); return new Promise((r) => setTimeout(r, 1)); } });
+const t2 = Date.now();
+try { await fetch(`${input.base}/echo`, { method: "POST", body: endless, signal: AbortSignal.timeout(100) }); fail("endless body: did not reject"); }
+catch (e) { eq("endless body: TimeoutError", e.name, "TimeoutError"); }
+ok("endless body: prompt", Date.now() - t2 < 2500);
+const pullsAtAbort = pulls;
+await new Promise((r) => setTimeout(r, 50));
+ok("endless body: pulling stopped", pulls - pullsAtAbort <= 1);
+// A failed fetch can be retried (nothing stuck).
+eq("works after errors", (await fetch(`${input.base}/json`)).status, 200);
+"#,
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "aborts must not wait for the slow server"
+    );
+    let slow_sent = res.requests.iter().filter(|r| r.path == "/slow").count();
+    // The two pre-aborted fetches never reach Rust.
+    assert!(
+        slow_sent <= 4,
+        "pre-aborted fetches must not be sent ({slow_sent} /slow records)"
+    );
+}
+
+/// Patterns real SDKs (Stripe, OpenAI, Octokit) use with a custom `fetch`.
+#[tokio::test]
+async fn fetch_sdk_style_usage() {
+    let n = net();
+    n.checks(
+        "sdk style",
+        r#"
+// Stripe-style: form body, explicit headers object, timeout via AbortController, headers to object.
+const controller = new AbortController();
+const timer = setTimeout(() => controller.abort(), 10000);
+const res = await fetch(`${input.base}/echo`, {
+  method: "POST",
+  headers: { "Content-Type": "application/x-www-form-urlencoded", "Stripe-Version": "2024-06-20", "Idempotency-Key": "k1" },
+  body: "amount=100&currency=usd",
+  signal: controller.signal,
+});
+clearTimeout(timer);
+const headersObj = {};
+for (const entry of res.headers) headersObj[entry[0]] = entry[1];
+eq("headers to object", headersObj["x-served-by"], "echo");
+const stripeBody = JSON.parse(await res.text());
+eq("form body", stripeBody.body, "amount=100&currency=usd");
+
+// OpenAI-style: Headers built from several inits, JSON body, stream read with a reader.
+const h = new Headers();
+for (const init of [{ "content-type": "application/json" }, [["authorization-hint", "x"]], new Headers({ "x-stainless-lang": "js" })]) {
+  new Headers(init).forEach((v, k) => h.set(k, v));
+}
+const r2 = await fetch(`${input.base}/echo`, { method: "POST", headers: h, body: JSON.stringify({ model: "m" }) });
+eq("x-request-id style lookups", r2.headers.get("x-missing"), null);
+const reader = r2.body.getReader();
+const parts = [];
+for (;;) { const { done, value } = await reader.read(); if (done) break; parts.push(value); }
+const len = parts.reduce((n, p) => n + p.length, 0);
+const all = new Uint8Array(len);
+let off = 0;
+for (const p of parts) { all.set(p, off); off += p.length; }
+const openai = JSON.parse(new TextDecoder().decode(all));
+eq("openai body", openai.body, "{\"model\":\"m\"}");
+ok("openai header", openai.headers.some(([k, v]) => k === "x-stainless-lang" && v === "js"));
+
+// Octokit-style: fetch bound from globalThis, redirect option, headers iteration, status checks.
+const request = globalThis.fetch.bind(globalThis);
+const r3 = await request(`${input.base}/missing`, { method: "GET", redirect: "follow", headers: { accept: "application/vnd.github+json" } });
+const hdrs = {};
+for (const keyAndValue of r3.headers) hdrs[keyAndValue[0]] = keyAndValue[1];
+eq("octokit status", r3.status, 404);
+ok("octokit headers", "content-length" in hdrs);
+eq("octokit error text", await r3.text(), "nope");
+
+// Concurrent fetches.
+const many = await Promise.all([1, 2, 3, 4, 5].map((i) => fetch(`${input.base}/echo?i=${i}`).then((r) => r.json())));
+deq("concurrent", many.map((e) => e.uri), [1, 2, 3, 4, 5].map((i) => `/echo?i=${i}`));
+"#,
+    )
+    .await;
+}
