@@ -1,6 +1,7 @@
 //! codestep: runs untrusted workflow code steps in fresh V8 isolates. A step reaches the network only
-//! through `fetch`, which Rust checks against the step's connectors (see `docs/security-model.md`).
+//! through `fetch`, which Rust checks against the step's connectors (see `shared/docs/security-model.md`).
 
+pub mod api;
 pub mod cli;
 pub mod connector;
 pub mod egress;

@@ -3,6 +3,7 @@
 
 pub mod manage;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Run one step and print its result as JSON.
     Run(run::RunArgs),
+    /// Serve the HTTP API and the dashboard.
+    Serve(serve::ServeArgs),
     /// Manage workspaces.
     #[command(subcommand)]
     Workspace(manage::WorkspaceCmd),
@@ -95,6 +98,13 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run(args) => run::run(args, cli.db),
+        Command::Serve(args) => serve::run(args, cli.db).map(|code| {
+            if code == 0 {
+                Exit::Ok
+            } else {
+                Exit::StepFailed
+            }
+        }),
         Command::Workspace(c) => return block_on(manage::run_workspace(c, cli.db)),
         Command::Connector(c) => return block_on(manage::run_connector(c, cli.db)),
         Command::Key(c) => return block_on(manage::run_key(c, cli.db)),

@@ -108,7 +108,11 @@ fn worker_loop(rx: &Mutex<mpsc::Receiver<Job>>, shared: &Shared, watchdog: &Watc
         Ok(rt) => rt,
         Err(_) => return,
     };
+    let default_heap = shared.config.caps.heap_bytes();
     loop {
+        // The next step's isolate is made while the worker waits for it. The previous one is gone by
+        // now, so the thread still has one live isolate at a time.
+        let prepared = step::prepare(default_heap, &rt).ok();
         let job = {
             let guard = rx.lock().unwrap_or_else(|e| e.into_inner());
             guard.recv()
@@ -118,7 +122,7 @@ fn worker_loop(rx: &Mutex<mpsc::Receiver<Job>>, shared: &Shared, watchdog: &Watc
         };
         // A panic in one step must not take the worker (or the process) down with it.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            step::run(request, shared, &rt, watchdog)
+            step::run(request, shared, &rt, watchdog, prepared)
         }))
         .unwrap_or_else(|_| {
             internal_error("the step crashed the engine; it has been discarded".into())

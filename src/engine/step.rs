@@ -11,7 +11,7 @@ use deno_core::{v8, JsRuntime, ModuleSpecifier, PollEventLoopOptions};
 
 use super::host::{Host, Stop};
 use super::ops::StepHost;
-use super::runtime::{self, BufferBudget};
+use super::runtime::{self, BufferBudget, StepRuntime};
 use super::watchdog::Watchdog;
 use super::{ErrorKind, Shared, StepError, StepRequest, StepResult, StepStats};
 
@@ -76,12 +76,34 @@ impl Failure {
     }
 }
 
-/// Runs `req` to completion on the current thread, inside `rt` (this worker's current-thread runtime).
+/// A fresh, never-used isolate made ahead of time, so that making it is not on a step's critical path.
+/// It is used by exactly one step, then dropped.
+pub struct Prepared {
+    rt: StepRuntime,
+    budget: Arc<BufferBudget>,
+    heap_bytes: usize,
+}
+
+/// Makes a fresh isolate for a step with this heap limit.
+pub fn prepare(heap_bytes: usize, rt: &tokio::runtime::Runtime) -> Result<Prepared, String> {
+    let _enter = rt.enter();
+    let budget = BufferBudget::new(heap_bytes);
+    let step_rt = runtime::create(heap_bytes, budget.clone())?;
+    Ok(Prepared {
+        rt: step_rt,
+        budget,
+        heap_bytes,
+    })
+}
+
+/// Runs `req` to completion on the current thread, inside `rt` (this worker's current-thread runtime),
+/// in `prepared` when it was made for the step's heap limit, else in a new isolate.
 pub fn run(
     req: StepRequest,
     shared: &Shared,
     rt: &tokio::runtime::Runtime,
     watchdog: &Watchdog,
+    prepared: Option<Prepared>,
 ) -> StepResult {
     let started = Instant::now();
     let limits = shared.config.caps.resolve(&req.limits);
@@ -103,9 +125,20 @@ pub fn run(
 
     // deno_core needs a tokio context while it creates the runtime and whenever V8 posts tasks.
     let _enter = rt.enter();
-    let budget = BufferBudget::new(limits.heap_bytes());
-    let mut step_rt = match runtime::create(limits.heap_bytes(), budget.clone()) {
-        Ok(r) => r,
+    let prepared = match prepared {
+        Some(p) if p.heap_bytes == limits.heap_bytes() => Ok(p),
+        // Made for another memory limit: drop it first, so this thread never has two live isolates.
+        other => {
+            drop(other);
+            prepare(limits.heap_bytes(), rt)
+        }
+    };
+    let Prepared {
+        rt: mut step_rt,
+        budget,
+        ..
+    } = match prepared {
+        Ok(p) => p,
         Err(msg) => {
             return finish(
                 started,

@@ -1,10 +1,13 @@
 //! All integration tests live in one binary: each test binary links the whole V8 library.
 
+mod api;
 mod cli_manage;
+mod dashboard;
 mod egress;
 mod engine;
 mod fetch_conformance;
 mod security;
+mod serve;
 mod store;
 mod support;
 mod vault;

@@ -1,0 +1,77 @@
+//! Who is calling. The operator token (from the operator's settings) manages workspaces and their
+//! tokens and may act in any workspace; a workspace token reaches its own workspace only. Tokens are
+//! compared by SHA-256, and stored only as that hash.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::store::hash_api_token;
+
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Operator,
+    Workspace { name: String },
+}
+
+impl Caller {
+    /// Lets the call act on `workspace`. A workspace token naming another workspace gets the same 404
+    /// as a workspace that does not exist, so it learns nothing about other workspaces.
+    pub fn allow(&self, workspace: &str) -> Result<(), ApiError> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Workspace { name } if name == workspace => Ok(()),
+            Caller::Workspace { .. } => Err(ApiError::not_found(format!(
+                "workspace {workspace:?} not found"
+            ))),
+        }
+    }
+
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Workspace { .. } => Err(ApiError::forbidden("this needs the operator token")),
+        }
+    }
+
+    /// For audit entries: which kind of token did it (never the token itself).
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::Operator => "api:operator".to_string(),
+            Caller::Workspace { name } => format!("api:workspace-token:{name}"),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(ApiError::unauthorized)?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(ApiError::unauthorized)?;
+        let hash = hash_api_token(token);
+        if hash == state.operator_token_hash {
+            return Ok(Caller::Operator);
+        }
+        match state.store.authenticate_api_token(&hash).await? {
+            Some(t) => Ok(Caller::Workspace {
+                name: t.workspace_name,
+            }),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Connector management over HTTP. Secrets are write-only: they come in on create and update and
+//! never go out. Validation is the same as the CLI's (`store::ops`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::json::ApiJson;
+use super::monitoring::{window_start, Stats24h};
+use super::state::AppState;
+use crate::connector::{preset, preset_names, ConnectorSpec, Placement, Secret};
+use crate::store::{self, counts_for, format_time, ConnectorRecord, ConnectorUpdate};
+
+/// A connector as the API shows it: everything but the secret.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectorView {
+    pub name: String,
+    pub patterns: Vec<String>,
+    /// `{"type":"header","name":…,"template":…}` or `{"type":"query","param":…}`.
+    #[schema(value_type = Object)]
+    pub placement: Placement,
+    pub scrub_echo: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Stats24h>,
+}
+
+impl ConnectorView {
+    fn new(r: ConnectorRecord, stats: Option<Stats24h>) -> Self {
+        ConnectorView {
+            name: r.name,
+            patterns: r.patterns,
+            placement: r.placement,
+            scrub_echo: r.scrub_echo,
+            created_at: format_time(r.created_at),
+            updated_at: format_time(r.updated_at),
+            stats,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConnectorList {
+    pub items: Vec<ConnectorView>,
+}
+
+/// A new connector: a preset, or patterns with a placement; and its secret.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnector {
+    pub name: String,
+    pub preset: Option<String>,
+    pub patterns: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub placement: Option<Placement>,
+    /// Write-only.
+    #[schema(value_type = String, format = Password)]
+    pub secret: SecretInput,
+    #[serde(default)]
+    pub scrub_echo: bool,
+}
+
+/// Changes to a connector; what is absent stays as it is. `secret` alone rotates the secret.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConnector {
+    pub patterns: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub placement: Option<Placement>,
+    #[schema(value_type = Option<String>, format = Password)]
+    pub secret: Option<SecretInput>,
+    pub scrub_echo: Option<bool>,
+}
+
+/// Deserialised straight into the zeroizing secret type.
+pub struct SecretInput(Secret);
+
+impl<'de> Deserialize<'de> for SecretInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(SecretInput(Secret::new(String::deserialize(d)?)))
+    }
+}
+
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors", tag = "connectors",
+    params(("ws" = String, Path, description = "workspace name")),
+    responses((status = 200, body = ConnectorList), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> Result<Json<ConnectorList>, ApiError> {
+    caller.allow(&ws)?;
+    let records = st.store.list_connectors(&ws).await?;
+    let counts = st.store.connector_counts(&ws, window_start()).await?;
+    let items = records
+        .into_iter()
+        .map(|r| {
+            let stats = Stats24h::from_counts(Some(&counts_for(&counts, &r.name)));
+            ConnectorView::new(r, Some(stats))
+        })
+        .collect();
+    Ok(Json(ConnectorList { items }))
+}
+
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors",
+    params(("ws" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = ConnectorView), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ws, name)): Path<(String, String)>,
+) -> Result<Json<ConnectorView>, ApiError> {
+    caller.allow(&ws)?;
+    let record = st.store.connector(&ws, &name).await?;
+    let counts = st.store.connector_counts(&ws, window_start()).await?;
+    let stats = Stats24h::from_counts(Some(&counts_for(&counts, &record.name)));
+    Ok(Json(ConnectorView::new(record, Some(stats))))
+}
+
+#[utoipa::path(post, path = "/v1/workspaces/{ws}/connectors", tag = "connectors",
+    params(("ws" = String, Path)), request_body = CreateConnector,
+    responses((status = 201, body = ConnectorView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiJson(body): ApiJson<CreateConnector>,
+) -> Result<(StatusCode, Json<ConnectorView>), ApiError> {
+    caller.allow(&ws)?;
+    let (patterns, placement) = match (&body.preset, body.patterns, body.placement) {
+        (Some(name), None, None) => preset(name).ok_or_else(|| {
+            let mut e = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!(
+                    "preset: unknown preset {name:?}; known presets: {}",
+                    preset_names().join(", ")
+                ),
+            );
+            e.field = Some("preset".into());
+            e
+        })?,
+        (None, Some(patterns), Some(placement)) => (patterns, placement),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "give either `preset`, or both `patterns` and `placement`",
+            ))
+        }
+    };
+    let spec = ConnectorSpec {
+        name: body.name,
+        patterns,
+        placement,
+        scrub_echo: body.scrub_echo,
+    };
+    let record = store::create_connector(
+        &*st.store,
+        &st.vault,
+        &ws,
+        &spec,
+        &body.secret.0,
+        &caller.actor(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(ConnectorView::new(record, None))))
+}
+
+#[utoipa::path(patch, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors",
+    params(("ws" = String, Path), ("name" = String, Path)), request_body = UpdateConnector,
+    responses((status = 200, body = ConnectorView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn update(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ws, name)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateConnector>,
+) -> Result<Json<ConnectorView>, ApiError> {
+    caller.allow(&ws)?;
+    let update = ConnectorUpdate {
+        patterns: body.patterns,
+        placement: body.placement,
+        scrub_echo: body.scrub_echo,
+        secret: body.secret.map(|s| s.0),
+    };
+    let record =
+        store::update_connector(&*st.store, &st.vault, &ws, &name, update, &caller.actor()).await?;
+    Ok(Json(ConnectorView::new(record, None)))
+}
+
+#[utoipa::path(delete, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors",
+    params(("ws" = String, Path), ("name" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn delete(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ws, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.allow(&ws)?;
+    st.store
+        .delete_connector(&ws, &name, &caller.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,149 @@
+//! The one error type of the HTTP API, and the one place it becomes a response:
+//! `{"error": {"code": "...", "message": "...", "field"?: "..."}}` with a fitting status.
+//! Bad input is always a 4xx; a 5xx means the server or its store failed.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+/// The JSON body of every error response.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid token is required: send `Authorization: Bearer <token>`",
+        )
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn busy(retry_after: u64) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "every worker is busy and the queue is full; retry later",
+            )
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Invalid(m) => {
+                let field = field_of(&m);
+                ApiError {
+                    field,
+                    ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
+                }
+            }
+            // Store and vault failures are the operator's problem; their messages name no secret.
+            other => {
+                eprintln!("codestep serve: store error: {other}");
+                ApiError::internal(other.to_string())
+            }
+        }
+    }
+}
+
+/// Validation messages read `connector "x": patterns[0]: …` or `name: …`; the field is the part before
+/// the rule. Used only to point the dashboard at the right input.
+fn field_of(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("connector ").map_or(message, |r| {
+        r.split_once("\": ").map_or(r, |(_, after)| after)
+    });
+    let (field, _) = rest.split_once(": ")?;
+    let ok = !field.is_empty()
+        && field.len() <= 40
+        && field
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c));
+    ok.then(|| field.to_string())
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
+            },
+        };
+        let mut res = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn finds_the_field_in_validation_messages() {
+        assert_eq!(
+            field_of(r#"connector "x": patterns[0]: "http://a" must use https"#).as_deref(),
+            Some("patterns[0]")
+        );
+        assert_eq!(field_of("name: must not be empty").as_deref(), Some("name"));
+        assert_eq!(field_of("something went wrong with it all"), None);
+    }
+}

@@ -1,0 +1,189 @@
+//! `codestep serve`: the orchestrator's HTTP API, connector management, monitoring and the dashboard.
+//!
+//! Handlers are thin: they check who is calling (`auth`), call the store, vault or executor, and
+//! return JSON. Every error goes through `error::ApiError`, the one place errors become responses.
+
+mod auth;
+mod connectors;
+mod error;
+mod json;
+mod monitoring;
+mod runs;
+mod state;
+mod system;
+mod workspaces;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::Semaphore;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::ApiError;
+use state::{AppState, Inner, Metrics};
+
+use crate::engine::Executor;
+use crate::store::{hash_api_token, Store};
+use crate::vault::Vault;
+
+/// The largest request body the API reads (a step's code and input included).
+pub const DEFAULT_MAX_BODY: usize = 2 * 1024 * 1024;
+
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// How many runs may wait for a worker before new ones get 429.
+    pub queue: usize,
+    pub retention_days: u32,
+    pub max_body_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "codestep", description = "Runs untrusted workflow code steps; their fetch reaches the network only through connectors."),
+    modifiers(&BearerAuth),
+    tags((name = "runs"), (name = "connectors"), (name = "monitoring"), (name = "workspaces"), (name = "auth"), (name = "system"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API's routes and their OpenAPI document, built from the same handler annotations so the two
+/// cannot drift apart.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(system::metrics))
+        .routes(routes!(workspaces::me))
+        .routes(routes!(workspaces::list, workspaces::create))
+        .routes(routes!(workspaces::delete))
+        .routes(routes!(workspaces::create_token))
+        .routes(routes!(runs::run))
+        .routes(routes!(connectors::list, connectors::create))
+        .routes(routes!(
+            connectors::get,
+            connectors::update,
+            connectors::delete
+        ))
+        .routes(routes!(monitoring::stats))
+        .routes(routes!(monitoring::errors))
+        .routes(routes!(monitoring::blocked))
+}
+
+/// The OpenAPI document the server serves at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let (api, doc) = api_routes().split_for_parts();
+    let doc = Arc::new(doc);
+    api.route(
+        "/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { axum::Json((*doc).clone()) }
+        }),
+    )
+    .route("/", get(system::dashboard_index))
+    .route("/app.js", get(system::dashboard_js))
+    .route("/style.css", get(system::dashboard_css))
+    .fallback(|| async { ApiError::not_found("no such endpoint") })
+    .method_not_allowed_fallback(|| async {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not take that method",
+        )
+    })
+    .layer(DefaultBodyLimit::max(max_body_bytes))
+    .with_state(state)
+}
+
+pub fn state(
+    store: Arc<dyn Store>,
+    vault: Vault,
+    executor: Arc<Executor>,
+    operator_token: &str,
+    opts: &ServeOptions,
+) -> AppState {
+    let admission_size = executor.workers() + opts.queue;
+    AppState(Arc::new(Inner {
+        store,
+        vault,
+        executor,
+        admission: Arc::new(Semaphore::new(admission_size)),
+        admission_size,
+        operator_token_hash: hash_api_token(operator_token),
+        metrics: Metrics::default(),
+        retention_days: opts.retention_days,
+    }))
+}
+
+/// Serves until SIGTERM or Ctrl-C, then stops taking connections and lets running steps finish.
+pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(retention_loop(state.clone()));
+    let app = router(state, opts.max_body_bytes);
+    println!("listening on http://{addr}");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    eprintln!("codestep serve: stopped; running steps were drained");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    eprintln!("codestep serve: shutting down: no new requests; waiting for running steps");
+}
+
+/// Deletes fetch records older than the retention, in small batches, every few minutes. Runs beside
+/// the steps: each batch is its own short transaction, so recording never waits long.
+async fn retention_loop(state: AppState) {
+    let retention_ms = i64::from(state.retention_days) * 24 * 3_600_000;
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        tick.tick().await;
+        let cutoff = monitoring::window_start() + 24 * 3_600_000 - retention_ms;
+        match state.store.prune_fetch_attempts(cutoff, 1_000).await {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "codestep serve: retention: deleted {n} fetch records older than {} days",
+                state.retention_days
+            ),
+            Err(e) => eprintln!("codestep serve: retention: {e}"),
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Monitoring reads: per-connector counts over the rolling last 24 hours, an hourly series for the
+//! chart, the error log, and the requests blocked by policy. Counts come from per-minute buckets
+//! (see `Store::connector_counts`), so they stay cheap with millions of fetch records.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::state::AppState;
+use crate::store::{
+    counts_for, format_time, Counts, FetchLogEntry, FetchLogQuery, Millis, Outcome,
+};
+
+const HOUR_MS: Millis = 3_600_000;
+const DAY_MS: Millis = 24 * HOUR_MS;
+const MAX_PAGE: u32 = 500;
+
+fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// The start of the rolling 24-hour window.
+pub fn window_start() -> Millis {
+    now_ms() - DAY_MS
+}
+
+#[derive(Serialize, ToSchema, Clone, Copy)]
+pub struct Stats24h {
+    pub requests_24h: u64,
+    pub errors_24h: u64,
+    /// Set while the connector has errors in the window.
+    pub alert: bool,
+}
+
+impl Stats24h {
+    pub fn from_counts(c: Option<&Counts>) -> Self {
+        let c = c.copied().unwrap_or_default();
+        Stats24h {
+            requests_24h: c.requests,
+            errors_24h: c.errors,
+            alert: c.alert(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SeriesPointView {
+    pub start: String,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConnectorStats {
+    #[serde(flatten)]
+    pub totals: Stats24h,
+    /// 24 hourly buckets, oldest first.
+    pub series: Vec<SeriesPointView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogItem {
+    pub timestamp: String,
+    pub status: Option<u16>,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub outcome: String,
+    pub duration_ms: f64,
+    pub connector: Option<String>,
+    pub run_id: Option<String>,
+}
+
+impl From<FetchLogEntry> for LogItem {
+    fn from(e: FetchLogEntry) -> Self {
+        let a = e.attempt;
+        LogItem {
+            timestamp: format_time(a.at),
+            status: a.status,
+            method: a.method,
+            host: a.host,
+            path: a.path,
+            outcome: e.outcome.as_str().to_string(),
+            duration_ms: a.duration_ms,
+            connector: a.connector,
+            run_id: a.run_id,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogPage {
+    pub items: Vec<LogItem>,
+    /// The `before` cursor of the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BlockedPage {
+    pub count_24h: u64,
+    pub items: Vec<LogItem>,
+    pub next: Option<String>,
+}
+
+/// Filters of the error log. Times are RFC 3339 (`2026-11-25T14:00:00Z`) or Unix milliseconds.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogParams {
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    pub before: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `http_error`, `network_error` or `timeout`.
+    pub outcome: Option<String>,
+}
+
+fn parse_cursor(c: Option<&str>) -> Result<Option<i64>, ApiError> {
+    c.map(|s| {
+        s.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "before: {s:?} is not a cursor from a previous page"
+            ))
+        })
+    })
+    .transpose()
+}
+
+fn parse_limit(l: Option<u32>) -> Result<u32, ApiError> {
+    match l {
+        None => Ok(50),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "limit: {n} is out of range 1..={MAX_PAGE}"
+        ))),
+    }
+}
+
+/// RFC 3339 in UTC (`2026-11-25T14:00:00Z`, fractions and offsets allowed) or Unix milliseconds.
+pub fn parse_time(field: &str, s: &str) -> Result<Millis, ApiError> {
+    if let Ok(ms) = s.parse::<Millis>() {
+        return Ok(ms);
+    }
+    parse_rfc3339(s).ok_or_else(|| {
+        ApiError::bad_request(format!("{field}: {s:?} is not a time: use RFC 3339 such as 2026-11-25T14:00:00Z, or Unix milliseconds"))
+    })
+}
+
+fn parse_rfc3339(s: &str) -> Option<Millis> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, sec) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut millis = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if digits.is_empty() {
+            return None;
+        }
+        millis = format!("{:0<3}", &digits[..digits.len().min(3)])
+            .parse()
+            .ok()?;
+        rest = &frac[digits.len()..];
+    }
+    let offset_min = match rest {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            sign * (o[1..3].parse::<i64>().ok()? * 60 + o[4..6].parse::<i64>().ok()?)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + millis)
+}
+
+fn page(items: Vec<FetchLogEntry>, next: Option<i64>) -> (Vec<LogItem>, Option<String>) {
+    (
+        items.into_iter().map(LogItem::from).collect(),
+        next.map(|n| n.to_string()),
+    )
+}
+
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/stats", tag = "monitoring",
+    params(("ws" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = ConnectorStats), (status = 404, body = ErrorBody)), security(("token" = [])))]
+pub async fn stats(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ws, name)): Path<(String, String)>,
+) -> Result<Json<ConnectorStats>, ApiError> {
+    caller.allow(&ws)?;
+    let connector = st.store.connector(&ws, &name).await?;
+    let now = now_ms();
+    let counts = st.store.connector_counts(&ws, now - DAY_MS).await?;
+    let totals = Stats24h::from_counts(Some(&counts_for(&counts, &connector.name)));
+    // 24 whole hours ending with the current one.
+    let first_hour = now - now.rem_euclid(HOUR_MS) - 23 * HOUR_MS;
+    let series = st
+        .store
+        .connector_series(&ws, &connector.name, first_hour, HOUR_MS)
+        .await?
+        .into_iter()
+        .map(|p| SeriesPointView {
+            start: format_time(p.start),
+            requests: p.requests,
+            errors: p.errors,
+        })
+        .collect();
+    Ok(Json(ConnectorStats { totals, series }))
+}
+
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/errors", tag = "monitoring",
+    params(("ws" = String, Path), ("name" = String, Path), LogParams),
+    responses((status = 200, body = LogPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn errors(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((ws, name)): Path<(String, String)>,
+    Query(p): Query<LogParams>,
+) -> Result<Json<LogPage>, ApiError> {
+    caller.allow(&ws)?;
+    let outcome = match p.outcome.as_deref() {
+        None | Some("") => None,
+        Some(o) => {
+            let parsed = Outcome::ALL
+                .into_iter()
+                .find(|x| x.as_str() == o && x.is_error());
+            Some(parsed.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "outcome: {o:?} is not one of http_error, network_error, timeout"
+                ))
+            })?)
+        }
+    };
+    let since = p
+        .since
+        .as_deref()
+        .map(|s| parse_time("since", s))
+        .transpose()?;
+    let until = p
+        .until
+        .as_deref()
+        .map(|s| parse_time("until", s))
+        .transpose()?;
+    let before = parse_cursor(p.before.as_deref())?;
+    let limit = parse_limit(p.limit)?;
+    // Parameters first: a bad one is a 400 whether or not the connector exists.
+    let connector = st.store.connector(&ws, &name).await?;
+    let q = FetchLogQuery {
+        connector: Some(connector.name),
+        only_errors: true,
+        outcome,
+        since,
+        until,
+        before,
+        limit,
+        ..Default::default()
+    };
+    let log = st.store.fetch_log(&ws, &q).await?;
+    let (items, next) = page(log.items, log.next);
+    Ok(Json(LogPage { items, next }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BlockedParams {
+    pub limit: Option<u32>,
+    pub before: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/blocked", tag = "monitoring",
+    params(("ws" = String, Path), BlockedParams),
+    responses((status = 200, body = BlockedPage), (status = 404, body = ErrorBody)), security(("token" = [])))]
+pub async fn blocked(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    Query(p): Query<BlockedParams>,
+) -> Result<Json<BlockedPage>, ApiError> {
+    caller.allow(&ws)?;
+    st.store.workspace(&ws).await?;
+    let count_24h = st.store.blocked_count(&ws, window_start()).await?;
+    let q = FetchLogQuery {
+        blocked_only: true,
+        before: parse_cursor(p.before.as_deref())?,
+        limit: parse_limit(p.limit)?,
+        ..Default::default()
+    };
+    let log = st.store.fetch_log(&ws, &q).await?;
+    let (items, next) = page(log.items, log.next);
+    Ok(Json(BlockedPage {
+        count_24h,
+        items,
+        next,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rfc3339;
+
+    #[test]
+    fn parses_rfc3339() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2026-11-25T14:00:00Z"),
+            Some(1_795_615_200_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-25T15:00:00.250+01:00"),
+            Some(1_795_615_200_250)
+        );
+        assert_eq!(parse_rfc3339("2026-13-25T14:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

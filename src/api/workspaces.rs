@@ -1,0 +1,147 @@
+//! Operator endpoints: workspaces and their API tokens. And `/v1/me`, for the dashboard's sign-in.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::json::ApiJson;
+use super::state::AppState;
+use crate::store::{self, format_time, Workspace};
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceView {
+    pub name: String,
+    pub created_at: String,
+}
+
+impl From<Workspace> for WorkspaceView {
+    fn from(w: Workspace) -> Self {
+        WorkspaceView {
+            name: w.name,
+            created_at: format_time(w.created_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkspaceList {
+    pub items: Vec<WorkspaceView>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A label for the token, such as what uses it.
+    pub label: String,
+}
+
+/// The new token, shown this once; only its hash is stored.
+#[derive(Serialize, ToSchema)]
+pub struct NewToken {
+    pub id: String,
+    pub workspace: String,
+    pub label: String,
+    pub token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    /// `operator` or `workspace`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/me", tag = "auth",
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)), security(("token" = [])))]
+pub async fn me(caller: Caller) -> Json<Me> {
+    Json(match caller {
+        Caller::Operator => Me {
+            kind: "operator".into(),
+            workspace: None,
+        },
+        Caller::Workspace { name } => Me {
+            kind: "workspace".into(),
+            workspace: Some(name),
+        },
+    })
+}
+
+#[utoipa::path(get, path = "/v1/workspaces", tag = "workspaces",
+    responses((status = 200, body = WorkspaceList), (status = 403, body = ErrorBody)), security(("token" = [])))]
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> Result<Json<WorkspaceList>, ApiError> {
+    caller.require_operator()?;
+    let items = st
+        .store
+        .list_workspaces()
+        .await?
+        .into_iter()
+        .map(WorkspaceView::from)
+        .collect();
+    Ok(Json(WorkspaceList { items }))
+}
+
+#[utoipa::path(post, path = "/v1/workspaces", tag = "workspaces", request_body = CreateWorkspace,
+    responses((status = 201, body = WorkspaceView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateWorkspace>,
+) -> Result<(StatusCode, Json<WorkspaceView>), ApiError> {
+    caller.require_operator()?;
+    store::validate_workspace_name(&body.name)?;
+    let ws = st
+        .store
+        .create_workspace(&body.name, &caller.actor())
+        .await?;
+    Ok((StatusCode::CREATED, Json(ws.into())))
+}
+
+#[utoipa::path(delete, path = "/v1/workspaces/{ws}", tag = "workspaces", params(("ws" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("token" = [])))]
+pub async fn delete(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_operator()?;
+    st.store.delete_workspace(&ws, &caller.actor()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/workspaces/{ws}/tokens", tag = "workspaces", params(("ws" = String, Path)),
+    request_body = CreateToken,
+    responses((status = 201, body = NewToken), (status = 404, body = ErrorBody)), security(("token" = [])))]
+pub async fn create_token(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(ws): Path<String>,
+    ApiJson(body): ApiJson<CreateToken>,
+) -> Result<(StatusCode, Json<NewToken>), ApiError> {
+    caller.require_operator()?;
+    let (token, record) =
+        store::create_api_token(&*st.store, &ws, &body.label, &caller.actor()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewToken {
+            id: record.id,
+            workspace: record.workspace_name,
+            label: record.name,
+            token: token.expose().to_string(),
+        }),
+    ))
+}

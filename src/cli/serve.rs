@@ -1,0 +1,131 @@
+//! `codestep serve`: the HTTP API and dashboard, on the store given by `--db`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{egress_config, UsageError};
+use crate::api::{self, ServeOptions, DEFAULT_MAX_BODY};
+use crate::engine::{Executor, ExecutorConfig, Limits};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Worker threads, each running one step at a time (default: one per CPU core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Runs that may wait for a free worker; past that, new runs get 429 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    pub queue: usize,
+    /// Days fetch records are kept for monitoring.
+    #[arg(long, default_value_t = 30)]
+    pub retention_days: u32,
+    /// Largest request body the API accepts, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY)]
+    pub max_body_bytes: usize,
+    /// Allow connections to a private or loopback range (CIDR), which the SSRF guard refuses otherwise.
+    #[arg(long = "allow-private", value_name = "CIDR")]
+    pub allow_private: Vec<String>,
+    /// Trust an extra CA certificate (PEM file) besides the public roots.
+    #[arg(long = "ca-cert", value_name = "PEM")]
+    pub ca_cert: Vec<PathBuf>,
+    /// Resolve HOST to ADDR, like curl's --resolve (HOST:ADDR, repeatable).
+    #[arg(long = "resolve", value_name = "HOST:ADDR")]
+    pub resolve: Vec<String>,
+}
+
+/// The operator token: `CODESTEP_OPERATOR_TOKEN`, or a token file beside the default store, made with
+/// mode 0600 on first start (its path is printed, never the token).
+fn operator_token() -> Result<String, UsageError> {
+    if let Ok(t) = std::env::var("CODESTEP_OPERATOR_TOKEN") {
+        if t.trim().len() < 16 {
+            return Err(UsageError(
+                "CODESTEP_OPERATOR_TOKEN: must be at least 16 characters".into(),
+            ));
+        }
+        return Ok(t.trim().to_string());
+    }
+    let path = crate::store::default_data_dir().join("operator.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(t.trim().to_string());
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| UsageError(format!("cannot make a token: {e}")))?;
+    use base64::Engine as _;
+    let token = format!(
+        "cso_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| UsageError(format!("{}: {e}", dir.display())))?;
+    }
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    writeln!(f, "{token}").map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    eprintln!(
+        "codestep serve: created the operator token file {}",
+        path.display()
+    );
+    Ok(token)
+}
+
+pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
+    let egress = egress_config(&args.allow_private, &args.ca_cert, &args.resolve)?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    if workers == 0 {
+        return Err(UsageError("--workers: must be at least 1".into()));
+    }
+    let token = operator_token()?;
+    // The executor first, on the main thread: V8's platform must exist before other threads make isolates.
+    let executor = Executor::new(ExecutorConfig {
+        workers,
+        caps: Limits::default(),
+        egress,
+        audit_heap: false,
+    })
+    .map_err(|e| UsageError(e.to_string()))?;
+    let executor = Arc::new(executor);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("codestep-api")
+        .build()
+        .map_err(|e| UsageError(format!("cannot start the runtime: {e}")))?;
+    let opts = ServeOptions {
+        listen: args.listen,
+        queue: args.queue,
+        retention_days: args.retention_days.max(1),
+        max_body_bytes: args.max_body_bytes,
+    };
+    let result = rt.block_on(async {
+        let location = crate::store::resolve_location(db.as_deref());
+        let store = crate::store::open(&location)
+            .await
+            .map_err(|e| UsageError(e.to_string()))?;
+        let loaded = crate::vault::Vault::load(&crate::store::default_key_file(), true)
+            .map_err(|e| UsageError(e.to_string()))?;
+        if let Some(created) = &loaded.created_key_file {
+            eprintln!(
+                "codestep serve: created the master key file {}",
+                created.display()
+            );
+        }
+        let state = api::state(store, loaded.vault, executor, &token, &opts);
+        api::serve(state, opts)
+            .await
+            .map_err(|e| UsageError(format!("serve: {e}")))
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    result.map(|()| 0)
+}

@@ -1,0 +1,635 @@
+//! `codestep serve`'s HTTP API, in-process on a real SQLite file (and across two real processes on
+//! PostgreSQL): auth and workspace isolation, connector management with write-only secrets, runs and
+//! their monitoring, bad input, back-pressure, graceful shutdown and the OpenAPI document.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use codestep::api::{self, ServeOptions};
+use codestep::engine::{Executor, ExecutorConfig};
+use codestep::vault::{Keyring, MasterKey, Vault};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::{Reply, TestServer};
+
+const SECRET: &str = "sk_live_api_TestSecret_9f8e7d6c5b4a";
+const OP_TOKEN: &str = "operator-token-for-tests-0123456789";
+
+pub struct Api {
+    pub base: String,
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    /// A server on 127.0.0.1:0 with a fresh SQLite store, serving in the background.
+    pub fn start(workers: usize, queue: usize, upstream: Option<&TestServer>) -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let egress = upstream.map(|s| s.egress_config()).unwrap_or_default();
+        let executor = Arc::new(
+            Executor::new(ExecutorConfig {
+                workers,
+                egress,
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        let db = dir.path().join("codestep.db");
+        let base = rt.block_on(async {
+            let store = codestep::store::open(db.to_str().unwrap()).await.unwrap();
+            let vault = Vault::new(Keyring::new(vec![MasterKey::generate(1).unwrap()]).unwrap());
+            let opts = ServeOptions {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                queue,
+                retention_days: 30,
+                max_body_bytes: 64 * 1024,
+            };
+            let state = api::state(store, vault, executor, OP_TOKEN, &opts);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let app = api::router(state, opts.max_body_bytes);
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            format!("http://{addr}")
+        });
+        Api {
+            base,
+            rt,
+            client: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        self.raw(
+            method,
+            path,
+            token,
+            body.map(|b| ("application/json", b.to_string().into_bytes())),
+        )
+    }
+
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (StatusCode, Value) {
+        self.rt.block_on(async {
+            let mut req = self
+                .client
+                .request(method.parse().unwrap(), format!("{}{path}", self.base));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            if let Some((ct, bytes)) = body {
+                req = req.header("content-type", ct).body(bytes);
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status();
+            let text = res.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        })
+    }
+
+    /// Creates a workspace and a token for it; returns the token.
+    pub fn workspace(&self, name: &str) -> String {
+        let (s, _) = self.call(
+            "POST",
+            "/v1/workspaces",
+            Some(OP_TOKEN),
+            Some(json!({ "name": name })),
+        );
+        assert_eq!(s, StatusCode::CREATED);
+        let (s, body) = self.call(
+            "POST",
+            &format!("/v1/workspaces/{name}/tokens"),
+            Some(OP_TOKEN),
+            Some(json!({ "label": "tests" })),
+        );
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+}
+
+fn no_secret(v: &Value) {
+    assert!(
+        !v.to_string().contains(SECRET),
+        "a response carries the secret"
+    );
+}
+
+#[test]
+fn tokens_and_workspace_isolation() {
+    let api = Api::start(1, 4, None);
+    let acme = api.workspace("acme");
+    let beta = api.workspace("beta");
+    let (s, _) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&acme),
+        Some(json!({ "name": "stripe", "preset": "stripe", "secret": SECRET })),
+    );
+    assert_eq!(s, StatusCode::CREATED);
+
+    assert_eq!(
+        api.call("GET", "/v1/workspaces/acme/connectors", None, None)
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.call(
+            "GET",
+            "/v1/workspaces/acme/connectors",
+            Some("cst_wrong"),
+            None
+        )
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.call("GET", "/v1/me", Some(&acme), None).1,
+        json!({ "kind": "workspace", "workspace": "acme" })
+    );
+
+    // Every workspace endpoint, called by beta's token on acme's workspace: 404, with nothing of acme in it.
+    let cross: Vec<(&str, &str, Option<Value>)> = vec![
+        ("GET", "/v1/workspaces/acme/connectors", None),
+        (
+            "POST",
+            "/v1/workspaces/acme/connectors",
+            Some(json!({ "name": "x", "preset": "stripe", "secret": "s" })),
+        ),
+        ("GET", "/v1/workspaces/acme/connectors/stripe", None),
+        (
+            "PATCH",
+            "/v1/workspaces/acme/connectors/stripe",
+            Some(json!({ "secret": "new" })),
+        ),
+        ("DELETE", "/v1/workspaces/acme/connectors/stripe", None),
+        ("GET", "/v1/workspaces/acme/connectors/stripe/stats", None),
+        ("GET", "/v1/workspaces/acme/connectors/stripe/errors", None),
+        ("GET", "/v1/workspaces/acme/blocked", None),
+        (
+            "POST",
+            "/v1/workspaces/acme/runs",
+            Some(json!({ "code": "export default () => 1", "connectors": ["stripe"] })),
+        ),
+    ];
+    for (method, path, body) in &cross {
+        let (s, v) = api.call(method, path, Some(&beta), body.clone());
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {v}");
+        assert!(
+            !v.to_string().contains("stripe\","),
+            "{method} {path} leaked: {v}"
+        );
+        // The same answer as for a workspace that does not exist.
+        let ghost = path.replace("/acme/", "/ghost/");
+        assert_eq!(
+            api.call(method, &ghost, Some(&beta), body.clone()).0,
+            StatusCode::NOT_FOUND,
+            "{ghost}"
+        );
+    }
+    // The connector is untouched.
+    let (s, v) = api.call(
+        "GET",
+        "/v1/workspaces/acme/connectors/stripe",
+        Some(&acme),
+        None,
+    );
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["name"], "stripe");
+
+    // Operator endpoints refuse workspace tokens.
+    for (method, path, body) in [
+        ("GET", "/v1/workspaces", None),
+        ("POST", "/v1/workspaces", Some(json!({ "name": "evil" }))),
+        (
+            "POST",
+            "/v1/workspaces/beta/tokens",
+            Some(json!({ "label": "more" })),
+        ),
+        ("DELETE", "/v1/workspaces/acme", None),
+    ] {
+        assert_eq!(
+            api.call(method, path, Some(&beta), body).0,
+            StatusCode::FORBIDDEN,
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn connector_crud_keeps_the_secret_write_only() {
+    let api = Api::start(1, 4, None);
+    let t = api.workspace("acme");
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "weather", "patterns": ["https://API.weather.example./v1/*"], "placement": { "type": "query", "param": "appid" }, "secret": SECRET })),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["patterns"],
+        json!(["https://api.weather.example/v1/*"]),
+        "patterns are normalised when saved"
+    );
+    no_secret(&v);
+    assert_eq!(
+        api.call(
+            "POST",
+            "/v1/workspaces/acme/connectors",
+            Some(&t),
+            Some(json!({ "name": "WEATHER", "preset": "stripe", "secret": "x" }))
+        )
+        .0,
+        StatusCode::CONFLICT
+    );
+
+    let (s, v) = api.call(
+        "PATCH",
+        "/v1/workspaces/acme/connectors/weather",
+        Some(&t),
+        Some(json!({ "secret": "rotated-secret-value" })),
+    );
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v["patterns"],
+        json!(["https://api.weather.example/v1/*"]),
+        "rotating the secret changes nothing else"
+    );
+    let (s, v) = api.call(
+        "PATCH",
+        "/v1/workspaces/acme/connectors/weather",
+        Some(&t),
+        Some(
+            json!({ "placement": { "type": "header", "name": "X-Key", "template": "{{secret}}" } }),
+        ),
+    );
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["placement"]["name"], "X-Key");
+
+    let (_, list) = api.call("GET", "/v1/workspaces/acme/connectors", Some(&t), None);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        list["items"][0]["stats"],
+        json!({ "requests_24h": 0, "errors_24h": 0, "alert": false })
+    );
+    no_secret(&list);
+    assert!(!list.to_string().contains("rotated-secret-value"));
+
+    assert_eq!(
+        api.call(
+            "DELETE",
+            "/v1/workspaces/acme/connectors/weather",
+            Some(&t),
+            None
+        )
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(
+            "GET",
+            "/v1/workspaces/acme/connectors/weather",
+            Some(&t),
+            None
+        )
+        .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[test]
+fn bad_input_gets_a_4xx_that_names_the_problem() {
+    let api = Api::start(1, 4, None);
+    let t = api.workspace("acme");
+    let path = "/v1/workspaces/acme/connectors";
+    let cases: Vec<(Option<(&str, Vec<u8>)>, StatusCode, &str)> = vec![
+        (Some(("application/json", b"{not json".to_vec())), StatusCode::BAD_REQUEST, "malformed"),
+        (Some(("text/plain", b"{}".to_vec())), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported"),
+        (Some(("application/json", br#"{"name":"a","preset":"stripe","secret":"s","colour":"red"}"#.to_vec())), StatusCode::UNPROCESSABLE_ENTITY, "colour"),
+        (Some(("application/json", br#"{"name":"a","patterns":["http://x.example/*"],"placement":{"type":"query","param":"k"},"secret":"s"}"#.to_vec())), StatusCode::UNPROCESSABLE_ENTITY, "https"),
+        (Some(("application/json", br#"{"name":"a","preset":"nope","secret":"s"}"#.to_vec())), StatusCode::UNPROCESSABLE_ENTITY, "preset"),
+        (Some(("application/json", br#"{"name":"a","patterns":[],"placement":{"type":"query","param":"k"},"secret":"s"}"#.to_vec())), StatusCode::UNPROCESSABLE_ENTITY, "patterns"),
+        (Some(("application/json", br#"{"name":"a","patterns":["https://x.example/*"],"placement":{"type":"header","name":"Authorization","template":"Bearer"},"secret":"s"}"#.to_vec())), StatusCode::UNPROCESSABLE_ENTITY, "{{secret}}"),
+        (Some(("application/json", vec![b' '; 100 * 1024])), StatusCode::PAYLOAD_TOO_LARGE, "length limit"),
+    ];
+    for (body, status, needle) in cases {
+        let (s, v) = api.raw("POST", path, Some(&t), body);
+        assert_eq!(s, status, "{v}");
+        let said = format!(
+            "{} {}",
+            v["error"]["code"].as_str().unwrap_or_default(),
+            v["error"]["message"].as_str().unwrap_or_default()
+        );
+        assert!(said.contains(needle), "expected {needle:?} in {said:?}");
+    }
+    let (s, v) = api.raw("POST", path, Some(&t), Some(("application/json", br#"{"name":"a","patterns":["ftp://x.example/*"],"placement":{"type":"query","param":"k"},"secret":"s"}"#.to_vec())));
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["field"], "patterns[0]", "{v}");
+    let (s, v) = api.call("POST", path, Some(&t), Some(json!({ "name": "a", "preset": "stripe" })));
+    assert_eq!((s, v["error"]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("secret")), "{v}");
+    assert_eq!(
+        api.call(
+            "GET",
+            "/v1/workspaces/acme/connectors/x/errors?limit=0",
+            Some(&t),
+            None
+        )
+        .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.call("GET", "/v1/nowhere", Some(&t), None).0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call("PUT", "/v1/workspaces/acme/connectors", Some(&t), None)
+            .0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    let (s, _) = api.call(
+        "POST",
+        "/v1/workspaces/acme/runs",
+        Some(&t),
+        Some(json!({ "code": "x", "connectors": ["missing"] })),
+    );
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn runs_are_recorded_and_monitored() {
+    let upstream = TestServer::start(|req| match req.path.as_str() {
+        "/fail" => Reply::status(500),
+        "/missing" => Reply::status(404),
+        _ => Reply::json(&json!({ "ok": true })),
+    });
+    let api = Api::start(2, 8, Some(&upstream));
+    let t = api.workspace("acme");
+    let (s, _) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "svc", "patterns": [upstream.pattern("api.test")], "placement": { "type": "header", "name": "Authorization", "template": "Bearer {{secret}}" }, "secret": SECRET })),
+    );
+    assert_eq!(s, StatusCode::CREATED);
+    let step = r#"export default async ({ urls }) => { const out = []; for (const u of urls) { try { out.push((await fetch(u)).status) } catch (e) { out.push(e.name) } } return out }"#;
+    let urls = json!([
+        upstream.url("api.test", "/ok?q=1"),
+        upstream.url("api.test", "/fail"),
+        upstream.url("api.test", "/missing"),
+        upstream.url("evil.test", "/x"),
+    ]);
+    let (s, run) = api.call(
+        "POST",
+        "/v1/workspaces/acme/runs",
+        Some(&t),
+        Some(json!({ "code": step, "input": { "urls": urls }, "connectors": ["svc"] })),
+    );
+    assert_eq!(s, StatusCode::OK, "{run}");
+    assert_eq!(run["ok"], true);
+    assert_eq!(run["output"], json!([200, 500, 404, "TypeError"]));
+    assert!(run["run_id"].as_str().unwrap().len() >= 16);
+    no_secret(&run);
+    assert_eq!(
+        upstream.requests()[0].header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+
+    // Concurrent runs: the counts must add up.
+    std::thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(|| {
+                let (s, v) = api.call("POST", "/v1/workspaces/acme/runs", Some(&t), Some(json!({ "code": step, "input": { "urls": [upstream.url("api.test", "/ok")] }, "connectors": ["svc"] })));
+                assert_eq!(s, StatusCode::OK, "{v}");
+            });
+        }
+    });
+
+    let (_, list) = api.call("GET", "/v1/workspaces/acme/connectors", Some(&t), None);
+    assert_eq!(
+        list["items"][0]["stats"],
+        json!({ "requests_24h": 9, "errors_24h": 2, "alert": true })
+    );
+    let (_, stats) = api.call(
+        "GET",
+        "/v1/workspaces/acme/connectors/svc/stats",
+        Some(&t),
+        None,
+    );
+    let series = stats["series"].as_array().unwrap();
+    assert_eq!(series.len(), 24);
+    assert_eq!(
+        series
+            .iter()
+            .map(|p| p["requests"].as_u64().unwrap())
+            .sum::<u64>(),
+        9
+    );
+    assert_eq!(series[23]["errors"], 2);
+
+    let (_, errors) = api.call(
+        "GET",
+        "/v1/workspaces/acme/connectors/svc/errors?limit=1",
+        Some(&t),
+        None,
+    );
+    let first = &errors["items"][0];
+    assert_eq!(
+        (
+            first["status"].clone(),
+            first["method"].clone(),
+            first["path"].clone(),
+            first["outcome"].clone()
+        ),
+        (
+            json!(404),
+            json!("GET"),
+            json!("/missing"),
+            json!("http_error")
+        )
+    );
+    assert!(first["host"].as_str().unwrap().starts_with("api.test"));
+    let next = errors["next"].as_str().expect("a second page");
+    let (_, page2) = api.call(
+        "GET",
+        &format!("/v1/workspaces/acme/connectors/svc/errors?limit=1&before={next}"),
+        Some(&t),
+        None,
+    );
+    assert_eq!(page2["items"][0]["status"], 500);
+    let (_, none) = api.call(
+        "GET",
+        "/v1/workspaces/acme/connectors/svc/errors?outcome=timeout",
+        Some(&t),
+        None,
+    );
+    assert_eq!(none["items"], json!([]));
+    let (_, future) = api.call(
+        "GET",
+        "/v1/workspaces/acme/connectors/svc/errors?since=2100-01-01T00:00:00Z",
+        Some(&t),
+        None,
+    );
+    assert_eq!(future["items"], json!([]));
+
+    let (_, blocked) = api.call("GET", "/v1/workspaces/acme/blocked", Some(&t), None);
+    assert_eq!(blocked["count_24h"], 1);
+    assert!(blocked["items"][0]["host"]
+        .as_str()
+        .unwrap()
+        .starts_with("evil.test"));
+
+    let (s, metrics) = api.call("GET", "/metrics", None, None);
+    assert_eq!(s, StatusCode::OK);
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("codestep_runs_total{result=\"ok\"} 7"),
+        "{text}"
+    );
+    assert!(
+        text.contains("codestep_fetches_total{outcome=\"blocked\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains(SECRET));
+}
+
+#[test]
+fn a_saturated_pool_answers_429_with_retry_after() {
+    let api = Api::start(1, 0, None);
+    let t = api.workspace("acme");
+    let slow = json!({ "code": "export default () => new Promise(r => setTimeout(() => r('done'), 1500))" });
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| {
+            api.call(
+                "POST",
+                "/v1/workspaces/acme/runs",
+                Some(&t),
+                Some(slow.clone()),
+            )
+        });
+        // Wait until the first run holds the only slot.
+        let mut rejected = None;
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(20));
+            let (s, v) = api.call(
+                "POST",
+                "/v1/workspaces/acme/runs",
+                Some(&t),
+                Some(json!({ "code": "export default () => 1" })),
+            );
+            if s == StatusCode::TOO_MANY_REQUESTS {
+                rejected = Some(v);
+                break;
+            }
+        }
+        let v = rejected.expect("no 429 while the only worker was busy");
+        assert_eq!(v["error"]["code"], "busy");
+        let (s, v) = first.join().unwrap();
+        assert_eq!((s, v["output"].clone()), (StatusCode::OK, json!("done")));
+    });
+    // The Retry-After header itself.
+    let res = api.rt.block_on(async {
+        let c = api.client.clone();
+        let base = api.base.clone();
+        let t2 = t.clone();
+        let slow_call = tokio::spawn(async move {
+            c.post(format!("{base}/v1/workspaces/acme/runs"))
+                .bearer_auth(&t2)
+                .header("content-type", "application/json")
+                .body(
+                    json!({ "code": "export default () => new Promise(r => setTimeout(r, 800))" })
+                        .to_string(),
+                )
+                .send()
+                .await
+        });
+        let mut last = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let r = api
+                .client
+                .post(format!("{}/v1/workspaces/acme/runs", api.base))
+                .bearer_auth(&t)
+                .header("content-type", "application/json")
+                .body(json!({ "code": "export default () => 1" }).to_string())
+                .send()
+                .await
+                .unwrap();
+            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                last = Some(r);
+                break;
+            }
+        }
+        slow_call.await.unwrap().unwrap();
+        last
+    });
+    let res = res.expect("429");
+    assert_eq!(res.headers().get("retry-after").unwrap(), "1");
+}
+
+#[test]
+fn health_and_openapi_document() {
+    let api = Api::start(1, 1, None);
+    let (s, h) = api.call("GET", "/health", None, None);
+    assert_eq!((s, h["status"].clone()), (StatusCode::OK, json!("ok")));
+    let (s, doc) = api.call("GET", "/openapi.json", None, None);
+    assert_eq!(s, StatusCode::OK);
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    for p in [
+        "/v1/workspaces/{ws}/runs",
+        "/v1/workspaces/{ws}/connectors",
+        "/v1/workspaces/{ws}/connectors/{name}",
+        "/v1/workspaces/{ws}/connectors/{name}/stats",
+        "/v1/workspaces/{ws}/connectors/{name}/errors",
+        "/v1/workspaces/{ws}/blocked",
+        "/v1/workspaces",
+        "/v1/workspaces/{ws}/tokens",
+        "/v1/me",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(
+            paths.iter().any(|x| x.as_str() == p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    // Every documented operation is routed: none of them falls through to the 404 fallback.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let concrete = path.replace("{ws}", "nows").replace("{name}", "noname");
+            let (_, v) = api.call(
+                &method.to_uppercase(),
+                &concrete,
+                Some(OP_TOKEN),
+                Some(json!({})),
+            );
+            assert_ne!(
+                v["error"]["message"], "no such endpoint",
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+    let (s, page) = api.raw("GET", "/", None, None);
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.as_str().unwrap().contains("<html"));
+}

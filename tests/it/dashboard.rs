@@ -1,0 +1,1040 @@
+//! The dashboard in a real headless Chromium, driven through WebDriver (chromedriver + fantoccini),
+//! against a real `codestep serve` child process with a SQLite database in a temporary folder.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`scripts/browser-deps` installs them; the
+//! test command runs it first). The flow: sign in with a workspace token, add connectors through the
+//! UI (with a validation error first), run steps over the API that succeed, fail upstream and are
+//! blocked, watch counts and the alert badge change, open the error log and the chart, edit, rotate
+//! the secret, delete, sign out. Screenshots go to `target/artifacts/`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use crate::support::{assert_no_secret, Reply, TestServer};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const SECRET: &str = "sk_dash_first_5ecret_Q7m2xV9pL3";
+const SECRET_ROTATED: &str = "sk_dash_rotated_5ecret_H4t8nK1wZ6";
+const STRIPE_SECRET: &str = "sk_dash_stripe_5ecret_B2c5dR8yJ0";
+/// How long the UI gets to show what the API already knows.
+const UI_WAIT: Duration = Duration::from_secs(30);
+
+/// A child process killed (and reaped) when dropped; on a failing test it prints its log.
+struct ChildGuard {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(&self.log) {
+                let _ = f.read_to_string(&mut text);
+            }
+            let tail: String = {
+                let start = text.len().saturating_sub(8000);
+                let start = (start..text.len())
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(text.len());
+                text[start..].to_string()
+            };
+            eprintln!(
+                "----- {} log (tail) -----\n{tail}\n----- end of {} log -----",
+                self.name, self.name
+            );
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn artifacts_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("artifacts");
+    std::fs::create_dir_all(&dir).expect("create target/artifacts");
+    dir
+}
+
+/// Starts `codestep serve` on a free port; returns the guard and `http://127.0.0.1:PORT`.
+fn start_codestep(dir: &Path, ca_file: &Path, operator_token: &str) -> (ChildGuard, String) {
+    let log = dir.join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_codestep"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--db")
+        .arg(dir.join("c.db"))
+        .args(["--allow-private", "127.0.0.1/32"])
+        .arg("--ca-cert")
+        .arg(ca_file)
+        .args(["--resolve", "api.test:127.0.0.1"])
+        .args(["--resolve", "other.test:127.0.0.1"])
+        .env(
+            "CODESTEP_MASTER_KEY",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+        )
+        .env("CODESTEP_OPERATOR_TOKEN", operator_token)
+        .env_remove("CODESTEP_DB")
+        .env("HOME", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn codestep serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    // Reads stdout for the "listening on" line, then keeps draining it so the server never blocks.
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(i) = line.find("listening on http://") {
+                    let url = line[i + "listening on ".len()..].trim().to_string();
+                    let _ = tx.send(url);
+                    sent = true;
+                }
+            }
+        }
+    });
+    let guard = ChildGuard {
+        name: "codestep serve",
+        child,
+        log,
+    };
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("codestep serve printed no `listening on http://…` line within 60 s");
+    (guard, url.trim_end_matches('/').to_string())
+}
+
+/// Starts chromedriver on a free port and waits until it is ready; returns the guard and its URL.
+async fn start_chromedriver(dir: &Path) -> (ChildGuard, String) {
+    assert!(
+        Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
+        "{CHROMIUM} and {CHROMEDRIVER} are needed: run scripts/browser-deps"
+    );
+    let port = free_port();
+    let log = dir.join("chromedriver.log");
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+        ))
+        .spawn()
+        .expect("spawn chromedriver");
+    let guard = ChildGuard {
+        name: "chromedriver",
+        child,
+        log,
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{url}/status")).send().await {
+            if let Ok(v) = serde_json::from_slice::<Value>(&r.bytes().await.unwrap_or_default()) {
+                if v["value"]["ready"] == json!(true) {
+                    break;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver not ready within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (guard, url)
+}
+
+async fn browser(webdriver: &str, profile: &Path) -> Client {
+    let args = vec![
+        "--headless".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--window-size=1280,1000".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({ "binary": CHROMIUM, "args": args }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(webdriver)
+        .await
+        .expect("WebDriver session with headless Chromium")
+}
+
+/// The workspace API over HTTP, as the test's own client (not the browser).
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    ws: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.expect("API request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Runs a step over the API; returns the step result.
+    async fn run_step(&self, code: &str, input: Value, connectors: &[&str]) -> Value {
+        let (status, result) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/workspaces/{}/runs", self.ws),
+                Some(
+                    json!({ "code": code, "input": input, "connectors": connectors, "limits": {} }),
+                ),
+            )
+            .await;
+        assert_eq!(status, 200, "POST /runs: {result}");
+        result
+    }
+
+    /// Runs a step that fetches `url` once through the workspace's connectors.
+    async fn run_fetch(&self, url: &str, connectors: &[&str]) -> Value {
+        let code = "export default async (input) => {\n\
+                      try { const r = await fetch(input.url); await r.text(); return { status: r.status }; }\n\
+                      catch (e) { return { failed: String(e && e.message || e) }; }\n\
+                    }";
+        self.run_step(code, json!({ "url": url }), connectors).await
+    }
+}
+
+// ---------- browser helpers ----------
+
+async fn find(c: &Client, css: &str) -> Element {
+    c.wait()
+        .at_most(UI_WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no element `{css}` within {UI_WAIT:?}: {e}"))
+}
+
+async fn click(c: &Client, css: &str) {
+    find(c, css)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click `{css}`: {e}"));
+}
+
+async fn type_into(c: &Client, css: &str, text: &str) {
+    let el = find(c, css).await;
+    el.clear()
+        .await
+        .unwrap_or_else(|e| panic!("clear `{css}`: {e}"));
+    el.send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("type into `{css}`: {e}"));
+}
+
+async fn value_of(c: &Client, css: &str) -> String {
+    find(c, css)
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// The visible text of the first match, or `None` when nothing matches.
+async fn text_now(c: &Client, css: &str) -> Option<String> {
+    match c.find(Locator::Css(css)).await {
+        Ok(el) => el.text().await.ok().map(|t| t.trim().to_string()),
+        Err(_) => None,
+    }
+}
+
+async fn displayed(c: &Client, css: &str) -> bool {
+    match c.find(Locator::Css(css)).await {
+        Ok(el) => el.is_displayed().await.unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+async fn count(c: &Client, css: &str) -> usize {
+    c.find_all(Locator::Css(css))
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0)
+}
+
+/// Waits until the text of `css` satisfies `ok`, clicking `refresh` (when given) between looks.
+async fn wait_text(
+    c: &Client,
+    css: &str,
+    refresh: Option<&str>,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + UI_WAIT;
+    loop {
+        let now = text_now(c, css).await;
+        if let Some(t) = &now {
+            if ok(t) {
+                return t.clone();
+            }
+        }
+        if Instant::now() > deadline {
+            panic!("`{css}` never showed {what} within {UI_WAIT:?}; last text: {now:?}");
+        }
+        if let Some(r) = refresh {
+            if let Ok(el) = c.find(Locator::Css(r)).await {
+                let _ = el.click().await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+/// Waits until `cond` holds (polled with a clone of the client), clicking `refresh` between looks.
+async fn wait_until<F, Fut>(c: &Client, refresh: Option<&str>, what: &str, cond: F)
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + UI_WAIT;
+    while !cond(c.clone()).await {
+        assert!(
+            Instant::now() < deadline,
+            "never saw {what} within {UI_WAIT:?}"
+        );
+        if let Some(r) = refresh {
+            if let Ok(el) = c.find(Locator::Css(r)).await {
+                let _ = el.click().await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+fn row(name: &str, inner: &str) -> String {
+    format!("tr[data-testid=\"connector-row\"][data-name=\"{name}\"] {inner}")
+}
+
+/// Nothing the browser holds (DOM, input values, storage) may contain a secret.
+async fn assert_page_has_no_secret(c: &Client, what: &str) {
+    let html = c.source().await.expect("page source");
+    let values = c
+        .execute(
+            "return JSON.stringify({ inputs: Array.from(document.querySelectorAll('input, textarea')).map(e => e.value), \
+             session: Object.assign({}, sessionStorage), local: Object.assign({}, localStorage) });",
+            vec![],
+        )
+        .await
+        .expect("read inputs and storage");
+    let hay = format!("{html}\n{values}");
+    for s in [SECRET, SECRET_ROTATED, STRIPE_SECRET] {
+        assert_no_secret(hay.as_bytes(), s, what);
+    }
+}
+
+async fn screenshot(c: &Client, file: &str) -> PathBuf {
+    let png = c.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
+    let path = artifacts_dir().join(file);
+    std::fs::write(&path, png).expect("write screenshot");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // Upstream: /ok answers 200, /fail 500; the test server records what it gets (to check the secret).
+    let upstream = TestServer::start(|req| match req.path.as_str() {
+        p if p.starts_with("/fail") => Reply::status(500),
+        _ => Reply::json(&json!({ "ok": true })),
+    });
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &upstream.ca_pem).unwrap();
+
+    let operator_token = format!("op_{:032x}", rand::random::<u128>());
+    let (_serve, base) = start_codestep(dir.path(), &ca_file, &operator_token);
+
+    // A workspace and a token, with the operator token.
+    let http = reqwest::Client::new();
+    let operator = Api {
+        http: http.clone(),
+        base: base.clone(),
+        token: operator_token.clone(),
+        ws: String::new(),
+    };
+    let (st, body) = operator
+        .call(
+            reqwest::Method::POST,
+            "/v1/workspaces",
+            Some(json!({ "name": "acme" })),
+        )
+        .await;
+    assert_eq!(st, 201, "create workspace: {body}");
+    let (st, body) = operator
+        .call(
+            reqwest::Method::POST,
+            "/v1/workspaces/acme/tokens",
+            Some(json!({ "label": "dashboard test" })),
+        )
+        .await;
+    assert_eq!(st, 201, "create token");
+    let token = body["token"]
+        .as_str()
+        .expect("token in the answer")
+        .to_string();
+    let api = Api {
+        http: http.clone(),
+        base: base.clone(),
+        token: token.clone(),
+        ws: "acme".into(),
+    };
+
+    // The dashboard's own files are served by the binary.
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/app.js", "javascript"),
+        ("/style.css", "text/css"),
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "GET {path}");
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(ct.contains(kind), "GET {path}: content-type {ct:?}");
+    }
+
+    let (_driver, webdriver) = start_chromedriver(dir.path()).await;
+    let profile = dir.path().join("chromium-profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    let c = browser(&webdriver, &profile).await;
+
+    // ---- sign in: a bad token first, then the real one ----
+    c.goto(&format!("{base}/"))
+        .await
+        .expect("open the dashboard");
+    type_into(&c, "[data-testid=token-input]", "cs_not_a_real_token").await;
+    click(&c, "[data-testid=signin-submit]").await;
+    wait_text(
+        &c,
+        "[data-testid=signin-error]",
+        None,
+        "a sign-in error",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(
+        !displayed(&c, "#view-list").await,
+        "a bad token must not sign in"
+    );
+
+    type_into(&c, "[data-testid=token-input]", &token).await;
+    click(&c, "[data-testid=signin-submit]").await;
+    wait_text(
+        &c,
+        "[data-testid=workspace-name]",
+        None,
+        "the workspace name",
+        |t| t == "acme",
+    )
+    .await;
+    find(&c, "[data-testid=connectors-table]").await;
+    wait_text(
+        &c,
+        "[data-testid=blocked-count]",
+        None,
+        "a blocked count",
+        |t| t == "0",
+    )
+    .await;
+    assert_eq!(
+        value_of(&c, "[data-testid=token-input]").await,
+        "",
+        "the token input is cleared"
+    );
+
+    // ---- add a custom connector, with a validation error first ----
+    let api_pattern = upstream.pattern("api.test");
+    click(&c, "[data-testid=add-connector]").await;
+    type_into(&c, "[data-testid=f-name]", "api").await;
+    click(&c, "[data-testid=f-kind-custom]").await;
+    type_into(&c, "[data-testid=f-patterns]", "http://api.test/*").await;
+    click(&c, "[data-testid=f-placement-header]").await;
+    type_into(&c, "[data-testid=f-header-name]", "Authorization").await;
+    type_into(&c, "[data-testid=f-template]", "Bearer {{secret}}").await;
+    type_into(&c, "[data-testid=f-secret]", SECRET).await;
+    click(&c, "[data-testid=form-submit]").await;
+    let form_error = wait_text(
+        &c,
+        "[data-testid=form-error]",
+        None,
+        "the API's validation error",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(
+        form_error.contains("patterns[0]"),
+        "the error names the field: {form_error:?}"
+    );
+    let field_error = text_now(&c, "[data-testid=f-patterns-error]")
+        .await
+        .unwrap_or_default();
+    assert!(
+        !field_error.is_empty(),
+        "the error shows next to the patterns input"
+    );
+    assert_eq!(
+        find(&c, "[data-testid=f-patterns]")
+            .await
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        value_of(&c, "[data-testid=f-secret]").await,
+        "",
+        "the secret input is cleared after submit"
+    );
+    assert_page_has_no_secret(&c, "the page after a failed add").await;
+    screenshot(&c, "dashboard-form-error.png").await;
+
+    type_into(&c, "[data-testid=f-patterns]", &api_pattern).await;
+    type_into(&c, "[data-testid=f-secret]", SECRET).await;
+    click(&c, "[data-testid=form-submit]").await;
+    find(&c, &row("api", "")).await;
+    assert!(
+        !displayed(&c, "[data-testid=connector-dialog]").await,
+        "the dialog closes"
+    );
+    assert_eq!(value_of(&c, "[data-testid=f-secret]").await, "");
+    assert_eq!(
+        text_now(&c, &row("api", "[data-testid=placement]"))
+            .await
+            .as_deref(),
+        Some("header Authorization: Bearer {{secret}}")
+    );
+    let patterns_cell = text_now(&c, &row("api", "td:nth-of-type(1)"))
+        .await
+        .unwrap_or_default();
+    assert_eq!(patterns_cell, api_pattern);
+    assert_eq!(
+        text_now(&c, &row("api", "[data-testid=requests-24h]"))
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        text_now(&c, &row("api", "[data-testid=errors-24h]"))
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(count(&c, &row("api", "[data-testid=alert-badge]")).await, 0);
+
+    // ---- add a Stripe preset connector ----
+    click(&c, "[data-testid=add-connector]").await;
+    type_into(&c, "[data-testid=f-name]", "stripe").await;
+    click(&c, "[data-testid=f-kind-stripe]").await;
+    assert!(
+        !displayed(&c, "[data-testid=f-patterns]").await,
+        "the preset hides the custom fields"
+    );
+    type_into(&c, "[data-testid=f-secret]", STRIPE_SECRET).await;
+    click(&c, "[data-testid=form-submit]").await;
+    find(&c, &row("stripe", "")).await;
+    assert_eq!(
+        text_now(&c, &row("stripe", "td:nth-of-type(1)"))
+            .await
+            .as_deref(),
+        Some("https://api.stripe.com/*")
+    );
+    assert_eq!(
+        text_now(&c, &row("stripe", "[data-testid=placement]"))
+            .await
+            .as_deref(),
+        Some("header Authorization: Bearer {{secret}}")
+    );
+    assert_page_has_no_secret(&c, "the connectors page").await;
+
+    // ---- traffic: two successes, then the counts change but no alert ----
+    for _ in 0..2 {
+        let res = api
+            .run_fetch(&upstream.url("api.test", "/ok?q=1"), &["api"])
+            .await;
+        assert_eq!(res["ok"], json!(true), "step result: {res}");
+        assert_eq!(res["output"]["status"], json!(200), "step result: {res}");
+    }
+    let seen = upstream.requests();
+    assert!(
+        seen.iter()
+            .all(|r| r.header("authorization") == Some(&format!("Bearer {SECRET}")[..])),
+        "the connector sent the secret it was given in the UI"
+    );
+    wait_text(
+        &c,
+        &row("api", "[data-testid=requests-24h]"),
+        Some("[data-testid=refresh]"),
+        "2 requests",
+        |t| t == "2",
+    )
+    .await;
+    assert_eq!(
+        text_now(&c, &row("api", "[data-testid=errors-24h]"))
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        count(&c, &row("api", "[data-testid=alert-badge]")).await,
+        0,
+        "no alert without errors"
+    );
+
+    // ---- an upstream 500 and a request blocked by policy ----
+    let res = api
+        .run_fetch(&upstream.url("api.test", "/fail"), &["api"])
+        .await;
+    assert_eq!(res["output"]["status"], json!(500), "step result: {res}");
+    let res = api
+        .run_fetch(&upstream.url("other.test", "/not-allowed"), &["api"])
+        .await;
+    assert!(
+        res["output"]["failed"].is_string() || res["ok"] == json!(false),
+        "blocked step: {res}"
+    );
+    assert!(
+        upstream.requests().iter().all(|r| r.host != "other.test"),
+        "a blocked request never reaches the network"
+    );
+
+    wait_text(
+        &c,
+        &row("api", "[data-testid=errors-24h]"),
+        Some("[data-testid=refresh]"),
+        "1 error",
+        |t| t == "1",
+    )
+    .await;
+    assert_eq!(
+        text_now(&c, &row("api", "[data-testid=requests-24h]"))
+            .await
+            .as_deref(),
+        Some("3")
+    );
+    find(&c, &row("api", "[data-testid=alert-badge]")).await;
+    assert_eq!(
+        count(&c, &row("stripe", "[data-testid=alert-badge]")).await,
+        0,
+        "the badge is per connector"
+    );
+    assert_eq!(
+        text_now(&c, &row("stripe", "[data-testid=requests-24h]"))
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    wait_text(
+        &c,
+        "[data-testid=blocked-count]",
+        Some("[data-testid=refresh]"),
+        "1 blocked request",
+        |t| t == "1",
+    )
+    .await;
+
+    // The blocked list: the request that no connector allowed.
+    click(&c, "[data-testid=blocked-toggle]").await;
+    let blocked_row = find(&c, "[data-testid=blocked-row]").await;
+    let blocked_text = blocked_row.text().await.unwrap();
+    assert!(
+        blocked_text.contains("other.test"),
+        "blocked row: {blocked_text:?}"
+    );
+    assert!(
+        blocked_text.contains("/not-allowed"),
+        "blocked row: {blocked_text:?}"
+    );
+    assert!(
+        blocked_text.contains("GET"),
+        "blocked row: {blocked_text:?}"
+    );
+    assert_eq!(count(&c, "[data-testid=blocked-row]").await, 1);
+
+    // Auto-refresh: more traffic shows up without a click (the page polls every ~10 s).
+    api.run_fetch(&upstream.url("api.test", "/ok"), &["api"])
+        .await;
+    wait_text(
+        &c,
+        &row("api", "[data-testid=requests-24h]"),
+        None,
+        "4 requests by auto-refresh",
+        |t| t == "4",
+    )
+    .await;
+
+    let shot = screenshot(&c, "dashboard.png").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    // ---- the connector's detail: error log and chart ----
+    click(&c, &row("api", "[data-testid=connector-link]")).await;
+    wait_text(
+        &c,
+        "[data-testid=detail-name]",
+        None,
+        "the connector's name",
+        |t| t == "api",
+    )
+    .await;
+    let status = wait_text(
+        &c,
+        "[data-testid=error-status]",
+        Some("[data-testid=detail-refresh]"),
+        "a logged error",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert_eq!(status, "500");
+    assert_eq!(
+        count(&c, "[data-testid=error-row]").await,
+        1,
+        "only the failure is in the error log"
+    );
+    assert_eq!(
+        text_now(&c, "[data-testid=error-method]").await.as_deref(),
+        Some("GET")
+    );
+    let host = text_now(&c, "[data-testid=error-host]")
+        .await
+        .unwrap_or_default();
+    assert!(
+        host == "api.test" || host == format!("api.test:{}", upstream.port()),
+        "host: {host:?}"
+    );
+    assert_eq!(
+        text_now(&c, "[data-testid=error-path]").await.as_deref(),
+        Some("/fail")
+    );
+    assert_eq!(
+        text_now(&c, "[data-testid=error-outcome]").await.as_deref(),
+        Some("http_error")
+    );
+    let when = find(&c, "[data-testid=error-row] time")
+        .await
+        .attr("datetime")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        when.contains('T') && when.len() >= 20,
+        "an RFC 3339 timestamp: {when:?}"
+    );
+    assert!(
+        !displayed(&c, "[data-testid=log-more]").await,
+        "one page only"
+    );
+    find(&c, "[data-testid=detail-alert]").await;
+    assert!(
+        displayed(&c, "[data-testid=detail-alert]").await,
+        "the alert shows in the detail too"
+    );
+    wait_text(
+        &c,
+        "[data-testid=detail-requests]",
+        Some("[data-testid=detail-refresh]"),
+        "4 requests",
+        |t| t == "4",
+    )
+    .await;
+    assert_eq!(
+        text_now(&c, "[data-testid=detail-errors]").await.as_deref(),
+        Some("1")
+    );
+
+    // The chart: 24 hourly buckets that add up to the totals.
+    let buckets = c
+        .find_all(Locator::Css("[data-testid=chart-svg] g.bucket"))
+        .await
+        .unwrap();
+    assert_eq!(buckets.len(), 24, "24 hourly bars");
+    let (mut req_sum, mut err_sum) = (0u64, 0u64);
+    for b in &buckets {
+        req_sum += b
+            .attr("data-requests")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .parse::<u64>()
+            .unwrap();
+        err_sum += b
+            .attr("data-errors")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .parse::<u64>()
+            .unwrap();
+    }
+    assert_eq!(
+        (req_sum, err_sum),
+        (4, 1),
+        "the chart adds up to the 24 h counts"
+    );
+
+    // Filters: no timeouts; a window in the past has nothing; clearing brings the 500 back.
+    find(&c, "[data-testid=filter-outcome]")
+        .await
+        .select_by_value("timeout")
+        .await
+        .unwrap();
+    click(&c, "[data-testid=filter-apply]").await;
+    wait_until(
+        &c,
+        None,
+        "an empty log for outcome=timeout",
+        |c| async move {
+            displayed(&c, "[data-testid=log-empty]").await
+                && count(&c, "[data-testid=error-row]").await == 0
+        },
+    )
+    .await;
+    find(&c, "[data-testid=filter-outcome]")
+        .await
+        .select_by_value("http_error")
+        .await
+        .unwrap();
+    click(&c, "[data-testid=filter-apply]").await;
+    wait_until(&c, None, "the 500 for outcome=http_error", |c| async move {
+        count(&c, "[data-testid=error-row]").await == 1
+    })
+    .await;
+    c.execute(
+        "document.getElementById('filter-until').value = '2001-01-01T00:00:00'; return true;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&c, "[data-testid=filter-apply]").await;
+    wait_until(&c, None, "an empty log before 2001", |c| async move {
+        count(&c, "[data-testid=error-row]").await == 0
+            && displayed(&c, "[data-testid=log-empty]").await
+    })
+    .await;
+    click(&c, "[data-testid=filter-reset]").await;
+    wait_until(
+        &c,
+        None,
+        "the 500 after clearing the filters",
+        |c| async move { count(&c, "[data-testid=error-row]").await == 1 },
+    )
+    .await;
+    screenshot(&c, "dashboard-detail.png").await;
+
+    // ---- edit: add a second pattern ----
+    click(&c, "[data-testid=edit-connector]").await;
+    let current = value_of(&c, "[data-testid=f-patterns]").await;
+    assert_eq!(current, api_pattern, "the form starts from the connector");
+    let other_pattern = upstream.pattern("other.test");
+    type_into(
+        &c,
+        "[data-testid=f-patterns]",
+        &format!("{api_pattern}\n{other_pattern}"),
+    )
+    .await;
+    click(&c, "[data-testid=form-submit]").await;
+    wait_until(&c, None, "two patterns after the edit", |c| async move {
+        count(&c, "[data-testid=detail-patterns] li").await == 2
+    })
+    .await;
+    wait_text(
+        &c,
+        "[data-testid=detail-status]",
+        None,
+        "a saved notice",
+        |t| t.contains("saved"),
+    )
+    .await;
+
+    // ---- rotate the secret; steps use the new one ----
+    type_into(&c, "[data-testid=rotate-secret]", SECRET_ROTATED).await;
+    click(&c, "[data-testid=rotate-submit]").await;
+    wait_text(
+        &c,
+        "[data-testid=detail-status]",
+        None,
+        "the rotation notice",
+        |t| t.contains("rotated"),
+    )
+    .await;
+    assert_eq!(
+        value_of(&c, "[data-testid=rotate-secret]").await,
+        "",
+        "the rotate input is cleared"
+    );
+    assert_page_has_no_secret(&c, "the detail page after rotating").await;
+    let before = upstream.requests().len();
+    let res = api
+        .run_fetch(&upstream.url("other.test", "/ok"), &["api"])
+        .await;
+    assert_eq!(
+        res["output"]["status"],
+        json!(200),
+        "the edited pattern allows other.test: {res}"
+    );
+    let after = upstream.requests();
+    assert_eq!(after.len(), before + 1);
+    assert_eq!(
+        after.last().unwrap().header("authorization"),
+        Some(&format!("Bearer {SECRET_ROTATED}")[..]),
+        "the rotated secret is the one sent"
+    );
+
+    // ---- the error log pages: 55 more failures, one after the other, make two pages of 50 ----
+    let code = "export default async (input) => {\n\
+                  for (let i = 0; i < input.n; i++) { const r = await fetch(input.base + '/fail/' + i); await r.text(); }\n\
+                  return input.n;\n\
+                }";
+    let res = api
+        .run_step(
+            code,
+            json!({ "base": upstream.url("api.test", ""), "n": 55 }),
+            &["api"],
+        )
+        .await;
+    assert_eq!(res["output"], json!(55), "the paging step: {res}");
+    let paths_js = "return Array.from(document.querySelectorAll('[data-testid=error-path]')).map(e => e.textContent);";
+    wait_until(
+        &c,
+        Some("[data-testid=detail-refresh]"),
+        "a first page of 50 errors with “load more”",
+        |c| async move {
+            count(&c, "[data-testid=error-row]").await == 50
+                && displayed(&c, "[data-testid=log-more]").await
+        },
+    )
+    .await;
+    assert_eq!(
+        text_now(&c, "[data-testid=detail-errors]").await.as_deref(),
+        Some("56")
+    );
+    let first: Vec<String> =
+        serde_json::from_value(c.execute(paths_js, vec![]).await.unwrap()).unwrap();
+    assert_eq!(first[0], "/fail/54", "newest first");
+    assert_eq!(first[49], "/fail/5");
+    click(&c, "[data-testid=log-more]").await;
+    wait_until(
+        &c,
+        None,
+        "all 56 errors after “load more”",
+        |c| async move { count(&c, "[data-testid=error-row]").await == 56 },
+    )
+    .await;
+    assert!(
+        !displayed(&c, "[data-testid=log-more]").await,
+        "no more pages"
+    );
+    let all: Vec<String> =
+        serde_json::from_value(c.execute(paths_js, vec![]).await.unwrap()).unwrap();
+    let mut expected: Vec<String> = (0..55).rev().map(|i| format!("/fail/{i}")).collect();
+    expected.push("/fail".into());
+    assert_eq!(
+        all, expected,
+        "two pages, newest first, nothing lost or repeated"
+    );
+
+    // ---- delete: cancel once, then confirm ----
+    click(&c, "[data-testid=delete-connector]").await;
+    click(&c, "[data-testid=confirm-cancel]").await;
+    assert!(
+        displayed(&c, "#view-detail").await,
+        "cancel keeps the connector"
+    );
+    let (st, _) = api
+        .call(reqwest::Method::GET, "/v1/workspaces/acme/connectors", None)
+        .await;
+    assert_eq!(st, 200);
+    click(&c, "[data-testid=delete-connector]").await;
+    click(&c, "[data-testid=confirm-delete]").await;
+    find(&c, &row("stripe", "")).await;
+    wait_until(
+        &c,
+        None,
+        "the deleted connector to leave the table",
+        |c| async move { count(&c, &row("api", "")).await == 0 },
+    )
+    .await;
+    let (st, list) = api
+        .call(reqwest::Method::GET, "/v1/workspaces/acme/connectors", None)
+        .await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["stripe"], "only the stripe connector is left");
+    assert_page_has_no_secret(&c, "the connectors page at the end").await;
+
+    // ---- sign out ----
+    click(&c, "[data-testid=sign-out]").await;
+    find(&c, "[data-testid=signin-form]").await;
+    wait_until(&c, None, "the sign-in form", |c| async move {
+        displayed(&c, "#view-signin").await
+    })
+    .await;
+    let stored = c
+        .execute("return sessionStorage.getItem('codestep.token');", vec![])
+        .await
+        .unwrap();
+    assert_eq!(stored, Value::Null, "sign-out forgets the token");
+
+    c.close().await.expect("close the browser");
+}
