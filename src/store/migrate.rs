@@ -25,6 +25,11 @@ pub const SQLITE: &[Migration] = &[
         name: "tokens_and_fetches",
         sql: include_str!("../../migrations/sqlite/0002_tokens_and_fetches.sql"),
     },
+    Migration {
+        version: 3,
+        name: "monitoring",
+        sql: include_str!("../../migrations/sqlite/0003_monitoring.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -37,6 +42,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "tokens_and_fetches",
         sql: include_str!("../../migrations/postgres/0002_tokens_and_fetches.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "monitoring",
+        sql: include_str!("../../migrations/postgres/0003_monitoring.sql"),
     },
 ];
 

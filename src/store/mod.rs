@@ -10,11 +10,14 @@ pub mod ops;
 mod postgres;
 mod sqlite;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::connector::Placement;
 use crate::vault::{Sealed, VaultError};
@@ -138,7 +141,10 @@ pub struct ApiToken {
 }
 
 /// One `fetch()` a step made, as kept for the operator. Host and path only, never the query.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Its [`Outcome`] is derived from `status`, `error` and `blocked` ([`FetchAttempt::outcome`]) and
+/// stored beside it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FetchAttempt {
     pub at: Millis,
     pub run_id: Option<String>,
@@ -171,6 +177,275 @@ impl FetchAttempt {
             duration_ms: record.duration_ms,
         }
     }
+
+    /// How this attempt ended (see [`Outcome::classify`]).
+    pub fn outcome(&self) -> Outcome {
+        Outcome::classify(self.status, self.error.as_deref(), self.blocked)
+    }
+
+    /// The connector name lowercased: the key attempts and counts are grouped and filtered by.
+    pub(crate) fn connector_key(&self) -> Option<String> {
+        self.connector.as_deref().map(name_key)
+    }
+}
+
+/// How a fetch attempt ended. Serialised (and parsed) as `ok`, `http_error`, `network_error`, `timeout`
+/// or `blocked`, the same strings as [`Outcome::as_str`] and the stored column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A response with a status below 400.
+    Ok,
+    /// A response with a status of 400 or more.
+    HttpError,
+    /// The request failed without a usable response (connection, TLS, body limit, refused redirect, …).
+    NetworkError,
+    /// The request timed out.
+    Timeout,
+    /// The egress policy refused the request before it left: not an upstream error, counted apart.
+    Blocked,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::HttpError,
+        Outcome::NetworkError,
+        Outcome::Timeout,
+        Outcome::Blocked,
+    ];
+
+    /// The outcomes that count as errors of a connector (`http_error`, `network_error`, `timeout`).
+    pub const ERRORS: [Outcome; 3] = [Outcome::HttpError, Outcome::NetworkError, Outcome::Timeout];
+
+    /// The outcome of a fetch record: `blocked` if the policy blocked it; else `timeout` if its error
+    /// kind is `timeout`; else `network_error` for any other error kind; else by status (`http_error`
+    /// from 400 on, `ok` below). A record with neither error nor status (which the egress path does not
+    /// produce) counts as a `network_error`: no response came back.
+    pub fn classify(status: Option<u16>, error: Option<&str>, blocked: bool) -> Outcome {
+        if blocked {
+            Outcome::Blocked
+        } else if let Some(kind) = error {
+            if kind == "timeout" {
+                Outcome::Timeout
+            } else {
+                Outcome::NetworkError
+            }
+        } else {
+            match status {
+                Some(s) if s >= 400 => Outcome::HttpError,
+                Some(_) => Outcome::Ok,
+                None => Outcome::NetworkError,
+            }
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::HttpError => "http_error",
+            Outcome::NetworkError => "network_error",
+            Outcome::Timeout => "timeout",
+            Outcome::Blocked => "blocked",
+        }
+    }
+
+    /// An error of the connector: a status of 400 or more, or a failed request. Blocked requests are
+    /// not errors (they never reached the upstream).
+    pub fn is_error(self) -> bool {
+        matches!(
+            self,
+            Outcome::HttpError | Outcome::NetworkError | Outcome::Timeout
+        )
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Outcome {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Outcome, StoreError> {
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "outcome: {s:?} is not an outcome; use one of ok, http_error, network_error, timeout, blocked"
+                ))
+            })
+    }
+}
+
+/// Requests and errors of one connector over a window. `errors` counts the attempts whose outcome
+/// [is an error](Outcome::is_error); blocked attempts are in neither figure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub requests: u64,
+    pub errors: u64,
+}
+
+impl Counts {
+    /// The alert flag: set when there was at least one error in the window.
+    pub fn alert(&self) -> bool {
+        self.errors > 0
+    }
+}
+
+/// The counts of `connector` in a [`Store::connector_counts`] result, looking the name up ignoring
+/// case (zero if it made no request in the window).
+pub fn counts_for(counts: &HashMap<String, Counts>, connector: &str) -> Counts {
+    counts
+        .get(connector)
+        .or_else(|| {
+            counts
+                .iter()
+                .find(|(k, _)| name_key(k) == name_key(connector))
+                .map(|(_, v)| v)
+        })
+        .copied()
+        .unwrap_or_default()
+}
+
+/// One point of a [`Store::connector_series`]: the counts of the window `[start, start + bucket)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SeriesPoint {
+    pub start: Millis,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+/// Filters of [`Store::fetch_log`]. They combine with AND (so `only_errors` with `blocked_only` is
+/// empty). All default to "no filter".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct FetchLogQuery {
+    /// Only this connector's attempts (the name compares ignoring case).
+    pub connector: Option<String>,
+    /// Only errors: `http_error`, `network_error`, `timeout`.
+    pub only_errors: bool,
+    /// Only this outcome.
+    pub outcome: Option<Outcome>,
+    /// Only requests blocked by policy.
+    pub blocked_only: bool,
+    /// Only attempts at or after this time.
+    pub since: Option<Millis>,
+    /// Only attempts at or before this time.
+    pub until: Option<Millis>,
+    /// The cursor: only entries with an id below this (the `next` of the previous page).
+    pub before: Option<i64>,
+    /// Page size: 0 means [`FETCH_LOG_DEFAULT_LIMIT`]; at most [`FETCH_LOG_MAX_LIMIT`].
+    pub limit: u32,
+}
+
+/// Page size of [`Store::fetch_log`] when the query gives none.
+pub const FETCH_LOG_DEFAULT_LIMIT: u32 = 50;
+/// The largest page [`Store::fetch_log`] returns.
+pub const FETCH_LOG_MAX_LIMIT: u32 = 1000;
+
+impl FetchLogQuery {
+    /// The page size to use: `limit` bounded to `1..=FETCH_LOG_MAX_LIMIT`, 0 meaning the default.
+    pub fn page_size(&self) -> u32 {
+        match self.limit {
+            0 => FETCH_LOG_DEFAULT_LIMIT,
+            n => n.min(FETCH_LOG_MAX_LIMIT),
+        }
+    }
+}
+
+/// One entry of the fetch log: the row id (the pagination cursor), the stored outcome and the attempt.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FetchLogEntry {
+    pub id: i64,
+    pub outcome: Outcome,
+    #[serde(flatten)]
+    pub attempt: FetchAttempt,
+}
+
+/// A page of the fetch log, newest first. `next` is the `before` cursor of the following page, `None`
+/// on the last page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FetchLogPage {
+    pub items: Vec<FetchLogEntry>,
+    pub next: Option<i64>,
+}
+
+pub(crate) fn stored_outcome(s: &str) -> Result<Outcome, StoreError> {
+    s.parse()
+        .map_err(|_| StoreError::Schema(format!("a fetch record has an unknown outcome {s:?}")))
+}
+
+/// The page of `page` entries out of `items` (fetched with one extra to tell whether more follow).
+pub(crate) fn page_of(mut items: Vec<FetchLogEntry>, page: u32) -> FetchLogPage {
+    let more = items.len() > page as usize;
+    items.truncate(page as usize);
+    let next = if more {
+        items.last().map(|e| e.id)
+    } else {
+        None
+    };
+    FetchLogPage { items, next }
+}
+
+/// The minute an attempt is counted in: its `at` rounded down to a whole minute.
+pub(crate) fn minute_of(at: Millis) -> Millis {
+    at - at.rem_euclid(MINUTE_MS)
+}
+
+pub(crate) const MINUTE_MS: Millis = 60_000;
+
+/// The first minute bucket of a rolling window starting at `since`: the minute after the one holding
+/// `since`. So `since = now − 24 h` sums exactly the 1440 minute buckets that end with the current one.
+pub fn window_start(since: Millis) -> Millis {
+    minute_of(since) + MINUTE_MS
+}
+
+/// The most points [`Store::connector_series`] returns.
+pub const SERIES_MAX_POINTS: i64 = 10_000;
+
+/// The dense series of `rows` (minute bucket start, requests, errors) from `window_start(since)` to the
+/// end of `now`'s minute, in points of `bucket` ms. Buckets past the end (clock skew between nodes)
+/// count in the last point, so the series adds up to [`Store::connector_counts`].
+pub(crate) fn dense_series(
+    rows: impl IntoIterator<Item = (Millis, u64, u64)>,
+    since: Millis,
+    bucket: Millis,
+    now: Millis,
+) -> Result<Vec<SeriesPoint>, StoreError> {
+    if bucket <= 0 || bucket % MINUTE_MS != 0 {
+        return Err(StoreError::Invalid(format!(
+            "bucket: {bucket} ms is not a whole number of minutes (the counts are kept per minute)"
+        )));
+    }
+    let start = window_start(since);
+    let end = minute_of(now) + MINUTE_MS;
+    let span = (end - start).max(0);
+    let points = ((span + bucket - 1) / bucket).max(1);
+    if points > SERIES_MAX_POINTS {
+        return Err(StoreError::Invalid(format!(
+            "bucket: {points} points of {bucket} ms since {} is more than {SERIES_MAX_POINTS}; use larger buckets",
+            format_time(since)
+        )));
+    }
+    let mut out: Vec<SeriesPoint> = (0..points)
+        .map(|i| SeriesPoint {
+            start: start + i * bucket,
+            ..SeriesPoint::default()
+        })
+        .collect();
+    for (minute, requests, errors) in rows {
+        if minute < start {
+            continue;
+        }
+        let i = ((minute - start) / bucket).min(points - 1) as usize;
+        out[i].requests += requests;
+        out[i].errors += errors;
+    }
+    Ok(out)
 }
 
 /// Re-encrypts one secret; used by [`Store::reencrypt_secrets`].
@@ -346,6 +621,137 @@ pub trait Store: Send + Sync {
         workspace: &str,
         limit: u32,
     ) -> Result<Vec<FetchAttempt>, StoreError>;
+
+    /// Requests and errors per connector of `workspace` over the rolling window from `since` to now
+    /// (not a calendar day). Read from per-minute buckets that [`Store::record_fetch_attempts`] updates
+    /// in the same transaction as it inserts the attempts, so at most 1440 rows per connector for 24 h.
+    ///
+    /// Resolution is one minute: the window is the whole minutes after the one holding `since`, through
+    /// the current one ([`window_start`]); for `since = now − 24 h`, exactly 1440 minute buckets, which
+    /// reach back between 23 h 59 min and 24 h. Attempts stamped after now (clock skew between nodes)
+    /// count too.
+    ///
+    /// Keyed by the connector name as recorded (the connector's name when the step ran). Attempts whose
+    /// names differ only in case (possible only if a connector was deleted and re-created so) are
+    /// counted together under one of those spellings: look names up with [`counts_for`], which ignores
+    /// case. Connectors without requests in the window are absent. Blocked attempts and attempts
+    /// without a connector are not counted here (see [`Store::blocked_count`]).
+    async fn connector_counts(
+        &self,
+        workspace: &str,
+        since: Millis,
+    ) -> Result<HashMap<String, Counts>, StoreError>;
+
+    /// One connector's requests and errors (name compared ignoring case) as a dense series of points
+    /// of `bucket` ms (a whole number of minutes), zero-filled, from [`window_start`]`(since)` to the end
+    /// of the current minute. For `since = now − 24 h` and an hour's bucket: 24 points, the last ending
+    /// with the current minute. The points add up to the connector's [`Store::connector_counts`].
+    async fn connector_series(
+        &self,
+        workspace: &str,
+        connector: &str,
+        since: Millis,
+        bucket: Millis,
+    ) -> Result<Vec<SeriesPoint>, StoreError>;
+
+    /// The workspace's fetch log, newest first (by row id), filtered by `q` and paginated with the
+    /// `before` cursor. The per-connector error log and the blocked list are index scans.
+    async fn fetch_log(
+        &self,
+        workspace: &str,
+        q: &FetchLogQuery,
+    ) -> Result<FetchLogPage, StoreError>;
+
+    /// How many of the workspace's requests the policy blocked over the rolling window from `since`
+    /// (same minute resolution as [`Store::connector_counts`]), from per-minute buckets.
+    async fn blocked_count(&self, workspace: &str, since: Millis) -> Result<u64, StoreError>;
+
+    /// Retention: deletes fetch attempts stamped before `older_than`, and the minute buckets before its
+    /// minute, in transactions of at most `batch` rows (bounded to 1..=10 000) so that steps recording
+    /// attempts meanwhile wait at most one short batch. Returns how many attempts were deleted (bucket
+    /// rows are not in that figure).
+    async fn prune_fetch_attempts(&self, older_than: Millis, batch: u32)
+        -> Result<u64, StoreError>;
+}
+
+/// The largest batch [`Store::prune_fetch_attempts`] deletes in one transaction.
+pub const PRUNE_MAX_BATCH: u32 = 10_000;
+
+/// Per-minute counts of one run's attempts, as added to the bucket tables: connector buckets keyed by
+/// `(connector key, minute)` with `(name as recorded, requests, errors)`, and blocked counts by minute.
+/// Ordered maps, so every writer updates bucket rows in the same order (no deadlocks on PostgreSQL).
+#[derive(Default)]
+pub(crate) struct BucketDeltas {
+    pub connectors: std::collections::BTreeMap<(String, Millis), (String, i64, i64)>,
+    pub blocked: std::collections::BTreeMap<Millis, i64>,
+}
+
+impl BucketDeltas {
+    /// The deltas of `attempts`; none without a workspace (buckets are per workspace).
+    pub(crate) fn of(workspace_id: Option<&str>, attempts: &[FetchAttempt]) -> BucketDeltas {
+        let mut d = BucketDeltas::default();
+        if workspace_id.is_none() {
+            return d;
+        }
+        for a in attempts {
+            let outcome = a.outcome();
+            let minute = minute_of(a.at);
+            if outcome == Outcome::Blocked {
+                *d.blocked.entry(minute).or_default() += 1;
+            } else if let Some(name) = &a.connector {
+                let e = d
+                    .connectors
+                    .entry((name_key(name), minute))
+                    .or_insert_with(|| (name.clone(), 0, 0));
+                e.1 += 1;
+                e.2 += i64::from(outcome.is_error());
+            }
+        }
+        d
+    }
+}
+
+/// The SQL condition on `outcome` that the partial index of errors is declared with; queries repeat
+/// it verbatim so both planners can match the index.
+pub(crate) const ERRORS_SQL: &str = "outcome IN ('http_error', 'network_error', 'timeout')";
+/// The same for the partial index of blocked attempts.
+pub(crate) const BLOCKED_SQL: &str = "outcome = 'blocked'";
+
+/// The WHERE terms of a fetch-log query other than the workspace and the connector, with the
+/// outcome literals inlined (they come from [`Outcome::as_str`], never from input) so that partial
+/// indexes match. `param` renders the n-th bind parameter (`?n` or `$n`); `next` is the first free
+/// number. Returns the terms and, in order, the values to bind (`since`, `until`, `before`).
+pub(crate) fn fetch_log_terms(
+    q: &FetchLogQuery,
+    param: impl Fn(usize) -> String,
+    mut next: usize,
+) -> (Vec<String>, Vec<i64>) {
+    let mut terms = Vec::new();
+    let mut values = Vec::new();
+    let outcome_error = q.outcome.is_some_and(Outcome::is_error);
+    if q.only_errors || outcome_error {
+        terms.push(ERRORS_SQL.to_string());
+    }
+    if q.blocked_only || q.outcome == Some(Outcome::Blocked) {
+        terms.push(BLOCKED_SQL.to_string());
+    }
+    if let Some(o) = q.outcome {
+        if o != Outcome::Blocked {
+            terms.push(format!("outcome = '{}'", o.as_str()));
+        }
+    }
+    for (value, op) in [(q.since, ">="), (q.until, "<=")] {
+        if let Some(v) = value {
+            terms.push(format!("at {op} {}", param(next)));
+            values.push(v);
+            next += 1;
+        }
+    }
+    if let Some(before) = q.before {
+        terms.push(format!("id < {}", param(next)));
+        values.push(before);
+    }
+    (terms, values)
 }
 
 /// Opens the store at `location`: a `postgres://` / `postgresql://` URL, or a SQLite file path

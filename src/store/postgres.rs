@@ -2,15 +2,20 @@
 //! networks). Migrations run under a transaction-scoped advisory lock, so nodes starting together
 //! migrate once. Uniqueness races between nodes are settled by the unique indexes.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
 use super::migrate;
 use super::{
-    name_key, new_id, now_millis, patterns_from_json, patterns_to_json, placement_from_json,
-    placement_to_json, ApiToken, AuditEntry, ConnectorChanges, ConnectorRecord, FetchAttempt,
-    NewConnectorRow, Rekey, SecretRow, Store, StoreError, Workspace,
+    dense_series, fetch_log_terms, minute_of, name_key, new_id, now_millis, page_of,
+    patterns_from_json, patterns_to_json, placement_from_json, placement_to_json, stored_outcome,
+    window_start, ApiToken, AuditEntry, BucketDeltas, ConnectorChanges, ConnectorRecord, Counts,
+    FetchAttempt, FetchLogEntry, FetchLogPage, FetchLogQuery, Millis, NewConnectorRow, Rekey,
+    SecretRow, SeriesPoint, Store, StoreError, Workspace, PRUNE_MAX_BATCH,
 };
 use crate::vault::Sealed;
 
@@ -755,40 +760,66 @@ impl Store for PostgresStore {
         workspace_id: Option<&str>,
         attempts: &[FetchAttempt],
     ) -> Result<(), StoreError> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let deltas = BucketDeltas::of(workspace_id, attempts);
+        // One statement for all the rows (arrays unnested in order, so ids follow the slice).
+        let at: Vec<i64> = attempts.iter().map(|a| a.at).collect();
+        let run_id: Vec<Option<&str>> = attempts.iter().map(|a| a.run_id.as_deref()).collect();
+        let connector: Vec<Option<&str>> =
+            attempts.iter().map(|a| a.connector.as_deref()).collect();
+        let method: Vec<&str> = attempts.iter().map(|a| a.method.as_str()).collect();
+        let host: Vec<&str> = attempts.iter().map(|a| a.host.as_str()).collect();
+        let path: Vec<&str> = attempts.iter().map(|a| a.path.as_str()).collect();
+        let status: Vec<Option<i32>> = attempts.iter().map(|a| a.status.map(i32::from)).collect();
+        let error: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
+        let blocked: Vec<bool> = attempts.iter().map(|a| a.blocked).collect();
+        let redirects: Vec<i32> = attempts
+            .iter()
+            .map(|a| i32::try_from(a.redirects).unwrap_or(i32::MAX))
+            .collect();
+        let duration: Vec<f64> = attempts.iter().map(|a| a.duration_ms).collect();
+        let outcome: Vec<&str> = attempts.iter().map(|a| a.outcome().as_str()).collect();
+        let key: Vec<Option<String>> = attempts.iter().map(FetchAttempt::connector_key).collect();
         let mut client = self.client.lock().await;
         let tx = client
             .transaction()
             .await
             .map_err(db_err("starting a transaction"))?;
-        let stmt = tx
-            .prepare(
-                "INSERT INTO fetch_attempts (at, workspace_id, run_id, connector, method, host, path, status, error,
-                    blocked, redirects, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .await
-            .map_err(db_err("recording fetches"))?;
-        for a in attempts {
-            let status = a.status.map(i32::from);
-            let redirects = i32::try_from(a.redirects).unwrap_or(i32::MAX);
-            tx.execute(
-                &stmt,
-                &[
-                    &a.at,
-                    &workspace_id,
-                    &a.run_id,
-                    &a.connector,
-                    &a.method,
-                    &a.host,
-                    &a.path,
-                    &status,
-                    &a.error,
-                    &a.blocked,
-                    &redirects,
-                    &a.duration_ms,
-                ],
-            )
-            .await
-            .map_err(db_err("recording fetches"))?;
+        tx.execute(
+            "INSERT INTO fetch_attempts (at, workspace_id, run_id, connector, method, host, path, status, error,
+                blocked, redirects, duration_ms, outcome, connector_key)
+             SELECT a.at, $2, a.run_id, a.connector, a.method, a.host, a.path, a.status, a.error,
+                a.blocked, a.redirects, a.duration_ms, a.outcome, a.connector_key
+             FROM UNNEST($1::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::INTEGER[],
+                $9::TEXT[], $10::BOOLEAN[], $11::INTEGER[], $12::DOUBLE PRECISION[], $13::TEXT[], $14::TEXT[])
+                WITH ORDINALITY AS a (at, run_id, connector, method, host, path, status, error, blocked, redirects,
+                    duration_ms, outcome, connector_key, n)
+             ORDER BY a.n",
+            &[
+                &at,
+                &workspace_id,
+                &run_id,
+                &connector,
+                &method,
+                &host,
+                &path,
+                &status,
+                &error,
+                &blocked,
+                &redirects,
+                &duration,
+                &outcome,
+                &key,
+            ],
+        )
+        .await
+        .map_err(db_err("recording fetches"))?;
+        // Last, so the bucket rows (shared by every step of the connector in that minute) stay locked
+        // only until the commit that follows.
+        if let Some(ws) = workspace_id {
+            add_bucket_deltas(&tx, ws, &deltas).await?;
         }
         tx.commit().await.map_err(db_err("committing"))
     }
@@ -802,31 +833,311 @@ impl Store for PostgresStore {
         let ws = find_workspace(&*client, workspace).await?;
         let rows = client
             .query(
-                "SELECT at, run_id, connector, method, host, path, status, error, blocked, redirects, duration_ms
-                 FROM fetch_attempts WHERE workspace_id = $1 ORDER BY id DESC LIMIT $2",
+                &format!("SELECT {FETCH_COLUMNS} FROM fetch_attempts WHERE workspace_id = $1 ORDER BY id DESC LIMIT $2"),
                 &[&ws.id, &i64::from(limit)],
             )
             .await
             .map_err(db_err("reading fetches"))?;
+        Ok(rows.iter().map(|r| fetch_attempt_at(r, 0)).collect())
+    }
+
+    async fn connector_counts(
+        &self,
+        workspace: &str,
+        since: Millis,
+    ) -> Result<HashMap<String, Counts>, StoreError> {
+        let client = self.client.lock().await;
+        let ws = find_workspace(&*client, workspace).await?;
+        let rows = client
+            .query(COUNTS_SQL, &[&ws.id, &window_start(since)])
+            .await
+            .map_err(db_err("reading counts"))?;
         Ok(rows
             .iter()
-            .map(|r| FetchAttempt {
-                at: r.get(0),
-                run_id: r.get(1),
-                connector: r.get(2),
-                method: r.get(3),
-                host: r.get(4),
-                path: r.get(5),
-                status: r
-                    .get::<_, Option<i32>>(6)
-                    .and_then(|s| u16::try_from(s).ok()),
-                error: r.get(7),
-                blocked: r.get(8),
-                redirects: r.get::<_, i32>(9).max(0) as u32,
-                duration_ms: r.get(10),
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    Counts {
+                        requests: r.get::<_, i64>(1).max(0) as u64,
+                        errors: r.get::<_, i64>(2).max(0) as u64,
+                    },
+                )
             })
             .collect())
     }
+
+    async fn connector_series(
+        &self,
+        workspace: &str,
+        connector: &str,
+        since: Millis,
+        bucket: Millis,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        dense_series([], since, bucket, now_millis())?;
+        let client = self.client.lock().await;
+        let ws = find_workspace(&*client, workspace).await?;
+        let rows = client
+            .query(
+                SERIES_SQL,
+                &[&ws.id, &name_key(connector), &window_start(since)],
+            )
+            .await
+            .map_err(db_err("reading a series"))?;
+        drop(client);
+        dense_series(
+            rows.iter().map(|r| {
+                (
+                    r.get::<_, i64>(0),
+                    r.get::<_, i64>(1).max(0) as u64,
+                    r.get::<_, i64>(2).max(0) as u64,
+                )
+            }),
+            since,
+            bucket,
+            now_millis(),
+        )
+    }
+
+    async fn fetch_log(
+        &self,
+        workspace: &str,
+        q: &FetchLogQuery,
+    ) -> Result<FetchLogPage, StoreError> {
+        let client = self.client.lock().await;
+        let ws = find_workspace(&*client, workspace).await?;
+        let (sql, key, values, page) = fetch_log_sql(q);
+        let mut bind: Vec<&(dyn ToSql + Sync)> = vec![&ws.id];
+        if let Some(key) = &key {
+            bind.push(key);
+        }
+        bind.extend(values.iter().map(|v| v as &(dyn ToSql + Sync)));
+        let rows = client
+            .query(&sql, &bind)
+            .await
+            .map_err(db_err("reading the fetch log"))?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(FetchLogEntry {
+                    id: r.get(0),
+                    outcome: stored_outcome(r.get(1))?,
+                    attempt: fetch_attempt_at(r, 2),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(page_of(items, page))
+    }
+
+    async fn blocked_count(&self, workspace: &str, since: Millis) -> Result<u64, StoreError> {
+        let client = self.client.lock().await;
+        let ws = find_workspace(&*client, workspace).await?;
+        let n: i64 = client
+            .query_one(BLOCKED_COUNT_SQL, &[&ws.id, &window_start(since)])
+            .await
+            .map_err(db_err("reading blocked counts"))?
+            .get(0);
+        Ok(n.max(0) as u64)
+    }
+
+    async fn prune_fetch_attempts(
+        &self,
+        older_than: Millis,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let batch = i64::from(batch.clamp(1, PRUNE_MAX_BATCH));
+        // Each batch is its own statement (its own transaction), and the client is released between
+        // batches. Deleting old rows takes row locks only, which inserts of new attempts never wait
+        // for; SKIP LOCKED lets two nodes pruning at once split the work instead of queueing.
+        let batches = [
+            "DELETE FROM fetch_attempts WHERE id IN
+                (SELECT id FROM fetch_attempts WHERE at < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            "DELETE FROM fetch_buckets WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM fetch_buckets WHERE minute < $1 ORDER BY minute LIMIT $2 FOR UPDATE SKIP LOCKED))",
+            "DELETE FROM blocked_buckets WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM blocked_buckets WHERE minute < $1 ORDER BY minute LIMIT $2 FOR UPDATE SKIP LOCKED))",
+        ];
+        let mut deleted = 0u64;
+        for (i, sql) in batches.into_iter().enumerate() {
+            let cutoff = if i == 0 {
+                older_than
+            } else {
+                minute_of(older_than)
+            };
+            loop {
+                let n = {
+                    let client = self.client.lock().await;
+                    client
+                        .execute(sql, &[&cutoff, &batch])
+                        .await
+                        .map_err(db_err("pruning fetch records"))?
+                };
+                if i == 0 {
+                    deleted += n;
+                }
+                if n < batch as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+const COUNTS_SQL: &str =
+    "SELECT (array_agg(connector ORDER BY minute DESC))[1], SUM(requests)::BIGINT, SUM(errors)::BIGINT
+     FROM fetch_buckets WHERE workspace_id = $1 AND minute >= $2 GROUP BY connector_key";
+const SERIES_SQL: &str = "SELECT minute, requests, errors FROM fetch_buckets
+     WHERE workspace_id = $1 AND connector_key = $2 AND minute >= $3";
+const BLOCKED_COUNT_SQL: &str = "SELECT COALESCE(SUM(requests), 0)::BIGINT FROM blocked_buckets
+     WHERE workspace_id = $1 AND minute >= $2";
+
+/// The fetch-log statement for `q` (`$1` is the workspace id), the connector key to bind as `$2` if
+/// any, the time and cursor values to bind after it, and the page size.
+fn fetch_log_sql(q: &FetchLogQuery) -> (String, Option<String>, Vec<i64>, u32) {
+    let key = q.connector.as_deref().map(name_key);
+    let mut terms = vec!["workspace_id = $1".to_string()];
+    if key.is_some() {
+        terms.push("connector_key = $2".into());
+    }
+    let (more, values) = fetch_log_terms(q, |n| format!("${n}"), if key.is_some() { 3 } else { 2 });
+    terms.extend(more);
+    let page = q.page_size();
+    let sql = format!(
+        "SELECT id, outcome, {FETCH_COLUMNS} FROM fetch_attempts WHERE {} ORDER BY id DESC LIMIT {}",
+        terms.join(" AND "),
+        page + 1
+    );
+    (sql, key, values, page)
+}
+
+impl PostgresStore {
+    /// The query plans (`EXPLAIN`) of the monitoring reads for `workspace` and `q`, as `(read, plan)`
+    /// pairs, for the tests and the benchmark. With `no_seqscan`, sequential scans are discouraged
+    /// (as on a table too small for the planner to bother with indexes), which shows whether an index
+    /// can serve the query at all.
+    #[doc(hidden)]
+    pub async fn monitoring_plans(
+        &self,
+        workspace: &str,
+        q: &FetchLogQuery,
+        no_seqscan: bool,
+    ) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let mut client = self.client.lock().await;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(db_err("starting a transaction"))?;
+        if no_seqscan {
+            tx.batch_execute("SET LOCAL enable_seqscan = off")
+                .await
+                .map_err(db_err("explaining"))?;
+        }
+        let ws = find_workspace(&tx, workspace).await?;
+        let (log_sql, key, values, _) = fetch_log_sql(q);
+        let series_key = key.clone().unwrap_or_default();
+        let since = window_start(now_millis() - 24 * 3_600_000);
+        let mut log_bind: Vec<&(dyn ToSql + Sync)> = vec![&ws.id];
+        if let Some(key) = &key {
+            log_bind.push(key);
+        }
+        log_bind.extend(values.iter().map(|v| v as &(dyn ToSql + Sync)));
+        let reads: Vec<(&'static str, String, Vec<&(dyn ToSql + Sync)>)> = vec![
+            ("connector_counts", COUNTS_SQL.into(), vec![&ws.id, &since]),
+            (
+                "connector_series",
+                SERIES_SQL.into(),
+                vec![&ws.id, &series_key, &since],
+            ),
+            (
+                "blocked_count",
+                BLOCKED_COUNT_SQL.into(),
+                vec![&ws.id, &since],
+            ),
+            ("fetch_log", log_sql, log_bind),
+        ];
+        let mut out = Vec::new();
+        for (name, sql, bind) in reads {
+            let rows = tx
+                .query(&format!("EXPLAIN {sql}"), &bind)
+                .await
+                .map_err(db_err("explaining"))?;
+            let plan: Vec<String> = rows
+                .iter()
+                .map(|r| r.get::<_, String>(0).trim().to_string())
+                .collect();
+            out.push((name, plan.join("; ")));
+        }
+        tx.rollback().await.map_err(db_err("explaining"))?;
+        Ok(out)
+    }
+}
+
+const FETCH_COLUMNS: &str =
+    "at, run_id, connector, method, host, path, status, error, blocked, redirects, duration_ms";
+
+/// A [`FetchAttempt`] from the [`FETCH_COLUMNS`] starting at column `i`.
+fn fetch_attempt_at(r: &Row, i: usize) -> FetchAttempt {
+    FetchAttempt {
+        at: r.get(i),
+        run_id: r.get(i + 1),
+        connector: r.get(i + 2),
+        method: r.get(i + 3),
+        host: r.get(i + 4),
+        path: r.get(i + 5),
+        status: r
+            .get::<_, Option<i32>>(i + 6)
+            .and_then(|s| u16::try_from(s).ok()),
+        error: r.get(i + 7),
+        blocked: r.get(i + 8),
+        redirects: r.get::<_, i32>(i + 9).max(0) as u32,
+        duration_ms: r.get(i + 10),
+    }
+}
+
+/// Adds one transaction's bucket deltas with atomic upserts: one statement per table, its rows in key
+/// order, so concurrent writers lock bucket rows in the same order and cannot deadlock.
+async fn add_bucket_deltas<C: GenericClient + Sync>(
+    c: &C,
+    workspace_id: &str,
+    deltas: &BucketDeltas,
+) -> Result<(), StoreError> {
+    if !deltas.connectors.is_empty() {
+        let minute: Vec<i64> = deltas.connectors.keys().map(|(_, m)| *m).collect();
+        let key: Vec<&str> = deltas.connectors.keys().map(|(k, _)| k.as_str()).collect();
+        let name: Vec<&str> = deltas.connectors.values().map(|v| v.0.as_str()).collect();
+        let requests: Vec<i64> = deltas.connectors.values().map(|v| v.1).collect();
+        let errors: Vec<i64> = deltas.connectors.values().map(|v| v.2).collect();
+        c.execute(
+            "INSERT INTO fetch_buckets (workspace_id, minute, connector_key, connector, requests, errors)
+             SELECT $1, d.minute, d.connector_key, d.connector, d.requests, d.errors
+             FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[])
+                WITH ORDINALITY AS d (minute, connector_key, connector, requests, errors, n)
+             ORDER BY d.n
+             ON CONFLICT (workspace_id, minute, connector_key) DO UPDATE SET
+                requests = fetch_buckets.requests + excluded.requests,
+                errors = fetch_buckets.errors + excluded.errors,
+                connector = excluded.connector",
+            &[&workspace_id, &minute, &key, &name, &requests, &errors],
+        )
+        .await
+        .map_err(db_err("counting fetches"))?;
+    }
+    if !deltas.blocked.is_empty() {
+        let minute: Vec<i64> = deltas.blocked.keys().copied().collect();
+        let requests: Vec<i64> = deltas.blocked.values().copied().collect();
+        c.execute(
+            "INSERT INTO blocked_buckets (workspace_id, minute, requests)
+             SELECT $1, d.minute, d.requests
+             FROM UNNEST($2::BIGINT[], $3::BIGINT[]) WITH ORDINALITY AS d (minute, requests, n)
+             ORDER BY d.n
+             ON CONFLICT (workspace_id, minute) DO UPDATE SET
+                requests = blocked_buckets.requests + excluded.requests",
+            &[&workspace_id, &minute, &requests],
+        )
+        .await
+        .map_err(db_err("counting blocked fetches"))?;
+    }
+    Ok(())
 }
 
 const TOKEN_SELECT: &str =

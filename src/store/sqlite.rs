@@ -2,6 +2,7 @@
 //! share the file. Every write is one `BEGIN IMMEDIATE` transaction. Blocking calls run on tokio's
 //! blocking pool.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -10,13 +11,17 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::migrate;
 use super::{
-    name_key, new_id, now_millis, patterns_from_json, patterns_to_json, placement_from_json,
-    placement_to_json, ApiToken, AuditEntry, ConnectorChanges, ConnectorRecord, FetchAttempt,
-    NewConnectorRow, Rekey, SecretRow, Store, StoreError, Workspace,
+    dense_series, fetch_log_terms, minute_of, name_key, new_id, now_millis, page_of,
+    patterns_from_json, patterns_to_json, placement_from_json, placement_to_json, stored_outcome,
+    window_start, ApiToken, AuditEntry, BucketDeltas, ConnectorChanges, ConnectorRecord, Counts,
+    FetchAttempt, FetchLogEntry, FetchLogPage, FetchLogQuery, Millis, NewConnectorRow, Rekey,
+    SecretRow, SeriesPoint, Store, StoreError, Workspace, PRUNE_MAX_BATCH,
 };
 use crate::vault::Sealed;
 
 const BACKEND: &str = "sqlite";
+/// The longest pause between two retention batches (see `prune_fetch_attempts`).
+const PRUNE_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT_MS: u64 = 30_000;
 
@@ -764,24 +769,32 @@ impl Store for SqliteStore {
         workspace_id: Option<&str>,
         attempts: &[FetchAttempt],
     ) -> Result<(), StoreError> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let deltas = BucketDeltas::of(workspace_id, attempts);
         let workspace_id = workspace_id.map(str::to_string);
         let attempts = attempts.to_vec();
         self.run(move |conn| {
             let tx = immediate(conn)?;
             {
                 let mut stmt = tx
-                    .prepare(
+                    .prepare_cached(
                         "INSERT INTO fetch_attempts (at, workspace_id, run_id, connector, method, host, path, status, error,
-                            blocked, redirects, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                            blocked, redirects, duration_ms, outcome, connector_key)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                     )
                     .map_err(db_err("recording fetches"))?;
                 for a in &attempts {
                     stmt.execute(params![
                         a.at, workspace_id, a.run_id, a.connector, a.method, a.host, a.path, a.status, a.error, a.blocked,
-                        a.redirects, a.duration_ms
+                        a.redirects, a.duration_ms, a.outcome().as_str(), a.connector_key()
                     ])
                     .map_err(db_err("recording fetches"))?;
                 }
+            }
+            if let Some(ws) = &workspace_id {
+                add_bucket_deltas(&tx, ws, &deltas)?;
             }
             tx.commit().map_err(db_err("committing"))
         })
@@ -797,31 +810,173 @@ impl Store for SqliteStore {
         self.run(move |conn| {
             let ws = find_workspace(conn, &workspace)?;
             let mut stmt = conn
-                .prepare(
-                    "SELECT at, run_id, connector, method, host, path, status, error, blocked, redirects, duration_ms
-                     FROM fetch_attempts WHERE workspace_id = ?1 ORDER BY id DESC LIMIT ?2",
-                )
+                .prepare(&format!(
+                    "SELECT {FETCH_COLUMNS} FROM fetch_attempts WHERE workspace_id = ?1 ORDER BY id DESC LIMIT ?2"
+                ))
                 .map_err(db_err("reading fetches"))?;
             let rows = stmt
-                .query_map(params![ws.id, limit], |r| {
-                    Ok(FetchAttempt {
-                        at: r.get(0)?,
-                        run_id: r.get(1)?,
-                        connector: r.get(2)?,
-                        method: r.get(3)?,
-                        host: r.get(4)?,
-                        path: r.get(5)?,
-                        status: r.get(6)?,
-                        error: r.get(7)?,
-                        blocked: r.get(8)?,
-                        redirects: r.get(9)?,
-                        duration_ms: r.get(10)?,
-                    })
-                })
+                .query_map(params![ws.id, limit], |r| fetch_attempt_at(r, 0))
                 .map_err(db_err("reading fetches"))?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err("reading fetches"))
         })
         .await
+    }
+
+    async fn connector_counts(
+        &self,
+        workspace: &str,
+        since: Millis,
+    ) -> Result<HashMap<String, Counts>, StoreError> {
+        let workspace = workspace.to_string();
+        self.run(move |conn| {
+            let ws = find_workspace(conn, &workspace)?;
+            let mut stmt = conn
+                .prepare_cached(COUNTS_SQL)
+                .map_err(db_err("reading counts"))?;
+            let rows = stmt
+                .query_map(params![ws.id, window_start(since)], |r| {
+                    Ok((
+                        r.get::<_, String>(2)?,
+                        Counts {
+                            requests: r.get::<_, i64>(3)?.max(0) as u64,
+                            errors: r.get::<_, i64>(4)?.max(0) as u64,
+                        },
+                    ))
+                })
+                .map_err(db_err("reading counts"))?;
+            rows.collect::<Result<HashMap<_, _>, _>>()
+                .map_err(db_err("reading counts"))
+        })
+        .await
+    }
+
+    async fn connector_series(
+        &self,
+        workspace: &str,
+        connector: &str,
+        since: Millis,
+        bucket: Millis,
+    ) -> Result<Vec<SeriesPoint>, StoreError> {
+        // Validate the shape before touching the database.
+        dense_series([], since, bucket, now_millis())?;
+        let (workspace, key) = (workspace.to_string(), name_key(connector));
+        let rows = self
+            .run(move |conn| {
+                let ws = find_workspace(conn, &workspace)?;
+                let mut stmt = conn
+                    .prepare_cached(SERIES_SQL)
+                    .map_err(db_err("reading a series"))?;
+                let rows = stmt
+                    .query_map(params![ws.id, key, window_start(since)], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?.max(0) as u64,
+                            r.get::<_, i64>(2)?.max(0) as u64,
+                        ))
+                    })
+                    .map_err(db_err("reading a series"))?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map_err(db_err("reading a series"))
+            })
+            .await?;
+        dense_series(rows, since, bucket, now_millis())
+    }
+
+    async fn fetch_log(
+        &self,
+        workspace: &str,
+        q: &FetchLogQuery,
+    ) -> Result<FetchLogPage, StoreError> {
+        let workspace = workspace.to_string();
+        let q = q.clone();
+        self.run(move |conn| {
+            let ws = find_workspace(conn, &workspace)?;
+            let (sql, bind, page) = fetch_log_sql(ws.id, &q);
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .map_err(db_err("reading the fetch log"))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(bind), |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        fetch_attempt_at(r, 2)?,
+                    ))
+                })
+                .map_err(db_err("reading the fetch log"))?;
+            let mut items = Vec::new();
+            for row in rows {
+                let (id, outcome, attempt) = row.map_err(db_err("reading the fetch log"))?;
+                items.push(FetchLogEntry {
+                    id,
+                    outcome: stored_outcome(&outcome)?,
+                    attempt,
+                });
+            }
+            Ok(page_of(items, page))
+        })
+        .await
+    }
+
+    async fn blocked_count(&self, workspace: &str, since: Millis) -> Result<u64, StoreError> {
+        let workspace = workspace.to_string();
+        self.run(move |conn| {
+            let ws = find_workspace(conn, &workspace)?;
+            conn.query_row(
+                BLOCKED_COUNT_SQL,
+                params![ws.id, window_start(since)],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(db_err("reading blocked counts"))
+        })
+        .await
+    }
+
+    async fn prune_fetch_attempts(
+        &self,
+        older_than: Millis,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let batch = i64::from(batch.clamp(1, PRUNE_MAX_BATCH));
+        let mut deleted = 0u64;
+        // Each batch is its own short write transaction, and its own call on the connection, so steps
+        // recording attempts (here or in another process) get in between batches. The ids are chosen
+        // before the write lock is taken. After each batch the pruner pauses for twice as long as the
+        // batch took (at most PRUNE_PAUSE_MAX): a writer of another connection waiting on the lock
+        // polls at growing intervals (SQLite's busy handler) and would otherwise keep finding it taken.
+        loop {
+            let started = std::time::Instant::now();
+            let n = self
+                .run(move |conn| {
+                    prune_batch(
+                        conn,
+                        PRUNE_SELECT_SQL,
+                        "DELETE FROM fetch_attempts WHERE id = ?1 AND at < ?2",
+                        older_than,
+                        batch,
+                    )
+                })
+                .await?;
+            deleted += n as u64;
+            if n < batch as usize {
+                break;
+            }
+            tokio::time::sleep((started.elapsed() * 2).min(PRUNE_PAUSE_MAX)).await;
+        }
+        let minute = minute_of(older_than);
+        for table in ["fetch_buckets", "blocked_buckets"] {
+            loop {
+                let n = self
+                    .run(move |conn| prune_buckets_batch(conn, table, minute, batch))
+                    .await?;
+                if n < batch as usize {
+                    break;
+                }
+                tokio::time::sleep(PRUNE_PAUSE_MAX / 10).await;
+            }
+        }
+        Ok(deleted)
     }
 }
 
@@ -839,4 +994,215 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
         last_used_at: r.get(5)?,
         revoked_at: r.get(6)?,
     })
+}
+
+// A bare column beside MAX() takes its value from the row holding the maximum (SQLite), so each
+// connector is named as it was last recorded.
+const COUNTS_SQL: &str =
+    "SELECT connector_key, MAX(minute), connector, SUM(requests), SUM(errors) FROM fetch_buckets
+     WHERE workspace_id = ?1 AND minute >= ?2 GROUP BY connector_key";
+// Without statistics SQLite would rather range-scan the primary key (every connector's buckets of the
+// window); the connector index reads only this connector's.
+const SERIES_SQL: &str =
+    "SELECT minute, requests, errors FROM fetch_buckets INDEXED BY fetch_buckets_by_connector
+     WHERE workspace_id = ?1 AND connector_key = ?2 AND minute >= ?3";
+const BLOCKED_COUNT_SQL: &str =
+    "SELECT COALESCE(SUM(requests), 0) FROM blocked_buckets WHERE workspace_id = ?1 AND minute >= ?2";
+const PRUNE_SELECT_SQL: &str = "SELECT id FROM fetch_attempts WHERE at < ?1 ORDER BY at LIMIT ?2";
+
+/// The fetch-log statement for `q` in workspace `ws_id`, its bind values and the page size.
+fn fetch_log_sql(ws_id: String, q: &FetchLogQuery) -> (String, Vec<rusqlite::types::Value>, u32) {
+    let mut terms = vec!["workspace_id = ?1".to_string()];
+    let mut bind: Vec<rusqlite::types::Value> = vec![ws_id.into()];
+    if let Some(key) = q.connector.as_deref().map(name_key) {
+        terms.push("connector_key = ?2".into());
+        bind.push(key.into());
+    }
+    let (more, values) = fetch_log_terms(q, |n| format!("?{n}"), bind.len() + 1);
+    terms.extend(more);
+    bind.extend(values.into_iter().map(rusqlite::types::Value::from));
+    let page = q.page_size();
+    let sql = format!(
+        "SELECT id, outcome, {FETCH_COLUMNS} FROM fetch_attempts WHERE {} ORDER BY id DESC LIMIT {}",
+        terms.join(" AND "),
+        page + 1
+    );
+    (sql, bind, page)
+}
+
+impl SqliteStore {
+    /// The query plans (`EXPLAIN QUERY PLAN`) of the monitoring reads for `workspace` and `q`, as
+    /// `(read, plan)` pairs: for the tests and the benchmark to check that they are index scans.
+    #[doc(hidden)]
+    pub async fn monitoring_plans(
+        &self,
+        workspace: &str,
+        q: &FetchLogQuery,
+    ) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let workspace = workspace.to_string();
+        let q = q.clone();
+        self.run(move |conn| {
+            let ws = find_workspace(conn, &workspace)?;
+            let (log_sql, log_bind, _) = fetch_log_sql(ws.id.clone(), &q);
+            let key = q.connector.as_deref().map(name_key).unwrap_or_default();
+            let since = window_start(now_millis() - 24 * 3_600_000);
+            let reads: Vec<(&'static str, String, Vec<rusqlite::types::Value>)> = vec![
+                (
+                    "connector_counts",
+                    COUNTS_SQL.into(),
+                    vec![ws.id.clone().into(), since.into()],
+                ),
+                (
+                    "connector_series",
+                    SERIES_SQL.into(),
+                    vec![ws.id.clone().into(), key.into(), since.into()],
+                ),
+                (
+                    "blocked_count",
+                    BLOCKED_COUNT_SQL.into(),
+                    vec![ws.id.clone().into(), since.into()],
+                ),
+                ("fetch_log", log_sql, log_bind),
+                (
+                    "prune",
+                    PRUNE_SELECT_SQL.into(),
+                    vec![since.into(), 1.into()],
+                ),
+            ];
+            let mut out = Vec::new();
+            for (name, sql, bind) in reads {
+                let mut stmt = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .map_err(db_err("explaining"))?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(bind), |r| r.get::<_, String>(3))
+                    .map_err(db_err("explaining"))?;
+                let plan = rows
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db_err("explaining"))?
+                    .join("; ");
+                out.push((name, plan));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+const FETCH_COLUMNS: &str =
+    "at, run_id, connector, method, host, path, status, error, blocked, redirects, duration_ms";
+
+/// A [`FetchAttempt`] from the [`FETCH_COLUMNS`] starting at column `i`.
+fn fetch_attempt_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<FetchAttempt> {
+    Ok(FetchAttempt {
+        at: r.get(i)?,
+        run_id: r.get(i + 1)?,
+        connector: r.get(i + 2)?,
+        method: r.get(i + 3)?,
+        host: r.get(i + 4)?,
+        path: r.get(i + 5)?,
+        status: r.get(i + 6)?,
+        error: r.get(i + 7)?,
+        blocked: r.get(i + 8)?,
+        redirects: r.get(i + 9)?,
+        duration_ms: r.get(i + 10)?,
+    })
+}
+
+/// Adds one transaction's bucket deltas with atomic upserts (the transaction holds the write lock).
+fn add_bucket_deltas(
+    tx: &Connection,
+    workspace_id: &str,
+    deltas: &BucketDeltas,
+) -> Result<(), StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO fetch_buckets (workspace_id, minute, connector_key, connector, requests, errors)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (workspace_id, minute, connector_key) DO UPDATE SET
+                requests = fetch_buckets.requests + excluded.requests,
+                errors = fetch_buckets.errors + excluded.errors,
+                connector = excluded.connector",
+        )
+        .map_err(db_err("counting fetches"))?;
+    for ((key, minute), (name, requests, errors)) in &deltas.connectors {
+        stmt.execute(params![workspace_id, minute, key, name, requests, errors])
+            .map_err(db_err("counting fetches"))?;
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO blocked_buckets (workspace_id, minute, requests) VALUES (?1, ?2, ?3)
+             ON CONFLICT (workspace_id, minute) DO UPDATE SET
+                requests = blocked_buckets.requests + excluded.requests",
+        )
+        .map_err(db_err("counting blocked fetches"))?;
+    for (minute, requests) in &deltas.blocked {
+        stmt.execute(params![workspace_id, minute, requests])
+            .map_err(db_err("counting blocked fetches"))?;
+    }
+    Ok(())
+}
+
+/// One retention batch: picks up to `batch` ids with `select` outside any write transaction, then
+/// deletes them (re-checking the age) in one short one. Returns how many ids were picked.
+fn prune_batch(
+    conn: &mut Connection,
+    select: &str,
+    delete: &str,
+    cutoff: Millis,
+    batch: i64,
+) -> Result<usize, StoreError> {
+    let ids: Vec<i64> = {
+        let mut stmt = conn
+            .prepare_cached(select)
+            .map_err(db_err("pruning fetch records"))?;
+        let rows = stmt
+            .query_map(params![cutoff, batch], |r| r.get(0))
+            .map_err(db_err("pruning fetch records"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(db_err("pruning fetch records"))?
+    };
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let tx = immediate(conn)?;
+    {
+        let mut stmt = tx
+            .prepare_cached(delete)
+            .map_err(db_err("pruning fetch records"))?;
+        for id in &ids {
+            stmt.execute(params![id, cutoff])
+                .map_err(db_err("pruning fetch records"))?;
+        }
+    }
+    tx.commit().map_err(db_err("committing"))?;
+    Ok(ids.len())
+}
+
+/// One retention batch of a bucket table: deletes up to `batch` buckets of minutes before `minute`.
+fn prune_buckets_batch(
+    conn: &mut Connection,
+    table: &str,
+    minute: Millis,
+    batch: i64,
+) -> Result<usize, StoreError> {
+    let tx = immediate(conn)?;
+    // The bucket tables are small beside the attempts (one row per minute and connector), and the
+    // inner SELECT walks the minute index from its start, so this holds the lock only briefly.
+    let key = if table == "fetch_buckets" {
+        "(workspace_id, minute, connector_key)"
+    } else {
+        "(workspace_id, minute)"
+    };
+    let n = tx
+        .execute(
+            &format!(
+                "DELETE FROM {table} WHERE {key} IN (SELECT {inner} FROM {table} WHERE minute < ?1 ORDER BY minute LIMIT ?2)",
+                inner = &key[1..key.len() - 1]
+            ),
+            params![minute, batch],
+        )
+        .map_err(db_err("pruning fetch counts"))?;
+    tx.commit().map_err(db_err("committing"))?;
+    Ok(n)
 }

@@ -2,10 +2,13 @@
 //! PostgreSQL (the server named by `CODESTEP_TEST_PG_URL`, a fresh schema per test; start one with
 //! `eval "$(scripts/pg-test-server)"`). The PostgreSQL tests fail, not skip, when that variable is unset.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use codestep::connector::{ConnectorSpec, Placement, Secret};
-use codestep::store::{self, ConnectorUpdate, Store, StoreError};
+use codestep::store::{
+    self, ConnectorUpdate, Counts, FetchAttempt, FetchLogQuery, Outcome, Store, StoreError,
+};
 use codestep::vault::{Keyring, MasterKey, Vault, VaultError};
 
 const ACTOR: &str = "test:store";
@@ -221,6 +224,16 @@ both_backends!(
     invalid_input_names_field_and_rule,
     api_tokens_are_stored_hashed,
     fetch_attempts_roundtrip,
+    monitoring_counts_are_rolling_24_hours,
+    monitoring_series_is_dense_and_adds_up,
+    monitoring_log_paginates_newest_first,
+    monitoring_log_filters,
+    monitoring_workspaces_are_isolated,
+    monitoring_counts_add_up_with_concurrent_writers,
+    monitoring_prune_deletes_in_batches,
+    monitoring_prune_does_not_block_writers,
+    monitoring_upgrade_backfills_outcomes_and_counts,
+    monitoring_reads_are_index_scans,
 );
 
 async fn migrations_apply_once_and_persist(b: Backend) {
@@ -262,10 +275,16 @@ async fn older_schema_is_upgraded_in_place(b: Backend) {
     .await
     .unwrap();
     // Make it a schema-1 store, as an older codestep left it.
-    f.raw_exec("DROP TABLE fetch_attempts; DROP TABLE api_tokens; DELETE FROM codestep_schema WHERE version = 2")
-        .await;
+    f.raw_exec(
+        "DROP TABLE blocked_buckets; DROP TABLE fetch_buckets; DROP TABLE fetch_attempts; DROP TABLE api_tokens;
+         DELETE FROM codestep_schema WHERE version >= 2",
+    )
+    .await;
     let reopened = f.reopen().await;
-    assert_eq!(reopened.schema_version().await.unwrap(), 2);
+    assert_eq!(
+        reopened.schema_version().await.unwrap(),
+        store::migrate::latest(store::migrate::SQLITE)
+    );
     store::create_api_token(&*reopened, "w", "t", ACTOR)
         .await
         .unwrap();
@@ -1312,6 +1331,1163 @@ async fn fetch_attempts_roundtrip(b: Backend) {
     assert_eq!(f.store.fetch_attempts("w", 1).await.unwrap().len(), 1);
 }
 
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A fetch attempt at `at` through `connector` that got `status`, or failed with error kind `error`.
+fn attempt(
+    at: i64,
+    connector: Option<&str>,
+    status: Option<u16>,
+    error: Option<&str>,
+) -> FetchAttempt {
+    FetchAttempt {
+        at,
+        run_id: Some("run".into()),
+        connector: connector.map(str::to_string),
+        method: "GET".into(),
+        host: "api.example.com".into(),
+        path: "/v1/things".into(),
+        status,
+        error: error.map(str::to_string),
+        blocked: false,
+        redirects: 0,
+        duration_ms: 3.0,
+    }
+}
+
+fn ok_at(at: i64, c: &str) -> FetchAttempt {
+    attempt(at, Some(c), Some(200), None)
+}
+
+fn status_at(at: i64, c: &str, status: u16) -> FetchAttempt {
+    attempt(at, Some(c), Some(status), None)
+}
+
+fn failed_at(at: i64, c: &str, kind: &str) -> FetchAttempt {
+    attempt(at, Some(c), None, Some(kind))
+}
+
+fn blocked_at(at: i64) -> FetchAttempt {
+    FetchAttempt {
+        host: "evil.test".into(),
+        blocked: true,
+        ..attempt(at, None, None, Some("blocked"))
+    }
+}
+
+fn counts(requests: u64, errors: u64) -> Counts {
+    Counts { requests, errors }
+}
+
+/// Every page of the log for `q`, following the cursor; checks the pages link up.
+async fn all_pages(s: &dyn Store, ws: &str, q: &FetchLogQuery) -> Vec<store::FetchLogEntry> {
+    let mut q = q.clone();
+    let mut out: Vec<store::FetchLogEntry> = Vec::new();
+    for _ in 0..1000 {
+        let page = s.fetch_log(ws, &q).await.unwrap();
+        assert!(page.items.len() <= q.page_size() as usize);
+        if let Some(next) = page.next {
+            assert_eq!(
+                page.items.len(),
+                q.page_size() as usize,
+                "only the last page is short"
+            );
+            assert_eq!(Some(next), page.items.last().map(|e| e.id));
+        }
+        out.extend(page.items);
+        match page.next {
+            Some(next) => q.before = Some(next),
+            None => {
+                assert!(
+                    out.windows(2).all(|w| w[0].id > w[1].id),
+                    "newest first, no entry twice"
+                );
+                return out;
+            }
+        }
+    }
+    panic!("the log never ends");
+}
+
+#[test]
+fn outcomes_are_derived_from_the_record() {
+    let at = 0;
+    let cases = [
+        (ok_at(at, "c"), Outcome::Ok),
+        (status_at(at, "c", 302), Outcome::Ok),
+        (status_at(at, "c", 399), Outcome::Ok),
+        (status_at(at, "c", 400), Outcome::HttpError),
+        (status_at(at, "c", 503), Outcome::HttpError),
+        (failed_at(at, "c", "timeout"), Outcome::Timeout),
+        (failed_at(at, "c", "network_error"), Outcome::NetworkError),
+        (failed_at(at, "c", "limit"), Outcome::NetworkError),
+        (
+            failed_at(at, "c", "redirect_refused"),
+            Outcome::NetworkError,
+        ),
+        (attempt(at, Some("c"), None, None), Outcome::NetworkError),
+        (blocked_at(at), Outcome::Blocked),
+    ];
+    for (a, want) in cases {
+        assert_eq!(a.outcome(), want, "{a:?}");
+    }
+    // A response body over the limit after the status came back is a failed request, not an ok.
+    assert_eq!(
+        attempt(at, Some("c"), Some(200), Some("limit")).outcome(),
+        Outcome::NetworkError
+    );
+    for o in Outcome::ALL {
+        assert_eq!(o.as_str().parse::<Outcome>().unwrap(), o);
+        assert_eq!(
+            serde_json::to_value(o).unwrap(),
+            serde_json::json!(o.as_str())
+        );
+        assert_eq!(o.is_error(), Outcome::ERRORS.contains(&o));
+    }
+    assert_eq!(
+        serde_json::from_str::<Outcome>("\"network_error\"").unwrap(),
+        Outcome::NetworkError
+    );
+    let err = "nope".parse::<Outcome>().unwrap_err().to_string();
+    assert!(
+        err.starts_with("outcome: ") && err.contains("http_error"),
+        "{err}"
+    );
+    assert!(!Outcome::Blocked.is_error() && !Outcome::Ok.is_error());
+    // from_record still stamps the time and keeps every field.
+    let rec = codestep::egress::FetchRecord {
+        connector: Some("c".into()),
+        method: "POST".into(),
+        host: "h".into(),
+        path: "/p".into(),
+        status: Some(500),
+        error: None,
+        duration_ms: 1.5,
+        blocked: false,
+        redirects: 2,
+    };
+    let before = now_ms();
+    let a = FetchAttempt::from_record(&rec, Some("r1"));
+    assert!(a.at >= before && a.at <= now_ms());
+    assert_eq!(a.outcome(), Outcome::HttpError);
+    assert_eq!((a.run_id.as_deref(), a.redirects), (Some("r1"), 2));
+}
+
+#[test]
+fn the_window_starts_after_the_minute_holding_since() {
+    assert_eq!(store::window_start(0), MIN);
+    assert_eq!(store::window_start(59_999), MIN);
+    assert_eq!(store::window_start(MIN), 2 * MIN);
+    assert_eq!(store::window_start(-1), 0);
+    let map: HashMap<String, Counts> = [("Stripe".to_string(), counts(3, 1))].into();
+    assert_eq!(store::counts_for(&map, "Stripe"), counts(3, 1));
+    assert_eq!(store::counts_for(&map, "STRIPE"), counts(3, 1));
+    assert_eq!(store::counts_for(&map, "other"), counts(0, 0));
+    assert!(counts(1, 1).alert() && !counts(5, 0).alert());
+    let q = FetchLogQuery::default();
+    assert_eq!(q.page_size(), store::FETCH_LOG_DEFAULT_LIMIT);
+    let q = FetchLogQuery {
+        limit: 1_000_000,
+        ..q
+    };
+    assert_eq!(q.page_size(), store::FETCH_LOG_MAX_LIMIT);
+}
+
+async fn monitoring_counts_are_rolling_24_hours(b: Backend) {
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    let now = now_ms();
+    let attempts = vec![
+        // Outside the window: never counted.
+        ok_at(now - 25 * HOUR, "stripe"),
+        status_at(now - 25 * HOUR, "stripe", 500),
+        ok_at(now - 24 * HOUR - 2 * MIN, "stripe"),
+        // Inside.
+        ok_at(now - 23 * HOUR, "stripe"),
+        ok_at(now - 24 * HOUR + 2 * MIN, "stripe"),
+        status_at(now - 12 * HOUR, "stripe", 404),
+        status_at(now - 2 * HOUR, "stripe", 399),
+        failed_at(now - HOUR, "stripe", "timeout"),
+        failed_at(now - MIN, "stripe", "network_error"),
+        ok_at(now, "stripe"),
+        ok_at(now - 3 * HOUR, "github"),
+        ok_at(now - 3 * HOUR, "github"),
+        status_at(now - 30 * HOUR, "github", 500),
+        // Without a connector (not blocked): not any connector's.
+        attempt(now - HOUR, None, Some(200), None),
+        // Blocked by policy: counted apart, never as an error.
+        blocked_at(now - HOUR),
+        blocked_at(now - 5 * MIN),
+        blocked_at(now - 26 * HOUR),
+    ];
+    // Recorded over several runs, out of time order.
+    for chunk in attempts.chunks(4).rev() {
+        f.store
+            .record_fetch_attempts(Some(&ws.id), chunk)
+            .await
+            .unwrap();
+    }
+    let since = now - 24 * HOUR;
+    let got = f.store.connector_counts("W", since).await.unwrap();
+    let want: HashMap<String, Counts> = [
+        ("stripe".to_string(), counts(7, 3)),
+        ("github".to_string(), counts(2, 0)),
+    ]
+    .into();
+    assert_eq!(got, want);
+    assert!(got["stripe"].alert() && !got["github"].alert());
+    assert_eq!(f.store.blocked_count("w", since).await.unwrap(), 2);
+    // A wider window takes in the older attempts.
+    let week = f
+        .store
+        .connector_counts("w", now - 7 * 24 * HOUR)
+        .await
+        .unwrap();
+    assert_eq!(week["stripe"], counts(10, 4));
+    assert_eq!(week["github"], counts(3, 1));
+    assert_eq!(
+        f.store
+            .blocked_count("w", now - 7 * 24 * HOUR)
+            .await
+            .unwrap(),
+        3
+    );
+    // A window in the future is empty.
+    assert!(f
+        .store
+        .connector_counts("w", now + HOUR)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(f.store.blocked_count("w", now + HOUR).await.unwrap(), 0);
+
+    // Names are recorded as given; spellings differing in case count together, under the latest.
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &[status_at(now, "Stripe", 502)])
+        .await
+        .unwrap();
+    let got = f.store.connector_counts("w", since).await.unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(store::counts_for(&got, "stripe"), counts(8, 4));
+    assert_eq!(store::counts_for(&got, "STRIPE"), counts(8, 4));
+    assert_eq!(got.get("Stripe"), Some(&counts(8, 4)));
+
+    // Attempts of no workspace (a CLI run) are kept but counted nowhere.
+    f.store
+        .record_fetch_attempts(None, &[status_at(now, "stripe", 500), blocked_at(now)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store::counts_for(
+            &f.store.connector_counts("w", since).await.unwrap(),
+            "stripe"
+        ),
+        counts(8, 4)
+    );
+    assert_eq!(f.store.blocked_count("w", since).await.unwrap(), 2);
+    // Recording nothing is fine.
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &[])
+        .await
+        .unwrap();
+    let err = f.store.connector_counts("nope", since).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = f.store.blocked_count("nope", since).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+async fn monitoring_series_is_dense_and_adds_up(b: Backend) {
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    let now = now_ms();
+    let attempts = vec![
+        ok_at(now - 25 * HOUR, "stripe"),
+        ok_at(now - 23 * HOUR - 30 * MIN, "stripe"),
+        status_at(now - 23 * HOUR - 20 * MIN, "stripe", 500),
+        ok_at(now - 5 * HOUR - 10 * MIN, "stripe"),
+        failed_at(now - 2 * MIN, "stripe", "timeout"),
+        ok_at(now, "stripe"),
+        ok_at(now, "other"),
+        blocked_at(now),
+    ];
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &attempts)
+        .await
+        .unwrap();
+    let since = now - 24 * HOUR;
+    let series = f
+        .store
+        .connector_series("w", "STRIPE", since, HOUR)
+        .await
+        .unwrap();
+    // Exactly 24 hourly points (unless the clock crossed a minute meanwhile, which adds nothing).
+    let n = series.len();
+    assert!(n == 24 || n == 25, "{n} points");
+    assert_eq!(series[0].start, store::window_start(since));
+    assert!(series.windows(2).all(|w| w[1].start - w[0].start == HOUR));
+    let last = series.last().unwrap();
+    assert!(last.start <= now && now < last.start + HOUR);
+    let total = series
+        .iter()
+        .fold((0, 0), |(r, e), p| (r + p.requests, e + p.errors));
+    let c = store::counts_for(
+        &f.store.connector_counts("w", since).await.unwrap(),
+        "stripe",
+    );
+    assert_eq!(total, (c.requests, c.errors));
+    assert_eq!(total, (5, 2));
+    let point_of = |at: i64| {
+        series
+            .iter()
+            .find(|p| p.start <= at && at < p.start + HOUR)
+            .copied()
+            .unwrap()
+    };
+    assert_eq!(point_of(now - 23 * HOUR - 30 * MIN).requests, 2);
+    assert_eq!(point_of(now - 23 * HOUR - 30 * MIN).errors, 1);
+    assert_eq!(point_of(now - 5 * HOUR - 10 * MIN).requests, 1);
+    assert_eq!(point_of(now), point_of(now - 2 * MIN));
+    assert_eq!((point_of(now).requests, point_of(now).errors), (2, 1));
+    assert_eq!(
+        series.iter().filter(|p| p.requests > 0).count(),
+        3,
+        "{series:?}"
+    );
+
+    // Minute points: as many as minutes in the window.
+    let minutes = f
+        .store
+        .connector_series("w", "stripe", now - 10 * MIN, MIN)
+        .await
+        .unwrap();
+    assert!(
+        minutes.len() == 10 || minutes.len() == 11,
+        "{}",
+        minutes.len()
+    );
+    assert_eq!(minutes.iter().map(|p| p.requests).sum::<u64>(), 2);
+    // A connector without requests: all zeros, still dense.
+    let none = f
+        .store
+        .connector_series("w", "unknown", since, HOUR)
+        .await
+        .unwrap();
+    assert_eq!(none.len(), n);
+    assert!(none.iter().all(|p| p.requests == 0 && p.errors == 0));
+    // Buckets must be whole minutes, and not absurdly many.
+    for bad in [0, -MIN, 90_000] {
+        let err = f
+            .store
+            .connector_series("w", "stripe", since, bad)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Invalid(_)) && err.to_string().starts_with("bucket:"),
+            "{err}"
+        );
+    }
+    let err = f
+        .store
+        .connector_series("w", "stripe", now - 365 * 24 * HOUR, MIN)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let err = f
+        .store
+        .connector_series("nope", "stripe", since, HOUR)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+async fn monitoring_log_paginates_newest_first(b: Backend) {
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    let now = now_ms();
+    // 40 attempts of stripe (every third an error), 10 of github, 5 blocked, in runs of 5.
+    let mut all = Vec::new();
+    for i in 0..40i64 {
+        let at = now - (40 - i) * MIN;
+        all.push(match i % 3 {
+            0 => status_at(at, "stripe", 500 + i as u16),
+            _ => ok_at(at, "stripe"),
+        });
+        if i % 4 == 0 {
+            all.push(ok_at(at, "github"));
+        }
+        if i % 8 == 0 {
+            all.push(blocked_at(at));
+        }
+    }
+    for run in all.chunks(5) {
+        f.store
+            .record_fetch_attempts(Some(&ws.id), run)
+            .await
+            .unwrap();
+    }
+    let expect = |pred: &dyn Fn(&FetchAttempt) -> bool| -> Vec<FetchAttempt> {
+        all.iter().rev().filter(|a| pred(a)).cloned().collect()
+    };
+    let attempts = |entries: &[store::FetchLogEntry]| -> Vec<FetchAttempt> {
+        entries.iter().map(|e| e.attempt.clone()).collect()
+    };
+
+    // Everything of the workspace, in pages of 7.
+    let q = FetchLogQuery {
+        limit: 7,
+        ..Default::default()
+    };
+    let everything = all_pages(&*f.store, "w", &q).await;
+    assert_eq!(attempts(&everything), expect(&|_| true));
+    for e in &everything {
+        assert_eq!(e.outcome, e.attempt.outcome());
+    }
+    // The error log of one connector, in pages of 4: exactly its errors, newest first.
+    let q = FetchLogQuery {
+        connector: Some("Stripe".into()),
+        only_errors: true,
+        limit: 4,
+        ..Default::default()
+    };
+    let errors = all_pages(&*f.store, "w", &q).await;
+    assert_eq!(errors.len(), 14);
+    assert_eq!(
+        attempts(&errors),
+        expect(&|a| a.connector.as_deref() == Some("stripe") && a.status.unwrap_or(0) >= 500)
+    );
+    assert!(errors.iter().all(|e| e.outcome == Outcome::HttpError));
+    // The first page and its cursor.
+    let first = f.store.fetch_log("w", &q).await.unwrap();
+    assert_eq!(first.items, errors[..4]);
+    assert_eq!(first.next, Some(errors[3].id));
+    // A page size that divides the total exactly ends with next = None, without an empty page.
+    let q14 = FetchLogQuery {
+        limit: 14,
+        ..q.clone()
+    };
+    let page = f.store.fetch_log("w", &q14).await.unwrap();
+    assert_eq!((page.items.len(), page.next), (14, None));
+    let q7 = FetchLogQuery {
+        limit: 7,
+        ..q.clone()
+    };
+    let page = f.store.fetch_log("w", &q7).await.unwrap();
+    let page2 = f
+        .store
+        .fetch_log(
+            "w",
+            &FetchLogQuery {
+                before: page.next,
+                ..q7.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((page2.items.len(), page2.next), (7, None));
+    // Entries recorded after the first page was read do not shift the following pages.
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &[status_at(now, "stripe", 500)])
+        .await
+        .unwrap();
+    let page2_again = f
+        .store
+        .fetch_log(
+            "w",
+            &FetchLogQuery {
+                before: page.next,
+                ..q7
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page2_again, page2);
+    // The blocked list of the workspace, apart.
+    let blocked = all_pages(
+        &*f.store,
+        "w",
+        &FetchLogQuery {
+            blocked_only: true,
+            limit: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(attempts(&blocked), expect(&|a| a.blocked));
+    assert!(blocked.iter().all(|e| e.outcome == Outcome::Blocked));
+    // The existing newest-first read still works.
+    assert_eq!(f.store.fetch_attempts("w", 3).await.unwrap().len(), 3);
+}
+
+async fn monitoring_log_filters(b: Backend) {
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    let t0 = now_ms() - 10 * HOUR;
+    let at = |h: i64| t0 + h * HOUR;
+    let all = vec![
+        ok_at(at(0), "stripe"),
+        status_at(at(1), "stripe", 404),
+        failed_at(at(2), "stripe", "timeout"),
+        failed_at(at(3), "stripe", "network_error"),
+        status_at(at(4), "stripe", 503),
+        failed_at(at(5), "stripe", "timeout"),
+        ok_at(at(6), "stripe"),
+        status_at(at(2), "github", 500),
+        failed_at(at(3), "github", "timeout"),
+        blocked_at(at(4)),
+        attempt(at(5), None, None, Some("network_error")),
+    ];
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &all)
+        .await
+        .unwrap();
+    let run = |q: FetchLogQuery| {
+        let s = f.store.clone();
+        async move {
+            let mut q = q;
+            q.limit = 100;
+            s.fetch_log("w", &q)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.attempt.connector.unwrap_or_default(),
+                        e.attempt.at,
+                        e.outcome,
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let c = |name: &str| Some(name.to_string());
+    use Outcome::{Blocked, HttpError, NetworkError, Timeout};
+    // By outcome, for one connector.
+    assert_eq!(
+        run(FetchLogQuery {
+            connector: c("stripe"),
+            outcome: Some(Timeout),
+            ..Default::default()
+        })
+        .await,
+        vec![
+            ("stripe".into(), at(5), Timeout),
+            ("stripe".into(), at(2), Timeout)
+        ]
+    );
+    assert_eq!(
+        run(FetchLogQuery {
+            connector: c("stripe"),
+            outcome: Some(Outcome::Ok),
+            ..Default::default()
+        })
+        .await,
+        vec![
+            ("stripe".into(), at(6), Outcome::Ok),
+            ("stripe".into(), at(0), Outcome::Ok)
+        ]
+    );
+    assert_eq!(
+        run(FetchLogQuery {
+            connector: c("STRIPE"),
+            outcome: Some(HttpError),
+            only_errors: true,
+            ..Default::default()
+        })
+        .await,
+        vec![
+            ("stripe".into(), at(4), HttpError),
+            ("stripe".into(), at(1), HttpError)
+        ]
+    );
+    // By outcome across connectors; errors without a connector are errors too.
+    assert_eq!(
+        run(FetchLogQuery {
+            outcome: Some(Timeout),
+            ..Default::default()
+        })
+        .await,
+        vec![
+            ("github".into(), at(3), Timeout),
+            ("stripe".into(), at(5), Timeout),
+            ("stripe".into(), at(2), Timeout)
+        ]
+    );
+    assert_eq!(
+        run(FetchLogQuery {
+            only_errors: true,
+            ..Default::default()
+        })
+        .await
+        .len(),
+        8
+    );
+    assert_eq!(
+        run(FetchLogQuery {
+            outcome: Some(Blocked),
+            ..Default::default()
+        })
+        .await,
+        vec![(String::new(), at(4), Blocked)]
+    );
+    // By time range (inclusive), with and without a connector.
+    assert_eq!(
+        run(FetchLogQuery {
+            connector: c("stripe"),
+            only_errors: true,
+            since: Some(at(2)),
+            until: Some(at(4)),
+            ..Default::default()
+        })
+        .await,
+        vec![
+            ("stripe".into(), at(4), HttpError),
+            ("stripe".into(), at(3), NetworkError),
+            ("stripe".into(), at(2), Timeout)
+        ]
+    );
+    assert_eq!(
+        run(FetchLogQuery {
+            since: Some(at(5)),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        3
+    );
+    assert_eq!(
+        run(FetchLogQuery {
+            until: Some(at(0)),
+            ..Default::default()
+        })
+        .await,
+        vec![("stripe".into(), at(0), Outcome::Ok)]
+    );
+    assert!(run(FetchLogQuery {
+        since: Some(at(7)),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert!(run(FetchLogQuery {
+        since: Some(at(4)),
+        until: Some(at(3)),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    // Filters combine with AND: a blocked request is never an error.
+    assert!(run(FetchLogQuery {
+        only_errors: true,
+        blocked_only: true,
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert!(run(FetchLogQuery {
+        only_errors: true,
+        outcome: Some(Outcome::Ok),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert!(run(FetchLogQuery {
+        connector: c("nope"),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    // The cursor combines with the filters.
+    assert_eq!(
+        run(FetchLogQuery {
+            connector: c("stripe"),
+            only_errors: true,
+            before: Some(i64::MAX),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        5
+    );
+    let err = f
+        .store
+        .fetch_log("nope", &FetchLogQuery::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+async fn monitoring_workspaces_are_isolated(b: Backend) {
+    let f = fixture(b).await;
+    let a = f.store.create_workspace("a", ACTOR).await.unwrap();
+    let bw = f.store.create_workspace("b", ACTOR).await.unwrap();
+    let now = now_ms();
+    f.store
+        .record_fetch_attempts(
+            Some(&a.id),
+            &[
+                status_at(now, "stripe", 500),
+                ok_at(now, "stripe"),
+                blocked_at(now),
+            ],
+        )
+        .await
+        .unwrap();
+    f.store
+        .record_fetch_attempts(Some(&bw.id), &[ok_at(now, "stripe")])
+        .await
+        .unwrap();
+    let since = now - 24 * HOUR;
+    assert_eq!(
+        f.store.connector_counts("a", since).await.unwrap()["stripe"],
+        counts(2, 1)
+    );
+    assert_eq!(
+        f.store.connector_counts("b", since).await.unwrap()["stripe"],
+        counts(1, 0)
+    );
+    assert_eq!(f.store.blocked_count("a", since).await.unwrap(), 1);
+    assert_eq!(f.store.blocked_count("b", since).await.unwrap(), 0);
+    let series_b = f
+        .store
+        .connector_series("b", "stripe", since, HOUR)
+        .await
+        .unwrap();
+    assert_eq!(
+        series_b
+            .iter()
+            .map(|p| (p.requests, p.errors))
+            .fold((0, 0), |x, y| (x.0 + y.0, x.1 + y.1)),
+        (1, 0)
+    );
+    let q = FetchLogQuery::default();
+    assert_eq!(f.store.fetch_log("a", &q).await.unwrap().items.len(), 3);
+    let log_b = f.store.fetch_log("b", &q).await.unwrap();
+    assert_eq!(log_b.items.len(), 1);
+    assert_eq!(log_b.items[0].outcome, Outcome::Ok);
+    // A cursor taken from another workspace's log does not reach into it.
+    let a_ids: Vec<i64> = f
+        .store
+        .fetch_log("a", &q)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let crossed = f
+        .store
+        .fetch_log(
+            "b",
+            &FetchLogQuery {
+                before: Some(a_ids[0] + 1),
+                ..q.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(crossed.items.iter().all(|e| !a_ids.contains(&e.id)));
+    assert!(f
+        .store
+        .fetch_log(
+            "b",
+            &FetchLogQuery {
+                only_errors: true,
+                ..q.clone()
+            }
+        )
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(f
+        .store
+        .fetch_log(
+            "b",
+            &FetchLogQuery {
+                blocked_only: true,
+                ..q
+            }
+        )
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+async fn monitoring_counts_add_up_with_concurrent_writers(b: Backend) {
+    const TASKS: usize = 8;
+    const PER_TASK: usize = 200;
+    const PER_RUN: usize = 4;
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    // All in the same connector and the same minute bucket (so every writer upserts the same row).
+    let minute = now_ms() / MIN * MIN;
+    let mut handles = Vec::new();
+    for t in 0..TASKS {
+        // One store (one connection; for SQLite one `open` of the same file) per task.
+        let s = f.reopen().await;
+        let ws_id = ws.id.clone();
+        handles.push(tokio::spawn(async move {
+            let attempts: Vec<FetchAttempt> = (0..PER_TASK)
+                .map(|i| {
+                    let at = minute + ((t * PER_TASK + i) % 59_000) as i64;
+                    let name = if i % 2 == 0 { "stripe" } else { "Stripe" };
+                    match i % 10 {
+                        0 => blocked_at(at),
+                        1 | 2 => status_at(at, name, 500),
+                        3 => failed_at(at, name, "timeout"),
+                        _ => ok_at(at, name),
+                    }
+                })
+                .collect();
+            for run in attempts.chunks(PER_RUN) {
+                s.record_fetch_attempts(Some(&ws_id), run).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let total = (TASKS * PER_TASK) as u64;
+    let blocked = total / 10;
+    let errors = total * 3 / 10;
+    let since = minute - HOUR;
+    let got = f.store.connector_counts("w", since).await.unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        store::counts_for(&got, "stripe"),
+        counts(total - blocked, errors)
+    );
+    assert_eq!(f.store.blocked_count("w", since).await.unwrap(), blocked);
+    let minutes = f
+        .store
+        .connector_series("w", "stripe", since, MIN)
+        .await
+        .unwrap();
+    let busy: Vec<_> = minutes.iter().filter(|p| p.requests > 0).collect();
+    assert_eq!(busy.len(), 1, "one minute bucket");
+    assert_eq!(
+        (busy[0].start, busy[0].requests, busy[0].errors),
+        (minute, total - blocked, errors)
+    );
+    // And every attempt row is there.
+    let rows = all_pages(
+        &*f.store,
+        "w",
+        &FetchLogQuery {
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rows.len() as u64, total);
+    let error_rows = all_pages(
+        &*f.store,
+        "w",
+        &FetchLogQuery {
+            connector: Some("stripe".into()),
+            only_errors: true,
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(error_rows.len() as u64, errors);
+}
+
+async fn monitoring_prune_deletes_in_batches(b: Backend) {
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    let now = now_ms();
+    // On a whole minute, so the last old attempt's minute bucket is wholly before it.
+    let cutoff = now / MIN * MIN - 30 * 24 * HOUR;
+    // 250 old attempts (over several days and connectors, a few blocked) and 10 recent ones.
+    let old: Vec<FetchAttempt> = (0..250i64)
+        .map(|i| {
+            let at = cutoff - 1 - i * 37 * MIN;
+            match i % 25 {
+                0 => blocked_at(at),
+                1 => status_at(at, "github", 500),
+                _ => ok_at(at, if i % 2 == 0 { "stripe" } else { "github" }),
+            }
+        })
+        .collect();
+    for run in old.chunks(50) {
+        f.store
+            .record_fetch_attempts(Some(&ws.id), run)
+            .await
+            .unwrap();
+    }
+    let recent: Vec<FetchAttempt> = (0..10i64)
+        .map(|i| status_at(now - i * HOUR, "stripe", 200 + (i as u16 % 2) * 300))
+        .collect();
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &recent)
+        .await
+        .unwrap();
+    // An attempt exactly at the cutoff stays.
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &[ok_at(cutoff, "stripe")])
+        .await
+        .unwrap();
+    let ever = now - 400 * 24 * HOUR;
+    let before = f.store.connector_counts("w", ever).await.unwrap();
+    assert_eq!(
+        before["stripe"].requests + before["github"].requests,
+        250 - 10 + 11
+    );
+
+    assert_eq!(f.store.prune_fetch_attempts(cutoff, 40).await.unwrap(), 250);
+    assert_eq!(f.store.prune_fetch_attempts(cutoff, 40).await.unwrap(), 0);
+    let left = all_pages(
+        &*f.store,
+        "w",
+        &FetchLogQuery {
+            limit: 1000,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(left.len(), 11);
+    assert!(left.iter().all(|e| e.attempt.at >= cutoff));
+    // The buckets before the cutoff's minute went too; the recent counts are untouched.
+    let after = f.store.connector_counts("w", ever).await.unwrap();
+    assert_eq!(store::counts_for(&after, "stripe"), counts(11, 5));
+    assert_eq!(store::counts_for(&after, "github"), counts(0, 0));
+    assert_eq!(f.store.blocked_count("w", ever).await.unwrap(), 0);
+    assert_eq!(
+        f.store
+            .connector_counts("w", now - 24 * HOUR)
+            .await
+            .unwrap()["stripe"],
+        counts(10, 5)
+    );
+    // A batch of 0 means 1; a huge one is bounded; everything goes when asked.
+    assert_eq!(
+        f.store.prune_fetch_attempts(now + MIN, 0).await.unwrap(),
+        11
+    );
+    assert!(f
+        .store
+        .connector_counts("w", ever)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        f.store
+            .prune_fetch_attempts(now + MIN, u32::MAX)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn monitoring_prune_does_not_block_writers(b: Backend) {
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    let now = now_ms();
+    let cutoff = now - 30 * 24 * HOUR;
+    let old: Vec<FetchAttempt> = (0..3000i64)
+        .map(|i| ok_at(cutoff - 1 - i * MIN, "stripe"))
+        .collect();
+    for run in old.chunks(500) {
+        f.store
+            .record_fetch_attempts(Some(&ws.id), run)
+            .await
+            .unwrap();
+    }
+    // Prune through one connection in small batches while another records runs.
+    let pruner = f.reopen().await;
+    let prune = tokio::spawn(async move { pruner.prune_fetch_attempts(cutoff, 50).await.unwrap() });
+    let writer = f.reopen().await;
+    let ws_id = ws.id.clone();
+    let write = tokio::spawn(async move {
+        let mut slowest = std::time::Duration::ZERO;
+        for i in 0..60i64 {
+            let t = std::time::Instant::now();
+            writer
+                .record_fetch_attempts(Some(&ws_id), &[status_at(now - i, "stripe", 500)])
+                .await
+                .unwrap();
+            slowest = slowest.max(t.elapsed());
+        }
+        slowest
+    });
+    let (pruned, slowest) = (prune.await.unwrap(), write.await.unwrap());
+    assert_eq!(pruned, 3000);
+    // Generous bound: a writer waits for at most one batch at a time, never for the whole prune.
+    assert!(
+        slowest < std::time::Duration::from_secs(5),
+        "a write waited {slowest:?}"
+    );
+    assert_eq!(
+        f.store
+            .connector_counts("w", now - 24 * HOUR)
+            .await
+            .unwrap()["stripe"],
+        counts(60, 60)
+    );
+}
+
+async fn monitoring_upgrade_backfills_outcomes_and_counts(b: Backend) {
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    let now = now_ms();
+    let attempts = vec![
+        ok_at(now - HOUR, "Stripe"),
+        status_at(now - HOUR, "Stripe", 500),
+        failed_at(now - 2 * HOUR, "Stripe", "timeout"),
+        failed_at(now - 2 * HOUR, "github", "network_error"),
+        blocked_at(now - 3 * HOUR),
+        ok_at(now - 48 * HOUR, "github"),
+    ];
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &attempts)
+        .await
+        .unwrap();
+    // Back to a schema-2 store with those rows, as an older codestep left it.
+    let drop_indexes = "DROP INDEX fetch_attempts_by_connector; DROP INDEX fetch_attempts_errors;
+         DROP INDEX fetch_attempts_blocked; DROP INDEX fetch_attempts_by_at;
+         DROP TABLE fetch_buckets; DROP TABLE blocked_buckets;";
+    f.raw_exec(&format!(
+        "{drop_indexes} ALTER TABLE fetch_attempts DROP COLUMN outcome; ALTER TABLE fetch_attempts DROP COLUMN connector_key;
+         DELETE FROM codestep_schema WHERE version = 3"
+    ))
+    .await;
+    let s = f.reopen().await;
+    assert_eq!(s.schema_version().await.unwrap(), 3);
+    let since = now - 24 * HOUR;
+    let got = s.connector_counts("w", since).await.unwrap();
+    assert_eq!(store::counts_for(&got, "stripe"), counts(3, 2));
+    assert!(got.contains_key("Stripe"), "{got:?}");
+    assert_eq!(store::counts_for(&got, "github"), counts(1, 1));
+    assert_eq!(s.blocked_count("w", since).await.unwrap(), 1);
+    let log = s.fetch_log("w", &FetchLogQuery::default()).await.unwrap();
+    let outcomes: Vec<Outcome> = log.items.iter().map(|e| e.outcome).collect();
+    let want: Vec<Outcome> = attempts.iter().rev().map(FetchAttempt::outcome).collect();
+    assert_eq!(outcomes, want);
+    let errors = s
+        .fetch_log(
+            "w",
+            &FetchLogQuery {
+                connector: Some("STRIPE".into()),
+                only_errors: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(errors.items.len(), 2);
+}
+
+async fn monitoring_reads_are_index_scans(b: Backend) {
+    let f = fixture(b).await;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    let now = now_ms();
+    let attempts: Vec<FetchAttempt> = (0..200i64)
+        .map(|i| match i % 20 {
+            0 => blocked_at(now - i * MIN),
+            1 => status_at(now - i * MIN, "stripe", 500),
+            _ => ok_at(now - i * MIN, if i % 2 == 0 { "stripe" } else { "github" }),
+        })
+        .collect();
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &attempts)
+        .await
+        .unwrap();
+    let errors = FetchLogQuery {
+        connector: Some("stripe".into()),
+        only_errors: true,
+        since: Some(now - 24 * HOUR),
+        until: Some(now),
+        before: Some(i64::MAX),
+        ..Default::default()
+    };
+    let timeouts = FetchLogQuery {
+        connector: Some("stripe".into()),
+        outcome: Some(Outcome::Timeout),
+        ..Default::default()
+    };
+    let blocked = FetchLogQuery {
+        blocked_only: true,
+        ..Default::default()
+    };
+    let connector_log = FetchLogQuery {
+        connector: Some("stripe".into()),
+        ..Default::default()
+    };
+    let cases = [
+        (&errors, "fetch_attempts_errors"),
+        (&timeouts, "fetch_attempts_errors"),
+        (&blocked, "fetch_attempts_blocked"),
+        (&connector_log, "fetch_attempts_by_connector"),
+    ];
+    for (q, index) in cases {
+        let plans: HashMap<&str, String> = match b {
+            Backend::Sqlite => {
+                let s = store::SqliteStore::open(std::path::Path::new(&f.location))
+                    .await
+                    .unwrap();
+                s.monitoring_plans("w", q)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .collect()
+            }
+            Backend::Postgres => {
+                // The tables are tiny, so forbid sequential scans: this checks an index can serve
+                // each read at all (the benchmark shows the planner choosing them at scale).
+                let s = store::PostgresStore::open(&f.location).await.unwrap();
+                s.monitoring_plans("w", q, true)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .collect()
+            }
+        };
+        let log = &plans["fetch_log"];
+        assert!(log.contains(index), "{q:?}: {log}");
+        for read in ["connector_counts", "connector_series", "blocked_count"] {
+            let plan = &plans[read];
+            match b {
+                Backend::Sqlite => {
+                    assert!(
+                        plan.contains("USING")
+                            && !plan.contains("SCAN fetch_buckets")
+                            && !plan.contains("SCAN blocked_buckets"),
+                        "{read}: {plan}"
+                    )
+                }
+                Backend::Postgres => assert!(
+                    plan.contains("Index") && !plan.contains("Seq Scan"),
+                    "{read}: {plan}"
+                ),
+            }
+        }
+        if b == Backend::Sqlite {
+            // Newest first straight off the index: no sort step.
+            assert!(!log.contains("TEMP B-TREE"), "{q:?}: {log}");
+            assert!(
+                plans["prune"].contains("fetch_attempts_by_at"),
+                "{}",
+                plans["prune"]
+            );
+        } else {
+            assert!(!log.contains("Sort"), "{q:?}: {log}");
+        }
+    }
+}
+
 #[test]
 fn timestamps_format_as_rfc3339_utc() {
     assert_eq!(store::format_time(0), "1970-01-01T00:00:00Z");
@@ -1324,4 +2500,15 @@ fn timestamps_format_as_rfc3339_utc() {
         store::format_time(4_102_444_799_000),
         "2099-12-31T23:59:59Z"
     );
+}
+
+/// A PostgreSQL store location with a fresh schema, for tests outside this module (several
+/// `codestep serve` processes sharing one store).
+pub(crate) fn fresh_pg_location_blocking() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(fresh_location(Backend::Postgres, &dir))
 }
