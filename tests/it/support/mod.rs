@@ -55,6 +55,7 @@ pub const TLS_NAMES: &[&str] = &[
     "evil.test",
     "*.wild.test",
     "*.c.wild.test",
+    "api.stripe.com",
 ];
 
 /// Names the test `EgressConfig` maps to 127.0.0.1 (`localhost` is left to real DNS on purpose, so a
@@ -320,14 +321,22 @@ impl TestServer {
     pub fn start(
         handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
     ) -> TestServer {
-        Self::spawn(Arc::new(handler), true)
+        Self::spawn(Arc::new(handler), true, "127.0.0.1:0")
+    }
+
+    /// Starts an HTTPS server on a given address (the demo's mock API uses 127.0.0.1:443).
+    pub fn start_on(
+        bind: &str,
+        handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
+        Self::spawn(Arc::new(handler), true, bind)
     }
 
     /// Starts a plain-HTTP server on 127.0.0.1 with a random port.
     pub fn start_http(
         handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
     ) -> TestServer {
-        Self::spawn(Arc::new(handler), false)
+        Self::spawn(Arc::new(handler), false, "127.0.0.1:0")
     }
 
     pub fn port(&self) -> u16 {
@@ -355,8 +364,9 @@ impl TestServer {
         egress_config()
     }
 
-    fn spawn(handler: Handler, tls: bool) -> TestServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind test server");
+    fn spawn(handler: Handler, tls: bool, bind: &str) -> TestServer {
+        let listener = std::net::TcpListener::bind(bind)
+            .unwrap_or_else(|e| panic!("cannot listen on {bind}: {e}"));
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let requests: Arc<Mutex<Vec<RecordedRequest>>> = Arc::default();
