@@ -183,15 +183,8 @@ pub struct TestArgs {
     pub name: String,
     /// The URL to GET; it must match one of the connector's patterns.
     pub url: String,
-    /// Allow connections to a private or loopback range (CIDR), which the SSRF guard refuses otherwise.
-    #[arg(long = "allow-private", value_name = "CIDR")]
-    pub allow_private: Vec<String>,
-    /// Trust an extra CA certificate (PEM file) besides the public roots.
-    #[arg(long = "ca-cert", value_name = "PEM")]
-    pub ca_cert: Vec<PathBuf>,
-    /// Resolve HOST to ADDR, like curl's --resolve (HOST:ADDR, repeatable).
-    #[arg(long = "resolve", value_name = "HOST:ADDR")]
-    pub resolve: Vec<String>,
+    #[command(flatten)]
+    pub net: super::NetArgs,
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
@@ -600,7 +593,9 @@ async fn update(args: UpdateArgs, db: Option<String>) -> Outcome {
 async fn test(args: TestArgs, db: Option<String>) -> Outcome {
     let url = url::Url::parse(&args.url)
         .map_err(|e| Failure::usage(format!("URL {:?}: not a valid URL: {e}", args.url)))?;
-    let egress_config = super::egress_config(&args.allow_private, &args.ca_cert, &args.resolve)
+    let egress_config = args
+        .net
+        .egress_config()
         .map_err(|e| Failure::usage(e.to_string()))?;
     let store = open_store(db).await?;
     let record = store.connector(&args.workspace, &args.name).await?;

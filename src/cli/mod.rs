@@ -2,12 +2,13 @@
 //! 2 usage or configuration error.
 
 pub mod manage;
+mod net;
 mod run;
 mod serve;
 
 use clap::{Parser, Subcommand};
 
-pub use run::egress_config;
+pub use net::NetArgs;
 
 #[derive(Debug, Parser)]
 #[command(

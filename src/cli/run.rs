@@ -1,13 +1,10 @@
 //! `codestep run`: one step from a file, printed as one JSON object.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::connector::{load_connectors_file, Connector};
-use crate::egress::EgressConfig;
 use crate::engine::{Executor, ExecutorConfig, LimitOverrides, Limits, StepRequest};
 
 use super::{Exit, UsageError};
@@ -28,15 +25,8 @@ pub struct RunArgs {
     /// A stored connector to give the step, in priority order (repeatable).
     #[arg(long = "connector", requires = "workspace")]
     pub connector: Vec<String>,
-    /// Allow connections to a private or loopback range (CIDR), which the SSRF guard refuses otherwise.
-    #[arg(long = "allow-private", value_name = "CIDR")]
-    pub allow_private: Vec<String>,
-    /// Trust an extra CA certificate (PEM file) besides the public roots.
-    #[arg(long = "ca-cert", value_name = "PEM")]
-    pub ca_cert: Vec<PathBuf>,
-    /// Resolve HOST to ADDR, like curl's --resolve (HOST:ADDR, repeatable).
-    #[arg(long = "resolve", value_name = "HOST:ADDR")]
-    pub resolve: Vec<String>,
+    #[command(flatten)]
+    pub net: super::NetArgs,
     /// Wall-time limit for the step, in milliseconds.
     #[arg(long)]
     pub timeout_ms: Option<u64>,
@@ -46,52 +36,6 @@ pub struct RunArgs {
     /// Also search the step's heap for its connectors' secrets after it ends.
     #[arg(long)]
     pub audit_heap: bool,
-}
-
-/// Builds the egress settings shared by `run`, `serve` and `connector test`.
-pub fn egress_config(
-    allow_private: &[String],
-    ca_cert: &[PathBuf],
-    resolve: &[String],
-) -> Result<EgressConfig, UsageError> {
-    let mut cfg = EgressConfig::default();
-    for cidr in allow_private {
-        let net = cidr
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| cidr.parse::<IpAddr>().map(ipnet::IpNet::from))
-            .map_err(|_| {
-                UsageError(format!(
-                    "--allow-private {cidr:?}: not a CIDR such as 127.0.0.1/32"
-                ))
-            })?;
-        cfg.allow_private.push(net);
-    }
-    for path in ca_cert {
-        let pem = std::fs::read(path)
-            .map_err(|e| UsageError(format!("--ca-cert {}: {e}", path.display())))?;
-        cfg.extra_ca_pem.push(pem);
-    }
-    let mut map: HashMap<String, Vec<IpAddr>> = HashMap::new();
-    for entry in resolve {
-        let (host, addr) = entry
-            .rsplit_once(':')
-            .filter(|(h, _)| !h.is_empty())
-            .ok_or_else(|| UsageError(format!("--resolve {entry:?}: expected HOST:ADDR")))?;
-        let addr = addr
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .map_err(|_| {
-                UsageError(format!(
-                    "--resolve {entry:?}: {addr:?} is not an IP address"
-                ))
-            })?;
-        map.entry(host.trim_end_matches('.').to_ascii_lowercase())
-            .or_default()
-            .push(addr);
-    }
-    cfg.resolve = map;
-    Ok(cfg)
 }
 
 fn read_input(arg: &str) -> Result<serde_json::Value, UsageError> {
@@ -121,7 +65,7 @@ pub fn run(args: RunArgs, db: Option<String>) -> Result<Exit, UsageError> {
     if let Some(workspace) = &args.workspace {
         connectors.extend(super::stored_connectors(db, workspace, &args.connector)?);
     }
-    let egress = egress_config(&args.allow_private, &args.ca_cert, &args.resolve)?;
+    let egress = args.net.egress_config()?;
     let config = ExecutorConfig {
         workers: 1,
         caps: Limits::default(),

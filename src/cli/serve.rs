@@ -1,12 +1,11 @@
 //! `codestep serve`: the HTTP API and dashboard, on the store given by `--db`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
 
-use super::{egress_config, UsageError};
+use super::UsageError;
 use crate::api::{self, ServeOptions, DEFAULT_MAX_BODY};
 use crate::engine::{Executor, ExecutorConfig, Limits};
 
@@ -27,15 +26,8 @@ pub struct ServeArgs {
     /// Largest request body the API accepts, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY)]
     pub max_body_bytes: usize,
-    /// Allow connections to a private or loopback range (CIDR), which the SSRF guard refuses otherwise.
-    #[arg(long = "allow-private", value_name = "CIDR")]
-    pub allow_private: Vec<String>,
-    /// Trust an extra CA certificate (PEM file) besides the public roots.
-    #[arg(long = "ca-cert", value_name = "PEM")]
-    pub ca_cert: Vec<PathBuf>,
-    /// Resolve HOST to ADDR, like curl's --resolve (HOST:ADDR, repeatable).
-    #[arg(long = "resolve", value_name = "HOST:ADDR")]
-    pub resolve: Vec<String>,
+    #[command(flatten)]
+    pub net: super::NetArgs,
 }
 
 /// The operator token: `CODESTEP_OPERATOR_TOKEN`, or a token file beside the default store, made with
@@ -80,7 +72,7 @@ fn operator_token() -> Result<String, UsageError> {
 }
 
 pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
-    let egress = egress_config(&args.allow_private, &args.ca_cert, &args.resolve)?;
+    let egress = args.net.egress_config()?;
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
