@@ -7,7 +7,6 @@
 //! `cargo run --example mock_api -- --bind 127.0.0.1:443 --ca-out target/demo/ca.pem --seconds 60`
 
 #[path = "../tests/it/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use serde_json::json;

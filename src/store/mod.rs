@@ -2,6 +2,9 @@
 //! changes, behind one async trait with two implementations: SQLite (the embedded default, one file)
 //! and PostgreSQL (several nodes sharing one store).
 //!
+//! It also keeps every fetch attempt of every step, with per-minute counts per connector for the
+//! monitoring reads (rolling 24 h counts, series, the error log, blocked requests) and retention.
+//!
 //! The store never sees a plaintext secret: [`ops`] validates, seals with the [`Vault`](crate::vault::Vault)
 //! and hands the store a [`Sealed`] value.
 

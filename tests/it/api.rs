@@ -323,7 +323,9 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
     let api = Api::start(1, 4, None);
     let t = api.workspace("acme");
     let path = "/v1/workspaces/acme/connectors";
-    let cases: Vec<(Option<(&str, Vec<u8>)>, StatusCode, &str)> = vec![
+    // (body with its content type, expected status, words the error must contain)
+    type Case<'a> = (Option<(&'a str, Vec<u8>)>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (Some(("application/json", b"{not json".to_vec())), StatusCode::BAD_REQUEST, "malformed"),
         (Some(("text/plain", b"{}".to_vec())), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported"),
         (Some(("application/json", br#"{"name":"a","preset":"stripe","secret":"s","colour":"red"}"#.to_vec())), StatusCode::UNPROCESSABLE_ENTITY, "colour"),
@@ -346,8 +348,17 @@ fn bad_input_gets_a_4xx_that_names_the_problem() {
     let (s, v) = api.raw("POST", path, Some(&t), Some(("application/json", br#"{"name":"a","patterns":["ftp://x.example/*"],"placement":{"type":"query","param":"k"},"secret":"s"}"#.to_vec())));
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v["error"]["field"], "patterns[0]", "{v}");
-    let (s, v) = api.call("POST", path, Some(&t), Some(json!({ "name": "a", "preset": "stripe" })));
-    assert_eq!((s, v["error"]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("secret")), "{v}");
+    let (s, v) = api.call(
+        "POST",
+        path,
+        Some(&t),
+        Some(json!({ "name": "a", "preset": "stripe" })),
+    );
+    assert_eq!(
+        (s, v["error"]["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("secret")),
+        "{v}"
+    );
     assert_eq!(
         api.call(
             "GET",
@@ -517,7 +528,7 @@ fn runs_are_recorded_and_monitored() {
 fn a_saturated_pool_answers_429_with_retry_after() {
     let api = Api::start(1, 0, None);
     let t = api.workspace("acme");
-    let slow = json!({ "code": "export default () => new Promise(r => setTimeout(() => r('done'), 1500))" });
+    let slow = json!({ "code": "export default () => new Promise(r => setTimeout(() => r('done'), 3000))" });
     std::thread::scope(|scope| {
         let first = scope.spawn(|| {
             api.call(
@@ -529,7 +540,7 @@ fn a_saturated_pool_answers_429_with_retry_after() {
         });
         // Wait until the first run holds the only slot.
         let mut rejected = None;
-        for _ in 0..100 {
+        for _ in 0..250 {
             std::thread::sleep(Duration::from_millis(20));
             let (s, v) = api.call(
                 "POST",
@@ -557,14 +568,14 @@ fn a_saturated_pool_answers_429_with_retry_after() {
                 .bearer_auth(&t2)
                 .header("content-type", "application/json")
                 .body(
-                    json!({ "code": "export default () => new Promise(r => setTimeout(r, 800))" })
+                    json!({ "code": "export default () => new Promise(r => setTimeout(r, 3000))" })
                         .to_string(),
                 )
                 .send()
                 .await
         });
         let mut last = None;
-        for _ in 0..50 {
+        for _ in 0..250 {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let r = api
                 .client
