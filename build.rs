@@ -25,7 +25,16 @@ fn main() {
             skip_op_registration: false,
             extensions: extension::extensions(),
             extension_transpiler: None,
-            with_runtime_cb: None,
+            // Compiles the polyfill's hot paths into the snapshot (see the script's header).
+            with_runtime_cb: Some(Box::new(|rt| {
+                rt.execute_script(
+                    "ext:codestep/snapshot_warmup.js",
+                    include_str!("js/snapshot_warmup.js"),
+                )
+                .expect("the snapshot warm-up script failed");
+                // Settle its promises now, so no job of the warm-up is left queued in the snapshot.
+                rt.v8_isolate().perform_microtask_checkpoint();
+            })),
         },
         None,
     )
