@@ -28,6 +28,48 @@ pub struct ServeArgs {
     pub max_body_bytes: usize,
     #[command(flatten)]
     pub net: super::NetArgs,
+    #[command(flatten)]
+    pub caps: CapArgs,
+}
+
+/// The operator's caps: the most any step may get. A run's own `limits` can only go lower.
+#[derive(Debug, Args)]
+pub struct CapArgs {
+    /// Wall time, in milliseconds.
+    #[arg(long, default_value_t = Limits::default().timeout_ms)]
+    pub max_timeout_ms: u64,
+    /// Heap (and, counted apart, ArrayBuffer memory), in MiB.
+    #[arg(long, default_value_t = Limits::default().memory_mb)]
+    pub max_memory_mb: u64,
+    /// Fetches per step.
+    #[arg(long, default_value_t = Limits::default().max_fetches)]
+    pub max_fetches: u32,
+    /// Fetches in flight at once per step.
+    #[arg(long, default_value_t = Limits::default().max_concurrent_fetches)]
+    pub max_concurrent_fetches: u32,
+    /// Request body size, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_request_body_bytes)]
+    pub max_request_body_bytes: u64,
+    /// Response body size, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_response_body_bytes)]
+    pub max_response_body_bytes: u64,
+    /// One request (all its hops and its body), in milliseconds.
+    #[arg(long, default_value_t = Limits::default().request_timeout_ms)]
+    pub max_request_timeout_ms: u64,
+}
+
+impl CapArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            timeout_ms: self.max_timeout_ms,
+            memory_mb: self.max_memory_mb,
+            max_fetches: self.max_fetches,
+            max_concurrent_fetches: self.max_concurrent_fetches,
+            max_request_body_bytes: self.max_request_body_bytes,
+            max_response_body_bytes: self.max_response_body_bytes,
+            request_timeout_ms: self.max_request_timeout_ms,
+        }
+    }
 }
 
 /// The operator token: `CODESTEP_OPERATOR_TOKEN`, or a token file beside the default store, made with
@@ -83,7 +125,7 @@ pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
     // The executor first, on the main thread: V8's platform must exist before other threads make isolates.
     let executor = Executor::new(ExecutorConfig {
         workers,
-        caps: Limits::default(),
+        caps: args.caps.limits(),
         egress,
         audit_heap: false,
     })

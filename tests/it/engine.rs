@@ -140,7 +140,7 @@ fn the_promised_globals_exist_and_internals_do_not() {
               "DOMException","TextEncoder","TextDecoder","atob","btoa","setTimeout","clearTimeout","setInterval",
               "clearInterval","queueMicrotask","structuredClone","crypto","console","Blob","ReadableStream"];
             const missing = want.filter(n => typeof globalThis[n] === "undefined");
-            const present = ["Deno","__bootstrap","__infra","__codestepRunStep","process","require"].filter(n => n in globalThis);
+            const present = ["Deno","__bootstrap","__infra","__codestepRunStep","process","require","WebSocket","XMLHttpRequest","EventSource","BroadcastChannel","Worker"].filter(n => n in globalThis);
             return { missing, present, timeout: typeof AbortSignal.timeout, any: typeof AbortSignal.any,
                      uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
                      rnd: crypto.getRandomValues(new Uint8Array(32)).some(b => b !== 0) };

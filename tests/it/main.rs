@@ -2,6 +2,7 @@
 
 mod api;
 mod cli_manage;
+mod cli_run;
 mod dashboard;
 mod egress;
 mod engine;

@@ -204,3 +204,39 @@ fn two_nodes_on_one_postgres_share_connectors_and_counts() {
         );
     }
 }
+
+#[test]
+fn operator_caps_bound_what_a_run_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let serve = Serve::start(
+        db.to_str().unwrap(),
+        &["--max-timeout-ms".to_string(), "300".to_string()],
+    );
+    assert_eq!(
+        serve
+            .call(
+                "POST",
+                "/v1/workspaces",
+                OP,
+                Some(json!({ "name": "acme" }))
+            )
+            .0,
+        201
+    );
+    let (status, body) = serve.call(
+        "POST",
+        "/v1/workspaces/acme/runs",
+        OP,
+        Some(json!({ "code": "export default () => { for (;;) {} }", "limits": { "timeout_ms": 60000 } })),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["error"]["kind"], "timeout");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("300 ms"),
+        "{body}"
+    );
+}

@@ -1,0 +1,190 @@
+//! `codestep run` as a process: its JSON object on stdout and its exit codes (0 ok, 1 step failed,
+//! 2 usage or configuration error), with connectors from a JSON file.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::support::{Reply, TestServer};
+
+fn codestep(args: &[&str], env: &[(&str, &str)]) -> (i32, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_codestep"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        value,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn prints_one_json_object_and_exits_by_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write(
+        &dir,
+        "ok.js",
+        "export default (i) => { console.info('hi'); return i.n * 2 }",
+    );
+    let (code, v, _) = codestep(&["run", &ok, "--input", r#"{"n": 21}"#], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (
+            v["ok"].clone(),
+            v["output"].clone(),
+            v["logs"][0]["level"].clone()
+        ),
+        (json!(true), json!(42), json!("info"))
+    );
+    assert!(v["stats"]["duration_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["requests"], json!([]));
+
+    let input = write(&dir, "input.json", r#"{"n": 5}"#);
+    let (code, v, _) = codestep(&["run", &ok, "--input", &format!("@{input}")], &[]);
+    assert_eq!((code, v["output"].clone()), (0, json!(10)));
+
+    let bad = write(
+        &dir,
+        "bad.js",
+        "export default () => { throw new Error('nope') }",
+    );
+    let (code, v, _) = codestep(&["run", &bad], &[]);
+    assert_eq!(
+        (code, v["ok"].clone(), v["error"]["kind"].clone()),
+        (1, json!(false), json!("error"))
+    );
+
+    let slow = write(&dir, "slow.js", "export default () => { for (;;) {} }");
+    let (code, v, _) = codestep(&["run", &slow, "--timeout-ms", "200"], &[]);
+    assert_eq!((code, v["error"]["kind"].clone()), (1, json!("timeout")));
+}
+
+#[test]
+fn usage_and_configuration_errors_exit_2_and_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write(&dir, "ok.js", "export default () => 1");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "run".into(),
+                dir.path().join("missing.js").to_str().unwrap().into(),
+            ],
+            "cannot read the step",
+        ),
+        (
+            vec!["run".into(), ok.clone(), "--input".into(), "{nope".into()],
+            "--input: not valid JSON",
+        ),
+        (
+            vec![
+                "run".into(),
+                ok.clone(),
+                "--allow-private".into(),
+                "not-a-cidr".into(),
+            ],
+            "--allow-private",
+        ),
+        (
+            vec![
+                "run".into(),
+                ok.clone(),
+                "--resolve".into(),
+                "api.test".into(),
+            ],
+            "--resolve",
+        ),
+        (
+            vec![
+                "run".into(),
+                ok.clone(),
+                "--connectors".into(),
+                write(&dir, "c.json", r#"[{"name":"x","preset":"stripe"}]"#),
+            ],
+            "secret",
+        ),
+        (
+            vec![
+                "run".into(),
+                ok.clone(),
+                "--connectors".into(),
+                write(
+                    &dir,
+                    "c2.json",
+                    r#"[{"name":"x","patterns":["http://a.example/*"],"placement":{"type":"query","param":"k"},"secret":"s"}]"#,
+                ),
+            ],
+            "https",
+        ),
+        (
+            vec!["run".into(), ok.clone(), "--bogus-flag".into()],
+            "--bogus-flag",
+        ),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, _, stderr) = codestep(&args, &[]);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: expected {needle:?} in {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn connectors_file_secrets_from_env_are_injected_and_never_printed() {
+    let server = TestServer::start(|req| {
+        Reply::json(&json!({ "auth": req.header("authorization").is_some() }))
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(&dir, "ca.pem", std::str::from_utf8(&server.ca_pem).unwrap());
+    let connectors = write(
+        &dir,
+        "connectors.json",
+        &json!([{ "name": "api", "patterns": [server.pattern("api.test")],
+                   "placement": { "type": "header", "name": "Authorization", "template": "Bearer {{secret}}" },
+                   "secret_env": "CLI_TEST_SECRET" }])
+        .to_string(),
+    );
+    let step = write(&dir, "s.js", "export default async ({ u }) => { const r = await fetch(u); console.log(r.url); return r.json() }");
+    let secret = "cli-secret-value-0451";
+    let input = json!({ "u": server.url("api.test", "/v1/me?x=1") }).to_string();
+    let (code, v, stderr) = codestep(
+        &[
+            "run",
+            &step,
+            "--connectors",
+            &connectors,
+            "--ca-cert",
+            &ca,
+            "--allow-private",
+            "127.0.0.1/32",
+            "--resolve",
+            "api.test:127.0.0.1",
+            "--input",
+            &input,
+        ],
+        &[("CLI_TEST_SECRET", secret)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["output"], json!({ "auth": true }));
+    assert_eq!(v["requests"][0]["connector"], "api");
+    assert_eq!(
+        server.requests()[0].header("authorization"),
+        Some(format!("Bearer {secret}").as_str())
+    );
+    assert!(
+        !v.to_string().contains(secret) && !stderr.contains(secret),
+        "the secret was printed"
+    );
+}
