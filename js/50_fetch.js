@@ -175,7 +175,9 @@ function fetch(input, init = undefined) {
     let responseBody = null;
     if (!isNullBodyStatus(status) && method !== "HEAD") {
       const bytes = reply.body;
-      responseBody = InnerBody.fromBytes(isUint8Array(bytes) ? bytes : new Uint8Array(0));
+      // The op's buffer was made by Rust, outside the step's ArrayBuffer budget: copy it into one the
+      // budget counts (and refuses past the memory limit), and let the original go.
+      responseBody = InnerBody.fromBytes(isUint8Array(bytes) ? new Uint8Array(bytes) : new Uint8Array(0));
     }
     const response = networkResponse({
       status,

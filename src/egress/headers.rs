@@ -3,8 +3,10 @@
 //! Forbidden request headers are all **stripped**, never refused: browsers drop them silently too, so
 //! code written for `fetch` elsewhere keeps working, and one consistent rule is easier to reason about.
 //! `Content-Length` is computed from the body; the transport headers belong to the HTTP client.
+//! `Accept-Encoding` belongs to the egress path too: every request asks for `identity`. A step that could
+//! ask for gzip would get echoes compressed, which body scrubbing cannot see and JS can inflate itself.
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT_ENCODING};
 
 use super::inject::HeaderList;
 use super::FetchError;
@@ -22,12 +24,13 @@ pub(crate) fn is_forbidden_request_header(name: &str) -> bool {
             | "te"
             | "upgrade"
             | "content-length"
+            | "accept-encoding"
     ) || name.starts_with("proxy-")
 }
 
-/// Validates the headers JS set and drops the forbidden ones.
+/// Validates the headers JS set, drops the forbidden ones and asks for an unencoded body.
 pub(crate) fn request_headers(raw: &[(String, String)]) -> Result<HeaderList, FetchError> {
-    let mut out = Vec::with_capacity(raw.len());
+    let mut out = Vec::with_capacity(raw.len() + 1);
     for (name, value) in raw {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| FetchError::InvalidRequest(format!("invalid header name {name:?}")))?;
@@ -37,6 +40,7 @@ pub(crate) fn request_headers(raw: &[(String, String)]) -> Result<HeaderList, Fe
             out.push((name, value));
         }
     }
+    out.push((ACCEPT_ENCODING, HeaderValue::from_static("identity")));
     Ok(out)
 }
 
@@ -91,13 +95,23 @@ mod tests {
             ("TE", "trailers"),
             ("Upgrade", "websocket"),
             ("Content-Length", "5"),
+            ("Accept-Encoding", "gzip, br"),
             ("Content-Type", "text/plain"),
             ("X-Custom", "yes"),
             ("Authorization", "Bearer js"),
         ]))
         .unwrap();
         let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, vec!["content-type", "x-custom", "authorization"]);
+        assert_eq!(
+            names,
+            vec![
+                "content-type",
+                "x-custom",
+                "authorization",
+                "accept-encoding"
+            ]
+        );
+        assert_eq!(out[3].1, "identity", "the one Accept-Encoding is ours");
     }
 
     #[test]

@@ -359,7 +359,7 @@ impl Egress {
                 if let Placement::Query { param } = &connector.placement {
                     inject::remove_query_param(&mut next, param);
                 }
-                if header_scrubber.contains(next.as_str().as_bytes()) {
+                if header_scrubber.leaks(next.as_str().as_bytes()) {
                     return Err(FetchError::RedirectRefused(format!(
                         "fetch to {host}: redirect refused because its location contains a credential"
                     )));
@@ -418,6 +418,8 @@ async fn finish(
     let mut body = client::read_body(response, limits.max_response_body, host).await?;
     let mut headers: Vec<(String, String)> = headers
         .into_iter()
+        // A name cannot be partly redacted; one that holds a secret (in any case) goes whole.
+        .filter(|(n, _)| !header_scrubber.leaks(n.as_bytes()))
         .map(|(n, v)| (n, header_scrubber.string(v)))
         .collect();
     let echo = scrub::Scrubber::new(used.iter().copied().filter(|c| c.scrub_echo));

@@ -3,7 +3,7 @@
 //! and heap (the engine's heap audit takes a V8 heap snapshot and searches it).
 
 use codestep::connector::{Connector, ConnectorSpec, Placement, Secret};
-use codestep::engine::{Executor, ExecutorConfig, StepRequest, StepResult};
+use codestep::engine::{ErrorKind, Executor, ExecutorConfig, StepRequest, StepResult};
 use serde_json::{json, Value};
 
 use crate::support::{assert_no_secret, Reply, TestServer};
@@ -673,4 +673,213 @@ fn heap_audit_finds_a_secret_that_did_reach_js() {
     );
     assert!(res.ok, "{:?}", res.error);
     assert_eq!(res.stats.secret_in_heap, Some(true));
+}
+
+/// A compressed response hides the echoed secret from body scrubbing, and JS can inflate it itself: the
+/// step must not be able to ask for a content coding (here gzip, which a real echoing upstream honours).
+#[test]
+fn js_cannot_ask_for_a_compressed_echo_that_scrubbing_cannot_see() {
+    use std::io::{Read, Write};
+    let server = TestServer::start(|req| {
+        // Repetitive enough that gzip compresses it rather than storing it as is.
+        let echo = format!("you sent: {}\n", req.header("authorization").unwrap_or("")).repeat(20);
+        if req
+            .header("accept-encoding")
+            .is_some_and(|a| a.contains("gzip"))
+        {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            gz.write_all(echo.as_bytes()).unwrap();
+            Reply::ok(gz.finish().unwrap()).header("content-encoding", "gzip")
+        } else {
+            Reply::ok(echo)
+        }
+    });
+    let exec = executor(&server);
+    let res = run(
+        &exec,
+        r#"export default async ({ url }) => {
+            const r = await fetch(url, { headers: { "Accept-Encoding": "gzip" } });
+            return { encoding: r.headers.get("content-encoding"), body: Array.from(new Uint8Array(await r.arrayBuffer())) };
+        }"#,
+        json!({ "url": server.url("api.test", "/echo") }),
+        vec![connector(
+            "echo",
+            vec![server.pattern("api.test")],
+            Placement::Header {
+                name: "Authorization".into(),
+                template: "Bearer {{secret}}".into(),
+            },
+            true,
+            SECRET,
+        )],
+    );
+    let out = output(&res);
+    let bytes: Vec<u8> = out["body"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    // What JS can recover from what it got: gzip is a few lines of JS to undo.
+    let plain = if out["encoding"] == "gzip" {
+        let mut s = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut s)
+            .unwrap();
+        s
+    } else {
+        bytes
+    };
+    assert_no_secret(&plain, SECRET, "the (decompressed) body JS received");
+    assert!(String::from_utf8_lossy(&plain).contains("[redacted]"));
+    assert_clean(&res);
+}
+
+/// Response bodies arrive as ArrayBuffers made outside V8's heap; they must still count against the
+/// step's memory limit, or a 16 MiB step can hold a hundred 10 MiB bodies.
+#[test]
+fn response_bodies_count_against_the_memory_limit() {
+    let server = TestServer::start(|_| Reply::ok(vec![b'a'; 8 << 20]));
+    let exec = executor(&server);
+    let mut req = StepRequest::new(
+        r#"export default async ({ url }) => {
+            const keep = [];
+            for (let i = 0; i < 12; i++) keep.push(await fetch(url));
+            return keep.length;
+        }"#,
+        json!({ "url": server.url("api.test", "/big") }),
+    );
+    req.connectors = vec![bearer("api", server.pattern("api.test"), SECRET)];
+    req.limits.memory_mb = Some(16);
+    let res = exec.run_blocking(req);
+    assert!(
+        !res.ok,
+        "a 16 MiB step held 96 MiB of bodies: {:?}",
+        res.output
+    );
+    assert_eq!(
+        res.error.as_ref().unwrap().kind,
+        ErrorKind::Memory,
+        "{:?}",
+        res.error
+    );
+    assert_clean(&res);
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Response headers never carry the secret, whatever spelling upstream echoes it in: percent-encoding
+/// with lowercase hex (.NET's `HttpUtility.UrlEncode`), partial encoding (Python's `quote`, which keeps
+/// `/`), or a lowercased copy (a host name).
+#[test]
+fn response_headers_hide_every_spelling_of_the_secret() {
+    const B64: &str = "AKIAx+Yz/Q9w8e7R6t5Y4u3I2o1P0aZ==";
+    fn enc(s: &str, keep: &[u8], lower: bool) -> String {
+        s.bytes()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || b"-._~".contains(&c) || keep.contains(&c) {
+                    (c as char).to_string()
+                } else if lower {
+                    format!("%{c:02x}")
+                } else {
+                    format!("%{c:02X}")
+                }
+            })
+            .collect()
+    }
+    let server = TestServer::start(|req| {
+        let key = req.header("x-api-key").unwrap_or("").to_string();
+        Reply::status(302)
+            .header("x-lower", &enc(&key, b"", true))
+            .header("x-python", &enc(&key, b"/", false))
+            .header("location", &format!("/next?k={}", enc(&key, b"", true)))
+    });
+    let exec = executor(&server);
+    let res = run(
+        &exec,
+        r#"export default async ({ url }) => {
+            const r = await fetch(url, { redirect: "manual" });
+            return [...r.headers];
+        }"#,
+        json!({ "url": server.url("api.test", "/echo") }),
+        vec![connector(
+            "aws",
+            vec![server.pattern("api.test")],
+            Placement::Header {
+                name: "X-Api-Key".into(),
+                template: "{{secret}}".into(),
+            },
+            false,
+            B64,
+        )],
+    );
+    let out = output(&res);
+    assert_eq!(server.requests()[0].header("x-api-key"), Some(B64));
+    for pair in out.as_array().unwrap() {
+        let value = pair[1].as_str().unwrap();
+        assert_no_secret(
+            &percent_decode(value),
+            B64,
+            &format!("response header {} (percent-decoded)", pair[0]),
+        );
+    }
+    assert_clean(&res);
+}
+
+/// An upstream that redirects to a host made of the secret, and names a header after it: URL parsers
+/// and `HeaderName` lowercase those, so the exact spelling is gone, but a lowercased secret must not
+/// reach JS's error, the records, a manual Location or the header names either.
+#[test]
+fn a_secret_in_a_redirect_host_or_a_header_name_is_hidden() {
+    let port = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
+    let server = TestServer::start({
+        let port = port.clone();
+        move |req| {
+            let auth = req.header("authorization").unwrap_or("");
+            let key = auth.strip_prefix("Bearer ").unwrap_or("");
+            Reply::redirect(
+                302,
+                &format!("https://{key}.evil.test:{}/x", port.get().unwrap()),
+            )
+            .header(&format!("x-{key}"), "1")
+        }
+    });
+    port.set(server.port()).unwrap();
+    let exec = executor(&server);
+    let res = run(
+        &exec,
+        r#"export default async ({ url }) => {
+            const out = [];
+            try { await fetch(url); out.push("followed") } catch (e) { out.push(e.message) }
+            const r = await fetch(url, { redirect: "manual" });
+            out.push(r.headers.get("location"), [...r.headers.keys()]);
+            return out;
+        }"#,
+        json!({ "url": server.url("api.test", "/") }),
+        vec![bearer("api", server.pattern("api.test"), SECRET)],
+    );
+    assert!(res.ok, "{:?}", res.error);
+    let visible = serde_json::to_string(&res).unwrap().to_lowercase();
+    assert_no_secret(
+        visible.as_bytes(),
+        &SECRET.to_lowercase(),
+        "the step result, lowercased",
+    );
+    assert_clean(&res);
 }
