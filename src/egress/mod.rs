@@ -294,6 +294,7 @@ impl Egress {
             }
 
             let mut hop_headers = js_headers.clone();
+            scrub::drop_piecewise_headers(connector, &mut hop_headers);
             let injected = inject::inject(connector, &url, &mut hop_headers)?;
             let response = client::send(
                 &self.inner.client,

@@ -1384,3 +1384,34 @@ async fn echo_scrubbing_replaces_the_secret_when_enabled() {
         "unscrubbed echo (documented)"
     );
 }
+
+#[tokio::test]
+async fn range_requests_are_not_sent_to_scrubbed_connectors() {
+    // With Range a step could fetch an echo in pieces that each miss the exact-match scrubber.
+    let server = TestServer::start(|_| Reply::ok("ok"));
+    let e = egress();
+    let scrubbed = connector("a", &[server.pattern("api.test")], bearer(), SECRET_A, true);
+    let req = with_headers(
+        get(&server.url("api.test", "/")),
+        &[("Range", "bytes=0-10"), ("If-Range", "\"x\"")],
+    );
+    ok(e.fetch(&[scrubbed], req.clone(), &limits()).await.0);
+    let plain = connector(
+        "a",
+        &[server.pattern("api.test")],
+        bearer(),
+        SECRET_A,
+        false,
+    );
+    ok(e.fetch(&[plain], req, &limits()).await.0);
+    let seen = server.requests();
+    assert_eq!(
+        (seen[0].header("range"), seen[0].header("if-range")),
+        (None, None)
+    );
+    assert_eq!(
+        seen[1].header("range"),
+        Some("bytes=0-10"),
+        "other connectors keep Range"
+    );
+}
