@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::store::hash_api_token;
+use crate::store::{hash_api_token, name_key};
 
 #[derive(Clone, Debug)]
 pub enum Caller {
@@ -22,7 +22,8 @@ impl Caller {
     pub fn allow(&self, workspace: &str) -> Result<(), ApiError> {
         match self {
             Caller::Operator => Ok(()),
-            Caller::Workspace { name } if name == workspace => Ok(()),
+            // Names are unique regardless of case, and the store finds them so: match as it does.
+            Caller::Workspace { name } if name_key(name) == name_key(workspace) => Ok(()),
             Caller::Workspace { .. } => Err(ApiError::not_found(format!(
                 "workspace {workspace:?} not found"
             ))),
@@ -59,7 +60,11 @@ impl FromRequestParts<AppState> for Caller {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+            // The scheme is case-insensitive (RFC 9110, section 11.1).
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(ApiError::unauthorized)?;

@@ -1,7 +1,7 @@
 //! Connector management over HTTP. Secrets are write-only: they come in on create and update and
 //! never go out. Validation is the same as the CLI's (`store::ops`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::monitoring::{window_start, Stats24h};
 use super::state::AppState;
 use crate::connector::{preset, preset_names, ConnectorSpec, Placement, Secret};
@@ -86,14 +86,14 @@ impl<'de> Deserialize<'de> for SecretInput {
     }
 }
 
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors", tag = "connectors",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors", tag = "connectors", operation_id = "list_connectors",
     params(("ws" = String, Path, description = "workspace name")),
     responses((status = 200, body = ConnectorList), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,
-    Path(ws): Path<String>,
+    ApiPath(ws): ApiPath<String>,
 ) -> Result<Json<ConnectorList>, ApiError> {
     caller.allow(&ws)?;
     let records = st.store.list_connectors(&ws).await?;
@@ -108,14 +108,14 @@ pub async fn list(
     Ok(Json(ConnectorList { items }))
 }
 
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors", operation_id = "get_connector",
     params(("ws" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = ConnectorView), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn get(
     State(st): State<AppState>,
     caller: Caller,
-    Path((ws, name)): Path<(String, String)>,
+    ApiPath((ws, name)): ApiPath<(String, String)>,
 ) -> Result<Json<ConnectorView>, ApiError> {
     caller.allow(&ws)?;
     let record = st.store.connector(&ws, &name).await?;
@@ -124,14 +124,15 @@ pub async fn get(
     Ok(Json(ConnectorView::new(record, Some(stats))))
 }
 
-#[utoipa::path(post, path = "/v1/workspaces/{ws}/connectors", tag = "connectors",
+#[utoipa::path(post, path = "/v1/workspaces/{ws}/connectors", tag = "connectors", operation_id = "create_connector",
     params(("ws" = String, Path)), request_body = CreateConnector,
-    responses((status = 201, body = ConnectorView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = ConnectorView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn create(
     State(st): State<AppState>,
     caller: Caller,
-    Path(ws): Path<String>,
+    ApiPath(ws): ApiPath<String>,
     ApiJson(body): ApiJson<CreateConnector>,
 ) -> Result<(StatusCode, Json<ConnectorView>), ApiError> {
     caller.allow(&ws)?;
@@ -175,14 +176,14 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ConnectorView::new(record, None))))
 }
 
-#[utoipa::path(patch, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors",
+#[utoipa::path(patch, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors", operation_id = "update_connector",
     params(("ws" = String, Path), ("name" = String, Path)), request_body = UpdateConnector,
     responses((status = 200, body = ConnectorView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn update(
     State(st): State<AppState>,
     caller: Caller,
-    Path((ws, name)): Path<(String, String)>,
+    ApiPath((ws, name)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<UpdateConnector>,
 ) -> Result<Json<ConnectorView>, ApiError> {
     caller.allow(&ws)?;
@@ -197,14 +198,14 @@ pub async fn update(
     Ok(Json(ConnectorView::new(record, None)))
 }
 
-#[utoipa::path(delete, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors",
+#[utoipa::path(delete, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors", operation_id = "delete_connector",
     params(("ws" = String, Path), ("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn delete(
     State(st): State<AppState>,
     caller: Caller,
-    Path((ws, name)): Path<(String, String)>,
+    ApiPath((ws, name)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.allow(&ws)?;
     st.store

@@ -91,10 +91,11 @@ impl From<StoreError> for ApiError {
                     ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
                 }
             }
-            // Store and vault failures are the operator's problem; their messages name no secret.
+            // Store and vault failures are the operator's problem, and their messages are for the
+            // operator's log: they name database hosts, files and SQL errors, to anyone who calls.
             other => {
                 eprintln!("codestep serve: store error: {other}");
-                ApiError::internal(other.to_string())
+                ApiError::internal("the store failed; the server's log has the details")
             }
         }
     }
@@ -135,7 +136,20 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::field_of;
+    use super::{field_of, ApiError};
+    use crate::store::StoreError;
+
+    #[test]
+    fn store_failures_keep_their_details_in_the_log() {
+        let e = ApiError::from(StoreError::Backend {
+            backend: "postgres",
+            context: "checking a token".into(),
+            message: "error connecting to server: db.internal:5432: Connection refused".into(),
+        });
+        assert_eq!(e.status.as_u16(), 500);
+        assert!(!e.message.contains("db.internal"), "{}", e.message);
+        assert!(!e.message.contains("postgres"), "{}", e.message);
+    }
 
     #[test]
     fn finds_the_field_in_validation_messages() {

@@ -89,12 +89,61 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document the server serves at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    with_extractor_errors(api_routes().into_openapi())
+}
+
+/// Adds the errors the shared extractors answer with, to every operation that uses them, so no
+/// handler's annotation can forget one: `Caller` (401), `ApiJson` (400, 413, 415, 422) and
+/// `ApiPath` / `ApiQuery` (400).
+fn with_extractor_errors(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in ops.into_iter().flatten() {
+            let mut errors = Vec::new();
+            if op.security.is_some() {
+                errors.push(("401", "no token, or not a valid one"));
+            }
+            let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            if op.request_body.is_some() || has_params {
+                errors.push(("400", "malformed input: the body is not JSON, or a path or query parameter does not parse"));
+            }
+            if op.request_body.is_some() {
+                errors.push(("413", "the body is larger than the server takes"));
+                errors.push(("415", "the body is not `application/json`"));
+                errors.push(("422", "the body does not fit its schema, or breaks a rule"));
+            }
+            for (status, description) in errors {
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                    .build(),
+                            )
+                            .build()
+                            .into()
+                    });
+            }
+        }
+    }
+    doc
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let (api, doc) = api_routes().split_for_parts();
-    let doc = Arc::new(doc);
+    let doc = Arc::new(with_extractor_errors(doc));
     api.route(
         "/openapi.json",
         get(move || {

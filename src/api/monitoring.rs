@@ -2,13 +2,14 @@
 //! chart, the error log, and the requests blocked by policy. Counts come from per-minute buckets
 //! (see `Store::connector_counts`), so they stay cheap with millions of fetch records.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
+use super::json::{ApiPath, ApiQuery};
 use super::state::AppState;
 use crate::store::{
     counts_for, format_time, Counts, FetchLogEntry, FetchLogQuery, Millis, Outcome,
@@ -190,9 +191,17 @@ fn parse_rfc3339(s: &str) -> Option<Millis> {
     }
     let offset_min = match rest {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+        // Bytes, not string slices: a multi-byte character may sit where the colon goes.
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.as_bytes()[3] == b':' =>
+        {
+            let (oh, om) = (o[1..3].parse::<i64>().ok()?, o[4..6].parse::<i64>().ok()?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
             let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 60 + o[4..6].parse::<i64>().ok()?)
+            sign * (oh * 60 + om)
         }
         _ => return None,
     };
@@ -220,7 +229,7 @@ fn page(items: Vec<FetchLogEntry>, next: Option<i64>) -> (Vec<LogItem>, Option<S
 pub async fn stats(
     State(st): State<AppState>,
     caller: Caller,
-    Path((ws, name)): Path<(String, String)>,
+    ApiPath((ws, name)): ApiPath<(String, String)>,
 ) -> Result<Json<ConnectorStats>, ApiError> {
     caller.allow(&ws)?;
     let connector = st.store.connector(&ws, &name).await?;
@@ -250,8 +259,8 @@ pub async fn stats(
 pub async fn errors(
     State(st): State<AppState>,
     caller: Caller,
-    Path((ws, name)): Path<(String, String)>,
-    Query(p): Query<LogParams>,
+    ApiPath((ws, name)): ApiPath<(String, String)>,
+    ApiQuery(p): ApiQuery<LogParams>,
 ) -> Result<Json<LogPage>, ApiError> {
     caller.allow(&ws)?;
     let outcome = match p.outcome.as_deref() {
@@ -310,8 +319,8 @@ pub struct BlockedParams {
 pub async fn blocked(
     State(st): State<AppState>,
     caller: Caller,
-    Path(ws): Path<String>,
-    Query(p): Query<BlockedParams>,
+    ApiPath(ws): ApiPath<String>,
+    ApiQuery(p): ApiQuery<BlockedParams>,
 ) -> Result<Json<BlockedPage>, ApiError> {
     caller.allow(&ws)?;
     st.store.workspace(&ws).await?;
@@ -348,5 +357,7 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2026-13-25T14:00:00Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2026-11-25T14:00:00+0\u{e9}00"), None);
+        assert_eq!(parse_rfc3339("2026-11-25T14:00:00+99:99"), None);
     }
 }

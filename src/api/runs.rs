@@ -3,14 +3,14 @@
 
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::state::{AppState, Metrics, FAILURE_KINDS};
 use crate::engine::{ErrorKind, LimitOverrides, StepRequest, StepResult};
 use crate::store::{self, new_id, FetchAttempt};
@@ -20,8 +20,9 @@ use crate::store::{self, new_id, FetchAttempt};
 pub struct RunBody {
     /// The step: an ES module whose default export is `(input, ctx) => value`.
     pub code: String,
+    /// Any JSON value (null when absent).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub input: serde_json::Value,
     /// Stored connectors of this workspace, in priority order.
     #[serde(default)]
@@ -47,12 +48,13 @@ const RETRY_AFTER_SECS: u64 = 1;
     request_body = RunBody,
     responses((status = 200, body = RunResponse, description = "the step ran (it may still have failed: see `ok`)"),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-              (status = 429, body = ErrorBody, description = "the pool and its queue are full; see Retry-After")),
+              (status = 429, body = ErrorBody, description = "the pool and its queue are full; see Retry-After",
+               headers(("Retry-After" = u64, description = "seconds to wait before trying again")))),
     security(("token" = [])))]
 pub async fn run(
     State(st): State<AppState>,
     caller: Caller,
-    Path(ws): Path<String>,
+    ApiPath(ws): ApiPath<String>,
     ApiJson(body): ApiJson<RunBody>,
 ) -> Result<Json<RunResponse>, ApiError> {
     caller.allow(&ws)?;

@@ -1,6 +1,6 @@
 //! Operator endpoints: workspaces and their API tokens. And `/v1/me`, for the dashboard's sign-in.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::state::AppState;
 use crate::store::{self, format_time, Workspace};
 
@@ -77,7 +77,7 @@ pub async fn me(caller: Caller) -> Json<Me> {
     })
 }
 
-#[utoipa::path(get, path = "/v1/workspaces", tag = "workspaces",
+#[utoipa::path(get, path = "/v1/workspaces", tag = "workspaces", operation_id = "list_workspaces",
     responses((status = 200, body = WorkspaceList), (status = 403, body = ErrorBody)), security(("token" = [])))]
 pub async fn list(
     State(st): State<AppState>,
@@ -94,8 +94,9 @@ pub async fn list(
     Ok(Json(WorkspaceList { items }))
 }
 
-#[utoipa::path(post, path = "/v1/workspaces", tag = "workspaces", request_body = CreateWorkspace,
-    responses((status = 201, body = WorkspaceView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/workspaces", tag = "workspaces", operation_id = "create_workspace",
+    request_body = CreateWorkspace,
+    responses((status = 201, body = WorkspaceView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn create(
     State(st): State<AppState>,
@@ -111,12 +112,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ws.into())))
 }
 
-#[utoipa::path(delete, path = "/v1/workspaces/{ws}", tag = "workspaces", params(("ws" = String, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(delete, path = "/v1/workspaces/{ws}", tag = "workspaces", operation_id = "delete_workspace",
+    params(("ws" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("token" = [])))]
 pub async fn delete(
     State(st): State<AppState>,
     caller: Caller,
-    Path(ws): Path<String>,
+    ApiPath(ws): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_operator()?;
     st.store.delete_workspace(&ws, &caller.actor()).await?;
@@ -125,11 +127,13 @@ pub async fn delete(
 
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/tokens", tag = "workspaces", params(("ws" = String, Path)),
     request_body = CreateToken,
-    responses((status = 201, body = NewToken), (status = 404, body = ErrorBody)), security(("token" = [])))]
+    responses((status = 201, body = NewToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody)),
+    security(("token" = [])))]
 pub async fn create_token(
     State(st): State<AppState>,
     caller: Caller,
-    Path(ws): Path<String>,
+    ApiPath(ws): ApiPath<String>,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<NewToken>), ApiError> {
     caller.require_operator()?;

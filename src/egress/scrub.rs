@@ -152,6 +152,20 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     (0..=hay.len() - needle.len()).find(|&i| hay[i] == first && &hay[i..i + needle.len()] == needle)
 }
 
+/// With echo scrubbing on, a step could ask for the echo in pieces (`Range`) so that no piece holds
+/// the whole secret, and each passes the exact-match scrubber. Those headers are not sent to such a
+/// connector's upstream.
+pub(crate) fn drop_piecewise_headers(
+    connector: &Connector,
+    headers: &mut super::inject::HeaderList,
+) {
+    if connector.scrub_echo {
+        headers.retain(|(name, _)| {
+            name != reqwest::header::RANGE && name != reqwest::header::IF_RANGE
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,19 +237,5 @@ mod tests {
         );
         assert_eq!(s.bytes(b"ab".to_vec()), b"ab".to_vec());
         assert!(Scrubber::new([]).is_empty());
-    }
-}
-
-/// With echo scrubbing on, a step could ask for the echo in pieces (`Range`) so that no piece holds
-/// the whole secret, and each passes the exact-match scrubber. Those headers are not sent to such a
-/// connector's upstream.
-pub(crate) fn drop_piecewise_headers(
-    connector: &Connector,
-    headers: &mut super::inject::HeaderList,
-) {
-    if connector.scrub_echo {
-        headers.retain(|(name, _)| {
-            name != reqwest::header::RANGE && name != reqwest::header::IF_RANGE
-        });
     }
 }

@@ -644,3 +644,268 @@ fn health_and_openapi_document() {
     assert_eq!(s, StatusCode::OK);
     assert!(page.as_str().unwrap().contains("<html"));
 }
+
+/// The statuses the OpenAPI document lists for one operation.
+fn documented(doc: &Value, method: &str, template: &str) -> Vec<String> {
+    doc["paths"][template][method.to_lowercase()]["responses"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {template} is not documented"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// An error response as the API promises it: `{"error":{"code","message"}}`.
+fn json_error(v: &Value) -> bool {
+    v["error"]["code"].is_string() && v["error"]["message"].is_string()
+}
+
+#[test]
+fn every_status_bad_input_gets_is_documented_and_is_json() {
+    let api = Api::start(1, 4, None);
+    let t = api.workspace("acme");
+    let (s, _) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "stripe", "preset": "stripe", "secret": SECRET })),
+    );
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, doc) = api.call("GET", "/openapi.json", None, None);
+
+    // Operation ids name one operation each (generated clients depend on it).
+    let mut ids = Vec::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            ids.push(op["operationId"].as_str().unwrap().to_string());
+        }
+    }
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(ids.len(), unique.len(), "duplicate operationId in {ids:?}");
+
+    let mut checked = 0;
+    let mut check = |method: &str,
+                     template: &str,
+                     path: &str,
+                     token: Option<&str>,
+                     body: Option<(&str, Vec<u8>)>| {
+        let (s, v) = api.raw(method, path, token, body);
+        assert!(s.is_client_error(), "{method} {path}: {s} {v}");
+        assert!(
+            json_error(&v),
+            "{method} {path}: {s}: not a JSON error: {v}"
+        );
+        let listed = documented(&doc, method, template);
+        assert!(
+            listed.contains(&s.as_str().to_string()),
+            "{method} {template} answered {s}, which the document does not list ({listed:?}): {v}"
+        );
+        checked += 1;
+    };
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let method = method.to_uppercase();
+            let path = template.replace("{ws}", "acme").replace("{name}", "stripe");
+            if op.get("security").is_some() {
+                check(&method, template, &path, None, None);
+            }
+            if op.get("requestBody").is_some() {
+                check(
+                    &method,
+                    template,
+                    &path,
+                    Some(OP_TOKEN),
+                    Some(("application/json", b"{not json".to_vec())),
+                );
+                check(
+                    &method,
+                    template,
+                    &path,
+                    Some(OP_TOKEN),
+                    Some(("text/plain", b"{}".to_vec())),
+                );
+                check(
+                    &method,
+                    template,
+                    &path,
+                    Some(OP_TOKEN),
+                    Some(("application/json", vec![b' '; 100 * 1024])),
+                );
+            }
+            if template.contains('{') {
+                // Not UTF-8 once decoded.
+                let odd = template.replace("{ws}", "%FF").replace("{name}", "%FF");
+                check(&method, template, &odd, Some(OP_TOKEN), None);
+            }
+        }
+    }
+    // Operator endpoints, called with a workspace token.
+    for (method, template, path) in [
+        ("GET", "/v1/workspaces", "/v1/workspaces"),
+        ("POST", "/v1/workspaces", "/v1/workspaces"),
+        ("DELETE", "/v1/workspaces/{ws}", "/v1/workspaces/acme"),
+        (
+            "POST",
+            "/v1/workspaces/{ws}/tokens",
+            "/v1/workspaces/acme/tokens",
+        ),
+    ] {
+        let body = Some(("application/json", br#"{"name":"x","label":"x"}"#.to_vec()));
+        check(method, template, path, Some(&t), body);
+    }
+    // Query strings that do not parse, and a token label that breaks the rules.
+    let errors = "/v1/workspaces/{ws}/connectors/{name}/errors";
+    let blocked = "/v1/workspaces/{ws}/blocked";
+    for (template, query) in [
+        (errors, "limit=abc"),
+        (errors, "limit=-1"),
+        (errors, "limit=1&limit=2"),
+        (errors, "colour=red"),
+        (errors, "outcome=nope"),
+        (blocked, "limit=99999999999"),
+        (blocked, "before=abc"),
+        (blocked, "colour=red"),
+    ] {
+        let path = template.replace("{ws}", "acme").replace("{name}", "stripe");
+        check("GET", template, &format!("{path}?{query}"), Some(&t), None);
+    }
+    let body = Some(("application/json", br#"{"label":""}"#.to_vec()));
+    check(
+        "POST",
+        "/v1/workspaces/{ws}/tokens",
+        "/v1/workspaces/acme/tokens",
+        Some(OP_TOKEN),
+        body,
+    );
+    // Another workspace's (or no workspace's) connectors, with a body that is fine.
+    let body = br#"{"name":"x","preset":"stripe","secret":"s"}"#;
+    for token in [&t, OP_TOKEN] {
+        let body = Some(("application/json", body.to_vec()));
+        let (template, path) = (
+            "/v1/workspaces/{ws}/connectors",
+            "/v1/workspaces/ghost/connectors",
+        );
+        check("POST", template, path, Some(token), body);
+    }
+    assert!(checked > 40, "only {checked} cases");
+
+    // A bad query parameter is named, as a bad body field is.
+    let (_, v) = api.call(
+        "GET",
+        "/v1/workspaces/acme/blocked?limit=abc",
+        Some(&t),
+        None,
+    );
+    assert_eq!(v["error"]["field"], "limit", "{v}");
+    let (_, v) = api.call(
+        "GET",
+        "/v1/workspaces/acme/blocked?colour=red",
+        Some(&t),
+        None,
+    );
+    assert_eq!(v["error"]["field"], "colour", "{v}");
+
+    // The 429 documents its Retry-After header; a step's input is any JSON value, as the handler takes.
+    let run = &doc["paths"]["/v1/workspaces/{ws}/runs"]["post"];
+    assert!(
+        run["responses"]["429"]["headers"]["Retry-After"].is_object(),
+        "{}",
+        run["responses"]["429"]
+    );
+    let input = &doc["components"]["schemas"]["RunBody"]["properties"]["input"];
+    assert!(
+        input.get("type").is_none(),
+        "input is documented as {input}"
+    );
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/runs",
+        Some(&t),
+        Some(json!({ "code": "export default (i) => i.length", "input": [1, 2, 3] })),
+    );
+    assert_eq!((s, v["output"].clone()), (StatusCode::OK, json!(3)), "{v}");
+}
+
+#[test]
+fn odd_times_in_the_error_log_filters_get_a_400() {
+    let api = Api::start(1, 4, None);
+    let t = api.workspace("acme");
+    let (s, _) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "stripe", "preset": "stripe", "secret": SECRET })),
+    );
+    assert_eq!(s, StatusCode::CREATED);
+    // A multi-byte character where the offset's colon goes; and other near-misses.
+    for since in [
+        "2026-11-25T14:00:00%2B0%C3%A900",
+        "2026-11-25T14:00:00%2B%C3%A9:00",
+        "2026-11-25T14:00:00.%C3%A9Z",
+        "2026-11-25T14:00:00%2B01:0%C3%A9",
+        "%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9%C3%A9",
+        "2026-11-25T14:00:00%2B99:99",
+    ] {
+        let path = format!("/v1/workspaces/acme/connectors/stripe/errors?since={since}");
+        let (s, v) = api.call("GET", &path, Some(&t), None);
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{since}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("since:"),
+            "{v}"
+        );
+    }
+    // The server is still answering.
+    let (s, _) = api.call(
+        "GET",
+        "/v1/workspaces/acme/connectors/stripe/errors?since=2026-11-25T14:00:00%2B01:00",
+        Some(&t),
+        None,
+    );
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[test]
+fn workspace_tokens_match_workspace_names_as_the_store_does() {
+    let api = Api::start(1, 4, None);
+    let acme = api.workspace("Acme");
+    let beta = api.workspace("beta");
+    // Names are unique regardless of case, so `ACME` and `acme` are the token's own workspace…
+    for path in [
+        "/v1/workspaces/acme/connectors",
+        "/v1/workspaces/ACME/blocked",
+    ] {
+        let (s, v) = api.call("GET", path, Some(&acme), None);
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+    }
+    // …and still not another token's.
+    let (s, _) = api.call("GET", "/v1/workspaces/ACME/connectors", Some(&beta), None);
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // The auth scheme is case-insensitive (RFC 9110 section 11.1).
+    let s = api.rt.block_on(async {
+        api.client
+            .get(format!("{}/v1/me", api.base))
+            .header("authorization", format!("bearer {acme}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(s, StatusCode::OK);
+    // Deleting the workspace ends its tokens: they reach nothing, not even a new workspace of that name.
+    let (s, _) = api.call("DELETE", "/v1/workspaces/acme", Some(OP_TOKEN), None);
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = api.call(
+        "POST",
+        "/v1/workspaces",
+        Some(OP_TOKEN),
+        Some(json!({ "name": "acme" })),
+    );
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = api.call("GET", "/v1/workspaces/acme/connectors", Some(&acme), None);
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+}
