@@ -578,13 +578,7 @@ async fn follow_reinjects_on_each_hop_of_the_same_connector() {
 #[tokio::test]
 async fn redirect_to_an_unmatched_host_is_blocked_like_a_direct_request() {
     let server = TestServer::start(|req| match req.host.as_str() {
-        "api.test" => Reply::redirect(
-            302,
-            &format!(
-                "https://evil.test:{}/steal?x=1",
-                req.header("x-port").unwrap()
-            ),
-        ),
+        "api.test" => Reply::redirect(302, &format!("https://evil.test:{}/steal?x=1", req.port)),
         _ => Reply::echo(req),
     });
     let c = connector(
@@ -594,10 +588,7 @@ async fn redirect_to_an_unmatched_host_is_blocked_like_a_direct_request() {
         SECRET_A,
         false,
     );
-    let req = with_headers(
-        get(&server.url("api.test", "/")),
-        &[("X-Port", &server.port().to_string())],
-    );
+    let req = get(&server.url("api.test", "/"));
     let e = egress();
     let (res, record) = e.fetch(std::slice::from_ref(&c), req, &limits()).await;
     assert_clean(&res, &record);
@@ -638,10 +629,7 @@ async fn redirect_to_an_unmatched_path_is_blocked() {
 async fn nothing_injected_earlier_is_carried_to_another_connector() {
     // Header connector on api.test redirects to other.test, which uses a query connector.
     let server = TestServer::start(|req| match req.host.as_str() {
-        "api.test" => Reply::redirect(
-            302,
-            &format!("https://other.test:{}/land", req.header("x-port").unwrap()),
-        ),
+        "api.test" => Reply::redirect(302, &format!("https://other.test:{}/land", req.port)),
         _ => Reply::echo(req),
     });
     let a = connector(
@@ -658,10 +646,7 @@ async fn nothing_injected_earlier_is_carried_to_another_connector() {
         SECRET_B,
         false,
     );
-    let req = with_headers(
-        get(&server.url("api.test", "/")),
-        &[("X-Port", &server.port().to_string())],
-    );
+    let req = get(&server.url("api.test", "/"));
     let (res, record) = egress().fetch(&[a, b], req, &limits()).await;
     assert_clean(&res, &record);
     let res = ok(res);
@@ -687,7 +672,7 @@ async fn echoed_query_secret_in_location_is_not_carried_over() {
             307,
             &format!(
                 "https://other.test:{}/land?{}",
-                req.header("x-port").unwrap(),
+                req.port,
                 req.query.clone().unwrap_or_default()
             ),
         ),
@@ -707,10 +692,7 @@ async fn echoed_query_secret_in_location_is_not_carried_over() {
         SECRET_B,
         false,
     );
-    let req = with_headers(
-        get(&server.url("api.test", "/?x=1")),
-        &[("X-Port", &server.port().to_string())],
-    );
+    let req = get(&server.url("api.test", "/?x=1"));
     let (res, record) = egress().fetch(&[a, b], req, &limits()).await;
     assert_clean(&res, &record);
     let res = ok(res);
@@ -732,13 +714,7 @@ async fn location_carrying_a_secret_elsewhere_is_refused() {
                 .find(|(k, _)| k == "key")
                 .unwrap()
                 .1;
-            Reply::redirect(
-                302,
-                &format!(
-                    "https://other.test:{}/k/{key}",
-                    req.header("x-port").unwrap()
-                ),
-            )
+            Reply::redirect(302, &format!("https://other.test:{}/k/{key}", req.port))
         }
         _ => Reply::echo(req),
     });
@@ -756,10 +732,7 @@ async fn location_carrying_a_secret_elsewhere_is_refused() {
         SECRET_B,
         false,
     );
-    let req = with_headers(
-        get(&server.url("api.test", "/")),
-        &[("X-Port", &server.port().to_string())],
-    );
+    let req = get(&server.url("api.test", "/"));
     let (res, record) = egress().fetch(&[a, b], req, &limits()).await;
     assert_clean(&res, &record);
     assert!(matches!(err(res), FetchError::RedirectRefused(_)));
@@ -770,14 +743,12 @@ async fn location_carrying_a_secret_elsewhere_is_refused() {
 async fn js_credential_headers_are_dropped_when_the_origin_changes() {
     let server = TestServer::start(|req| match (req.host.as_str(), req.path.as_str()) {
         ("api.test", "/same") => Reply::redirect(302, "/after"),
-        ("api.test", "/cross") => Reply::redirect(
-            302,
-            &format!("https://other.test:{}/land", req.header("x-port").unwrap()),
-        ),
-        ("other.test", "/land") => Reply::redirect(
-            302,
-            &format!("https://api.test:{}/back", req.header("x-port").unwrap()),
-        ),
+        ("api.test", "/cross") => {
+            Reply::redirect(302, &format!("https://other.test:{}/land", req.port))
+        }
+        ("other.test", "/land") => {
+            Reply::redirect(302, &format!("https://api.test:{}/back", req.port))
+        }
         _ => Reply::echo(req),
     });
     // Query connectors, so the headers below are JS's own; X-Key is another connector's header name.

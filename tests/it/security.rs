@@ -254,22 +254,13 @@ fn cookies_js_sets_are_stripped() {
 
 #[test]
 fn redirect_to_another_host_is_blocked_and_gets_no_secret() {
-    // The redirect names the server's own port, known only once it has started.
-    let port = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
-    let server = TestServer::start({
-        let port = port.clone();
-        move |req| {
-            if req.host.starts_with("api.test") {
-                Reply::redirect(
-                    302,
-                    &format!("https://evil.test:{}/steal", port.get().unwrap()),
-                )
-            } else {
-                Reply::ok("stolen")
-            }
+    let server = TestServer::start(|req| {
+        if req.host.starts_with("api.test") {
+            Reply::redirect(302, &format!("https://evil.test:{}/steal", req.port))
+        } else {
+            Reply::ok("stolen")
         }
     });
-    port.set(server.port()).unwrap();
     let exec = executor(&server);
     let res = run(
         &exec,
@@ -287,22 +278,13 @@ fn redirect_to_another_host_is_blocked_and_gets_no_secret() {
 
 #[test]
 fn redirect_to_a_host_of_another_connector_carries_only_that_connectors_secret() {
-    // The redirect names the server's own port, known only once it has started.
-    let port = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
-    let server = TestServer::start({
-        let port = port.clone();
-        move |req| {
-            if req.host.starts_with("api.test") {
-                Reply::redirect(
-                    307,
-                    &format!("https://other.test:{}/next", port.get().unwrap()),
-                )
-            } else {
-                Reply::ok("landed")
-            }
+    let server = TestServer::start(|req| {
+        if req.host.starts_with("api.test") {
+            Reply::redirect(307, &format!("https://other.test:{}/next", req.port))
+        } else {
+            Reply::ok("landed")
         }
     });
-    port.set(server.port()).unwrap();
     let exec = executor(&server);
     let res = run(
         &exec,
@@ -847,20 +829,12 @@ fn response_headers_hide_every_spelling_of_the_secret() {
 /// reach JS's error, the records, a manual Location or the header names either.
 #[test]
 fn a_secret_in_a_redirect_host_or_a_header_name_is_hidden() {
-    let port = std::sync::Arc::new(std::sync::OnceLock::<u16>::new());
-    let server = TestServer::start({
-        let port = port.clone();
-        move |req| {
-            let auth = req.header("authorization").unwrap_or("");
-            let key = auth.strip_prefix("Bearer ").unwrap_or("");
-            Reply::redirect(
-                302,
-                &format!("https://{key}.evil.test:{}/x", port.get().unwrap()),
-            )
+    let server = TestServer::start(|req| {
+        let auth = req.header("authorization").unwrap_or("");
+        let key = auth.strip_prefix("Bearer ").unwrap_or("");
+        Reply::redirect(302, &format!("https://{key}.evil.test:{}/x", req.port))
             .header(&format!("x-{key}"), "1")
-        }
     });
-    port.set(server.port()).unwrap();
     let exec = executor(&server);
     let res = run(
         &exec,

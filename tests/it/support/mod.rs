@@ -148,6 +148,9 @@ pub struct RecordedRequest {
     pub host: String,
     /// The TLS server name the client sent (HTTPS servers only).
     pub sni: Option<String>,
+    /// The port this server listens on, so a handler can write absolute URLs to itself under another
+    /// test name (a redirect from `api.test` to `other.test`, say).
+    pub port: u16,
 }
 
 impl std::fmt::Debug for RecordedRequest {
@@ -427,6 +430,7 @@ async fn accept_loop(
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     loop {
+        let port = listener.local_addr().map_or(0, |a| a.port());
         let (tcp, _) = tokio::select! {
             _ = &mut stop => return,
             r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
@@ -442,9 +446,9 @@ async fn accept_loop(
                         return;
                     };
                     let sni = tls.get_ref().1.server_name().map(str::to_string);
-                    serve(TokioIo::new(tls), sni, handler, recorded).await;
+                    serve(TokioIo::new(tls), sni, port, handler, recorded).await;
                 }
-                None => serve(TokioIo::new(tcp), None, handler, recorded).await,
+                None => serve(TokioIo::new(tcp), None, port, handler, recorded).await,
             }
         });
     }
@@ -455,6 +459,7 @@ type RespBody = UnsyncBoxBody<Bytes, Infallible>;
 async fn serve<I>(
     io: I,
     sni: Option<String>,
+    port: u16,
     handler: Handler,
     recorded: Arc<Mutex<Vec<RecordedRequest>>>,
 ) where
@@ -505,6 +510,7 @@ async fn serve<I>(
                 body,
                 host,
                 sni,
+                port,
             };
             recorded.lock().unwrap().push(rec.clone());
             let reply = handler(&rec);
