@@ -15,6 +15,7 @@ const OP: &str = "operator-token-for-serve-tests-42";
 struct Serve {
     child: Child,
     base: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Serve {
@@ -46,7 +47,26 @@ impl Serve {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_string();
-        Serve { child, base }
+        Serve {
+            child,
+            base,
+            _dir: None,
+        }
+    }
+
+    /// A server on a fresh SQLite file, with the workspace `acme`.
+    fn with_acme(extra: &[String]) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let mut serve = Serve::start(dir.path().join("c.db").to_str().unwrap(), extra);
+        serve._dir = Some(dir);
+        let (status, body) = serve.call(
+            "POST",
+            "/v1/workspaces",
+            OP,
+            Some(json!({ "name": "acme" })),
+        );
+        assert_eq!(status, 201, "{body}");
+        serve
     }
 
     fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
@@ -86,20 +106,7 @@ fn call(base: &str, method: &str, path: &str, token: &str, body: Option<Value>) 
 
 #[test]
 fn sigterm_drains_running_steps_then_exits() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("c.db");
-    let mut serve = Serve::start(db.to_str().unwrap(), &[]);
-    assert_eq!(
-        serve
-            .call(
-                "POST",
-                "/v1/workspaces",
-                OP,
-                Some(json!({ "name": "acme" }))
-            )
-            .0,
-        201
-    );
+    let mut serve = Serve::with_acme(&[]);
     let base = serve.base.clone();
     let running = std::thread::spawn(move || {
         call(
@@ -207,23 +214,7 @@ fn two_nodes_on_one_postgres_share_connectors_and_counts() {
 
 #[test]
 fn operator_caps_bound_what_a_run_asks_for() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("c.db");
-    let serve = Serve::start(
-        db.to_str().unwrap(),
-        &["--max-timeout-ms".to_string(), "300".to_string()],
-    );
-    assert_eq!(
-        serve
-            .call(
-                "POST",
-                "/v1/workspaces",
-                OP,
-                Some(json!({ "name": "acme" }))
-            )
-            .0,
-        201
-    );
+    let serve = Serve::with_acme(&["--max-timeout-ms".to_string(), "300".to_string()]);
     let (status, body) = serve.call(
         "POST",
         "/v1/workspaces/acme/runs",
