@@ -72,12 +72,12 @@ pub async fn run(
     request.step_id = Some(run_id.clone());
     let result = st.executor.run(request).await;
 
-    record_metrics(&st, &result);
     let attempts: Vec<FetchAttempt> = result
         .requests
         .iter()
         .map(|r| FetchAttempt::from_record(r, Some(&run_id)))
         .collect();
+    record_metrics(&st, &result, &attempts);
     if !attempts.is_empty() {
         // A monitoring write that fails must not turn a finished run into an error for the caller.
         if let Err(e) = st
@@ -91,7 +91,7 @@ pub async fn run(
     Ok(Json(RunResponse { run_id, result }))
 }
 
-fn record_metrics(st: &AppState, result: &StepResult) {
+fn record_metrics(st: &AppState, result: &StepResult, attempts: &[FetchAttempt]) {
     let m = &st.metrics;
     match &result.error {
         None => Metrics::add(&m.runs_ok, 1),
@@ -113,8 +113,7 @@ fn record_metrics(st: &AppState, result: &StepResult) {
         (result.stats.duration_ms * 1000.0) as u64,
         Ordering::Relaxed,
     );
-    for r in &result.requests {
-        let outcome = FetchAttempt::from_record(r, None).outcome();
-        Metrics::add(&m.fetches[outcome as usize], 1);
+    for a in attempts {
+        Metrics::add(&m.fetches[a.outcome() as usize], 1);
     }
 }

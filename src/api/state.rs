@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::engine::Executor;
-use crate::store::Store;
+use crate::store::{Outcome, Store};
 use crate::vault::Vault;
 
 #[derive(Clone)]
@@ -45,7 +45,7 @@ pub struct Metrics {
 }
 
 /// The order of `Metrics::fetches`.
-pub const FETCH_OUTCOMES: [&str; 5] = ["ok", "http_error", "network_error", "timeout", "blocked"];
+pub const FETCH_OUTCOMES: [Outcome; 5] = Outcome::ALL;
 /// The order of `Metrics::runs_failed`.
 pub const FAILURE_KINDS: [&str; 7] = [
     "error", "timeout", "memory", "limit", "output", "input", "internal",

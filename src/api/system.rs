@@ -15,7 +15,6 @@ use super::state::{AppState, FAILURE_KINDS, FETCH_OUTCOMES};
 #[derive(Serialize, ToSchema)]
 pub struct Health {
     pub status: String,
-    pub store: String,
     pub workers: usize,
 }
 
@@ -30,7 +29,6 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
         status,
         Json(Health {
             status: word.into(),
-            store: st.store.describe(),
             workers: st.executor.workers(),
         }),
     )
@@ -70,7 +68,7 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         m.run_seconds_total_micros.load(Ordering::Relaxed) as f64 / 1e6
     );
     let _ = writeln!(out, "# HELP codestep_fetches_total Fetch attempts made by steps, by outcome.\n# TYPE codestep_fetches_total counter");
-    for (outcome, c) in FETCH_OUTCOMES.iter().zip(&m.fetches) {
+    for (outcome, c) in FETCH_OUTCOMES.iter().map(|o| o.as_str()).zip(&m.fetches) {
         let _ = writeln!(
             out,
             "codestep_fetches_total{{outcome=\"{outcome}\"}} {}",

@@ -173,6 +173,8 @@ impl std::error::Error for FetchError {}
 /// One line per `fetch()` call, for logs and metrics. Describes the last hop attempted.
 #[derive(Serialize, Clone, Debug)]
 pub struct FetchRecord {
+    /// When the fetch started, in Unix milliseconds (monitoring counts it in that minute).
+    pub at_ms: i64,
     pub connector: Option<String>,
     pub method: String,
     pub host: String,
@@ -221,6 +223,9 @@ impl Egress {
     ) -> (Result<FetchResponse, FetchError>, FetchRecord) {
         let started = Instant::now();
         let mut record = FetchRecord {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
             connector: None,
             method: normalise_method(&req.method),
             host: String::new(),

@@ -3,9 +3,11 @@
 //! turn this on (it costs a heap snapshot per step); the security tests always do.
 
 use deno_core::v8;
+use zeroize::Zeroizing;
 
-pub fn heap_contains_any(isolate: &mut v8::Isolate, needles: &[Vec<u8>]) -> bool {
-    let mut snapshot = Vec::new();
+pub fn heap_contains_any(isolate: &mut v8::Isolate, needles: &[Zeroizing<Vec<u8>>]) -> bool {
+    // The snapshot holds the secret if it leaked: wipe it afterwards like the needles.
+    let mut snapshot = Zeroizing::new(Vec::new());
     isolate.take_heap_snapshot(|chunk| {
         snapshot.extend_from_slice(chunk);
         true

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use deno_core::error::{CoreError, CoreErrorKind, JsError};
 use deno_core::{v8, JsRuntime, ModuleSpecifier, PollEventLoopOptions};
+use zeroize::Zeroizing;
 
 use super::host::{Host, Stop};
 use super::ops::StepHost;
@@ -108,10 +109,10 @@ pub fn run(
     let started = Instant::now();
     let limits = shared.config.caps.resolve(&req.limits);
     let connector_names: Vec<String> = req.connectors.iter().map(|c| c.name.clone()).collect();
-    let secrets_to_audit: Vec<Vec<u8>> = if shared.config.audit_heap {
+    let secrets_to_audit: Vec<Zeroizing<Vec<u8>>> = if shared.config.audit_heap {
         req.connectors
             .iter()
-            .map(|c| c.secret.expose().as_bytes().to_vec())
+            .map(|c| Zeroizing::new(c.secret.expose().as_bytes().to_vec()))
             .collect()
     } else {
         Vec::new()
@@ -145,7 +146,6 @@ pub fn run(
                 &host,
                 Err(Failure::new(ErrorKind::Internal, msg)),
                 None,
-                false,
             );
         }
     };
@@ -184,7 +184,7 @@ pub fn run(
     let fired = timer.disarm();
     host.abort_all();
 
-    let outcome = match outcome {
+    let outcome = match outcome.ok().filter(|_| !fired) {
         _ if out_of_memory.get() => Err(Failure::new(
             ErrorKind::Memory,
             format!(
@@ -192,15 +192,12 @@ pub fn run(
                 limits.memory_mb
             ),
         )),
-        _ if fired => Err(Failure::new(
+        // The watchdog stopped running JS, or the timer fired while the step waited.
+        None => Err(Failure::new(
             ErrorKind::Timeout,
             format!("step exceeded its wall time of {} ms", limits.timeout_ms),
         )),
-        Err(_elapsed) => Err(Failure::new(
-            ErrorKind::Timeout,
-            format!("step exceeded its wall time of {} ms", limits.timeout_ms),
-        )),
-        Ok(result) => match host.stop_reason() {
+        Some(result) => match host.stop_reason() {
             Some(Stop::Limit(msg)) => Err(Failure::new(ErrorKind::Limit, msg)),
             None => match result {
                 Err(f) if f.kind == ErrorKind::Error && budget.exceeded() => Err(Failure::new(
@@ -225,7 +222,7 @@ pub fn run(
     };
     // The isolate goes before anything else of this step: nothing it held survives into the next.
     drop(step_rt);
-    finish(started, &host, outcome, heap_leak, true)
+    finish(started, &host, outcome, heap_leak)
 }
 
 fn finish(
@@ -233,7 +230,6 @@ fn finish(
     host: &Host,
     outcome: Result<String, Failure>,
     secret_in_heap: Option<bool>,
-    _ran: bool,
 ) -> StepResult {
     let logs = std::mem::take(&mut *host.logs.borrow_mut());
     let (logs, logs_dropped) = logs.finish();

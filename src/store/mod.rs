@@ -38,6 +38,9 @@ pub const DB_ENV: &str = "CODESTEP_DB";
 /// Milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
 
+/// How fresh a token's `last_used_at` is kept: one write a minute per token at most.
+pub const TOKEN_USE_RESOLUTION_MS: Millis = 60_000;
+
 /// A workspace: the unit that owns connectors (and, later, API tokens).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Workspace {
@@ -164,10 +167,10 @@ pub struct FetchAttempt {
 }
 
 impl FetchAttempt {
-    /// From the egress path's record of one fetch, stamped now.
+    /// From the egress path's record of one fetch, stamped with when the fetch started.
     pub fn from_record(record: &crate::egress::FetchRecord, run_id: Option<&str>) -> FetchAttempt {
         FetchAttempt {
-            at: now_millis(),
+            at: record.at_ms,
             run_id: run_id.map(str::to_string),
             connector: record.connector.clone(),
             method: record.method.clone(),
@@ -599,7 +602,8 @@ pub trait Store: Send + Sync {
     ) -> Result<ApiToken, StoreError>;
     /// The workspace's tokens (revoked ones included), oldest first.
     async fn list_api_tokens(&self, workspace: &str) -> Result<Vec<ApiToken>, StoreError>;
-    /// The live (not revoked) token with this hash, if any; records its use.
+    /// The live (not revoked) token with this hash, if any; records its use (`last_used_at`, to the
+    /// nearest [`TOKEN_USE_RESOLUTION_MS`], so that authenticating is a read, not a write, nearly always).
     async fn authenticate_api_token(
         &self,
         token_hash: &[u8],

@@ -697,24 +697,31 @@ impl Store for PostgresStore {
         token_hash: &[u8],
     ) -> Result<Option<ApiToken>, StoreError> {
         let client = self.client.lock().await;
-        let n = client
-            .execute(
-                "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
-                &[&now_millis(), &token_hash],
-            )
-            .await
-            .map_err(db_err("checking a token"))?;
-        if n == 0 {
-            return Ok(None);
-        }
-        Ok(client
+        let mut token = client
             .query_opt(
                 &format!("{TOKEN_SELECT} WHERE t.token_hash = $1 AND t.revoked_at IS NULL"),
                 &[&token_hash],
             )
             .await
             .map_err(db_err("checking a token"))?
-            .map(|r| token_row(&r)))
+            .map(|r| token_row(&r));
+        // A read for every request, a write at most once a minute per token.
+        let now = now_millis();
+        if let Some(t) = &mut token {
+            if t.last_used_at
+                .is_none_or(|at| now - at >= super::TOKEN_USE_RESOLUTION_MS)
+            {
+                client
+                    .execute(
+                        "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2",
+                        &[&now, &t.id],
+                    )
+                    .await
+                    .map_err(db_err("recording a token's use"))?;
+                t.last_used_at = Some(now);
+            }
+        }
+        Ok(token)
     }
 
     async fn revoke_api_token(

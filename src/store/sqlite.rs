@@ -721,16 +721,29 @@ impl Store for SqliteStore {
     ) -> Result<Option<ApiToken>, StoreError> {
         let hash = token_hash.to_vec();
         self.run(move |conn| {
-            let now = now_millis();
-            let n = conn
-                .execute("UPDATE api_tokens SET last_used_at = ?1 WHERE token_hash = ?2 AND revoked_at IS NULL", params![now, hash])
-                .map_err(db_err("checking a token"))?;
-            if n == 0 {
-                return Ok(None);
-            }
-            conn.query_row(&format!("{TOKEN_SELECT} WHERE t.token_hash = ?1 AND t.revoked_at IS NULL"), params![hash], token_row)
+            let mut token = conn
+                .query_row(
+                    &format!("{TOKEN_SELECT} WHERE t.token_hash = ?1 AND t.revoked_at IS NULL"),
+                    params![hash],
+                    token_row,
+                )
                 .optional()
-                .map_err(db_err("checking a token"))
+                .map_err(db_err("checking a token"))?;
+            // A read for every request, a write at most once a minute per token.
+            let now = now_millis();
+            if let Some(t) = &mut token {
+                if t.last_used_at
+                    .is_none_or(|at| now - at >= super::TOKEN_USE_RESOLUTION_MS)
+                {
+                    conn.execute(
+                        "UPDATE api_tokens SET last_used_at = ?1 WHERE id = ?2",
+                        params![now, t.id],
+                    )
+                    .map_err(db_err("recording a token's use"))?;
+                    t.last_used_at = Some(now);
+                }
+            }
+            Ok(token)
         })
         .await
     }
