@@ -25,6 +25,7 @@ const MIGRATION_LOCK: i64 = 0x636f_6465_7374_6570; // "codestep"
 
 pub struct PostgresStore {
     client: tokio::sync::Mutex<Client>,
+    config: tokio_postgres::Config,
     describe: String,
 }
 
@@ -64,20 +65,37 @@ impl PostgresStore {
             .parse()
             .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?;
         let describe = describe_config(&config);
-        let (mut client, connection) = config.connect(NoTls).await.map_err(|e| {
-            StoreError::Config(format!("cannot connect to {describe}: {}", pg_message(&e)))
-        })?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                eprintln!("codestep: PostgreSQL connection closed: {}", pg_message(&e));
-            }
-        });
+        let mut client = connect(&config, &describe).await?;
         migrate_pg(&mut client, &describe).await?;
         Ok(PostgresStore {
             client: tokio::sync::Mutex::new(client),
+            config,
             describe,
         })
     }
+
+    /// The connection, made again first if the previous one closed (a server restart, an idle
+    /// timeout): one dropped connection must not leave this node failing until it restarts.
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, StoreError> {
+        let mut guard = self.client.lock().await;
+        if guard.is_closed() {
+            eprintln!("codestep: reconnecting to {}", self.describe);
+            *guard = connect(&self.config, &self.describe).await?;
+        }
+        Ok(guard)
+    }
+}
+
+async fn connect(config: &tokio_postgres::Config, describe: &str) -> Result<Client, StoreError> {
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        StoreError::Config(format!("cannot connect to {describe}: {}", pg_message(&e)))
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            eprintln!("codestep: PostgreSQL connection closed: {}", pg_message(&e));
+        }
+    });
+    Ok(client)
 }
 
 fn describe_config(config: &tokio_postgres::Config) -> String {
@@ -251,7 +269,7 @@ impl Store for PostgresStore {
     }
 
     async fn schema_version(&self) -> Result<u32, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         current_version(&*client).await
     }
 
@@ -261,7 +279,7 @@ impl Store for PostgresStore {
             name: name.to_string(),
             created_at: now_millis(),
         };
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
@@ -293,7 +311,7 @@ impl Store for PostgresStore {
     }
 
     async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT id, name, created_at FROM workspaces ORDER BY name_key",
@@ -305,12 +323,12 @@ impl Store for PostgresStore {
     }
 
     async fn workspace(&self, name: &str) -> Result<Workspace, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         find_workspace(&*client, name).await
     }
 
     async fn delete_workspace(&self, name: &str, actor: &str) -> Result<u64, StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
@@ -342,7 +360,7 @@ impl Store for PostgresStore {
         row: NewConnectorRow,
         actor: &str,
     ) -> Result<ConnectorRecord, StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
@@ -401,7 +419,7 @@ impl Store for PostgresStore {
     }
 
     async fn list_connectors(&self, workspace: &str) -> Result<Vec<ConnectorRecord>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let ws = find_workspace(&*client, workspace).await?;
         let rows = client
             .query(
@@ -414,7 +432,7 @@ impl Store for PostgresStore {
     }
 
     async fn connector(&self, workspace: &str, name: &str) -> Result<ConnectorRecord, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         connector_by_name(&*client, workspace, name).await
     }
 
@@ -425,7 +443,7 @@ impl Store for PostgresStore {
         changes: ConnectorChanges,
         actor: &str,
     ) -> Result<ConnectorRecord, StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
@@ -483,7 +501,7 @@ impl Store for PostgresStore {
         name: &str,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
@@ -514,7 +532,7 @@ impl Store for PostgresStore {
         workspace: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let ws_id = match workspace {
             Some(name) => Some(find_workspace(&*client, name).await?.id),
             None => None,
@@ -542,7 +560,7 @@ impl Store for PostgresStore {
     }
 
     async fn key_check(&self, version: u32) -> Result<Option<Vec<u8>>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         Ok(client
             .query_opt(
                 "SELECT check_value FROM master_key_checks WHERE version = $1",
@@ -555,7 +573,7 @@ impl Store for PostgresStore {
 
     async fn record_key_check(&self, version: u32, check: &[u8]) -> Result<(), StoreError> {
         let v = version_to_sql(version)?;
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         client
             .execute(
                 "INSERT INTO master_key_checks (version, check_value, created_at) VALUES ($1, $2, $3)
@@ -584,7 +602,7 @@ impl Store for PostgresStore {
         to_version: u32,
         actor: &str,
     ) -> Result<u64, StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
@@ -644,7 +662,7 @@ impl Store for PostgresStore {
         actor: &str,
     ) -> Result<ApiToken, StoreError> {
         let id = new_id()?;
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
@@ -680,7 +698,7 @@ impl Store for PostgresStore {
     }
 
     async fn list_api_tokens(&self, workspace: &str) -> Result<Vec<ApiToken>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let ws = find_workspace(&*client, workspace).await?;
         let rows = client
             .query(
@@ -696,7 +714,7 @@ impl Store for PostgresStore {
         &self,
         token_hash: &[u8],
     ) -> Result<Option<ApiToken>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let mut token = client
             .query_opt(
                 &format!("{TOKEN_SELECT} WHERE t.token_hash = $1 AND t.revoked_at IS NULL"),
@@ -730,7 +748,7 @@ impl Store for PostgresStore {
         token_id: &str,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
@@ -789,7 +807,7 @@ impl Store for PostgresStore {
         let duration: Vec<f64> = attempts.iter().map(|a| a.duration_ms).collect();
         let outcome: Vec<&str> = attempts.iter().map(|a| a.outcome().as_str()).collect();
         let key: Vec<Option<String>> = attempts.iter().map(FetchAttempt::connector_key).collect();
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await
@@ -836,7 +854,7 @@ impl Store for PostgresStore {
         workspace: &str,
         limit: u32,
     ) -> Result<Vec<FetchAttempt>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let ws = find_workspace(&*client, workspace).await?;
         let rows = client
             .query(
@@ -853,7 +871,7 @@ impl Store for PostgresStore {
         workspace: &str,
         since: Millis,
     ) -> Result<HashMap<String, Counts>, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let ws = find_workspace(&*client, workspace).await?;
         let rows = client
             .query(COUNTS_SQL, &[&ws.id, &window_start(since)])
@@ -881,7 +899,7 @@ impl Store for PostgresStore {
         bucket: Millis,
     ) -> Result<Vec<SeriesPoint>, StoreError> {
         dense_series([], since, bucket, now_millis())?;
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let ws = find_workspace(&*client, workspace).await?;
         let rows = client
             .query(
@@ -910,7 +928,7 @@ impl Store for PostgresStore {
         workspace: &str,
         q: &FetchLogQuery,
     ) -> Result<FetchLogPage, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let ws = find_workspace(&*client, workspace).await?;
         let (sql, key, values, page) = fetch_log_sql(q);
         let mut bind: Vec<&(dyn ToSql + Sync)> = vec![&ws.id];
@@ -936,7 +954,7 @@ impl Store for PostgresStore {
     }
 
     async fn blocked_count(&self, workspace: &str, since: Millis) -> Result<u64, StoreError> {
-        let client = self.client.lock().await;
+        let client = self.client().await?;
         let ws = find_workspace(&*client, workspace).await?;
         let n: i64 = client
             .query_one(BLOCKED_COUNT_SQL, &[&ws.id, &window_start(since)])
@@ -972,7 +990,7 @@ impl Store for PostgresStore {
             };
             loop {
                 let n = {
-                    let client = self.client.lock().await;
+                    let client = self.client().await?;
                     client
                         .execute(sql, &[&cutoff, &batch])
                         .await
@@ -1029,7 +1047,7 @@ impl PostgresStore {
         q: &FetchLogQuery,
         no_seqscan: bool,
     ) -> Result<Vec<(&'static str, String)>, StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.client().await?;
         let tx = client
             .transaction()
             .await

@@ -2513,3 +2513,40 @@ pub(crate) fn fresh_pg_location_blocking() -> String {
         .unwrap();
     rt.block_on(fresh_location(Backend::Postgres, &dir))
 }
+
+/// A PostgreSQL node whose connection is dropped (a server restart, an idle timeout) reconnects on
+/// its next call instead of failing until the process restarts.
+#[tokio::test]
+async fn postgres_store_reconnects_after_its_connection_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = format!("codestep_reconnect_{}", random_suffix());
+    let location = format!(
+        "{}&application_name={app}",
+        fresh_location(Backend::Postgres, &dir).await
+    );
+    let store = store::open(&location).await.unwrap();
+    store.create_workspace("before", "test").await.unwrap();
+    let admin = pg_admin().await;
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 1, "the store's connection was not found");
+    // The client notices the closed connection asynchronously.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    store
+        .create_workspace("after", "test")
+        .await
+        .expect("the store reconnects");
+    let names: Vec<String> = store
+        .list_workspaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(names, ["after", "before"]);
+}
