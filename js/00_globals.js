@@ -37,6 +37,8 @@ event.saveGlobalThisReference(globalThis);
 // console: every call becomes one entry in the step's log (level, message, time) through an op.
 // The Rust side caps the log's size. Nothing reaches the host's stdout.
 const LEVELS = { debug: 0, log: 1, info: 2, warn: 3, error: 4 };
+/** `console::MAX_MESSAGE_BYTES` plus one, in UTF-16 units: Rust still sees that the message was cut. */
+const MAX_MESSAGE_UNITS = 16 * 1024 + 1;
 function makeConsole() {
   const { op_codestep_log } = core.ops;
   const emit = (level) =>
@@ -47,6 +49,9 @@ function makeConsole() {
       } catch (e) {
         message = "[console: could not format arguments]";
       }
+      // Rust keeps at most 16 KiB of a message; a longer one is cut here first, so that a huge string
+      // is never copied out of the heap just to be cut.
+      if (message.length > MAX_MESSAGE_UNITS) message = StringPrototypeSlice(message, 0, MAX_MESSAGE_UNITS);
       op_codestep_log(level, message);
     };
   const counts = { __proto__: null };

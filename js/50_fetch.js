@@ -1,15 +1,20 @@
 // codestep fetch polyfill: `fetch()` (WHATWG Fetch section 5.6) on top of the Rust
-// egress ops.
+// egress ops. The ops talk to the step's gateway, which holds the connectors (in
+// process mode, in another process); JS only ever sees what the gateway sends back.
 //
-//   op_codestep_fetch(args, body) -> Promise<reply>
-//     args  = { method, url, headers: [[name, value]], redirect, requestId }
-//     body  = Uint8Array | null (the whole request body)
-//     reply = { status, statusText, headers: [[name, value]], url, redirected, body: Uint8Array }
+//   op_codestep_fetch(args, body) -> Promise<head>
+//     args = { method, url, headers: [[name, value]], redirect, requestId, stream }
+//     body = Uint8Array | null: the whole body, when it is not streamed
+//     head = { status, statusText, headers: [[name, value]], url, redirected }
 //     rejects with a TypeError for network errors, policy blocks and limits.
-//   op_codestep_fetch_abort(requestId) cancels an in-flight request.
-//
-// Request bodies are gathered into bytes before the op is called; response
-// bodies arrive whole and are exposed as a byte ReadableStream on demand.
+//   op_codestep_fetch_body_ready(id) -> Promise<bool>: the request wants its next
+//     body chunk (false: it failed, stop). Nothing is read from a body stream before
+//     the request passed the policy check.
+//   op_codestep_fetch_body_write(id, chunk), op_codestep_fetch_body_end(id)
+//   op_codestep_fetch_next(id) -> Promise<size>: the next response chunk's size, 0 at
+//     the end; op_codestep_fetch_take(id, buffer) copies it into a buffer JS made,
+//     so response bytes count against the step's memory as they arrive.
+//   op_codestep_fetch_abort(id) cancels a request (its record is still kept).
 //
 // Deliberate differences from the browser spec (they match Deno / Node):
 // - No base URL: relative URLs reject with a TypeError.
@@ -18,9 +23,8 @@
 // - redirect: "manual" resolves with the real 3xx response (type "basic",
 //   Location readable) instead of an opaque-redirect filtered response.
 // - A ReadableStream request body does not need `duplex: "half"`; async
-//   iterables are accepted as bodies. Streams are fully read before sending.
-// - Aborting after the response resolved has no effect: its body is already
-//   fully received.
+//   iterables are accepted as bodies. Such bodies stream out, and a 307/308
+//   redirect of one fails, since a stream cannot be sent twice.
 // - An `Accept: */*` header is added when the request has none (Fetch 4.1).
 
 import { core, primordials } from "ext:core/mod.js";
@@ -45,6 +49,7 @@ const {
   ArrayPrototypePush,
   ObjectPrototypeIsPrototypeOf,
   Promise,
+  PromiseResolve,
   PromisePrototypeThen,
   TypeError,
   TypeErrorPrototype,
@@ -53,6 +58,82 @@ const {
 
 const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
 const { add: abortAdd, remove: abortRemove } = core.loadExtScript("ext:deno_web/03_abort_signal.js");
+const {
+  acquireReadableStreamDefaultReader,
+  createReadableByteStream,
+  readableByteStreamControllerClose,
+  readableByteStreamControllerEnqueue,
+  readableByteStreamControllerError,
+  ReadableStreamDefaultReader,
+} = core.loadExtScript("ext:deno_web/06_streams.js");
+const ReaderRead = primordials.uncurryThis(ReadableStreamDefaultReader.prototype.read);
+const ReaderCancel = primordials.uncurryThis(ReadableStreamDefaultReader.prototype.cancel);
+
+/** Most bytes per body chunk sent to Rust (`protocol::MAX_BODY_CHUNK`). */
+const MAX_BODY_CHUNK = 256 * 1024;
+
+/**
+ * Streams a request body to the gateway, one chunk each time it asks for one. `onError` fails the
+ * fetch when the stream errors or yields something that is not bytes.
+ */
+async function pumpBody(requestId, stream, onError) {
+  const { op_codestep_fetch_body_ready, op_codestep_fetch_body_write, op_codestep_fetch_body_end } = core.ops;
+  let reader;
+  try {
+    reader = acquireReadableStreamDefaultReader(stream);
+    for (;;) {
+      if (!(await op_codestep_fetch_body_ready(requestId))) {
+        PromisePrototypeThen(ReaderCancel(reader), undefined, () => {});
+        return;
+      }
+      const { value, done } = await ReaderRead(reader);
+      if (done) {
+        op_codestep_fetch_body_end(requestId);
+        return;
+      }
+      if (!isUint8Array(value)) {
+        throw new TypeError("fetch: a request body stream must yield Uint8Array chunks");
+      }
+      const len = primordials.TypedArrayPrototypeGetByteLength(value);
+      for (let off = 0; off < len; off += MAX_BODY_CHUNK) {
+        if (off > 0 && !(await op_codestep_fetch_body_ready(requestId))) return;
+        const end = off + MAX_BODY_CHUNK < len ? off + MAX_BODY_CHUNK : len;
+        op_codestep_fetch_body_write(requestId, primordials.TypedArrayPrototypeSubarray(value, off, end));
+      }
+    }
+  } catch (e) {
+    onError(e);
+  }
+}
+
+/**
+ * The response body as a byte stream that pulls chunks from the gateway as JS reads. `state.controller`
+ * is set so an abort after the response arrived can error the body.
+ */
+function responseStream(requestId, state) {
+  const { op_codestep_fetch_next, op_codestep_fetch_take, op_codestep_fetch_abort } = core.ops;
+  return createReadableByteStream(
+    (controller) => {
+      state.controller = controller;
+    },
+    async (controller) => {
+      const size = await op_codestep_fetch_next(requestId);
+      if (size === 0) {
+        state.done = true;
+        readableByteStreamControllerClose(controller);
+        return;
+      }
+      const chunk = new Uint8Array(size);
+      op_codestep_fetch_take(requestId, chunk);
+      readableByteStreamControllerEnqueue(controller, chunk);
+    },
+    () => {
+      state.done = true;
+      op_codestep_fetch_abort(requestId);
+      return PromiseResolve(undefined);
+    },
+  );
+}
 
 let nextRequestId = 1;
 
@@ -136,17 +217,30 @@ function fetch(input, init = undefined) {
     if (settled) return;
     settled = true;
     signal[abortRemove](onAbort);
+    if (opStarted) {
+      try {
+        op_codestep_fetch_abort(requestId);
+      } catch {
+        // the request may already be finished on the Rust side
+      }
+    }
     rejectPromise(toTypeError(e));
   };
 
   const run = async () => {
     let bodyBytes = null;
+    let bodyStream = null;
     if (body !== null) {
       if (body.isUnusable()) {
         throw new TypeError("Failed to execute 'fetch': request body is unusable (already read or locked)");
       }
-      bodyBytes = await body.consume();
-      if (!isUint8Array(bodyBytes)) bodyBytes = new Uint8Array(0);
+      if (body.stream !== null && body.length === null) {
+        // A stream of unknown length (a ReadableStream or an async iterable): it streams out.
+        bodyStream = body.stream;
+      } else {
+        bodyBytes = await body.consume();
+        if (!isUint8Array(bodyBytes)) bodyBytes = new Uint8Array(0);
+      }
     }
     if (settled) return;
 
@@ -166,18 +260,23 @@ function fetch(input, init = undefined) {
       headers,
       redirect: request[_redirect],
       requestId,
+      stream: bodyStream !== null,
     };
     opStarted = true;
-    const reply = await op_codestep_fetch(args, bodyBytes);
+    const headPromise = op_codestep_fetch(args, bodyBytes);
+    if (bodyStream !== null) pumpBody(requestId, bodyStream, fail);
+    const reply = await headPromise;
     if (settled) return;
 
     const status = reply.status;
     let responseBody = null;
+    const bodyState = { controller: null, done: false };
     if (!isNullBodyStatus(status) && method !== "HEAD") {
-      const bytes = reply.body;
-      // The op's buffer was made by Rust, outside the step's ArrayBuffer budget: copy it into one the
-      // budget counts (and refuses past the memory limit), and let the original go.
-      responseBody = InnerBody.fromBytes(isUint8Array(bytes) ? new Uint8Array(bytes) : new Uint8Array(0));
+      responseBody = InnerBody.fromStream(responseStream(requestId, bodyState));
+    } else {
+      // Nothing to read: let the gateway close the request now.
+      bodyState.done = true;
+      op_codestep_fetch_abort(requestId);
     }
     const response = networkResponse({
       status,
@@ -189,6 +288,23 @@ function fetch(input, init = undefined) {
     });
     settled = true;
     signal[abortRemove](onAbort);
+    if (!bodyState.done) {
+      // Fetch, "abort the fetch() call": an abort after the response arrived errors its body.
+      const onAbortBody = () => {
+        signal[abortRemove](onAbortBody);
+        if (bodyState.done) return;
+        bodyState.done = true;
+        op_codestep_fetch_abort(requestId);
+        if (bodyState.controller !== null) {
+          try {
+            readableByteStreamControllerError(bodyState.controller, signal.reason);
+          } catch {
+            // the stream is already closed or errored
+          }
+        }
+      };
+      signal[abortAdd](onAbortBody);
+    }
     resolvePromise(response);
   };
 

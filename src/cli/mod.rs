@@ -41,6 +41,52 @@ pub enum Command {
     Key(manage::KeyCmd),
 }
 
+/// Where steps run: the flags of `run` and `serve`.
+#[derive(Debug, clap::Args)]
+pub struct IsolationArgs {
+    /// Run worker processes without their seccomp sandbox, for kernels that cannot confine them.
+    /// Workers still hold no secret; codestep says at start that the sandbox is off.
+    #[arg(long)]
+    pub no_sandbox: bool,
+    /// Run steps in threads of this process instead of worker processes: the weaker mode, where
+    /// untrusted JS shares the address space with the secrets. For debugging.
+    #[arg(long, conflicts_with = "no_sandbox")]
+    pub in_process: bool,
+}
+
+impl IsolationArgs {
+    /// The executor mode, refusing to go on unconfined unless the operator said so.
+    pub fn mode(&self) -> Result<crate::engine::Mode, UsageError> {
+        use crate::engine::{sandbox, Mode, WorkerProgram};
+        if self.in_process {
+            return Ok(Mode::InProcess);
+        }
+        if !self.no_sandbox {
+            sandbox::available().map_err(|e| {
+                UsageError(format!(
+                    "the worker sandbox cannot be set up on this system ({e}); \
+                     pass --no-sandbox to run worker processes without it"
+                ))
+            })?;
+        }
+        Ok(Mode::Process {
+            program: WorkerProgram::CurrentExe,
+            sandbox: !self.no_sandbox,
+        })
+    }
+
+    /// How steps run, in words for the operator.
+    pub fn describe(&self, workers: usize) -> String {
+        if self.in_process {
+            format!("steps run in {workers} threads of this process (in-process mode: no containment)")
+        } else if self.no_sandbox {
+            format!("steps run in {workers} worker processes WITHOUT the seccomp sandbox (--no-sandbox)")
+        } else {
+            format!("steps run in {workers} worker processes, each confined by seccomp")
+        }
+    }
+}
+
 /// A problem with how codestep was called or configured (exit code 2).
 #[derive(Debug)]
 pub struct UsageError(pub String);

@@ -30,9 +30,14 @@ pub struct RunArgs {
     /// Wall-time limit for the step, in milliseconds.
     #[arg(long)]
     pub timeout_ms: Option<u64>,
-    /// Heap limit for the step, in MiB.
+    /// CPU-time limit for the step, in milliseconds.
+    #[arg(long)]
+    pub cpu_time_ms: Option<u64>,
+    /// Memory limit for the step, in MiB: everything it makes codestep allocate.
     #[arg(long)]
     pub memory_mb: Option<u64>,
+    #[command(flatten)]
+    pub isolation: super::IsolationArgs,
     /// Also search the step's heap for its connectors' secrets after it ends.
     #[arg(long)]
     pub audit_heap: bool,
@@ -71,6 +76,7 @@ pub fn run(args: RunArgs, db: Option<String>) -> Result<Exit, UsageError> {
         caps: Limits::default(),
         egress,
         audit_heap: args.audit_heap,
+        mode: args.isolation.mode()?,
     };
     let executor = Executor::new(config).map_err(|e| UsageError(e.to_string()))?;
     let request = StepRequest {
@@ -79,6 +85,7 @@ pub fn run(args: RunArgs, db: Option<String>) -> Result<Exit, UsageError> {
         connectors,
         limits: LimitOverrides {
             timeout_ms: args.timeout_ms,
+            cpu_time_ms: args.cpu_time_ms,
             memory_mb: args.memory_mb,
             ..Default::default()
         },

@@ -30,6 +30,8 @@ pub struct ServeArgs {
     pub net: super::NetArgs,
     #[command(flatten)]
     pub caps: CapArgs,
+    #[command(flatten)]
+    pub isolation: super::IsolationArgs,
 }
 
 /// The operator's caps: the most any step may get. A run's own `limits` can only go lower.
@@ -38,7 +40,11 @@ pub struct CapArgs {
     /// Wall time, in milliseconds.
     #[arg(long, default_value_t = Limits::default().timeout_ms)]
     pub max_timeout_ms: u64,
-    /// Heap (and, counted apart, ArrayBuffer memory), in MiB.
+    /// CPU time, in milliseconds.
+    #[arg(long, default_value_t = Limits::default().cpu_time_ms)]
+    pub max_cpu_time_ms: u64,
+    /// Memory, in MiB: everything a step makes codestep allocate (heap, buffers, bodies, logs,
+    /// output), with the worker's resident memory as the backstop.
     #[arg(long, default_value_t = Limits::default().memory_mb)]
     pub max_memory_mb: u64,
     /// Fetches per step.
@@ -56,18 +62,23 @@ pub struct CapArgs {
     /// One request (all its hops and its body), in milliseconds.
     #[arg(long, default_value_t = Limits::default().request_timeout_ms)]
     pub max_request_timeout_ms: u64,
+    /// A step's JSON output, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_output_bytes)]
+    pub max_output_bytes: u64,
 }
 
 impl CapArgs {
     fn limits(&self) -> Limits {
         Limits {
             timeout_ms: self.max_timeout_ms,
+            cpu_time_ms: self.max_cpu_time_ms,
             memory_mb: self.max_memory_mb,
             max_fetches: self.max_fetches,
             max_concurrent_fetches: self.max_concurrent_fetches,
             max_request_body_bytes: self.max_request_body_bytes,
             max_response_body_bytes: self.max_response_body_bytes,
             request_timeout_ms: self.max_request_timeout_ms,
+            max_output_bytes: self.max_output_bytes,
         }
     }
 }
@@ -128,8 +139,10 @@ pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
         caps: args.caps.limits(),
         egress,
         audit_heap: false,
+        mode: args.isolation.mode()?,
     })
     .map_err(|e| UsageError(e.to_string()))?;
+    eprintln!("codestep serve: {}", args.isolation.describe(workers));
     let executor = Arc::new(executor);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

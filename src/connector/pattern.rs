@@ -13,6 +13,13 @@ use url::{Host, Url};
 /// It only means "wildcard" when we put it there ourselves (`wildcard` below records that).
 const WILDCARD_PLACEHOLDER: &str = "codestep-wildcard-label";
 
+/// The longest pattern, in bytes, both as given and once normalised (so a saved pattern always parses
+/// again). Bounded, like request URLs, so that matching stays cheap (security model, "URL patterns").
+pub const MAX_PATTERN_LEN: usize = 1024;
+
+/// How much of a too-long pattern an error message shows.
+const SHOWN_PREFIX_LEN: usize = 64;
+
 /// A parsed, normalised URL pattern. Always `https`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct UrlPattern {
@@ -37,11 +44,32 @@ pub struct PatternError {
 impl UrlPattern {
     /// Parses and normalises a pattern, refusing anything the security model does not allow.
     pub fn parse(input: &str) -> Result<UrlPattern, PatternError> {
+        if input.len() > MAX_PATTERN_LEN {
+            // Only the start is shown: the message must stay readable, and userinfo is hidden first so
+            // that cutting cannot leave part of a credential visible.
+            return Err(PatternError {
+                pattern: shorten(&hide_userinfo(input)),
+                rule: format!(
+                    "is {} bytes long; a pattern is at most {MAX_PATTERN_LEN} bytes (1 KiB)",
+                    input.len()
+                ),
+            });
+        }
         let err = |rule: &str| PatternError {
             pattern: hide_userinfo(input),
             rule: rule.to_string(),
         };
-        let input = input.trim();
+        // Never trimmed: trimming `https://x.test/\u{3000}` would silently widen it to the whole host, and
+        // the WHATWG parser itself drops tabs and newlines anywhere. Refusing is the only unsurprising option.
+        if let Some((at, c)) = input
+            .char_indices()
+            .find(|&(_, c)| c.is_whitespace() || c.is_control())
+        {
+            return Err(err(&format!(
+                "must not contain whitespace or control characters (found U+{:04X} at byte {at}); patterns are never trimmed",
+                c as u32
+            )));
+        }
         if input.is_empty() {
             return Err(err("is empty"));
         }
@@ -137,12 +165,21 @@ impl UrlPattern {
             path.to_string()
         };
 
-        Ok(UrlPattern {
+        let pattern = UrlPattern {
             host,
             wildcard,
             port,
             path,
-        })
+        };
+        // Percent-encoding can make the normalised form longer than the input; it is what gets saved
+        // and parsed again, so it is held to the same bound.
+        let normalised_len = pattern.to_string().len();
+        if normalised_len > MAX_PATTERN_LEN {
+            return Err(err(&format!(
+                "is {normalised_len} bytes long once normalised; a pattern is at most {MAX_PATTERN_LEN} bytes (1 KiB)"
+            )));
+        }
+        Ok(pattern)
     }
 
     /// Whether a parsed request URL falls under this pattern. The query is ignored.
@@ -157,7 +194,12 @@ impl UrlPattern {
             Some(Host::Domain(d)) => d,
             _ => return false,
         };
+        // Exactly one trailing dot is dropped; any other empty label (`a..b`, `host..`, `.host`) never
+        // matches, even when the caller did not refuse it first.
         let host = host.strip_suffix('.').unwrap_or(host);
+        if has_empty_label(host) {
+            return false;
+        }
         let host_ok = if self.wildcard {
             host.len() > self.host.len() + 1
                 && host.ends_with(&self.host)
@@ -241,6 +283,12 @@ pub(crate) fn has_encoded_separator(s: &str) -> bool {
     })
 }
 
+/// True when a DNS name (its one trailing dot already removed) is empty or has an empty label:
+/// `a..b`, `host.` (from `host..`), `.host`.
+pub(crate) fn has_empty_label(host: &str) -> bool {
+    host.is_empty() || host.split('.').any(str::is_empty)
+}
+
 /// The WHATWG parser lets through host characters DNS never uses (`*`, `!`, `$`, ...). Patterns are
 /// stricter so that what they name is unambiguous: LDH labels, plus `_`, which real service names use.
 fn check_dns_name(host: &str) -> Result<(), String> {
@@ -277,26 +325,88 @@ fn check_dns_name(host: &str) -> Result<(), String> {
 }
 
 /// `*` matches any run of bytes, `/` included; everything else is literal.
+///
+/// Linear in `pattern.len() + text.len()`, whatever the input (security model, "URL patterns"): the
+/// pattern is cut at its stars; the part before the first star must be a prefix of the text, the part
+/// after the last star a suffix, and each part in between is found left to right, at its leftmost
+/// occurrence, with a KMP search that resumes where the previous part ended. Taking the leftmost
+/// occurrence never loses a match (it leaves the most text for the parts after it), so no
+/// backtracking is needed; the searches read disjoint stretches of the text, so it is read once in all.
 fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    // Where the last `*` was, and how much text it has swallowed so far, to backtrack into.
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, t));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == text[t] {
-            p += 1;
-            t += 1;
-        } else if let Some((sp, st)) = star {
-            p = sp + 1;
-            t = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
+    let (Some(first_star), Some(last_star)) = (
+        pattern.iter().position(|&c| c == b'*'),
+        pattern.iter().rposition(|&c| c == b'*'),
+    ) else {
+        return pattern == text;
+    };
+    let (head, tail) = (&pattern[..first_star], &pattern[last_star + 1..]);
+    if text.len() < head.len() + tail.len() || !text.starts_with(head) || !text.ends_with(tail) {
+        return false;
+    }
+    // The middle parts must fit between the head and the tail.
+    let window = &text[..text.len() - tail.len()];
+    let mut at = head.len();
+    let mut failure = Vec::new();
+    // Empty when there is a single star.
+    let middle = &pattern[first_star + 1..last_star.max(first_star + 1)];
+    for part in middle.split(|&c| c == b'*') {
+        if part.is_empty() {
+            continue;
+        }
+        match kmp_find(&window[at..], part, &mut failure) {
+            Some(found) => at += found + part.len(),
+            None => return false,
         }
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+    true
+}
+
+/// The leftmost occurrence of a non-empty `needle` in `haystack` (Knuth–Morris–Pratt):
+/// O(`needle.len()`) to build the failure table, then O(n) over the haystack it reads, never going back.
+/// `failure` is scratch space, reused between calls.
+fn kmp_find(haystack: &[u8], needle: &[u8], failure: &mut Vec<usize>) -> Option<usize> {
+    debug_assert!(!needle.is_empty());
+    if needle.len() > haystack.len() {
+        return None;
+    }
+    // failure[i]: length of the longest proper prefix of needle[..=i] that is also its suffix.
+    failure.clear();
+    failure.resize(needle.len(), 0);
+    let mut k = 0;
+    for i in 1..needle.len() {
+        while k > 0 && needle[i] != needle[k] {
+            k = failure[k - 1];
+        }
+        if needle[i] == needle[k] {
+            k += 1;
+        }
+        failure[i] = k;
+    }
+    let mut k = 0;
+    for (i, &c) in haystack.iter().enumerate() {
+        while k > 0 && c != needle[k] {
+            k = failure[k - 1];
+        }
+        if c == needle[k] {
+            k += 1;
+            if k == needle.len() {
+                return Some(i + 1 - needle.len());
+            }
+        }
+    }
+    None
+}
+
+/// The start of a (userinfo-free) pattern, cut on a character boundary, for messages about long ones.
+fn shorten(shown: &str) -> String {
+    if shown.len() <= SHOWN_PREFIX_LEN {
+        return shown.to_string();
+    }
+    let mut end = SHOWN_PREFIX_LEN;
+    while !shown.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &shown[..end])
 }
 
 fn hide_userinfo(input: &str) -> String {
@@ -371,10 +481,8 @@ mod tests {
             p("https://api.example.com/a/../b/./c").to_string(),
             "https://api.example.com/b/c"
         );
-        assert_eq!(
-            p("  https://a.example/x ").to_string(),
-            "https://a.example/x"
-        );
+        // Never trimmed (this was trimmed before the "no trimming" rule): see `refuses_whitespace_and_controls`.
+        assert!(refused("  https://a.example/x ").contains("never trimmed"));
     }
 
     #[test]
@@ -568,5 +676,327 @@ mod tests {
         assert!(!glob_match(b"/a*b*c", b"/aXbYbZ"));
         assert!(glob_match(b"/**", b"/x"));
         assert!(!glob_match(b"/x", b"/xy"));
+        assert!(glob_match(b"", b""));
+        assert!(!glob_match(b"", b"/"));
+        // Head and tail may not overlap.
+        assert!(!glob_match(b"/ab*ba", b"/aba"));
+        assert!(glob_match(b"/ab*ba", b"/abba"));
+        assert!(glob_match(b"/a*a*a", b"/aaa"));
+        assert!(!glob_match(b"/a*a*a", b"/aa"));
+        // A `*` in the text is only a character.
+        assert!(glob_match(b"/*", b"/*"));
+        assert!(!glob_match(b"/a", b"/*"));
+        // KMP needs its failure table here: "aab" inside "aaab".
+        assert!(glob_match(b"/*aab*", b"/aaab"));
+        assert!(glob_match(b"/*abab*c", b"/abaababac"));
+        assert!(!glob_match(b"/*abab*c", b"/abaabac"));
+    }
+
+    #[test]
+    fn kmp() {
+        let mut f = Vec::new();
+        assert_eq!(kmp_find(b"aaab", b"aab", &mut f), Some(1));
+        assert_eq!(kmp_find(b"abcabd", b"abd", &mut f), Some(3));
+        assert_eq!(kmp_find(b"ab", b"abc", &mut f), None);
+        assert_eq!(kmp_find(b"abababc", b"ababc", &mut f), Some(2));
+        assert_eq!(kmp_find(b"xyz", b"z", &mut f), Some(2));
+        assert_eq!(kmp_find(b"xyz", b"w", &mut f), None);
+    }
+
+    /// The definition, by dynamic programming: `m[i][j]` when `pattern[..i]` matches `text[..j]`.
+    fn reference_glob(pattern: &[u8], text: &[u8]) -> bool {
+        let mut m = vec![vec![false; text.len() + 1]; pattern.len() + 1];
+        m[0][0] = true;
+        for i in 1..=pattern.len() {
+            for j in 0..=text.len() {
+                m[i][j] = if pattern[i - 1] == b'*' {
+                    m[i - 1][j] || (j > 0 && m[i][j - 1])
+                } else {
+                    j > 0 && pattern[i - 1] == text[j - 1] && m[i - 1][j - 1]
+                };
+            }
+        }
+        m[pattern.len()][text.len()]
+    }
+
+    /// Every string of length 0 to `max` over `alphabet`.
+    fn all_strings(alphabet: &[u8], max: usize) -> Vec<Vec<u8>> {
+        let mut out = vec![Vec::new()];
+        let mut last = vec![Vec::new()];
+        for _ in 0..max {
+            let next: Vec<Vec<u8>> = last
+                .iter()
+                .flat_map(|s: &Vec<u8>| {
+                    alphabet.iter().map(move |&c| {
+                        let mut t = s.clone();
+                        t.push(c);
+                        t
+                    })
+                })
+                .collect();
+            out.extend(next.iter().cloned());
+            last = next;
+        }
+        out
+    }
+
+    #[test]
+    fn glob_agrees_with_the_reference_on_every_small_case() {
+        let patterns = all_strings(b"ab*", 6);
+        let texts = all_strings(b"ab*", 5);
+        let mut matched = 0;
+        for p in &patterns {
+            for t in &texts {
+                let want = reference_glob(p, t);
+                assert_eq!(
+                    glob_match(p, t),
+                    want,
+                    "pattern {:?} text {:?}",
+                    String::from_utf8_lossy(p),
+                    String::from_utf8_lossy(t)
+                );
+                matched += usize::from(want);
+            }
+        }
+        assert!(
+            matched > 10_000,
+            "the cases include many matches ({matched})"
+        );
+    }
+
+    #[test]
+    fn glob_agrees_with_the_reference_on_random_cases() {
+        // xorshift64: deterministic, so a failure reproduces.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut yes, mut no) = (0, 0);
+        for _ in 0..20_000 {
+            let pattern: Vec<u8> = (0..next(24)).map(|_| b"ab/*"[next(4)]).collect();
+            // Half the texts are built from the pattern (each `*` replaced by a random run, then a few
+            // random edits), so that both answers are common.
+            let text: Vec<u8> = if next(2) == 0 {
+                let mut t = Vec::new();
+                for &c in &pattern {
+                    if c == b'*' {
+                        t.extend((0..next(6)).map(|_| b"ab/*"[next(4)]));
+                    } else {
+                        t.push(c);
+                    }
+                }
+                for _ in 0..next(3) {
+                    if !t.is_empty() {
+                        let i = next(t.len());
+                        t[i] = b"ab/"[next(3)];
+                    }
+                }
+                t
+            } else {
+                (0..next(40)).map(|_| b"ab/"[next(3)]).collect()
+            };
+            let want = reference_glob(&pattern, &text);
+            assert_eq!(
+                glob_match(&pattern, &text),
+                want,
+                "pattern {:?} text {:?}",
+                String::from_utf8_lossy(&pattern),
+                String::from_utf8_lossy(&text)
+            );
+            if want {
+                yes += 1
+            } else {
+                no += 1
+            }
+        }
+        assert!(yes > 2_000 && no > 2_000, "{yes} matches, {no} misses");
+    }
+
+    #[test]
+    fn matching_is_linear_on_adversarial_input() {
+        let host = "https://a.test";
+        let star_a = format!("/{}", "a*".repeat(500));
+        let long_a = format!("/*{}b*", "a".repeat(1000));
+        let runs = format!("/*{}b", format!("{}*", "a".repeat(30)).repeat(30));
+        let many_runs = format!("/{}b", format!("*{}", "a".repeat(30)).repeat(32));
+        let abc = format!("/*{}c*", "ab".repeat(498));
+        let cases: Vec<(String, String, bool)> = vec![
+            (star_a.clone(), format!("/{}", "a".repeat(16_000)), true),
+            (star_a.clone(), format!("/{}", "a".repeat(499)), false),
+            (star_a.clone(), format!("/{}", "ab".repeat(8_000)), true),
+            (
+                format!("{star_a}b"),
+                format!("/{}", "a".repeat(16_000)),
+                false,
+            ),
+            (long_a.clone(), format!("/{}", "a".repeat(16_000)), false),
+            (long_a.clone(), format!("/{}b", "a".repeat(16_000)), true),
+            (runs, format!("/{}", "a".repeat(16_000)), false),
+            (many_runs.clone(), format!("/{}", "a".repeat(16_000)), false),
+            (many_runs, format!("/{}b", "a".repeat(16_000)), true),
+            (abc.clone(), format!("/{}", "ab".repeat(8_000)), false),
+            (abc, format!("/{}c", "ab".repeat(8_000)), true),
+        ];
+        for (path, request_path, want) in cases {
+            let pattern = format!("{host}{path}");
+            let url = format!("{host}{request_path}");
+            assert!(pattern.len() <= MAX_PATTERN_LEN, "{}", pattern.len());
+            assert!(url.len() <= 16 * 1024, "{}", url.len());
+            let pat = p(&pattern);
+            let url = Url::parse(&url).unwrap();
+            let started = std::time::Instant::now();
+            let got = pat.matches(&url);
+            let took = started.elapsed();
+            assert_eq!(got, want, "{path:.40} against {request_path:.40}");
+            assert!(
+                took < std::time::Duration::from_millis(50),
+                "{path:.40} against {request_path:.40} took {took:?}"
+            );
+        }
+    }
+
+    /// Within the size limits the old backtracking matcher still took ~40 ms (debug) on the worst case
+    /// above; far beyond them it took seconds even optimised. Linear matching takes milliseconds.
+    #[test]
+    fn matching_far_beyond_the_limits_is_still_linear() {
+        let cases = [
+            (
+                format!("/*{}b*", "a".repeat(100_000)),
+                format!("/{}", "a".repeat(200_000)),
+                false,
+            ),
+            (
+                format!("/*{}b", format!("{}*", "a".repeat(1_000)).repeat(100)),
+                format!("/{}", "a".repeat(200_000)),
+                false,
+            ),
+            (
+                format!("/*{}c*", "ab".repeat(50_000)),
+                format!("/{}c", "ab".repeat(100_000)),
+                true,
+            ),
+        ];
+        for (pattern, text, want) in cases {
+            let started = std::time::Instant::now();
+            let got = glob_match(pattern.as_bytes(), text.as_bytes());
+            let took = started.elapsed();
+            assert_eq!(got, want, "{pattern:.40}");
+            assert!(
+                took < std::time::Duration::from_millis(500),
+                "{pattern:.40} took {took:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_whitespace_and_controls() {
+        for (s, code) in [
+            // Trimmed, this one used to become the whole host.
+            ("https://api.example.com/\u{3000}", "U+3000"),
+            ("https://api.example.com/v1/\u{a0}", "U+00A0"),
+            (" https://api.example.com/", "U+0020"),
+            ("https://api.example.com/ ", "U+0020"),
+            ("https://api.example.com/a b", "U+0020"),
+            ("https://api.example.com/\t", "U+0009"),
+            ("https://api.exa\tmple.com/", "U+0009"),
+            ("https://api.example.com/\n", "U+000A"),
+            ("https://api.example.com/v1\r\n", "U+000D"),
+            ("https://api.example.com/\0", "U+0000"),
+            ("https://api.example.com/\u{7f}", "U+007F"),
+            ("https://api.example.com/\u{85}", "U+0085"),
+            ("https://api.example.com/\u{2028}", "U+2028"),
+            ("\u{feff}https://api.example.com/\u{2003}", "U+2003"),
+        ] {
+            let e = refused(s);
+            assert!(
+                e.contains("whitespace or control characters")
+                    && e.contains("never trimmed")
+                    && e.contains(code),
+                "{s:?}: {e}"
+            );
+        }
+        assert!(refused("   ").contains("whitespace"));
+        assert_eq!(
+            refused("https://x.test/\u{3000}"),
+            "\"https://x.test/\\u{3000}\" must not contain whitespace or control characters (found U+3000 at byte 15); patterns are never trimmed"
+        );
+        // The userinfo is still hidden.
+        let e = refused("https://alice:sk_live_pw@x.test/ ");
+        assert!(!e.contains("sk_live_pw") && e.contains("whitespace"), "{e}");
+    }
+
+    #[test]
+    fn refuses_long_patterns() {
+        let at_limit = format!("https://a.example/{}", "x".repeat(MAX_PATTERN_LEN - 18));
+        assert_eq!(at_limit.len(), MAX_PATTERN_LEN);
+        assert_eq!(p(&at_limit).to_string(), at_limit);
+        let over = format!("{at_limit}y");
+        let e = refused(&over);
+        assert!(
+            e.contains("1025 bytes long") && e.contains("at most 1024 bytes (1 KiB)"),
+            "{e}"
+        );
+        assert!(e.len() < 200, "the message shows only the start: {e}");
+        assert!(e.starts_with("\"https://a.example/xxx"), "{e}");
+
+        let huge = format!("https://a.example/{}", "a*".repeat(50_000));
+        assert!(refused(&huge).contains("at most 1024 bytes"));
+
+        // A credential in a long pattern is hidden before it is cut.
+        let secret = format!("https://alice:sk_live_{}@a.example/", "p".repeat(2000));
+        let e = refused(&secret);
+        assert!(
+            !e.contains("sk_live") && !e.contains("alice") && e.contains("[redacted]"),
+            "{e}"
+        );
+
+        // Percent-encoding makes the normalised form longer; that form is what is saved, so it is
+        // bounded too.
+        let e = refused(&format!("https://a.example/{}", "é".repeat(300)));
+        assert!(
+            e.contains("once normalised") && e.contains("at most 1024"),
+            "{e}"
+        );
+        p(&format!("https://a.example/{}", "é".repeat(160)));
+    }
+
+    #[test]
+    fn refuses_empty_labels() {
+        for s in [
+            "https://host../",
+            "https://host...:443/x",
+            "https://a..b.example/",
+            "https://.example.com/",
+            "https://..example.com/",
+            "https://a.example.com../v1/*",
+            "https://*..example.com/",
+            "https://*.example.com../",
+            "https://a\u{3002}\u{3002}example.com/",
+        ] {
+            let e = refused(s);
+            assert!(e.contains("empty label"), "{s}: {e}");
+        }
+        // Exactly one trailing dot is removed.
+        assert_eq!(p("https://host./").to_string(), "https://host/*");
+        assert_eq!(
+            p("https://*.example.com./").to_string(),
+            "https://*.example.com/*"
+        );
+    }
+
+    #[test]
+    fn hosts_with_empty_labels_never_match() {
+        assert!(m("https://host/*", "https://host./x"));
+        assert!(!m("https://host/*", "https://host../x"));
+        assert!(!m("https://host/*", "https://host..:443/x"));
+        assert!(!m("https://example.com/", "https://.example.com/"));
+        let wild = "https://*.example.com/";
+        assert!(m(wild, "https://a.example.com./"));
+        assert!(!m(wild, "https://a..example.com/"));
+        assert!(!m(wild, "https://..example.com/"));
+        assert!(!m(wild, "https://a.example.com../"));
     }
 }

@@ -285,6 +285,34 @@ mod tests {
     }
 
     #[test]
+    fn url_pattern_rules_name_the_field() {
+        let e = err(
+            &spec(
+                "c",
+                &["https://a.com", "https://api.example.com/\u{3000}"],
+                bearer(),
+            ),
+            SECRET,
+        );
+        assert_eq!(
+            e,
+            r#"connector "c": patterns[1]: "https://api.example.com/\u{3000}" must not contain whitespace or control characters (found U+3000 at byte 24); patterns are never trimmed"#
+        );
+        let long = format!("https://a.com/{}", "x".repeat(2000));
+        let e = err(&spec("c", &[&long], bearer()), SECRET);
+        assert!(
+            e.starts_with(r#"connector "c": patterns[0]: "https://a.com/xx"#)
+                && e.ends_with("is 2014 bytes long; a pattern is at most 1024 bytes (1 KiB)"),
+            "{e}"
+        );
+        let e = err(&spec("c", &["https://a..com/"], bearer()), SECRET);
+        assert!(
+            e.contains("patterns[0]") && e.contains("empty label"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn names() {
         assert!(err(&spec("", &["https://a.com"], bearer()), SECRET)
             .contains("name: must not be empty"));

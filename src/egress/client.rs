@@ -51,36 +51,15 @@ pub(crate) async fn send(
     method: Method,
     url: &Url,
     headers: &HeaderList,
-    body: Option<&[u8]>,
+    body: Option<reqwest::Body>,
 ) -> Result<Response, FetchError> {
     let mut request = reqwest::Request::new(method, url.clone());
     *request.headers_mut() = to_header_map(headers);
-    if let Some(b) = body {
-        *request.body_mut() = Some(reqwest::Body::from(b.to_vec()));
-    }
+    *request.body_mut() = body;
     client
         .execute(request)
         .await
         .map_err(|e| map_error(e, &super::target::host_of(url)))
-}
-
-/// Reads the body, giving up as soon as it passes `max` bytes.
-pub(crate) async fn read_body(
-    mut response: Response,
-    max: usize,
-    host: &str,
-) -> Result<Vec<u8>, FetchError> {
-    if response.content_length().is_some_and(|n| n > max as u64) {
-        return Err(FetchError::ResponseBodyTooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| map_error(e, host))? {
-        if body.len() + chunk.len() > max {
-            return Err(FetchError::ResponseBodyTooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// A `reqwest` error as JS may see it. `reqwest` puts the URL (with its query, so possibly a secret)

@@ -19,6 +19,7 @@ mod target;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,6 +61,11 @@ pub enum RedirectMode {
     Manual,
     Error,
 }
+
+/// A request body that arrives while the request is sent (a `ReadableStream` in JS). It is only
+/// polled once the request passed the policy check. It cannot be sent twice, so a 307/308 redirect
+/// of such a request fails, as the Fetch standard says.
+pub type BodyStream = Pin<Box<dyn futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send>>;
 
 /// A request as JS described it. Nothing in it is trusted.
 #[derive(Clone, Debug)]
@@ -116,6 +122,64 @@ impl fmt::Debug for FetchResponse {
     }
 }
 
+/// A response whose body is still to be read: what `Egress::open` gives.
+pub struct Opened {
+    pub status: u16,
+    pub status_text: String,
+    /// Lowercase names, without `Set-Cookie`/`Set-Cookie2`, scrubbed of the secrets used.
+    pub headers: Vec<(String, String)>,
+    /// The final URL, without any injected parameter.
+    pub url: String,
+    pub redirected: bool,
+    pub body: ResponseBody,
+}
+
+/// A response body read chunk by chunk: its size is counted against the limit as it flows, and echo
+/// scrubbing (when on) works across chunk boundaries.
+pub struct ResponseBody {
+    response: Option<reqwest::Response>,
+    echo: Option<scrub::StreamScrubber>,
+    read: usize,
+    max: usize,
+    host: String,
+}
+
+impl ResponseBody {
+    /// The next non-empty chunk, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<Vec<u8>>, FetchError> {
+        loop {
+            let Some(response) = self.response.as_mut() else {
+                return Ok(None);
+            };
+            match response
+                .chunk()
+                .await
+                .map_err(|e| client::map_error(e, &self.host))?
+            {
+                Some(chunk) => {
+                    self.read += chunk.len();
+                    if self.read > self.max {
+                        self.response = None;
+                        return Err(FetchError::ResponseBodyTooLarge);
+                    }
+                    let out = match self.echo.as_mut() {
+                        Some(s) => s.push(&chunk),
+                        None => chunk.to_vec(),
+                    };
+                    if !out.is_empty() {
+                        return Ok(Some(out));
+                    }
+                }
+                None => {
+                    self.response = None;
+                    let rest = self.echo.take().map(|s| s.finish()).unwrap_or_default();
+                    return Ok((!rest.is_empty()).then_some(rest));
+                }
+            }
+        }
+    }
+}
+
 /// Why a fetch failed. `Display` is the message JS sees: it never holds a query string or a secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FetchError {
@@ -126,6 +190,8 @@ pub enum FetchError {
     ResponseBodyTooLarge,
     RedirectRefused(String),
     InvalidRequest(String),
+    /// The step aborted it, or ended while it was in flight.
+    Aborted,
 }
 
 impl FetchError {
@@ -138,6 +204,7 @@ impl FetchError {
             FetchError::RequestBodyTooLarge | FetchError::ResponseBodyTooLarge => "limit",
             FetchError::RedirectRefused(_) => "redirect_refused",
             FetchError::InvalidRequest(_) => "invalid_request",
+            FetchError::Aborted => "aborted",
         }
     }
 
@@ -160,6 +227,7 @@ impl fmt::Display for FetchError {
             | FetchError::RedirectRefused(m)
             | FetchError::InvalidRequest(m) => f.write_str(m),
             FetchError::Timeout => f.write_str("fetch timed out"),
+            FetchError::Aborted => f.write_str("fetch was aborted"),
             FetchError::RequestBodyTooLarge => f.write_str("request body is larger than the limit"),
             FetchError::ResponseBodyTooLarge => {
                 f.write_str("response body is larger than the limit")
@@ -189,6 +257,35 @@ pub struct FetchRecord {
     pub redirects: u32,
 }
 
+impl FetchRecord {
+    /// A record for a fetch starting now.
+    pub fn start(method: &str) -> FetchRecord {
+        FetchRecord {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            connector: None,
+            method: normalise_method(method),
+            host: String::new(),
+            path: String::new(),
+            status: None,
+            error: None,
+            duration_ms: 0.0,
+            blocked: false,
+            redirects: 0,
+        }
+    }
+
+    /// Closes the record: how long the fetch took and, when it failed, how.
+    pub fn finish(&mut self, started: Instant, result: Result<(), &FetchError>) {
+        self.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Err(e) = result {
+            self.error = Some(e.kind().to_string());
+            self.blocked = matches!(e, FetchError::Blocked(_));
+        }
+    }
+}
+
 /// The egress path. Cheap to clone; one client (and connection pool) behind it.
 #[derive(Clone)]
 pub struct Egress {
@@ -214,7 +311,8 @@ impl Egress {
         })
     }
 
-    /// Performs one `fetch()` for a step whose connectors are `connectors`, in the step's order.
+    /// Performs one `fetch()` for a step whose connectors are `connectors`, in the step's order, and
+    /// reads the whole body. For callers that want the body at once (`connector test`, tests).
     pub async fn fetch(
         &self,
         connectors: &[Connector],
@@ -222,54 +320,68 @@ impl Egress {
         limits: &RequestLimits,
     ) -> (Result<FetchResponse, FetchError>, FetchRecord) {
         let started = Instant::now();
-        let mut record = FetchRecord {
-            at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-            connector: None,
-            method: normalise_method(&req.method),
-            host: String::new(),
-            path: String::new(),
-            status: None,
-            error: None,
-            duration_ms: 0.0,
-            blocked: false,
-            redirects: 0,
+        let mut record = FetchRecord::start(&req.method);
+        let work = async {
+            let opened = self.open(connectors, req, None, limits, &mut record).await?;
+            let mut body = Vec::new();
+            let mut reader = opened.body;
+            while let Some(chunk) = reader.next().await? {
+                body.extend_from_slice(&chunk);
+            }
+            Ok(FetchResponse {
+                status: opened.status,
+                status_text: opened.status_text,
+                headers: opened.headers,
+                url: opened.url,
+                redirected: opened.redirected,
+                body,
+            })
         };
-        let result = match tokio::time::timeout(
-            limits.timeout,
-            self.run(connectors, req, limits, &mut record),
-        )
-        .await
-        {
+        let result = match tokio::time::timeout(limits.timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout),
         };
-        // Messages are built without secrets; this is the net under that, in case an upstream or a
-        // library put one into an error text.
-        let result = result.map_err(|e| {
-            let scrubber = scrub::Scrubber::new(connectors);
-            e.map_message(|m| scrubber.string(m))
-        });
-        record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        if let Err(e) = &result {
-            record.error = Some(e.kind().to_string());
-            record.blocked = matches!(e, FetchError::Blocked(_));
-        }
+        let result = result.map_err(|e| self.safe_error(connectors, e));
+        record.finish(started, result.as_ref().map(|_| ()));
         (result, record)
+    }
+
+    /// An error as JS may see it. Messages are built without secrets; this is the net under that, in
+    /// case an upstream or a library put one into an error text.
+    pub fn safe_error(&self, connectors: &[Connector], e: FetchError) -> FetchError {
+        let scrubber = scrub::Scrubber::new(connectors);
+        e.map_message(|m| scrubber.string(m))
+    }
+
+    /// Sends one `fetch()` and returns once its response head is in, with the body still to read.
+    /// `stream` is the body when JS streams it (then `req.body` is `None`); it is polled only after
+    /// the request passed every check. `record` describes the last hop attempted. The caller bounds
+    /// the time (`limits.timeout`) and closes the record.
+    pub async fn open(
+        &self,
+        connectors: &[Connector],
+        req: FetchRequest,
+        stream: Option<BodyStream>,
+        limits: &RequestLimits,
+        record: &mut FetchRecord,
+    ) -> Result<Opened, FetchError> {
+        self.run(connectors, req, stream, limits, record).await
     }
 
     async fn run(
         &self,
         connectors: &[Connector],
         req: FetchRequest,
+        mut stream: Option<BodyStream>,
         limits: &RequestLimits,
         record: &mut FetchRecord,
-    ) -> Result<FetchResponse, FetchError> {
+    ) -> Result<Opened, FetchError> {
         let mut method = parse_method(&req.method)?;
         let mut js_headers = headers::request_headers(&req.headers)?;
-        let mut body = req.body;
-        if body.is_some() && (method == Method::GET || method == Method::HEAD) {
+        // `Bytes`, so that re-sending it on a 307/308 hop does not copy it.
+        let mut body: Option<bytes::Bytes> = req.body.map(Into::into);
+        if (body.is_some() || stream.is_some()) && (method == Method::GET || method == Method::HEAD)
+        {
             return Err(FetchError::InvalidRequest(format!(
                 "a {method} request cannot have a body"
             )));
@@ -301,12 +413,18 @@ impl Egress {
             let mut hop_headers = js_headers.clone();
             scrub::drop_piecewise_headers(connector, &mut hop_headers);
             let injected = inject::inject(connector, &url, &mut hop_headers)?;
+            let send_body = match (&body, stream.take()) {
+                (Some(b), _) => Some(reqwest::Body::from(b.clone())),
+                (None, Some(s)) => Some(reqwest::Body::wrap_stream(s)),
+                (None, None) => None,
+            };
+            let streamed = send_body.is_some() && body.is_none();
             let response = client::send(
                 &self.inner.client,
                 method.clone(),
                 &injected.sent,
                 &hop_headers,
-                body.as_deref(),
+                send_body,
             )
             .await?;
             drop(hop_headers);
@@ -382,6 +500,11 @@ impl Egress {
                 if drop_body {
                     body = None;
                     redirect::drop_body_headers(&mut js_headers);
+                } else if streamed {
+                    // Fetch, "HTTP-redirect fetch": a body read from a stream cannot be sent again.
+                    return Err(FetchError::RedirectRefused(format!(
+                        "fetch to {host}: a {status} redirect would re-send a streamed request body, which cannot be replayed"
+                    )));
                 }
                 method = next_method;
                 if !credentials_dropped && next.origin() != first_origin {
@@ -408,7 +531,7 @@ impl Egress {
     }
 }
 
-/// Reads the body and scrubs the response JS will get.
+/// Scrubs the head JS will get, and sets up the body reader (size cap, echo scrubbing).
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     response: reqwest::Response,
@@ -419,9 +542,14 @@ async fn finish(
     host: &str,
     header_scrubber: &scrub::Scrubber,
     used: &[&Connector],
-) -> Result<FetchResponse, FetchError> {
+) -> Result<Opened, FetchError> {
     let status = response.status();
-    let mut body = client::read_body(response, limits.max_response_body, host).await?;
+    if response
+        .content_length()
+        .is_some_and(|n| n > limits.max_response_body as u64)
+    {
+        return Err(FetchError::ResponseBodyTooLarge);
+    }
     let mut headers: Vec<(String, String)> = headers
         .into_iter()
         // A name cannot be partly redacted; one that holds a secret (in any case) goes whole.
@@ -429,18 +557,27 @@ async fn finish(
         .map(|(n, v)| (n, header_scrubber.string(v)))
         .collect();
     let echo = scrub::Scrubber::new(used.iter().copied().filter(|c| c.scrub_echo));
-    if !echo.is_empty() && echo.contains(&body) {
-        body = echo.bytes(body);
-        // The length changed; a stale Content-Length would contradict the body JS reads.
+    let echo = if echo.is_empty() {
+        None
+    } else {
+        // The body's length may change as it is scrubbed; a stale Content-Length would contradict
+        // the body JS reads.
         headers.retain(|(n, _)| n != "content-length");
-    }
-    Ok(FetchResponse {
+        Some(scrub::StreamScrubber::new(echo))
+    };
+    Ok(Opened {
         status: status.as_u16(),
         status_text: status.canonical_reason().unwrap_or("").to_string(),
         headers,
         url: shown.to_string(),
         redirected,
-        body,
+        body: ResponseBody {
+            response: Some(response),
+            echo,
+            read: 0,
+            max: limits.max_response_body,
+            host: host.to_string(),
+        },
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// At most this many entries are kept.
 pub const MAX_ENTRIES: usize = 1_000;
@@ -12,7 +12,7 @@ pub const MAX_TOTAL_BYTES: usize = 1024 * 1024;
 /// One message longer than this is cut.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Debug,
@@ -35,7 +35,7 @@ impl Level {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LogEntry {
     pub level: Level,
     pub message: String,
@@ -64,6 +64,8 @@ impl LogBuffer {
             }
             message.truncate(cut);
             message.push_str("…[truncated]");
+            // Keep only the bytes shown: a cut message must not hold on to its whole allocation.
+            message.shrink_to_fit();
         }
         self.bytes += message.len();
         let time = SystemTime::now()

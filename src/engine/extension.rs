@@ -10,6 +10,11 @@ deno_core::extension!(
     deps = [deno_webidl, deno_web],
     ops = [
         op_codestep_fetch,
+        op_codestep_fetch_body_ready,
+        op_codestep_fetch_body_write,
+        op_codestep_fetch_body_end,
+        op_codestep_fetch_next,
+        op_codestep_fetch_take,
         op_codestep_fetch_abort,
         op_codestep_log,
         op_codestep_random_fill,

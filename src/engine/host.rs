@@ -1,64 +1,65 @@
-//! The engine's side of the ops for one step: it turns `op_codestep_fetch` into an egress call on the
-//! shared HTTP runtime, enforces the per-step fetch limits, and collects logs and fetch records.
+//! The isolate's side of a step: it turns the fetch ops into `HostMsg`s for the gateway and routes the
+//! gateway's answers back to the JS promises waiting for them. It holds no connector and no secret:
+//! in process mode it runs in the sandboxed worker.
+//!
+//! Response bytes wait here until JS takes them; they count against the step's memory budget while
+//! they do, and the gateway sends at most one window ahead of what JS took.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use deno_core::v8;
-use deno_core::ToJsBuffer;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 use super::console::{Level, LogBuffer};
-use super::limits::Limits;
-use super::ops::{FetchArgs, FetchReply, HostFuture, StepHost};
-use crate::connector::Connector;
-use crate::egress::{Egress, FetchError, FetchRecord, FetchRequest, RedirectMode, RequestLimits};
+use super::ops::{FetchArgs, FetchHead, LocalFuture, StepHost};
+use super::protocol::{GatewayMsg, HostMsg, MAX_BODY_CHUNK};
+use super::runtime::BufferBudget;
 
-/// Why the engine stopped a step from the outside.
+/// Why a step was stopped from the outside.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stop {
+    /// The gateway hit a step limit (fetch count, body sizes).
     Limit(String),
+    /// Response bytes waiting for JS went over the memory budget.
+    Memory,
 }
 
-pub struct Host {
-    egress: Egress,
-    http: tokio::runtime::Handle,
-    connectors: Arc<Vec<Connector>>,
-    limits: Limits,
-    concurrency: Arc<Semaphore>,
+#[derive(Default)]
+struct Pending {
+    head: Option<FetchHead>,
+    chunks: VecDeque<Vec<u8>>,
+    ended: bool,
+    failed: Option<String>,
+    /// `BodyWanted`s not yet used by a chunk.
+    credit: u32,
+    data: Rc<Notify>,
+    wanted: Rc<Notify>,
+}
+
+pub struct IsolateHost {
+    send: Box<dyn Fn(HostMsg)>,
+    budget: Arc<BufferBudget>,
     isolate: RefCell<Option<v8::IsolateHandle>>,
-    fetches: Cell<u32>,
-    inflight: Rc<RefCell<HashMap<u32, tokio::task::AbortHandle>>>,
-    pub records: Rc<RefCell<Vec<FetchRecord>>>,
+    requests: RefCell<HashMap<u32, Pending>>,
     pub logs: RefCell<LogBuffer>,
-    stop: Rc<RefCell<Option<Stop>>>,
-    stopped: Rc<tokio::sync::Notify>,
+    stop: RefCell<Option<Stop>>,
+    stopped: Notify,
 }
 
-impl Host {
-    pub fn new(
-        egress: Egress,
-        http: tokio::runtime::Handle,
-        connectors: Arc<Vec<Connector>>,
-        limits: Limits,
-    ) -> Rc<Self> {
-        let concurrency = Arc::new(Semaphore::new(limits.max_concurrent_fetches as usize));
-        Rc::new(Host {
-            egress,
-            http,
-            connectors,
-            limits,
-            concurrency,
+impl IsolateHost {
+    /// A host whose messages for the gateway go to `send`.
+    pub fn new(send: Box<dyn Fn(HostMsg)>, budget: Arc<BufferBudget>) -> Rc<IsolateHost> {
+        Rc::new(IsolateHost {
+            send,
+            budget,
             isolate: RefCell::new(None),
-            fetches: Cell::new(0),
-            inflight: Rc::default(),
-            records: Rc::default(),
+            requests: RefCell::default(),
             logs: RefCell::default(),
-            stop: Rc::default(),
-            stopped: Rc::default(),
+            stop: RefCell::new(None),
+            stopped: Notify::new(),
         })
     }
 
@@ -66,146 +67,262 @@ impl Host {
         *self.isolate.borrow_mut() = Some(handle);
     }
 
-    pub fn fetch_count(&self) -> u32 {
-        self.fetches.get()
-    }
-
     pub fn stop_reason(&self) -> Option<Stop> {
         self.stop.borrow().clone()
     }
 
-    /// Resolves once the engine has decided to stop the step (see `halt`).
+    /// Resolves once the step must stop (see `halt`).
     pub async fn stopped(&self) {
         self.stopped.notified().await
     }
 
     /// Ends the step with `reason`. Running JS stops at its next check; a step waiting on the event
     /// loop is dropped by the step driver, which waits on `stopped`.
-    fn halt(
-        stop: &RefCell<Option<Stop>>,
-        stopped: &tokio::sync::Notify,
-        isolate: Option<&v8::IsolateHandle>,
-        reason: Stop,
-    ) {
-        stop.borrow_mut().get_or_insert(reason);
-        stopped.notify_one();
-        if let Some(handle) = isolate {
+    fn halt(&self, reason: Stop) {
+        self.stop.borrow_mut().get_or_insert(reason);
+        self.stopped.notify_one();
+        if let Some(handle) = self.isolate.borrow().as_ref() {
             handle.terminate_execution();
         }
     }
 
-    /// Cancels every request still in flight; called when the step ends, whatever the reason.
-    pub fn abort_all(&self) {
-        for (_, handle) in self.inflight.borrow_mut().drain() {
-            handle.abort();
+    /// Takes one message from the gateway.
+    pub fn deliver(&self, msg: GatewayMsg) {
+        if let GatewayMsg::Halt { message } = msg {
+            return self.halt(Stop::Limit(message));
+        }
+        let mut requests = self.requests.borrow_mut();
+        let id = match &msg {
+            GatewayMsg::Head { id, .. }
+            | GatewayMsg::Chunk { id, .. }
+            | GatewayMsg::End { id }
+            | GatewayMsg::Failed { id, .. }
+            | GatewayMsg::BodyWanted { id } => *id,
+            GatewayMsg::Halt { .. } => unreachable!("handled above"),
+        };
+        let Some(p) = requests.get_mut(&id) else {
+            return;
+        };
+        match msg {
+            GatewayMsg::Head {
+                status,
+                status_text,
+                headers,
+                url,
+                redirected,
+                ..
+            } => {
+                p.head = Some(FetchHead {
+                    status,
+                    status_text,
+                    headers,
+                    url,
+                    redirected,
+                });
+                p.data.notify_one();
+            }
+            GatewayMsg::Chunk { data, .. } => {
+                if !self.budget.reserve(data.len()) {
+                    drop(requests);
+                    return self.halt(Stop::Memory);
+                }
+                p.chunks.push_back(data);
+                p.data.notify_one();
+            }
+            GatewayMsg::End { .. } => {
+                p.ended = true;
+                p.data.notify_one();
+            }
+            GatewayMsg::Failed { message, .. } => {
+                p.failed = Some(message);
+                p.data.notify_one();
+                p.wanted.notify_one();
+            }
+            GatewayMsg::BodyWanted { .. } => {
+                p.credit += 1;
+                p.wanted.notify_one();
+            }
+            GatewayMsg::Halt { .. } => unreachable!("handled above"),
+        }
+    }
+
+    /// Forgets a request, giving back the budget of the bytes JS never took.
+    fn forget(&self, id: u32) {
+        if let Some(p) = self.requests.borrow_mut().remove(&id) {
+            self.budget
+                .release(p.chunks.iter().map(Vec::len).sum::<usize>());
+            p.data.notify_one();
+            p.wanted.notify_one();
+        }
+    }
+
+    /// The step is over: every request is forgotten (the gateway cancels them on its side).
+    pub fn close(&self) {
+        let ids: Vec<u32> = self.requests.borrow().keys().copied().collect();
+        for id in ids {
+            self.forget(id);
+        }
+    }
+
+    /// Waits until `check` gives an answer for request `id`, woken by `notify` of that request.
+    async fn wait<T>(
+        self: Rc<Self>,
+        id: u32,
+        which: fn(&Pending) -> &Rc<Notify>,
+        check: impl Fn(&mut Pending) -> Option<T>,
+        gone: T,
+    ) -> T {
+        loop {
+            let notify = {
+                let mut requests = self.requests.borrow_mut();
+                let Some(p) = requests.get_mut(&id) else {
+                    return gone;
+                };
+                if let Some(answer) = check(p) {
+                    return answer;
+                }
+                which(p).clone()
+            };
+            notify.notified().await;
         }
     }
 }
 
-fn redirect_mode(s: &str) -> Result<RedirectMode, String> {
-    match s {
-        "follow" => Ok(RedirectMode::Follow),
-        "manual" => Ok(RedirectMode::Manual),
-        "error" => Ok(RedirectMode::Error),
-        other => Err(format!("fetch: invalid redirect mode {other:?}")),
-    }
-}
+const ABORTED: &str = "fetch: the request was aborted";
 
-impl StepHost for Host {
-    fn fetch(&self, args: FetchArgs, body: Option<Vec<u8>>) -> HostFuture {
-        let redirect = match redirect_mode(&args.redirect) {
-            Ok(r) => r,
-            Err(e) => return Box::pin(async move { Err(e) }),
-        };
+impl StepHost for Rc<IsolateHost> {
+    fn fetch(
+        &self,
+        args: FetchArgs,
+        body: Option<Vec<u8>>,
+    ) -> LocalFuture<Result<FetchHead, String>> {
+        let id = args.request_id;
         if self.stop.borrow().is_some() {
             // The step is being stopped; JS may still run a little before termination lands.
             return Box::pin(async { Err("fetch: the step is stopping".to_string()) });
         }
-        let n = self.fetches.get() + 1;
-        self.fetches.set(n);
-        if n > self.limits.max_fetches {
-            let msg = format!("step limit: more than {} fetches", self.limits.max_fetches);
-            Host::halt(
-                &self.stop,
-                &self.stopped,
-                self.isolate.borrow().as_ref(),
-                Stop::Limit(msg.clone()),
-            );
-            return Box::pin(async move { Err(msg) });
+        if args.stream && body.is_some() {
+            return Box::pin(async { Err("fetch: a body is either given or streamed".to_string()) });
         }
-        if body.as_ref().map_or(0, |b| b.len() as u64) > self.limits.max_request_body_bytes {
-            let msg = format!(
-                "step limit: request body over {} bytes",
-                self.limits.max_request_body_bytes
-            );
-            Host::halt(
-                &self.stop,
-                &self.stopped,
-                self.isolate.borrow().as_ref(),
-                Stop::Limit(msg.clone()),
-            );
-            return Box::pin(async move { Err(msg) });
+        {
+            let mut requests = self.requests.borrow_mut();
+            if requests.contains_key(&id) {
+                return Box::pin(async { Err("fetch: request id already in use".to_string()) });
+            }
+            requests.insert(id, Pending::default());
         }
-
-        let request = FetchRequest {
+        (self.send)(HostMsg::Fetch {
+            id,
             method: args.method,
             url: args.url,
             headers: args.headers,
+            redirect: args.redirect,
+            stream: args.stream,
             body,
-            redirect,
-        };
-        let limits = RequestLimits {
-            timeout: Duration::from_millis(self.limits.request_timeout_ms),
-            max_request_body: self.limits.max_request_body_bytes as usize,
-            max_response_body: self.limits.max_response_body_bytes as usize,
-        };
-        let egress = self.egress.clone();
-        let connectors = self.connectors.clone();
-        let concurrency = self.concurrency.clone();
-        // The request runs on the shared multi-thread HTTP runtime; the step's thread only awaits it.
-        let task = self.http.spawn(async move {
-            // Beyond the concurrency limit, fetches wait their turn rather than fail, as in browsers.
-            let _permit = concurrency.acquire_owned().await;
-            egress.fetch(&connectors, request, &limits).await
         });
-        let id = args.request_id;
-        self.inflight.borrow_mut().insert(id, task.abort_handle());
-
-        let inflight = self.inflight.clone();
-        let records = self.records.clone();
-        let stop = self.stop.clone();
-        let stopped = self.stopped.clone();
-        let isolate = self.isolate.borrow().clone();
-        Box::pin(async move {
-            let joined = task.await;
-            inflight.borrow_mut().remove(&id);
-            let (result, record) = match joined {
-                Ok(pair) => pair,
-                Err(_) => return Err("fetch: the request was aborted".to_string()),
-            };
-            records.borrow_mut().push(record);
-            match result {
-                Ok(resp) => Ok(FetchReply {
-                    status: resp.status,
-                    status_text: resp.status_text,
-                    headers: resp.headers,
-                    url: resp.url,
-                    redirected: resp.redirected,
-                    body: ToJsBuffer::from(resp.body.into_boxed_slice()),
-                }),
-                Err(err @ (FetchError::ResponseBodyTooLarge | FetchError::RequestBodyTooLarge)) => {
-                    let msg = format!("step limit: {err}");
-                    Host::halt(&stop, &stopped, isolate.as_ref(), Stop::Limit(msg.clone()));
-                    Err(msg)
+        Box::pin(self.clone().wait(
+            id,
+            |p| &p.data,
+            |p| {
+                if let Some(head) = p.head.take() {
+                    return Some(Ok(head));
                 }
-                Err(err) => Err(err.to_string()),
+                p.failed.clone().map(Err)
+            },
+            Err(ABORTED.to_string()),
+        ))
+    }
+
+    fn body_ready(&self, request_id: u32) -> LocalFuture<bool> {
+        Box::pin(self.clone().wait(
+            request_id,
+            |p| &p.wanted,
+            |p| {
+                if p.failed.is_some() {
+                    return Some(false);
+                }
+                (p.credit > 0).then_some(true)
+            },
+            false,
+        ))
+    }
+
+    fn body_write(&self, request_id: u32, chunk: Vec<u8>) -> Result<(), String> {
+        if chunk.len() > MAX_BODY_CHUNK {
+            return Err(format!(
+                "fetch: body chunks are at most {MAX_BODY_CHUNK} bytes"
+            ));
+        }
+        {
+            let mut requests = self.requests.borrow_mut();
+            let p = requests.get_mut(&request_id).ok_or(ABORTED)?;
+            if p.credit == 0 {
+                return Err("fetch: the request did not ask for more body".to_string());
             }
+            p.credit -= 1;
+        }
+        (self.send)(HostMsg::BodyChunk {
+            id: request_id,
+            data: chunk,
+        });
+        Ok(())
+    }
+
+    fn body_end(&self, request_id: u32) {
+        if self.requests.borrow().contains_key(&request_id) {
+            (self.send)(HostMsg::BodyEnd { id: request_id });
+        }
+    }
+
+    fn next_chunk(&self, request_id: u32) -> LocalFuture<Result<u32, String>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let answer = this
+                .clone()
+                .wait(
+                    request_id,
+                    |p| &p.data,
+                    |p| {
+                        if let Some(c) = p.chunks.front() {
+                            return Some(Ok(c.len() as u32));
+                        }
+                        if p.ended {
+                            return Some(Ok(0));
+                        }
+                        p.failed.clone().map(Err)
+                    },
+                    Err(ABORTED.to_string()),
+                )
+                .await;
+            if matches!(answer, Ok(0) | Err(_)) {
+                this.forget(request_id);
+            }
+            answer
         })
     }
 
+    fn take_chunk(&self, request_id: u32, buf: &mut [u8]) -> Result<(), String> {
+        let chunk = {
+            let mut requests = self.requests.borrow_mut();
+            let p = requests.get_mut(&request_id).ok_or(ABORTED)?;
+            match p.chunks.front() {
+                Some(c) if c.len() == buf.len() => p.chunks.pop_front().expect("checked"),
+                _ => return Err("fetch: no chunk of that size is waiting".to_string()),
+            }
+        };
+        buf.copy_from_slice(&chunk);
+        self.budget.release(chunk.len());
+        (self.send)(HostMsg::Consumed {
+            id: request_id,
+            bytes: chunk.len() as u32,
+        });
+        Ok(())
+    }
+
     fn abort(&self, request_id: u32) {
-        if let Some(handle) = self.inflight.borrow_mut().remove(&request_id) {
-            handle.abort();
+        if self.requests.borrow().contains_key(&request_id) {
+            (self.send)(HostMsg::Abort { id: request_id });
+            self.forget(request_id);
         }
     }
 
@@ -214,13 +331,9 @@ impl StepHost for Host {
     }
 
     fn random_bytes(&self, buf: &mut [u8]) {
-        getrandom_fill(buf);
+        use rand::RngCore;
+        // A failure here means the machine has no entropy source: nothing sensible can run, so it
+        // panics (a panicking step becomes an `internal` error).
+        rand::rngs::OsRng.fill_bytes(buf);
     }
-}
-
-/// Fills `buf` from the OS. A failure here means the machine has no entropy source: nothing sensible
-/// can run, so it panics (the pool turns a panicking step into an `internal` error).
-fn getrandom_fill(buf: &mut [u8]) {
-    use rand::RngCore;
-    rand::rngs::OsRng.fill_bytes(buf);
 }

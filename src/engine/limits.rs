@@ -10,24 +10,30 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub timeout_ms: u64,
+    /// CPU time of the step's process (worker mode) or thread (in-process), in milliseconds.
+    pub cpu_time_ms: u64,
     pub memory_mb: u64,
     pub max_fetches: u32,
     pub max_concurrent_fetches: u32,
     pub max_request_body_bytes: u64,
     pub max_response_body_bytes: u64,
     pub request_timeout_ms: u64,
+    /// The step's JSON output, in bytes.
+    pub max_output_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             timeout_ms: 30_000,
+            cpu_time_ms: 30_000,
             memory_mb: 128,
             max_fetches: 100,
             max_concurrent_fetches: 6,
             max_request_body_bytes: 10 * 1024 * 1024,
             max_response_body_bytes: 10 * 1024 * 1024,
             request_timeout_ms: 30_000,
+            max_output_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -37,12 +43,14 @@ impl Default for Limits {
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     pub timeout_ms: Option<u64>,
+    pub cpu_time_ms: Option<u64>,
     pub memory_mb: Option<u64>,
     pub max_fetches: Option<u32>,
     pub max_concurrent_fetches: Option<u32>,
     pub max_request_body_bytes: Option<u64>,
     pub max_response_body_bytes: Option<u64>,
     pub request_timeout_ms: Option<u64>,
+    pub max_output_bytes: Option<u64>,
 }
 
 /// The smallest heap V8 can bootstrap a step in. Lower requests are raised to it, so a typo such as
@@ -57,6 +65,7 @@ impl Limits {
         }
         Limits {
             timeout_ms: pick(self.timeout_ms, overrides.timeout_ms).max(1),
+            cpu_time_ms: pick(self.cpu_time_ms, overrides.cpu_time_ms).max(1),
             memory_mb: pick(self.memory_mb, overrides.memory_mb).max(MIN_MEMORY_MB),
             max_fetches: pick(self.max_fetches, overrides.max_fetches),
             max_concurrent_fetches: pick(
@@ -73,11 +82,21 @@ impl Limits {
                 overrides.max_response_body_bytes,
             ),
             request_timeout_ms: pick(self.request_timeout_ms, overrides.request_timeout_ms).max(1),
+            max_output_bytes: pick(self.max_output_bytes, overrides.max_output_bytes),
         }
     }
 
     pub fn wall_time(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn cpu_time(&self) -> Duration {
+        Duration::from_millis(self.cpu_time_ms)
+    }
+
+    /// Everything a step may make its host allocate (heap, buffers, bodies, logs, output).
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_mb.saturating_mul(1024 * 1024)
     }
 
     pub fn heap_bytes(&self) -> usize {

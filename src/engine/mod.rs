@@ -13,22 +13,59 @@
 mod audit;
 mod console;
 mod extension;
+mod gateway;
 mod host;
+pub mod ipc;
 mod limits;
+mod monitor;
 pub mod ops;
+mod outcome;
 mod pool;
+pub mod protocol;
 mod runtime;
+pub mod sandbox;
 mod step;
+mod supervisor;
 mod watchdog;
+pub mod worker;
 
-use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
 
 pub use console::{Level, LogEntry};
 pub use limits::{LimitOverrides, Limits};
-pub use pool::{Executor, ExecutorError};
+pub use worker::run_if_worker;
 
 use crate::connector::Connector;
 use crate::egress::{Egress, EgressConfig, FetchRecord};
+
+/// Where steps run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Threads of this process. Every rule of the security model holds except containment: the
+    /// secrets share the address space with untrusted JS, and a V8 abort ends the process. For
+    /// embedding and tests.
+    InProcess,
+    /// Worker processes that hold no secret, confined by seccomp unless `sandbox` is false (see
+    /// `worker` for how a binary starts them).
+    Process {
+        program: WorkerProgram,
+        sandbox: bool,
+    },
+}
+
+/// The program a supervisor starts as its workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkerProgram {
+    /// This process's own executable. Its `main` must call `codestep::engine::run_if_worker()` first.
+    CurrentExe,
+    /// Another executable that does, such as an installed `codestep`.
+    Path(PathBuf),
+}
 
 /// How an executor is set up by its operator.
 #[derive(Clone, Debug)]
@@ -40,9 +77,11 @@ pub struct ExecutorConfig {
     pub egress: EgressConfig,
     /// Searches each step's heap for its connectors' secrets after it ends (costs a heap snapshot).
     pub audit_heap: bool,
+    pub mode: Mode,
 }
 
 impl Default for ExecutorConfig {
+    /// In-process mode, as a library embedding starts; `codestep run` and `serve` use process mode.
     fn default() -> Self {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         ExecutorConfig {
@@ -50,6 +89,7 @@ impl Default for ExecutorConfig {
             caps: Limits::default(),
             egress: EgressConfig::default(),
             audit_heap: false,
+            mode: Mode::InProcess,
         }
     }
 }
@@ -79,18 +119,18 @@ impl StepRequest {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The step threw, or its module did not load.
     Error,
-    /// Wall time ran out.
+    /// Wall time or CPU time ran out.
     Timeout,
-    /// The heap or ArrayBuffer memory limit was hit.
+    /// The memory limit was hit (heap, buffers, or the worker's resident memory).
     Memory,
     /// Another step limit (fetch count, body sizes) was hit.
     Limit,
-    /// The returned value could not be turned into JSON.
+    /// The returned value could not be turned into JSON, or its JSON was over the output limit.
     Output,
     /// The input could not be given to the step.
     Input,
@@ -98,7 +138,7 @@ pub enum ErrorKind {
     Internal,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepError {
     pub kind: ErrorKind,
     pub message: String,
@@ -121,8 +161,9 @@ pub struct StepStats {
 #[derive(Clone, Debug, Serialize)]
 pub struct StepResult {
     pub ok: bool,
+    /// The output's JSON text, checked but not parsed (see `output_value`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<serde_json::Value>,
+    pub output: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
     pub logs: Vec<LogEntry>,
@@ -130,9 +171,167 @@ pub struct StepResult {
     pub stats: StepStats,
 }
 
-/// What every worker shares.
+impl StepResult {
+    /// The output parsed, for callers that want to look inside it.
+    pub fn output_value(&self) -> Option<serde_json::Value> {
+        self.output
+            .as_ref()
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+    }
+}
+
+/// What every pool shares: the configuration, and the gateway's egress path and runtime.
 struct Shared {
     config: ExecutorConfig,
     egress: Egress,
     http: tokio::runtime::Handle,
+}
+
+/// Splits a request into the job its isolate gets (names, never connectors) and what stays with the
+/// gateway.
+fn job(request: StepRequest, config: &ExecutorConfig) -> (protocol::Job, Vec<Connector>, Limits) {
+    let limits = config.caps.resolve(&request.limits);
+    let names: Vec<&str> = request.connectors.iter().map(|c| c.name.as_str()).collect();
+    let step_id = request.step_id.clone().unwrap_or_else(random_step_id);
+    let ctx = serde_json::json!({ "stepId": step_id, "connectors": names }).to_string();
+    let job = protocol::Job {
+        code: request.code,
+        input: request.input.to_string(),
+        ctx,
+        limits: limits.clone(),
+        audit_heap: config.audit_heap,
+    };
+    (job, request.connectors, limits)
+}
+
+fn random_step_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+enum Backend {
+    InProcess(pool::ThreadPool),
+    Process(supervisor::ProcessPool),
+}
+
+/// Runs steps. Cheap to share behind an `Arc`; `run` may be called from many tasks at once, and up to
+/// `workers` steps run at the same time while the rest wait in order.
+pub struct Executor {
+    backend: Option<Backend>,
+    http: Option<tokio::runtime::Runtime>,
+    worker_count: usize,
+    sandboxed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("egress configuration: {0}")]
+    Egress(String),
+    #[error("could not start the executor: {0}")]
+    Start(#[from] std::io::Error),
+}
+
+impl Executor {
+    /// Builds the pool. Call it from the main thread before other threads make V8 isolates.
+    pub fn new(config: ExecutorConfig) -> Result<Executor, ExecutorError> {
+        let http = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("codestep-http")
+            .enable_all()
+            .build()?;
+        let egress = {
+            let _enter = http.enter();
+            Egress::new(config.egress.clone()).map_err(|e| ExecutorError::Egress(e.to_string()))?
+        };
+        let worker_count = config.workers.max(1);
+        let mode = config.mode.clone();
+        let shared = Arc::new(Shared {
+            config,
+            egress,
+            http: http.handle().clone(),
+        });
+        let (backend, sandboxed) = match &mode {
+            Mode::InProcess => {
+                runtime::init_platform();
+                (Backend::InProcess(pool::ThreadPool::start(shared)?), false)
+            }
+            Mode::Process { program, sandbox } => {
+                let _enter = http.enter();
+                (
+                    Backend::Process(supervisor::ProcessPool::start(shared, program, *sandbox)?),
+                    *sandbox,
+                )
+            }
+        };
+        Ok(Executor {
+            backend: Some(backend),
+            http: Some(http),
+            worker_count,
+            sandboxed,
+        })
+    }
+
+    pub fn workers(&self) -> usize {
+        self.worker_count
+    }
+
+    /// Whether steps run in confined worker processes.
+    pub fn sandboxed(&self) -> bool {
+        self.sandboxed
+    }
+
+    /// The process ids of the live worker processes (none in-process).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        match &self.backend {
+            Some(Backend::Process(p)) => p.pids(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Runs one step and waits for its result.
+    pub async fn run(&self, request: StepRequest) -> StepResult {
+        let (reply, rx) = oneshot::channel();
+        let sent = match &self.backend {
+            Some(Backend::InProcess(p)) => p.submit(request, reply),
+            Some(Backend::Process(p)) => p
+                .submit(supervisor::Task::Step { request, reply })
+                .is_ok(),
+            None => false,
+        };
+        if !sent {
+            return outcome::internal("the executor has shut down");
+        }
+        rx.await
+            .unwrap_or_else(|_| outcome::internal("the worker running this step died"))
+    }
+
+    /// `run` for callers without an async runtime (the CLI, benchmarks).
+    pub fn run_blocking(&self, request: StepRequest) -> StepResult {
+        futures::executor::block_on(self.run(request))
+    }
+
+    /// Test hook: has a worker process try every call its sandbox refuses. Each entry is a call and
+    /// `None` when it was refused, or what happened instead.
+    pub async fn probe_sandbox(&self) -> Result<Vec<(String, Option<String>)>, String> {
+        let Some(Backend::Process(p)) = &self.backend else {
+            return Err("the executor runs steps in-process".into());
+        };
+        let (reply, rx) = oneshot::channel();
+        p.submit(supervisor::Task::Probe { reply })
+            .map_err(|_| "the executor has shut down".to_string())?;
+        rx.await.map_err(|_| "the worker died".to_string())?
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        // In-process threads finish their steps; worker processes are told to exit.
+        self.backend.take();
+        if let Some(http) = self.http.take() {
+            // Dropping a runtime from inside another runtime's task would panic; this never blocks.
+            http.shutdown_background();
+        }
+    }
 }

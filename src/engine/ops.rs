@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use deno_core::{op2, JsBuffer, OpState, ToJsBuffer};
+use deno_core::{op2, JsBuffer, OpState};
 use deno_error::JsErrorBox;
 use serde::{Deserialize, Serialize};
 
@@ -24,26 +24,39 @@ pub struct FetchArgs {
     pub headers: Vec<(String, String)>,
     pub redirect: String,
     pub request_id: u32,
+    /// The body follows as chunks (`op_codestep_fetch_body_*`) instead of coming with the call.
+    pub stream: bool,
 }
 
-/// What JS gets back. Headers and URL have already been cleaned by the egress path.
-#[derive(Serialize)]
+/// What JS gets back once the response head is in. Headers and URL have already been cleaned by the
+/// egress path. The body is read with `op_codestep_fetch_next` and `op_codestep_fetch_take`.
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FetchReply {
+pub struct FetchHead {
     pub status: u16,
     pub status_text: String,
     pub headers: Vec<(String, String)>,
     pub url: String,
     pub redirected: bool,
-    pub body: ToJsBuffer,
 }
 
-pub type HostFuture = Pin<Box<dyn Future<Output = Result<FetchReply, String>>>>;
+pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
-/// The engine side of one running step.
+/// The engine side of one running step. Every `Err` becomes a JS `TypeError` with that message, so it
+/// must be safe to show.
 pub trait StepHost {
-    /// Starts a fetch. An `Err` becomes a JS `TypeError` with that message, so it must be safe to show.
-    fn fetch(&self, args: FetchArgs, body: Option<Vec<u8>>) -> HostFuture;
+    /// Starts a fetch; resolves with the response head.
+    fn fetch(&self, args: FetchArgs, body: Option<Vec<u8>>) -> LocalFuture<Result<FetchHead, String>>;
+    /// For a streamed body: resolves `true` when the request wants its next chunk, `false` when it no
+    /// longer wants any (it failed or was blocked). No chunk is read before the policy check passed.
+    fn body_ready(&self, request_id: u32) -> LocalFuture<bool>;
+    fn body_write(&self, request_id: u32, chunk: Vec<u8>) -> Result<(), String>;
+    fn body_end(&self, request_id: u32);
+    /// The size of the next response chunk, or 0 at the end of the body.
+    fn next_chunk(&self, request_id: u32) -> LocalFuture<Result<u32, String>>;
+    /// Copies the next chunk into `buf`, which JS made exactly its size (so it counts against the
+    /// step's memory), and lets the upstream send more.
+    fn take_chunk(&self, request_id: u32, buf: &mut [u8]) -> Result<(), String>;
     fn abort(&self, request_id: u32);
     fn log(&self, level: u32, message: String);
     fn random_bytes(&self, buf: &mut [u8]);
@@ -62,7 +75,7 @@ pub async fn op_codestep_fetch(
     state: Rc<RefCell<OpState>>,
     #[serde] args: FetchArgs,
     #[buffer] body: Option<JsBuffer>,
-) -> Result<FetchReply, JsErrorBox> {
+) -> Result<FetchHead, JsErrorBox> {
     // Copy the body out of the V8 buffer now: JS may mutate it after the call returns.
     let body = body.map(|b| b.to_vec());
     let fut = {
@@ -70,6 +83,55 @@ pub async fn op_codestep_fetch(
         host.fetch(args, body)
     };
     fut.await.map_err(JsErrorBox::type_error)
+}
+
+#[op2]
+pub async fn op_codestep_fetch_body_ready(
+    state: Rc<RefCell<OpState>>,
+    #[smi] request_id: u32,
+) -> Result<bool, JsErrorBox> {
+    let fut = host(&state.borrow())?.body_ready(request_id);
+    Ok(fut.await)
+}
+
+#[op2]
+pub fn op_codestep_fetch_body_write(
+    state: &mut OpState,
+    #[smi] request_id: u32,
+    #[buffer] chunk: JsBuffer,
+) -> Result<(), JsErrorBox> {
+    host(state)?
+        .body_write(request_id, chunk.to_vec())
+        .map_err(JsErrorBox::type_error)
+}
+
+#[op2(fast)]
+pub fn op_codestep_fetch_body_end(
+    state: &mut OpState,
+    #[smi] request_id: u32,
+) -> Result<(), JsErrorBox> {
+    host(state)?.body_end(request_id);
+    Ok(())
+}
+
+#[op2]
+pub async fn op_codestep_fetch_next(
+    state: Rc<RefCell<OpState>>,
+    #[smi] request_id: u32,
+) -> Result<u32, JsErrorBox> {
+    let fut = host(&state.borrow())?.next_chunk(request_id);
+    fut.await.map_err(JsErrorBox::type_error)
+}
+
+#[op2(fast)]
+pub fn op_codestep_fetch_take(
+    state: &mut OpState,
+    #[smi] request_id: u32,
+    #[buffer] buf: &mut [u8],
+) -> Result<(), JsErrorBox> {
+    host(state)?
+        .take_chunk(request_id, buf)
+        .map_err(JsErrorBox::type_error)
 }
 
 #[op2(fast)]

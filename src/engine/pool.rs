@@ -1,64 +1,41 @@
-//! The worker pool: a fixed set of threads, each running one step at a time with one live isolate, on
-//! its own current-thread tokio runtime. HTTP runs on one shared multi-thread runtime, so a step's
-//! thread is never needed to make network progress.
+//! In-process mode: a fixed set of threads in the embedding process, each running one step at a time
+//! with one live isolate, on its own current-thread tokio runtime. The step's gateway runs on the shared
+//! HTTP runtime, exactly as in process mode, so the isolate side never touches a connector; but the
+//! secrets share the address space with untrusted JS, and a V8 abort ends the whole process. This is the
+//! weaker mode, for embedding and tests (security model, "Containment").
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::audit::SecretSearch;
+use super::gateway::Gateway;
+use super::outcome;
+use super::protocol::GatewayMsg;
+use super::step::{self, Link};
 use super::watchdog::Watchdog;
-use super::{
-    runtime, step, ErrorKind, ExecutorConfig, Shared, StepError, StepRequest, StepResult, StepStats,
-};
-use crate::egress::Egress;
+use super::{Shared, StepRequest, StepResult};
 
 struct Job {
     request: StepRequest,
     reply: oneshot::Sender<StepResult>,
 }
 
-/// Runs steps. Cheap to share behind an `Arc`; `run` may be called from many tasks at once, and up to
-/// `workers` steps run at the same time while the rest wait in order.
-pub struct Executor {
+pub struct ThreadPool {
     queue: Option<mpsc::Sender<Job>>,
     workers: Vec<thread::JoinHandle<()>>,
-    http: Option<tokio::runtime::Runtime>,
-    worker_count: usize,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ExecutorError {
-    #[error("egress configuration: {0}")]
-    Egress(String),
-    #[error("could not start the executor: {0}")]
-    Start(#[from] std::io::Error),
-}
-
-impl Executor {
-    /// Builds the pool. Call it from the main thread before other threads make V8 isolates.
-    pub fn new(config: ExecutorConfig) -> Result<Executor, ExecutorError> {
-        runtime::init_platform();
-        let http = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("codestep-http")
-            .enable_all()
-            .build()?;
-        let egress = {
-            let _enter = http.enter();
-            Egress::new(config.egress.clone()).map_err(|e| ExecutorError::Egress(e.to_string()))?
-        };
-        let worker_count = config.workers.max(1);
-        let shared = Arc::new(Shared {
-            config,
-            egress,
-            http: http.handle().clone(),
-        });
+impl ThreadPool {
+    pub fn start(shared: Arc<Shared>) -> std::io::Result<ThreadPool> {
+        let count = shared.config.workers.max(1);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
-        let mut workers = Vec::with_capacity(worker_count);
-        for i in 0..worker_count {
+        let mut workers = Vec::with_capacity(count);
+        for i in 0..count {
             let rx = rx.clone();
             let shared = shared.clone();
             let watchdog = Watchdog::start(format!("codestep-watch-{i}"))?;
@@ -68,35 +45,27 @@ impl Executor {
                     .spawn(move || worker_loop(&rx, &shared, &watchdog))?,
             );
         }
-        Ok(Executor {
+        Ok(ThreadPool {
             queue: Some(tx),
             workers,
-            http: Some(http),
-            worker_count,
         })
     }
 
-    pub fn workers(&self) -> usize {
-        self.worker_count
-    }
-
-    /// Runs one step and waits for its result.
-    pub async fn run(&self, request: StepRequest) -> StepResult {
-        let (reply, rx) = oneshot::channel();
-        let sent = match &self.queue {
+    pub fn submit(&self, request: StepRequest, reply: oneshot::Sender<StepResult>) -> bool {
+        match &self.queue {
             Some(q) => q.send(Job { request, reply }).is_ok(),
             None => false,
-        };
-        if !sent {
-            return internal_error("the executor has shut down".into());
         }
-        rx.await
-            .unwrap_or_else(|_| internal_error("the worker running this step died".into()))
     }
+}
 
-    /// `run` for callers without an async runtime (the CLI, benchmarks).
-    pub fn run_blocking(&self, request: StepRequest) -> StepResult {
-        futures::executor::block_on(self.run(request))
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        // Closing the queue ends every worker after its current step.
+        self.queue.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
     }
 }
 
@@ -122,40 +91,57 @@ fn worker_loop(rx: &Mutex<mpsc::Receiver<Job>>, shared: &Shared, watchdog: &Watc
         };
         // A panic in one step must not take the worker (or the process) down with it.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            step::run(request, shared, &rt, watchdog, prepared)
+            run_one(request, shared, &rt, watchdog, prepared)
         }))
         .unwrap_or_else(|_| {
-            internal_error("the step crashed the engine; it has been discarded".into())
+            outcome::internal("the step crashed the engine; it has been discarded")
         });
         let _ = reply.send(result);
     }
 }
 
-fn internal_error(message: String) -> StepResult {
-    StepResult {
-        ok: false,
-        output: None,
-        error: Some(StepError {
-            kind: ErrorKind::Internal,
-            message,
-            stack: None,
+fn run_one(
+    request: StepRequest,
+    shared: &Shared,
+    rt: &tokio::runtime::Runtime,
+    watchdog: &Watchdog,
+    prepared: Option<step::Prepared>,
+) -> StepResult {
+    let started = Instant::now();
+    let (job, connectors, limits) = super::job(request, &shared.config);
+    let mut search = job.audit_heap.then(|| SecretSearch::new(&connectors));
+    let (gw_tx, mut gw_rx) = tokio::sync::mpsc::unbounded_channel::<GatewayMsg>();
+    let gateway = Gateway::new(
+        shared.egress.clone(),
+        shared.http.clone(),
+        connectors,
+        limits.clone(),
+        gw_tx,
+    );
+    let to_gateway = gateway.clone();
+    let link = Link {
+        send: Box::new(move |m| to_gateway.handle(m)),
+        connect: Box::new(move |host| {
+            Box::pin(async move {
+                while let Some(m) = gw_rx.recv().await {
+                    host.deliver(m);
+                }
+            })
         }),
-        logs: Vec::new(),
-        requests: Vec::new(),
-        stats: StepStats::default(),
-    }
-}
-
-impl Drop for Executor {
-    fn drop(&mut self) {
-        // Closing the queue ends every worker after its current step.
-        self.queue.take();
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+    };
+    let mut feed = |chunk: &[u8]| {
+        if let Some(s) = search.as_mut() {
+            s.feed(chunk);
         }
-        if let Some(http) = self.http.take() {
-            // Dropping a runtime from inside another runtime's task would panic; this never blocks.
-            http.shutdown_background();
-        }
-    }
+    };
+    let reported = step::run(job, link, rt, watchdog, prepared, Some(&mut feed));
+    let summary = rt.block_on(gateway.finish());
+    let secret_in_heap = search.map(|s| s.found());
+    outcome::assemble(
+        reported,
+        summary,
+        started,
+        limits.max_output_bytes,
+        secret_in_heap,
+    )
 }

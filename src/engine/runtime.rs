@@ -37,7 +37,7 @@ impl BufferBudget {
         self.exceeded.load(Ordering::Relaxed)
     }
 
-    fn reserve(&self, len: usize) -> bool {
+    pub(crate) fn reserve(&self, len: usize) -> bool {
         let mut cur = self.used.load(Ordering::Relaxed);
         loop {
             let next = match cur.checked_add(len) {
@@ -57,7 +57,7 @@ impl BufferBudget {
         }
     }
 
-    fn release(&self, len: usize) {
+    pub(crate) fn release(&self, len: usize) {
         self.used.fetch_sub(len, Ordering::Relaxed);
     }
 }

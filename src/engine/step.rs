@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use deno_core::error::{CoreError, CoreErrorKind, JsError};
 use deno_core::{v8, JsRuntime, ModuleSpecifier, PollEventLoopOptions};
-use zeroize::Zeroizing;
 
-use super::host::{Host, Stop};
-use super::ops::StepHost;
+use super::host::{IsolateHost, Stop};
+use super::ops::{LocalFuture, StepHost};
+use super::protocol::{HostMsg, Job, Outcome};
 use super::runtime::{self, BufferBudget, StepRuntime};
-use super::watchdog::Watchdog;
-use super::{ErrorKind, Shared, StepError, StepRequest, StepResult, StepStats};
+use super::watchdog::{Fired, Watchdog};
+use super::{ErrorKind, StepError};
 
 /// The module specifier a step is loaded as. It names no real file; nothing can be imported from it.
 const STEP_SPECIFIER: &str = "file:///codestep/step.js";
@@ -97,33 +97,26 @@ pub fn prepare(heap_bytes: usize, rt: &tokio::runtime::Runtime) -> Result<Prepar
     })
 }
 
-/// Runs `req` to completion on the current thread, inside `rt` (this worker's current-thread runtime),
-/// in `prepared` when it was made for the step's heap limit, else in a new isolate.
+/// How a step's isolate talks to its gateway: `send` takes the host's messages, and `connect` gets the
+/// host and returns a future that delivers the gateway's messages to it (`IsolateHost::deliver`),
+/// polled alongside the step.
+pub struct Link {
+    pub send: Box<dyn Fn(HostMsg)>,
+    pub connect: Box<dyn FnOnce(Rc<IsolateHost>) -> LocalFuture<()>>,
+}
+
+/// Runs `job` to completion on the current thread, inside `rt` (this thread's current-thread runtime),
+/// in `prepared` when it was made for the step's heap limit, else in a new isolate. When `audit` is
+/// given and the job asks for it, the isolate's heap snapshot is streamed to it after the step.
 pub fn run(
-    req: StepRequest,
-    shared: &Shared,
+    job: Job,
+    link: Link,
     rt: &tokio::runtime::Runtime,
     watchdog: &Watchdog,
     prepared: Option<Prepared>,
-) -> StepResult {
-    let started = Instant::now();
-    let limits = shared.config.caps.resolve(&req.limits);
-    let connector_names: Vec<String> = req.connectors.iter().map(|c| c.name.clone()).collect();
-    let secrets_to_audit: Vec<Zeroizing<Vec<u8>>> = if shared.config.audit_heap {
-        req.connectors
-            .iter()
-            .map(|c| Zeroizing::new(c.secret.expose().as_bytes().to_vec()))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let host = Host::new(
-        shared.egress.clone(),
-        shared.http.clone(),
-        Arc::new(req.connectors),
-        limits.clone(),
-    );
-
+    audit: Option<&mut dyn FnMut(&[u8])>,
+) -> Outcome {
+    let limits = job.limits.clone();
     // deno_core needs a tokio context while it creates the runtime and whenever V8 posts tasks.
     let _enter = rt.enter();
     let prepared = match prepared {
@@ -140,20 +133,15 @@ pub fn run(
         ..
     } = match prepared {
         Ok(p) => p,
-        Err(msg) => {
-            return finish(
-                started,
-                &host,
-                Err(Failure::new(ErrorKind::Internal, msg)),
-                None,
-            );
-        }
+        Err(msg) => return Outcome::failed(ErrorKind::Internal, msg),
     };
+    let host = IsolateHost::new(link.send, budget.clone());
+    let incoming = (link.connect)(host.clone());
     let js = &mut step_rt.js;
     let isolate = js.v8_isolate().thread_safe_handle();
     js.op_state()
         .borrow_mut()
-        .put::<Rc<dyn StepHost>>(host.clone());
+        .put::<Rc<dyn StepHost>>(Rc::new(host.clone()));
     host.set_isolate(isolate.clone());
 
     let out_of_memory = Rc::new(Cell::new(false));
@@ -168,38 +156,54 @@ pub fn run(
         });
     }
 
+    let started = Instant::now();
     let deadline = started + limits.wall_time();
-    let timer = watchdog.arm(deadline, isolate);
-    let step_id = req.step_id.clone().unwrap_or_else(random_step_id);
-    let ctx = serde_json::json!({ "stepId": step_id, "connectors": connector_names }).to_string();
-    let input = req.input.to_string();
+    let timer = watchdog.arm(deadline, limits.cpu_time(), isolate);
     let run_step = step_rt.run_step.clone();
+    let max_output = limits.max_output_bytes;
     let outcome = rt.block_on(async {
         tokio::select! {
-            r = tokio::time::timeout_at(deadline.into(), drive(&mut step_rt.js, &run_step, req.code, input, ctx)) => r,
+            r = tokio::time::timeout_at(
+                deadline.into(),
+                drive(&mut step_rt.js, &run_step, job.code, job.input, job.ctx, max_output),
+            ) => r.ok(),
             // The stop reason is read below; what the driver was doing no longer matters.
-            () = host.stopped() => Ok(Err(Failure::new(ErrorKind::Limit, "stopped"))),
+            () = host.stopped() => Some(Err(Failure::new(ErrorKind::Limit, "stopped"))),
+            // Delivers the gateway's messages; it ends only when the gateway is gone.
+            () = incoming => Some(Err(Failure::new(ErrorKind::Internal, "the step's gateway went away"))),
         }
     });
     let fired = timer.disarm();
-    host.abort_all();
+    host.close();
 
-    let outcome = match outcome.ok().filter(|_| !fired) {
+    let result = match outcome {
         _ if out_of_memory.get() => Err(Failure::new(
             ErrorKind::Memory,
+            format!("step ran out of memory (heap limit {} MiB)", limits.memory_mb),
+        )),
+        _ if host.stop_reason() == Some(Stop::Memory) => Err(Failure::new(
+            ErrorKind::Memory,
             format!(
-                "step ran out of memory (heap limit {} MiB)",
+                "step ran out of memory: response bodies waiting to be read went over {} MiB",
                 limits.memory_mb
             ),
         )),
+        _ if fired == Some(Fired::Cpu) => Err(Failure::new(
+            ErrorKind::Timeout,
+            format!("step exceeded its CPU time of {} ms", limits.cpu_time_ms),
+        )),
         // The watchdog stopped running JS, or the timer fired while the step waited.
+        _ if fired == Some(Fired::Wall) => Err(Failure::new(
+            ErrorKind::Timeout,
+            format!("step exceeded its wall time of {} ms", limits.timeout_ms),
+        )),
         None => Err(Failure::new(
             ErrorKind::Timeout,
             format!("step exceeded its wall time of {} ms", limits.timeout_ms),
         )),
         Some(result) => match host.stop_reason() {
             Some(Stop::Limit(msg)) => Err(Failure::new(ErrorKind::Limit, msg)),
-            None => match result {
+            _ => match result {
                 Err(f) if f.kind == ErrorKind::Error && budget.exceeded() => Err(Failure::new(
                     ErrorKind::Memory,
                     format!(
@@ -212,69 +216,23 @@ pub fn run(
         },
     };
 
-    let heap_leak = if secrets_to_audit.is_empty() {
-        None
-    } else {
-        Some(super::audit::heap_contains_any(
-            step_rt.js.v8_isolate(),
-            &secrets_to_audit,
-        ))
-    };
+    if job.audit_heap {
+        if let Some(sink) = audit {
+            super::audit::snapshot_heap(step_rt.js.v8_isolate(), sink);
+        }
+    }
     // The isolate goes before anything else of this step: nothing it held survives into the next.
     drop(step_rt);
-    finish(started, &host, outcome, heap_leak)
-}
-
-fn finish(
-    started: Instant,
-    host: &Host,
-    outcome: Result<String, Failure>,
-    secret_in_heap: Option<bool>,
-) -> StepResult {
     let logs = std::mem::take(&mut *host.logs.borrow_mut());
     let (logs, logs_dropped) = logs.finish();
-    let requests = std::mem::take(&mut *host.records.borrow_mut());
-    let stats = StepStats {
-        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-        fetches: host.fetch_count(),
+    Outcome {
+        result: result.map_err(|f| StepError {
+            kind: f.kind,
+            message: f.message,
+            stack: f.stack,
+        }),
+        logs,
         logs_dropped,
-        secret_in_heap,
-    };
-    match outcome {
-        Ok(json) => match serde_json::from_str(&json) {
-            Ok(output) => StepResult {
-                ok: true,
-                output: Some(output),
-                error: None,
-                logs,
-                requests,
-                stats,
-            },
-            Err(e) => StepResult {
-                ok: false,
-                output: None,
-                error: Some(StepError {
-                    kind: ErrorKind::Output,
-                    message: format!("step output is not JSON: {e}"),
-                    stack: None,
-                }),
-                logs,
-                requests,
-                stats,
-            },
-        },
-        Err(f) => StepResult {
-            ok: false,
-            output: None,
-            error: Some(StepError {
-                kind: f.kind,
-                message: f.message,
-                stack: f.stack,
-            }),
-            logs,
-            requests,
-            stats,
-        },
     }
 }
 
@@ -284,6 +242,7 @@ async fn drive(
     code: String,
     input: String,
     ctx: String,
+    max_output: u64,
 ) -> Result<String, Failure> {
     let spec = ModuleSpecifier::parse(STEP_SPECIFIER).expect("static specifier");
     let id = js
@@ -326,12 +285,17 @@ async fn drive(
     let context = v8::Local::new(scope, context);
     let scope = &mut v8::ContextScope::new(scope, context);
     let value = v8::Local::new(scope, value);
-    Ok(value.to_rust_string_lossy(scope))
-}
-
-fn random_step_id() -> String {
-    use rand::RngCore;
-    let mut b = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    let Ok(text) = v8::Local::<v8::String>::try_from(value) else {
+        return Err(Failure::new(ErrorKind::Internal, "the step runner returned no text"));
+    };
+    // Checked before the host copies it: the output counts against the step, not the host.
+    let len = text.utf8_length(scope) as u64;
+    if len > max_output {
+        return Err(Failure::new(
+            ErrorKind::Output,
+            format!("step output is {len} bytes of JSON, over the limit of {max_output} bytes"),
+        ));
+    }
+    // Lone surrogates become U+FFFD rather than failing the whole output.
+    Ok(text.to_rust_string_lossy(scope))
 }

@@ -42,7 +42,7 @@ fn default_export_gets_input_and_ctx_and_may_be_async() {
     );
     assert!(res.ok, "{:?}", res.error);
     assert_eq!(
-        res.output,
+        res.output_value(),
         Some(json!({ "doubled": 42, "ctxKeys": ["connectors", "stepId"], "connectors": [] }))
     );
 }
@@ -53,13 +53,13 @@ fn top_level_await_works() {
         "const v = await new Promise(r => setTimeout(() => r(7), 5)); export default () => v",
         Value::Null,
     );
-    assert_eq!(res.output, Some(json!(7)));
+    assert_eq!(res.output_value(), Some(json!(7)));
 }
 
 #[test]
 fn undefined_output_becomes_null_and_unserialisable_output_is_an_output_error() {
     assert_eq!(
-        run("export default () => {}", Value::Null).output,
+        run("export default () => {}", Value::Null).output_value(),
         Some(Value::Null)
     );
     let res = run("export default () => 1n", Value::Null);
@@ -148,7 +148,7 @@ fn the_promised_globals_exist_and_internals_do_not() {
         Value::Null,
     );
     assert_eq!(
-        res.output,
+        res.output_value(),
         Some(
             json!({ "missing": [], "present": [], "timeout": "function", "any": "function", "uuid": true, "rnd": true })
         )
@@ -166,7 +166,7 @@ fn infinite_loop_times_out_and_the_next_step_runs() {
     );
     assert_eq!(error_kind(&res), Some(ErrorKind::Timeout));
     assert_eq!(
-        run("export default () => 'alive'", Value::Null).output,
+        run("export default () => 'alive'", Value::Null).output_value(),
         Some(json!("alive"))
     );
 }
@@ -203,7 +203,7 @@ fn heap_bomb_ends_with_memory_error_and_the_next_step_runs() {
     );
     assert_eq!(error_kind(&res), Some(ErrorKind::Memory), "{:?}", res.error);
     assert_eq!(
-        run("export default () => 1 + 1", Value::Null).output,
+        run("export default () => 1 + 1", Value::Null).output_value(),
         Some(json!(2))
     );
 }
@@ -235,14 +235,14 @@ fn nothing_survives_from_one_step_to_the_next() {
         "globalThis.leak = 'x'; Array.prototype.evil = 1; JSON.parse = () => 'tampered'; export default () => typeof leak",
         Value::Null,
     );
-    assert_eq!(first.output, Some(json!("string")));
+    assert_eq!(first.output_value(), Some(json!("string")));
     for _ in 0..4 {
         // Several runs so that both workers are exercised.
         let next = run(
             "export default () => [typeof globalThis.leak, [].evil === undefined, JSON.parse('1')]",
             Value::Null,
         );
-        assert_eq!(next.output, Some(json!(["undefined", true, 1])));
+        assert_eq!(next.output_value(), Some(json!(["undefined", true, 1])));
     }
 }
 
@@ -252,7 +252,7 @@ fn fetch_without_connectors_is_blocked_with_a_type_error() {
         "export default async () => { try { await fetch('https://api.example.com/x?token=abc'); return 'sent' } catch (e) { return [e instanceof TypeError, e.message] } }",
         Value::Null,
     );
-    let out = res.output.expect("output");
+    let out = res.output_value().expect("output");
     assert_eq!(out[0], json!(true));
     let msg = out[1].as_str().unwrap();
     assert!(msg.contains("api.example.com"), "{msg}");
@@ -302,7 +302,7 @@ fn the_pool_runs_steps_concurrently() {
         }
         let mut out = Vec::new();
         for t in tasks {
-            let v = t.await.unwrap().output.expect("output");
+            let v = t.await.unwrap().output_value().expect("output");
             out.push((v[0].as_i64().unwrap(), v[1].as_i64().unwrap(), v[2].as_i64().unwrap()));
         }
         out

@@ -73,7 +73,7 @@ async fn run_checks_with(
             err.kind, err.message, err.stack, res.logs
         );
     }
-    let out = res.output.clone().unwrap_or(serde_json::Value::Null);
+    let out = res.output_value().unwrap_or(serde_json::Value::Null);
     let list = out
         .as_array()
         .cloned()
@@ -826,9 +826,12 @@ struct Net {
 
 fn net() -> Net {
     let server = TestServer::start(routes);
+    // The network checks run in process mode, so fetches cross the worker boundary as they do under
+    // `serve`; the other checks run in-process, and both modes are covered.
     let exec = Executor::new(ExecutorConfig {
         workers: 1,
         egress: support::egress_config(),
+        mode: support::process_mode(),
         ..Default::default()
     })
     .expect("executor");
@@ -1150,11 +1153,17 @@ ok("timeout is prompt", Date.now() - t1 < 2500);
 try { await fetch(`${input.base}/slow`, { signal: AbortSignal.any([new AbortController().signal, AbortSignal.timeout(50)]) }); fail("any() did not reject"); }
 catch (e) { eq("AbortSignal.any timeout", e.name, "TimeoutError"); }
 
-// Aborting after the response arrived changes nothing.
+// Aborting after the response arrived errors its body with the reason (Fetch, "abort the fetch() call")...
 const ac3 = new AbortController();
 const done = await fetch(`${input.base}/json`, { signal: ac3.signal });
 ac3.abort();
-eq("abort after response: body still readable", (await done.json()).hello, "world");
+try { await done.json(); fail("abort after response: body still readable"); }
+catch (e) { eq("abort after response: body errors with the reason", e.name, "AbortError"); }
+// ...but a body read in full before the abort stays read.
+const ac4 = new AbortController();
+const read = await (await fetch(`${input.base}/json`, { signal: ac4.signal })).json();
+ac4.abort();
+eq("abort after the body was read changes nothing", read.hello, "world");
 
 // Network / policy errors are TypeErrors of this realm.
 for (const [label, url] of [["blocked host", "https://evil.test/x"], ["plain http", "http://api.test/x"], ["unknown host", "https://other.test/"]]) {

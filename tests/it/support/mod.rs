@@ -575,3 +575,12 @@ pub fn assert_no_secret(haystack: &[u8], secret: &str, what: &str) {
         );
     }
 }
+
+/// Process mode with the `codestep` binary as the worker program, confined by its sandbox: how
+/// `codestep run` and `serve` run steps.
+pub fn process_mode() -> codestep::engine::Mode {
+    codestep::engine::Mode::Process {
+        program: codestep::engine::WorkerProgram::Path(env!("CARGO_BIN_EXE_codestep").into()),
+        sandbox: true,
+    }
+}

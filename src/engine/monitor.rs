@@ -1,0 +1,205 @@
+//! The supervisor's watch over busy worker processes: the backstop for everything a worker cannot be
+//! trusted to stop by itself. Every few milliseconds it reads each busy worker's resident memory, and
+//! less often its CPU time, from `/proc`, and kills (SIGKILL) a worker that
+//! - grew past its baseline plus the step's memory limit (`memory`): this counts what nothing inside
+//!   the worker counts (WebAssembly memories, resizable ArrayBuffers, Blobs, V8's own zones);
+//! - used more CPU time than the step may, plus a grace (`timeout`);
+//! - still runs a short grace after its deadline, or after the gateway told it to stop: native code
+//!   that ignores V8's termination, such as a deep `JSON.parse` (`timeout`, or the halt's `limit`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How often busy workers are looked at.
+const TICK: Duration = Duration::from_millis(2);
+/// CPU time is read every this many ticks (it needs a larger `/proc` file).
+const CPU_EVERY: u32 = 10;
+/// How long past a deadline a worker may take to stop by itself.
+pub const GRACE: Duration = Duration::from_millis(200);
+
+/// Why the monitor killed a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kill {
+    Memory,
+    Cpu,
+    Deadline,
+}
+
+pub struct Watch {
+    pub pid: i32,
+    /// Resident bytes the worker may reach.
+    pub max_rss: u64,
+    pub max_cpu: Duration,
+    /// CPU time the worker had used when the step started.
+    pub cpu_start: Duration,
+    pub kill_at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    watched: HashMap<u64, (Watch, Arc<Mutex<Option<Kill>>>)>,
+    next: u64,
+    shutdown: bool,
+}
+
+/// One monitor per executor. Cheap to clone.
+#[derive(Clone)]
+pub struct Monitor {
+    shared: Arc<(Mutex<State>, Condvar)>,
+}
+
+/// A worker under watch; dropping it ends the watch.
+pub struct Watched {
+    monitor: Monitor,
+    key: u64,
+    killed: Arc<Mutex<Option<Kill>>>,
+}
+
+impl Watched {
+    /// Why the monitor killed the worker, if it did.
+    pub fn killed(&self) -> Option<Kill> {
+        *self.killed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves the kill deadline earlier (a halted step gets a grace, not its whole wall time).
+    pub fn kill_by(&self, at: Instant) {
+        let mut st = self.monitor.lock();
+        if let Some((w, _)) = st.watched.get_mut(&self.key) {
+            w.kill_at = w.kill_at.min(at);
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.monitor.lock().watched.remove(&self.key);
+    }
+}
+
+impl Monitor {
+    pub fn start() -> std::io::Result<Monitor> {
+        let monitor = Monitor {
+            shared: Arc::default(),
+        };
+        let m = monitor.clone();
+        thread::Builder::new()
+            .name("codestep-monitor".into())
+            .spawn(move || m.run())?;
+        Ok(monitor)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn watch(&self, watch: Watch) -> Watched {
+        let killed = Arc::new(Mutex::new(None));
+        let mut st = self.lock();
+        let key = st.next;
+        st.next += 1;
+        st.watched.insert(key, (watch, killed.clone()));
+        drop(st);
+        self.shared.1.notify_one();
+        Watched {
+            monitor: self.clone(),
+            key,
+            killed,
+        }
+    }
+
+    pub fn shutdown(&self) {
+        self.lock().shutdown = true;
+        self.shared.1.notify_one();
+    }
+
+    fn run(&self) {
+        let mut tick: u32 = 0;
+        let mut st = self.lock();
+        loop {
+            if st.shutdown {
+                return;
+            }
+            if st.watched.is_empty() {
+                st = self.shared.1.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            tick = tick.wrapping_add(1);
+            let now = Instant::now();
+            for (w, killed) in st.watched.values() {
+                let mut slot = killed.lock().unwrap_or_else(|e| e.into_inner());
+                if slot.is_some() {
+                    continue;
+                }
+                let verdict = if now >= w.kill_at {
+                    Some(Kill::Deadline)
+                } else if resident_bytes(w.pid).is_some_and(|rss| rss > w.max_rss) {
+                    Some(Kill::Memory)
+                } else if tick % CPU_EVERY == 0
+                    && cpu_time(w.pid).is_some_and(|c| c.saturating_sub(w.cpu_start) > w.max_cpu + GRACE)
+                {
+                    Some(Kill::Cpu)
+                } else {
+                    None
+                };
+                if let Some(v) = verdict {
+                    // SAFETY: kill(2) on a pid we started and have not yet reaped (the watch ends
+                    // before the supervisor waits for the process), so the pid is still ours.
+                    unsafe { libc::kill(w.pid, libc::SIGKILL) };
+                    *slot = Some(v);
+                }
+            }
+            st = self
+                .shared
+                .1
+                .wait_timeout(st, TICK)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+fn page_size() -> u64 {
+    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *SIZE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64)
+}
+
+/// A process's resident memory, from `/proc/PID/statm`.
+pub fn resident_bytes(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+/// A process's CPU time (user + system, all threads), from `/proc/PID/stat`.
+pub fn cpu_time(pid: i32) -> Option<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces; fields are counted after it.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_millis(ticks * 1000 / hz))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_memory_and_cpu() {
+        let pid = std::process::id() as i32;
+        assert!(resident_bytes(pid).unwrap() > 1 << 20);
+        let mut x = 0u64;
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(30) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(cpu_time(pid).unwrap() > Duration::ZERO, "{x}");
+        assert!(resident_bytes(-5).is_none());
+    }
+}

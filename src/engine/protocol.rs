@@ -1,0 +1,218 @@
+//! The messages between a step's isolate and the gateway that does its fetches.
+//!
+//! The isolate side (`host`) holds no secret and no connector: it describes requests as JS made them and
+//! gets back only what JS may see. The gateway side (`gateway`) holds the connectors and runs the egress
+//! path. In process mode these messages cross a socket between a worker process and the supervisor
+//! (`ipc` frames them); in-process they travel over channels, so both modes share one code path.
+//!
+//! Nothing that arrives at the gateway is trusted: a worker may be running native code of an attacker's.
+
+use serde::{Deserialize, Serialize};
+
+use super::console::LogEntry;
+use super::limits::Limits;
+use super::{ErrorKind, StepError};
+
+/// Most bytes in one request-body chunk; the polyfill splits larger ones.
+pub const MAX_BODY_CHUNK: usize = 256 * 1024;
+/// Response bytes the gateway may send ahead of what JS has read, per request.
+pub const RESPONSE_WINDOW: usize = 256 * 1024;
+
+/// Isolate to gateway.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum HostMsg {
+    /// A new `fetch()`. `body` is the whole body when JS had it at once; `stream` says the body follows
+    /// as `BodyChunk`s, each asked for with `BodyWanted`.
+    Fetch {
+        id: u32,
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        redirect: String,
+        stream: bool,
+        #[serde(skip)]
+        body: Option<Vec<u8>>,
+    },
+    BodyChunk {
+        id: u32,
+        #[serde(skip)]
+        data: Vec<u8>,
+    },
+    BodyEnd {
+        id: u32,
+    },
+    /// JS took this many response bytes: the gateway may send as many more.
+    Consumed {
+        id: u32,
+        bytes: u32,
+    },
+    Abort {
+        id: u32,
+    },
+}
+
+/// Gateway to isolate.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum GatewayMsg {
+    Head {
+        id: u32,
+        status: u16,
+        status_text: String,
+        headers: Vec<(String, String)>,
+        url: String,
+        redirected: bool,
+    },
+    Chunk {
+        id: u32,
+        #[serde(skip)]
+        data: Vec<u8>,
+    },
+    End {
+        id: u32,
+    },
+    /// The fetch failed, before or after its head; the message is safe to show JS.
+    Failed {
+        id: u32,
+        message: String,
+    },
+    /// The request passed the policy check and wants (more of) its streamed body.
+    BodyWanted {
+        id: u32,
+    },
+    /// A step limit was hit on the gateway side: the step must stop.
+    Halt {
+        message: String,
+    },
+}
+
+/// The bulk bytes a message carries, kept out of its JSON header by the socket framing.
+pub trait Payload {
+    fn take_payload(&mut self) -> Option<Vec<u8>>;
+    fn put_payload(&mut self, data: Vec<u8>);
+}
+
+impl Payload for HostMsg {
+    fn take_payload(&mut self) -> Option<Vec<u8>> {
+        match self {
+            HostMsg::Fetch { body, .. } => body.take(),
+            HostMsg::BodyChunk { data, .. } => Some(std::mem::take(data)),
+            _ => None,
+        }
+    }
+    fn put_payload(&mut self, payload: Vec<u8>) {
+        match self {
+            HostMsg::Fetch { body, .. } => *body = Some(payload),
+            HostMsg::BodyChunk { data, .. } => *data = payload,
+            _ => {}
+        }
+    }
+}
+
+impl Payload for GatewayMsg {
+    fn take_payload(&mut self) -> Option<Vec<u8>> {
+        match self {
+            GatewayMsg::Chunk { data, .. } => Some(std::mem::take(data)),
+            _ => None,
+        }
+    }
+    fn put_payload(&mut self, payload: Vec<u8>) {
+        if let GatewayMsg::Chunk { data, .. } = self {
+            *data = payload;
+        }
+    }
+}
+
+/// One step for an isolate to run. It holds connector names, never connectors.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Job {
+    pub code: String,
+    /// The input as JSON text.
+    pub input: String,
+    /// `ctx` as JSON text.
+    pub ctx: String,
+    pub limits: Limits,
+    /// Stream a heap snapshot back after the step, for the secret audit.
+    pub audit_heap: bool,
+}
+
+/// What the isolate side reports when a step ends. The gateway's view (records, limits it saw) is
+/// joined to it by `outcome::assemble`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The step's output as JSON text, or why it failed.
+    pub result: Result<String, StepError>,
+    pub logs: Vec<LogEntry>,
+    pub logs_dropped: usize,
+}
+
+impl Outcome {
+    pub fn failed(kind: ErrorKind, message: impl Into<String>) -> Outcome {
+        Outcome {
+            result: Err(StepError {
+                kind,
+                message: message.into(),
+                stack: None,
+            }),
+            logs: Vec::new(),
+            logs_dropped: 0,
+        }
+    }
+}
+
+/// Supervisor to worker process.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// First message: how to set up before confining itself.
+    Init { heap_bytes: usize, sandbox: bool },
+    Run(Box<Job>),
+    Gateway(GatewayMsg),
+    /// Test hook: try every call the sandbox refuses and report each result.
+    ProbeSandbox,
+}
+
+impl Payload for ToWorker {
+    fn take_payload(&mut self) -> Option<Vec<u8>> {
+        match self {
+            ToWorker::Gateway(m) => m.take_payload(),
+            _ => None,
+        }
+    }
+    fn put_payload(&mut self, data: Vec<u8>) {
+        if let ToWorker::Gateway(m) = self {
+            m.put_payload(data)
+        }
+    }
+}
+
+/// Worker process to supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// Set up, confined (when asked) and waiting for a step.
+    Ready { sandboxed: bool },
+    Host(HostMsg),
+    /// Part of the heap snapshot asked for by `Job::audit_heap`.
+    HeapChunk {
+        #[serde(skip)]
+        data: Vec<u8>,
+    },
+    Done(Box<Outcome>),
+    /// For `ProbeSandbox`: each refused call, and `None` when it was refused as it should be.
+    Probed(Vec<(String, Option<String>)>),
+}
+
+impl Payload for FromWorker {
+    fn take_payload(&mut self) -> Option<Vec<u8>> {
+        match self {
+            FromWorker::Host(m) => m.take_payload(),
+            FromWorker::HeapChunk { data } => Some(std::mem::take(data)),
+            _ => None,
+        }
+    }
+    fn put_payload(&mut self, payload: Vec<u8>) {
+        match self {
+            FromWorker::Host(m) => m.put_payload(payload),
+            FromWorker::HeapChunk { data } => *data = payload,
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! Process mode: each step runs in a worker process (`worker`), confined by `sandbox`, while the
+//! connectors, the egress path and every secret stay here, in the supervisor.
+//!
+//! The supervisor keeps one slot per worker. A slot starts its worker, waits until it is `Ready`,
+//! measures its resident memory as the baseline, and then gives it steps one at a time. During a step
+//! it relays the isolate's fetch messages to the step's `Gateway` and back, and puts the worker under
+//! the `Monitor`. A worker that dies fails only its own step (`memory` when it ran out of memory, else
+//! what the monitor killed it for, else `internal`), and the slot starts a new one. Starting failures
+//! back off exponentially, so a crash loop cannot spin.
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit::SecretSearch;
+use super::gateway::Gateway;
+use super::monitor::{self, Kill, Monitor, Watch, GRACE};
+use super::outcome;
+use super::protocol::{FromWorker, Outcome, ToWorker};
+use super::worker::{SOCKET_FD, WORKER_ARG};
+use super::{ipc, ErrorKind, Shared, StepRequest, StepResult, WorkerProgram};
+
+/// The largest frame the supervisor reads from a worker: a step's output at the operator's cap, its
+/// logs and some room. Anything larger is a protocol violation, and the worker is killed.
+fn max_frame(shared: &Shared) -> usize {
+    (shared.config.caps.max_output_bytes as usize).saturating_add(4 << 20)
+}
+
+/// How long a new worker may take to say `Ready`.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How much of a worker's stdout and stderr is kept, for the log line when it dies.
+const OUTPUT_TAIL: usize = 8 * 1024;
+
+pub enum Task {
+    Step {
+        request: StepRequest,
+        reply: oneshot::Sender<StepResult>,
+    },
+    Probe {
+        reply: oneshot::Sender<Result<Vec<(String, Option<String>)>, String>>,
+    },
+}
+
+/// The process pool.
+pub struct ProcessPool {
+    queue: Option<mpsc::UnboundedSender<Task>>,
+    monitor: Monitor,
+    pids: Arc<Mutex<Vec<Option<u32>>>>,
+}
+
+impl ProcessPool {
+    pub fn start(shared: Arc<Shared>, program: &WorkerProgram, sandbox: bool) -> std::io::Result<Self> {
+        let program = match program {
+            WorkerProgram::CurrentExe => std::env::current_exe()?,
+            WorkerProgram::Path(p) => p.clone(),
+        };
+        let monitor = Monitor::start()?;
+        let workers = shared.config.workers.max(1);
+        let (tx, rx) = mpsc::unbounded_channel::<Task>();
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let pids = Arc::new(Mutex::new(vec![None; workers]));
+        for i in 0..workers {
+            let slot = Slot {
+                index: i,
+                shared: shared.clone(),
+                program: program.clone(),
+                sandbox,
+                queue: rx.clone(),
+                monitor: monitor.clone(),
+                pids: pids.clone(),
+            };
+            shared.http.spawn(slot.run());
+        }
+        Ok(ProcessPool {
+            queue: Some(tx),
+            monitor,
+            pids,
+        })
+    }
+
+    pub fn submit(&self, task: Task) -> Result<(), Task> {
+        match &self.queue {
+            Some(q) => q.send(task).map_err(|e| e.0),
+            None => Err(task),
+        }
+    }
+
+    /// The process ids of the live workers.
+    pub fn pids(&self) -> Vec<u32> {
+        self.pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .flatten()
+            .copied()
+            .collect()
+    }
+}
+
+impl Drop for ProcessPool {
+    fn drop(&mut self) {
+        // Closing the queue ends every slot after its current step; each closes its worker's socket.
+        self.queue.take();
+        self.monitor.shutdown();
+    }
+}
+
+struct Slot {
+    index: usize,
+    shared: Arc<Shared>,
+    program: PathBuf,
+    sandbox: bool,
+    queue: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Task>>>,
+    monitor: Monitor,
+    pids: Arc<Mutex<Vec<Option<u32>>>>,
+}
+
+impl Slot {
+    fn set_pid(&self, pid: Option<u32>) {
+        self.pids.lock().unwrap_or_else(|e| e.into_inner())[self.index] = pid;
+    }
+
+    async fn run(self) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let mut worker = match Worker::start(&self).await {
+                Ok(w) => {
+                    backoff = BACKOFF_MIN;
+                    w
+                }
+                Err(e) => {
+                    eprintln!("codestep: could not start a worker process: {e}");
+                    // Work must not wait forever on a worker that cannot start: fail what is queued.
+                    while let Ok(task) = self.queue.lock().await.try_recv() {
+                        fail(task, format!("no worker process could be started: {e}"));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            self.set_pid(Some(worker.pid));
+            loop {
+                let task = self.queue.lock().await.recv().await;
+                let Some(task) = task else {
+                    worker.stop().await;
+                    self.set_pid(None);
+                    return;
+                };
+                let alive = match task {
+                    Task::Step { request, reply } => {
+                        let (result, alive) = worker.run(request, &self).await;
+                        let _ = reply.send(result);
+                        alive
+                    }
+                    Task::Probe { reply } => {
+                        let r = worker.probe().await;
+                        let alive = r.is_ok();
+                        let _ = reply.send(r);
+                        alive
+                    }
+                };
+                if !alive {
+                    break;
+                }
+                // A worker whose idle memory crept up by half a step's worth is replaced, so the
+                // baseline the monitor measures from stays honest.
+                let creep = self.shared.config.caps.memory_bytes() / 2;
+                if monitor::resident_bytes(worker.pid as i32)
+                    .is_some_and(|rss| rss > worker.baseline + creep)
+                {
+                    worker.stop().await;
+                    break;
+                }
+            }
+            self.set_pid(None);
+        }
+    }
+}
+
+fn fail(task: Task, message: String) {
+    match task {
+        Task::Step { reply, .. } => {
+            let _ = reply.send(outcome::internal(message));
+        }
+        Task::Probe { reply } => {
+            let _ = reply.send(Err(message));
+        }
+    }
+}
+
+struct Worker {
+    child: tokio::process::Child,
+    pid: u32,
+    to: mpsc::UnboundedSender<Vec<u8>>,
+    from: mpsc::UnboundedReceiver<FromWorker>,
+    output: Arc<Mutex<VecDeque<u8>>>,
+    output_done: Option<tokio::task::JoinHandle<()>>,
+    baseline: u64,
+}
+
+impl Worker {
+    async fn start(slot: &Slot) -> std::io::Result<Worker> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let mut cmd = tokio::process::Command::new(&slot.program);
+        // No environment: whatever secrets the operator's environment holds (a connectors file's
+        // `secret_env`, the master key, a database URL) stay in the supervisor.
+        cmd.arg(WORKER_ARG)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let fd = theirs.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, prctl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == SOCKET_FD {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(fd, SOCKET_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // A worker never outlives the supervisor that started it.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        drop(theirs);
+        let pid = child.id().unwrap_or(0);
+
+        let output = Arc::new(Mutex::new(VecDeque::new()));
+        let mut streams: Vec<Box<dyn tokio::io::AsyncRead + Unpin + Send>> = Vec::new();
+        if let Some(s) = child.stdout.take() {
+            streams.push(Box::new(s));
+        }
+        if let Some(s) = child.stderr.take() {
+            streams.push(Box::new(s));
+        }
+        let tail = output.clone();
+        let output_done = tokio::spawn(async move {
+            let readers = streams.into_iter().map(|mut s| {
+                let tail = tail.clone();
+                async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                        t.extend(&buf[..n]);
+                        while t.len() > OUTPUT_TAIL {
+                            t.pop_front();
+                        }
+                    }
+                }
+            });
+            futures::future::join_all(readers).await;
+        });
+
+        ours.set_nonblocking(true)?;
+        let sock = tokio::net::UnixStream::from_std(ours)?;
+        let (mut rd, mut wr) = sock.into_split();
+        let (to, mut to_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(frame) = to_rx.recv().await {
+                if ipc::write(&mut wr, &frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (from_tx, from) = mpsc::unbounded_channel::<FromWorker>();
+        let max = max_frame(&slot.shared);
+        tokio::spawn(async move {
+            loop {
+                match ipc::read::<FromWorker, _>(&mut rd, max).await {
+                    Ok(Some(msg)) => {
+                        if from_tx.send(msg).is_err() {
+                            break;
+                        }
+                    }
+                    // End of stream, or a frame no honest worker writes: either way this worker is
+                    // done; the receiver sees the channel close.
+                    _ => break,
+                }
+            }
+        });
+
+        let mut worker = Worker {
+            child,
+            pid,
+            to,
+            from,
+            output,
+            output_done: Some(output_done),
+            baseline: 0,
+        };
+        worker.send(ToWorker::Init {
+            heap_bytes: slot.shared.config.caps.heap_bytes(),
+            sandbox: slot.sandbox,
+        });
+        match tokio::time::timeout(START_TIMEOUT, worker.from.recv()).await {
+            Ok(Some(FromWorker::Ready { .. })) => {}
+            Ok(_) => {
+                let why = worker.died().await;
+                return Err(std::io::Error::other(format!(
+                    "the worker exited while starting ({}){}",
+                    why.status,
+                    why.excerpt.map(|e| format!(": {e}")).unwrap_or_default()
+                )));
+            }
+            Err(_) => {
+                worker.stop().await;
+                return Err(std::io::Error::other("the worker did not start in time"));
+            }
+        }
+        worker.baseline = monitor::resident_bytes(pid as i32).unwrap_or(0);
+        Ok(worker)
+    }
+
+    fn send(&self, msg: ToWorker) {
+        let _ = self.to.send(ipc::encode(msg));
+    }
+
+    /// Runs one step; the flag says whether the worker is still usable.
+    async fn run(&mut self, request: StepRequest, slot: &Slot) -> (StepResult, bool) {
+        let shared = &slot.shared;
+        let started = Instant::now();
+        let (job, connectors, limits) = super::job(request, &shared.config);
+        let mut search = job.audit_heap.then(|| SecretSearch::new(&connectors));
+        let (gw_tx, mut gw_rx) = mpsc::unbounded_channel();
+        let gateway = Gateway::new(
+            shared.egress.clone(),
+            shared.http.clone(),
+            connectors,
+            limits.clone(),
+            gw_tx,
+        );
+        let pid = self.pid as i32;
+        let watched = slot.monitor.watch(Watch {
+            pid,
+            max_rss: self.baseline + limits.memory_bytes(),
+            max_cpu: limits.cpu_time(),
+            cpu_start: monitor::cpu_time(pid).unwrap_or_default(),
+            kill_at: started + limits.wall_time() + GRACE,
+        });
+        self.send(ToWorker::Run(Box::new(job)));
+        let mut halted = false;
+        let reported: Option<Outcome> = loop {
+            tokio::select! {
+                msg = self.from.recv() => match msg {
+                    Some(FromWorker::Host(m)) => gateway.handle(m),
+                    Some(FromWorker::HeapChunk { data }) => {
+                        if let Some(s) = search.as_mut() {
+                            s.feed(&data);
+                        }
+                    }
+                    Some(FromWorker::Done(o)) => break Some(*o),
+                    // Not a message of a step: the worker broke the protocol.
+                    Some(_) | None => break None,
+                },
+                Some(m) = gw_rx.recv() => self.send(ToWorker::Gateway(m)),
+                () = gateway.halted(), if !halted => {
+                    halted = true;
+                    watched.kill_by(Instant::now() + GRACE);
+                }
+            }
+        };
+        let killed = watched.killed();
+        drop(watched);
+        let summary = gateway.finish().await;
+        drop(gw_rx);
+        let secret_in_heap = search.map(|s| s.found());
+        let max_output = limits.max_output_bytes;
+        match (reported, killed) {
+            (Some(o), None) => (
+                outcome::assemble(o, summary, started, max_output, secret_in_heap),
+                true,
+            ),
+            (_, killed) => {
+                let why = self.died().await;
+                let (kind, message) = match killed {
+                    Some(Kill::Memory) => (
+                        ErrorKind::Memory,
+                        format!(
+                            "step ran out of memory: its worker grew past {} MiB over its baseline",
+                            limits.memory_mb
+                        ),
+                    ),
+                    Some(Kill::Cpu) => (
+                        ErrorKind::Timeout,
+                        format!("step exceeded its CPU time of {} ms", limits.cpu_time_ms),
+                    ),
+                    Some(Kill::Deadline) => (
+                        ErrorKind::Timeout,
+                        format!(
+                            "step exceeded its wall time of {} ms and did not stop; its worker was killed",
+                            limits.timeout_ms
+                        ),
+                    ),
+                    None if why.out_of_memory => (
+                        ErrorKind::Memory,
+                        "step ran out of memory: V8 stopped its worker process".to_string(),
+                    ),
+                    None => (
+                        ErrorKind::Internal,
+                        format!("the worker process running this step died ({})", why.status),
+                    ),
+                };
+                eprintln!(
+                    "codestep: worker {} ended during a step ({}; {kind:?}); it is replaced{}",
+                    self.pid,
+                    why.status,
+                    why.excerpt
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
+                (
+                    outcome::assemble(
+                        Outcome::failed(kind, message),
+                        summary,
+                        started,
+                        max_output,
+                        None,
+                    ),
+                    false,
+                )
+            }
+        }
+    }
+
+    async fn probe(&mut self) -> Result<Vec<(String, Option<String>)>, String> {
+        self.send(ToWorker::ProbeSandbox);
+        match self.from.recv().await {
+            Some(FromWorker::Probed(r)) => Ok(r),
+            _ => Err(format!("the worker died ({})", self.died().await.status)),
+        }
+    }
+
+    /// Makes sure the worker is gone, and says how it ended.
+    async fn died(&mut self) -> Death {
+        let _ = self.child.start_kill();
+        let status = match self.child.wait().await {
+            Ok(s) => describe(s),
+            Err(e) => format!("cannot wait for it: {e}"),
+        };
+        if let Some(t) = self.output_done.take() {
+            let _ = tokio::time::timeout(Duration::from_millis(500), t).await;
+        }
+        let tail = {
+            let t = self.output.lock().unwrap_or_else(|e| e.into_inner());
+            String::from_utf8_lossy(&t.iter().copied().collect::<Vec<u8>>()).into_owned()
+        };
+        let lower = tail.to_ascii_lowercase();
+        let out_of_memory =
+            lower.contains("out of memory") || lower.contains("invalid size error");
+        let excerpt = tail
+            .lines()
+            .map(str::trim)
+            .find(|l| l.contains("Fatal") || l.contains("error"))
+            .map(|l| l.chars().take(200).collect());
+        Death {
+            status,
+            out_of_memory,
+            excerpt,
+        }
+    }
+
+    /// Ends an idle worker: closing its socket makes it exit; it is killed if it does not.
+    async fn stop(&mut self) {
+        let (closed, _) = mpsc::unbounded_channel();
+        self.to = closed;
+        if tokio::time::timeout(Duration::from_secs(2), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+    }
+}
+
+struct Death {
+    status: String,
+    out_of_memory: bool,
+    excerpt: Option<String>,
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (_, Some(s)) => format!("signal {s}"),
+        _ => "unknown status".into(),
+    }
+}

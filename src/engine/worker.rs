@@ -1,0 +1,175 @@
+//! The worker process: the same binary, started by the supervisor with `WORKER_ARG` and a socket on
+//! fd 3. It sets up V8, makes its first isolate, confines itself (`sandbox`), says `Ready`, and then runs
+//! one step at a time in a fresh isolate, each fetch going to the supervisor as a `HostMsg`.
+//!
+//! It never holds a secret, a connector, the master key or a store handle: its environment is emptied
+//! by the supervisor, and nothing it is sent names more than a connector's name.
+
+use std::os::fd::FromRawFd;
+use std::rc::Rc;
+
+use tokio::sync::mpsc;
+
+use super::ipc;
+use super::protocol::{FromWorker, ToWorker};
+use super::step::{self, Link};
+use super::watchdog::Watchdog;
+use super::{runtime, sandbox};
+
+/// The first argument that makes the binary a worker (see `run_if_worker`).
+pub const WORKER_ARG: &str = "__codestep-worker";
+/// The worker's end of its socket to the supervisor.
+pub const SOCKET_FD: i32 = 3;
+/// The largest frame a worker accepts (a step's code and input come in one).
+const MAX_FRAME: usize = 64 << 20;
+
+/// For a binary that runs the executor in process mode with its own executable as the worker program:
+/// call this first thing in `main`. When the process was started as a worker, it runs the worker and
+/// exits; otherwise it returns at once. `codestep`'s own `main` does this.
+pub fn run_if_worker() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == WORKER_ARG) {
+        std::process::exit(main());
+    }
+}
+
+/// Exit codes a supervisor can tell apart.
+pub mod exit {
+    pub const SETUP: i32 = 70;
+    pub const SANDBOX: i32 = 71;
+    pub const PROTOCOL: i32 = 72;
+}
+
+fn main() -> i32 {
+    // Nothing but the socket should be open; close whatever an embedding parent leaked to us.
+    // SAFETY: closes file descriptors above the socket; no Rust object owns them in this fresh process.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, SOCKET_FD as u32 + 1, u32::MAX, 0);
+    }
+    runtime::init_platform();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return exit::SETUP,
+    };
+    // SAFETY: the supervisor put our end of a socketpair on this fd, and nothing else owns it.
+    let std_sock = unsafe { std::os::unix::net::UnixStream::from_raw_fd(SOCKET_FD) };
+    if std_sock.set_nonblocking(true).is_err() {
+        return exit::SETUP;
+    }
+    let sock = {
+        let _enter = rt.enter();
+        match tokio::net::UnixStream::from_std(std_sock) {
+            Ok(s) => s,
+            Err(_) => return exit::SETUP,
+        }
+    };
+    let (mut rd, mut wr) = sock.into_split();
+
+    // One task writes frames, one reads them: the step never blocks on the socket, and a frame is
+    // never cut in half by a step ending mid-read.
+    type Flushed = Option<tokio::sync::oneshot::Sender<()>>;
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(Vec<u8>, Flushed)>();
+    rt.spawn(async move {
+        while let Some((frame, flushed)) = out_rx.recv().await {
+            if ipc::write(&mut wr, &frame).await.is_err() {
+                break;
+            }
+            if let Some(f) = flushed {
+                let _ = f.send(());
+            }
+        }
+    });
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<ToWorker>();
+    rt.spawn(async move {
+        while let Ok(Some(msg)) = ipc::read::<ToWorker, _>(&mut rd, MAX_FRAME).await {
+            if in_tx.send(msg).is_err() {
+                break;
+            }
+        }
+    });
+    let incoming = Rc::new(tokio::sync::Mutex::new(in_rx));
+    let flush_tx = out_tx.clone();
+    let send = move |msg: FromWorker| {
+        let _ = out_tx.send((ipc::encode(msg), None));
+    };
+    // Sends a message and waits until it is on the socket.
+    let send_now = |rt: &tokio::runtime::Runtime, msg: FromWorker| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if flush_tx.send((ipc::encode(msg), Some(tx))).is_ok() {
+            let _ = rt.block_on(rx);
+        }
+    };
+
+    let Some(ToWorker::Init {
+        heap_bytes,
+        sandbox: confine,
+    }) = rt.block_on(async { incoming.lock().await.recv().await })
+    else {
+        return exit::PROTOCOL;
+    };
+    let watchdog = match Watchdog::start("codestep-watch".into()) {
+        Ok(w) => w,
+        Err(_) => return exit::SETUP,
+    };
+    // The first isolate is made before confinement, so that whatever V8 sets up once is in place.
+    let mut prepared = step::prepare(heap_bytes, &rt).ok();
+    if confine {
+        if let Err(e) = sandbox::confine() {
+            eprintln!("codestep worker: cannot confine this process: {e}");
+            return exit::SANDBOX;
+        }
+    }
+    send_now(&rt, FromWorker::Ready { sandboxed: confine });
+    let send = Rc::new(send);
+
+    loop {
+        let msg = rt.block_on(async { incoming.lock().await.recv().await });
+        let Some(msg) = msg else {
+            // The supervisor closed the socket: a clean shutdown.
+            return 0;
+        };
+        match msg {
+            ToWorker::Run(job) => {
+                let host_send = send.clone();
+                let for_step = incoming.clone();
+                let link = Link {
+                    send: Box::new(move |m| host_send(FromWorker::Host(m))),
+                    connect: Box::new(move |host| {
+                        Box::pin(async move {
+                            let mut rx = for_step.lock().await;
+                            while let Some(msg) = rx.recv().await {
+                                match msg {
+                                    ToWorker::Gateway(m) => host.deliver(m),
+                                    // Nothing else is sent while a step runs.
+                                    _ => return,
+                                }
+                            }
+                        })
+                    }),
+                };
+                let heap_send = send.clone();
+                let mut audit = move |chunk: &[u8]| {
+                    heap_send(FromWorker::HeapChunk {
+                        data: chunk.to_vec(),
+                    })
+                };
+                let outcome = step::run(*job, link, &rt, &watchdog, prepared.take(), Some(&mut audit));
+                // On the socket before the next isolate is made, so the supervisor is not kept waiting.
+                send_now(&rt, FromWorker::Done(Box::new(outcome)));
+                prepared = step::prepare(heap_bytes, &rt).ok();
+            }
+            // A late message for a step that already ended.
+            ToWorker::Gateway(_) => {}
+            ToWorker::ProbeSandbox => {
+                let results = sandbox::probe_refusals()
+                    .into_iter()
+                    .map(|(name, r)| (name.to_string(), r.err()))
+                    .collect();
+                send(FromWorker::Probed(results));
+            }
+            ToWorker::Init { .. } => return exit::PROTOCOL,
+        }
+    }
+}
