@@ -78,7 +78,9 @@ impl IsolationArgs {
     /// How steps run, in words for the operator.
     pub fn describe(&self, workers: usize) -> String {
         if self.in_process {
-            format!("steps run in {workers} threads of this process (in-process mode: no containment)")
+            format!(
+                "steps run in {workers} threads of this process (in-process mode: no containment)"
+            )
         } else if self.no_sandbox {
             format!("steps run in {workers} worker processes WITHOUT the seccomp sandbox (--no-sandbox)")
         } else {

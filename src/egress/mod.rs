@@ -322,7 +322,9 @@ impl Egress {
         let started = Instant::now();
         let mut record = FetchRecord::start(&req.method);
         let work = async {
-            let opened = self.open(connectors, req, None, limits, &mut record).await?;
+            let opened = self
+                .open(connectors, req, None, limits, &mut record)
+                .await?;
             let mut body = Vec::new();
             let mut reader = opened.body;
             while let Some(chunk) = reader.next().await? {

@@ -140,7 +140,10 @@ impl Gateway {
                     return;
                 };
                 let accepted = data.len() <= MAX_BODY_CHUNK
-                    && req.body.as_ref().is_some_and(|tx| tx.try_send(data).is_ok());
+                    && req
+                        .body
+                        .as_ref()
+                        .is_some_and(|tx| tx.try_send(data).is_ok());
                 if !accepted {
                     // More than was asked for, or too big: the isolate broke the protocol.
                     req.cancel.cancel();

@@ -202,7 +202,9 @@ impl StepHost for Rc<IsolateHost> {
             return Box::pin(async { Err("fetch: the step is stopping".to_string()) });
         }
         if args.stream && body.is_some() {
-            return Box::pin(async { Err("fetch: a body is either given or streamed".to_string()) });
+            return Box::pin(async {
+                Err("fetch: a body is either given or streamed".to_string())
+            });
         }
         {
             let mut requests = self.requests.borrow_mut();

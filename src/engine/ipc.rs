@@ -113,7 +113,14 @@ mod tests {
             body: None,
         });
         let back: HostMsg = decode(&none[4..]).unwrap();
-        assert!(matches!(back, HostMsg::Fetch { id: 8, body: None, .. }));
+        assert!(matches!(
+            back,
+            HostMsg::Fetch {
+                id: 8,
+                body: None,
+                ..
+            }
+        ));
 
         let chunk = encode(GatewayMsg::Chunk {
             id: 1,
@@ -143,6 +150,9 @@ mod tests {
         let mut r: &[u8] = &frame;
         assert!(read::<GatewayMsg, _>(&mut r, 2000).await.unwrap().is_some());
         let mut empty: &[u8] = &[];
-        assert!(read::<GatewayMsg, _>(&mut empty, 2000).await.unwrap().is_none());
+        assert!(read::<GatewayMsg, _>(&mut empty, 2000)
+            .await
+            .unwrap()
+            .is_none());
     }
 }

@@ -296,7 +296,10 @@ impl Executor {
         let sent = match &self.backend {
             Some(Backend::InProcess(p)) => p.submit(request, reply),
             Some(Backend::Process(p)) => p
-                .submit(supervisor::Task::Step { request, reply })
+                .submit(supervisor::Task::Step {
+                    request: Box::new(request),
+                    reply,
+                })
                 .is_ok(),
             None => false,
         };

@@ -37,9 +37,12 @@ pub struct Watch {
     pub kill_at: Instant,
 }
 
+/// Where the monitor writes why it killed a worker.
+type KillSlot = Arc<Mutex<Option<Kill>>>;
+
 #[derive(Default)]
 struct State {
-    watched: HashMap<u64, (Watch, Arc<Mutex<Option<Kill>>>)>,
+    watched: HashMap<u64, (Watch, KillSlot)>,
     next: u64,
     shutdown: bool,
 }
@@ -54,7 +57,7 @@ pub struct Monitor {
 pub struct Watched {
     monitor: Monitor,
     key: u64,
-    killed: Arc<Mutex<Option<Kill>>>,
+    killed: KillSlot,
 }
 
 impl Watched {
@@ -136,8 +139,9 @@ impl Monitor {
                     Some(Kill::Deadline)
                 } else if resident_bytes(w.pid).is_some_and(|rss| rss > w.max_rss) {
                     Some(Kill::Memory)
-                } else if tick % CPU_EVERY == 0
-                    && cpu_time(w.pid).is_some_and(|c| c.saturating_sub(w.cpu_start) > w.max_cpu + GRACE)
+                } else if tick.is_multiple_of(CPU_EVERY)
+                    && cpu_time(w.pid)
+                        .is_some_and(|c| c.saturating_sub(w.cpu_start) > w.max_cpu + GRACE)
                 {
                     Some(Kill::Cpu)
                 } else {

@@ -46,7 +46,11 @@ pub type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 /// must be safe to show.
 pub trait StepHost {
     /// Starts a fetch; resolves with the response head.
-    fn fetch(&self, args: FetchArgs, body: Option<Vec<u8>>) -> LocalFuture<Result<FetchHead, String>>;
+    fn fetch(
+        &self,
+        args: FetchArgs,
+        body: Option<Vec<u8>>,
+    ) -> LocalFuture<Result<FetchHead, String>>;
     /// For a streamed body: resolves `true` when the request wants its next chunk, `false` when it no
     /// longer wants any (it failed or was blocked). No chunk is read before the policy check passed.
     fn body_ready(&self, request_id: u32) -> LocalFuture<bool>;

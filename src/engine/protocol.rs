@@ -163,7 +163,10 @@ impl Outcome {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToWorker {
     /// First message: how to set up before confining itself.
-    Init { heap_bytes: usize, sandbox: bool },
+    Init {
+        heap_bytes: usize,
+        sandbox: bool,
+    },
     Run(Box<Job>),
     Gateway(GatewayMsg),
     /// Test hook: try every call the sandbox refuses and report each result.
@@ -188,7 +191,9 @@ impl Payload for ToWorker {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromWorker {
     /// Set up, confined (when asked) and waiting for a step.
-    Ready { sandboxed: bool },
+    Ready {
+        sandboxed: bool,
+    },
     Host(HostMsg),
     /// Part of the heap snapshot asked for by `Job::audit_heap`.
     HeapChunk {

@@ -319,126 +319,38 @@ mod sys {
 
 /// Every refused call (but `clone3`, refused with `ENOSYS` by its own filter): name, number, and when.
 fn refusals() -> Vec<(&'static str, i64, When)> {
+    #[rustfmt::skip]
     let always = calls![
         // Network.
-        socket,
-        socketpair,
-        connect,
-        bind,
-        listen,
-        accept,
-        accept4,
+        socket, socketpair, connect, bind, listen, accept, accept4,
         // Programs and other processes.
-        execve,
-        execveat,
-        ptrace,
-        process_vm_readv,
-        process_vm_writev,
-        kcmp,
-        pidfd_open,
-        pidfd_getfd,
-        pidfd_send_signal,
-        process_madvise,
-        process_mrelease,
-        get_robust_list,
-        move_pages,
-        migrate_pages,
+        execve, execveat, ptrace, process_vm_readv, process_vm_writev, kcmp, pidfd_open, pidfd_getfd,
+        pidfd_send_signal, process_madvise, process_mrelease, get_robust_list, move_pages, migrate_pages,
         tkill,
         // Files.
-        openat,
-        openat2,
-        open_by_handle_at,
-        name_to_handle_at,
-        open_tree,
-        open_tree_attr,
-        mknodat,
-        linkat,
-        symlinkat,
-        unlinkat,
-        renameat2,
-        mkdirat,
-        fchmod,
-        fchmodat,
-        fchmodat2,
-        fchown,
-        fchownat,
-        truncate,
-        utimensat,
-        setxattr,
-        lsetxattr,
-        removexattr,
-        lremovexattr,
-        setxattrat,
-        removexattrat,
-        file_setattr,
-        inotify_add_watch,
-        fanotify_init,
-        fanotify_mark,
-        acct,
-        quotactl,
-        quotactl_fd,
-        swapon,
-        swapoff,
+        openat, openat2, open_by_handle_at, name_to_handle_at, open_tree, open_tree_attr, mknodat,
+        linkat, symlinkat, unlinkat, renameat2, mkdirat, fchmod, fchmodat, fchmodat2, fchown, fchownat,
+        truncate, utimensat, setxattr, lsetxattr, removexattr, lremovexattr, setxattrat, removexattrat,
+        file_setattr, inotify_add_watch, fanotify_init, fanotify_mark, acct, quotactl, quotactl_fd,
+        swapon, swapoff,
         // Mounts and namespaces.
-        mount,
-        umount2,
-        pivot_root,
-        chroot,
-        setns,
-        unshare,
-        fsopen,
-        fsconfig,
-        fsmount,
-        fspick,
-        move_mount,
-        mount_setattr,
-        statmount,
-        listmount,
+        mount, umount2, pivot_root, chroot, setns, unshare, fsopen, fsconfig, fsmount, fspick,
+        move_mount, mount_setattr, statmount, listmount,
         // Kernel attack surface.
-        bpf,
-        perf_event_open,
-        userfaultfd,
-        io_uring_setup,
-        io_uring_enter,
-        io_uring_register,
-        keyctl,
-        add_key,
-        request_key,
-        personality,
-        kexec_load,
-        kexec_file_load,
-        init_module,
-        finit_module,
-        delete_module,
-        reboot,
-        syslog,
-        vhangup,
-        sethostname,
-        setdomainname,
-        settimeofday,
-        clock_settime,
-        clock_adjtime,
-        adjtimex,
-        lsm_set_self_attr,
+        bpf, perf_event_open, userfaultfd, io_uring_setup, io_uring_enter, io_uring_register, keyctl,
+        add_key, request_key, personality, kexec_load, kexec_file_load, init_module, finit_module,
+        delete_module, reboot, syslog, vhangup, sethostname, setdomainname, settimeofday, clock_settime,
+        clock_adjtime, adjtimex, lsm_set_self_attr,
         // IPC that bypasses sockets.
-        shmget,
-        shmat,
-        shmctl,
-        msgget,
-        msgsnd,
-        msgrcv,
-        msgctl,
-        semget,
-        semop,
-        semtimedop,
-        semctl,
-        mq_open,
-        mq_unlink,
+        shmget, shmat, shmctl, msgget, msgsnd, msgrcv, msgctl, semget, semop, semtimedop, semctl,
+        mq_open, mq_unlink,
     ];
+    // Calls that aarch64 only has in their `*at` (or `clone`) form, and x86-only calls.
     #[cfg(target_arch = "x86_64")]
+    #[rustfmt::skip]
     let legacy = calls![
-        open, creat, fork, vfork, mknod, link, symlink, unlink, rename, renameat, mkdir, rmdir,
-        chmod, chown, lchown, utime, utimes, futimesat, uselib, iopl, ioperm, modify_ldt,
+        open, creat, fork, vfork, mknod, link, symlink, unlink, rename, renameat, mkdir, rmdir, chmod,
+        chown, lchown, utime, utimes, futimesat, uselib, iopl, ioperm, modify_ldt,
     ];
     #[cfg(not(target_arch = "x86_64"))]
     let legacy: [(&'static str, i64); 0] = [];
@@ -533,7 +445,7 @@ fn audit_arch(arch: TargetArch) -> u32 {
 /// 1. the refusal list (`EPERM`), compiled by seccompiler;
 /// 2. `clone3` (`ENOSYS`), compiled by seccompiler (one filter has one match action);
 /// 3. every number above [`LAST_REVIEWED_SYSCALL`] (`ENOSYS`): a range, which seccompiler cannot
-///    express, so written as four BPF instructions after the same architecture check.
+///    express, so written by hand: seven BPF instructions, with the same architecture check.
 ///
 /// Each filter sees every call; the kernel applies the strictest answer, and no call is answered by two.
 fn build_filters(arch: TargetArch, pid: libc::pid_t) -> Result<Filters, SandboxError> {
@@ -559,10 +471,15 @@ fn build_filters(arch: TargetArch, pid: libc::pid_t) -> Result<Filters, SandboxE
     ])
 }
 
-// Classic BPF opcodes (linux/bpf_common.h) and `struct seccomp_data` offsets (linux/seccomp.h).
+// Classic BPF opcodes (linux/bpf_common.h) and `struct seccomp_data` offsets (linux/seccomp.h). Each
+// opcode is written as the C headers compose it (class | size/op | mode/source), zeros included.
+#[allow(clippy::identity_op, clippy::eq_op)]
 const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+#[allow(clippy::identity_op)]
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10 | 0x00;
+#[allow(clippy::identity_op)]
 const BPF_JMP_JGT_K: u16 = 0x05 | 0x20 | 0x00;
+#[allow(clippy::identity_op)]
 const BPF_RET_K: u16 = 0x06 | 0x00;
 const SECCOMP_DATA_NR: u32 = 0;
 const SECCOMP_DATA_ARCH: u32 = 4;
@@ -675,8 +592,11 @@ fn trial(filters: &Filters) -> Result<(), String> {
     match stage {
         0 => Ok(()),
         1 => Err(format!("could not set PR_SET_NO_NEW_PRIVS: {errno}")),
+        100 if errno.raw_os_error() == Some(0) => {
+            Err("a test process under the filters could still make a socket".into())
+        }
         100 => Err(format!(
-            "a test process under the filters could still call socket(): {errno}"
+            "socket() in a test process under the filters failed with {errno}, not EPERM"
         )),
         n => {
             let name = filters.get(n as usize - 2).map_or("?", |(name, _)| name);
@@ -1506,8 +1426,6 @@ mod tests {
             libc::SYS_pipe2,
             libc::SYS_ppoll,
             libc::SYS_getrusage,
-            libc::SYS_getrlimit,
-            libc::SYS_setrlimit,
             libc::SYS_fstat,
             libc::SYS_newfstatat,
             libc::SYS_statx,
@@ -1530,7 +1448,13 @@ mod tests {
             libc::SYS_timerfd_settime,
         ];
         #[cfg(target_arch = "x86_64")]
-        needed.extend([libc::SYS_arch_prctl, libc::SYS_poll, libc::SYS_epoll_wait]);
+        needed.extend([
+            libc::SYS_arch_prctl,
+            libc::SYS_poll,
+            libc::SYS_epoll_wait,
+            libc::SYS_getrlimit,
+            libc::SYS_setrlimit,
+        ]);
         for nr in needed {
             assert_eq!(verdict(&filters, arch, nr, [0; 6]), ALLOW, "syscall {nr}");
         }
@@ -1585,11 +1509,11 @@ mod tests {
         assert_eq!(v(libc::SYS_prlimit64, me), ALLOW);
         assert_eq!(v(libc::SYS_prlimit64, 1), EPERM);
         let ioctl = |req: u64| verdict(&filters, arch, libc::SYS_ioctl, [0, req, 0, 0, 0, 0]);
-        assert_eq!(ioctl(libc::FIONBIO as u64), ALLOW);
-        assert_eq!(ioctl(libc::TIOCGWINSZ as u64), ALLOW);
-        assert_eq!(ioctl(libc::TIOCSTI as u64), EPERM);
-        assert_eq!(ioctl(libc::TIOCSTI as u64 | 0xffff_ffff_0000_0000), EPERM);
-        assert_eq!(ioctl(libc::TIOCLINUX as u64), EPERM);
+        assert_eq!(ioctl(libc::FIONBIO), ALLOW);
+        assert_eq!(ioctl(libc::TIOCGWINSZ), ALLOW);
+        assert_eq!(ioctl(libc::TIOCSTI), EPERM);
+        assert_eq!(ioctl(libc::TIOCSTI | 0xffff_ffff_0000_0000), EPERM);
+        assert_eq!(ioctl(libc::TIOCLINUX), EPERM);
     }
 
     #[test]
@@ -1617,6 +1541,22 @@ mod tests {
     #[test]
     fn available_on_this_machine() {
         available().unwrap();
+    }
+
+    #[test]
+    fn trial_reports_a_rejected_filter_and_one_that_refuses_nothing() {
+        let bad = vec![("bad", vec![bpf(0xffff, 0, 0, 0)])];
+        let err = trial(&bad).unwrap_err();
+        assert!(
+            err.contains("bad") && err.contains("Invalid argument"),
+            "{err}"
+        );
+        let allow_all = vec![(
+            "allow-all",
+            vec![bpf(BPF_RET_K, libc::SECCOMP_RET_ALLOW, 0, 0)],
+        )];
+        let err = trial(&allow_all).unwrap_err();
+        assert!(err.contains("could still make a socket"), "{err}");
     }
 
     // ---- Confining a real process: this test binary, started again ----
@@ -1795,7 +1735,7 @@ mod tests {
 
         // As a worker: V8 and its platform threads, a tokio runtime, a first isolate, another thread,
         // a socket pair (the supervisor link) and a pipe.
-        JsRuntime::init_platform(None);
+        crate::engine::runtime::init_platform();
         let tokio_rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -2033,6 +1973,24 @@ mod tests {
                 ensure(after > before, || {
                     "V8 did not take its seed from the entropy source".into()
                 })
+            },
+        );
+        check(
+            "step isolate (startup snapshot, extensions) made after confine",
+            || {
+                use crate::engine::runtime;
+                let _enter = tokio_rt.enter();
+                let mut step = runtime::create(64 << 20, runtime::BufferBudget::new(64 << 20))?;
+                let script = r#"
+                const e = new TextEncoder().encode("héllo");
+                if (e.length !== 6) throw new Error("TextEncoder");
+                if (!(Math.random() < 1)) throw new Error("Math.random");
+                JSON.stringify({ d: new Date(0).toISOString(), n: e.length })
+            "#;
+                step.js
+                    .execute_script("step_after_confine.js", script)
+                    .map_err(|e| e.to_string())?;
+                Ok(())
             },
         );
     }

@@ -97,6 +97,9 @@ pub fn prepare(heap_bytes: usize, rt: &tokio::runtime::Runtime) -> Result<Prepar
     })
 }
 
+/// Where the heap audit's snapshot goes, chunk by chunk.
+pub type HeapSink<'a> = &'a mut dyn FnMut(&[u8]);
+
 /// How a step's isolate talks to its gateway: `send` takes the host's messages, and `connect` gets the
 /// host and returns a future that delivers the gateway's messages to it (`IsolateHost::deliver`),
 /// polled alongside the step.
@@ -114,7 +117,7 @@ pub fn run(
     rt: &tokio::runtime::Runtime,
     watchdog: &Watchdog,
     prepared: Option<Prepared>,
-    audit: Option<&mut dyn FnMut(&[u8])>,
+    audit: Option<HeapSink<'_>>,
 ) -> Outcome {
     let limits = job.limits.clone();
     // deno_core needs a tokio context while it creates the runtime and whenever V8 posts tasks.
@@ -179,7 +182,10 @@ pub fn run(
     let result = match outcome {
         _ if out_of_memory.get() => Err(Failure::new(
             ErrorKind::Memory,
-            format!("step ran out of memory (heap limit {} MiB)", limits.memory_mb),
+            format!(
+                "step ran out of memory (heap limit {} MiB)",
+                limits.memory_mb
+            ),
         )),
         _ if host.stop_reason() == Some(Stop::Memory) => Err(Failure::new(
             ErrorKind::Memory,
@@ -286,7 +292,10 @@ async fn drive(
     let scope = &mut v8::ContextScope::new(scope, context);
     let value = v8::Local::new(scope, value);
     let Ok(text) = v8::Local::<v8::String>::try_from(value) else {
-        return Err(Failure::new(ErrorKind::Internal, "the step runner returned no text"));
+        return Err(Failure::new(
+            ErrorKind::Internal,
+            "the step runner returned no text",
+        ));
     };
     // Checked before the host copies it: the output counts against the step, not the host.
     let len = text.utf8_length(scope) as u64;

@@ -39,13 +39,16 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How much of a worker's stdout and stderr is kept, for the log line when it dies.
 const OUTPUT_TAIL: usize = 8 * 1024;
 
+/// What `ProbeSandbox` found: each refused call, and `None` when it was refused as it should be.
+pub type Probed = Result<Vec<(String, Option<String>)>, String>;
+
 pub enum Task {
     Step {
-        request: StepRequest,
+        request: Box<StepRequest>,
         reply: oneshot::Sender<StepResult>,
     },
     Probe {
-        reply: oneshot::Sender<Result<Vec<(String, Option<String>)>, String>>,
+        reply: oneshot::Sender<Probed>,
     },
 }
 
@@ -57,7 +60,11 @@ pub struct ProcessPool {
 }
 
 impl ProcessPool {
-    pub fn start(shared: Arc<Shared>, program: &WorkerProgram, sandbox: bool) -> std::io::Result<Self> {
+    pub fn start(
+        shared: Arc<Shared>,
+        program: &WorkerProgram,
+        sandbox: bool,
+    ) -> std::io::Result<Self> {
         let program = match program {
             WorkerProgram::CurrentExe => std::env::current_exe()?,
             WorkerProgram::Path(p) => p.clone(),
@@ -157,7 +164,7 @@ impl Slot {
                 };
                 let alive = match task {
                     Task::Step { request, reply } => {
-                        let (result, alive) = worker.run(request, &self).await;
+                        let (result, alive) = worker.run(*request, &self).await;
                         let _ = reply.send(result);
                         alive
                     }
@@ -215,6 +222,9 @@ impl Worker {
         // `secret_env`, the master key, a database URL) stay in the supervisor.
         cmd.arg(WORKER_ARG)
             .env_clear()
+            // The one variable a worker gets: V8 reads the time zone from it, as the sandbox lets it
+            // open no zoneinfo file.
+            .env("TZ", std::env::var("TZ").unwrap_or_else(|_| "UTC".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -283,16 +293,11 @@ impl Worker {
         let (from_tx, from) = mpsc::unbounded_channel::<FromWorker>();
         let max = max_frame(&slot.shared);
         tokio::spawn(async move {
-            loop {
-                match ipc::read::<FromWorker, _>(&mut rd, max).await {
-                    Ok(Some(msg)) => {
-                        if from_tx.send(msg).is_err() {
-                            break;
-                        }
-                    }
-                    // End of stream, or a frame no honest worker writes: either way this worker is
-                    // done; the receiver sees the channel close.
-                    _ => break,
+            // Until the end of the stream, or a frame no honest worker writes: either way this worker
+            // is done, and the receiver sees the channel close.
+            while let Ok(Some(msg)) = ipc::read::<FromWorker, _>(&mut rd, max).await {
+                if from_tx.send(msg).is_err() {
+                    break;
                 }
             }
         });
@@ -422,9 +427,7 @@ impl Worker {
                     "codestep: worker {} ended during a step ({}; {kind:?}); it is replaced{}",
                     self.pid,
                     why.status,
-                    why.excerpt
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
+                    why.excerpt.map(|e| format!(": {e}")).unwrap_or_default()
                 );
                 (
                     outcome::assemble(
@@ -440,7 +443,7 @@ impl Worker {
         }
     }
 
-    async fn probe(&mut self) -> Result<Vec<(String, Option<String>)>, String> {
+    async fn probe(&mut self) -> Probed {
         self.send(ToWorker::ProbeSandbox);
         match self.from.recv().await {
             Some(FromWorker::Probed(r)) => Ok(r),
@@ -463,8 +466,7 @@ impl Worker {
             String::from_utf8_lossy(&t.iter().copied().collect::<Vec<u8>>()).into_owned()
         };
         let lower = tail.to_ascii_lowercase();
-        let out_of_memory =
-            lower.contains("out of memory") || lower.contains("invalid size error");
+        let out_of_memory = lower.contains("out of memory") || lower.contains("invalid size error");
         let excerpt = tail
             .lines()
             .map(str::trim)

@@ -155,7 +155,14 @@ fn main() -> i32 {
                         data: chunk.to_vec(),
                     })
                 };
-                let outcome = step::run(*job, link, &rt, &watchdog, prepared.take(), Some(&mut audit));
+                let outcome = step::run(
+                    *job,
+                    link,
+                    &rt,
+                    &watchdog,
+                    prepared.take(),
+                    Some(&mut audit),
+                );
                 // On the socket before the next isolate is made, so the supervisor is not kept waiting.
                 send_now(&rt, FromWorker::Done(Box::new(outcome)));
                 prepared = step::prepare(heap_bytes, &rt).ok();

@@ -3,6 +3,7 @@
 mod api;
 mod cli_manage;
 mod cli_run;
+mod containment;
 mod dashboard;
 mod egress;
 mod engine;

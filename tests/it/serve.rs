@@ -10,27 +10,24 @@ use serde_json::{json, Value};
 
 use crate::support::{Reply, TestServer};
 
-const OP: &str = "operator-token-for-serve-tests-42";
+pub(crate) const OP: &str = "operator-token-for-serve-tests-42";
 
-struct Serve {
-    child: Child,
-    base: String,
+pub(crate) struct Serve {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Serve {
-    fn start(db: &str, extra: &[String]) -> Serve {
+    pub(crate) fn start(db: &str, extra: &[String]) -> Serve {
         let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_codestep"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--db",
-                db,
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+            .args(if extra.iter().any(|a| a == "--workers") {
+                &[][..]
+            } else {
+                &["--workers", "1"][..]
+            })
             .args(extra)
             .env("CODESTEP_MASTER_KEY", key)
             .env("CODESTEP_OPERATOR_TOKEN", OP)
@@ -55,7 +52,7 @@ impl Serve {
     }
 
     /// A server on a fresh SQLite file, with the workspace `acme`.
-    fn with_acme(extra: &[String]) -> Serve {
+    pub(crate) fn with_acme(extra: &[String]) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let mut serve = Serve::start(dir.path().join("c.db").to_str().unwrap(), extra);
         serve._dir = Some(dir);
@@ -69,7 +66,13 @@ impl Serve {
         serve
     }
 
-    fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         call(&self.base, method, path, token, body)
     }
 }
@@ -81,7 +84,13 @@ impl Drop for Serve {
     }
 }
 
-fn call(base: &str, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -227,6 +227,11 @@ impl RecordedRequest {
 pub enum ReplyBody {
     /// Sent with `Content-Length`.
     Full(Vec<u8>),
+    /// Sent chunked, without `Content-Length`: each part as its own chunk, `interval` before each.
+    Parts {
+        parts: Vec<Vec<u8>>,
+        interval: Duration,
+    },
     /// Sent chunked, without `Content-Length`: `count` copies of `chunk`, `interval` apart.
     Chunked {
         chunk: Vec<u8>,
@@ -287,6 +292,15 @@ impl Reply {
                 count,
                 interval: None,
             },
+            ..Reply::status(200)
+        }
+    }
+
+    /// A chunked body sent as these parts, `interval` before each (a server-sent-events stream, or
+    /// a body whose chunk boundaries matter).
+    pub fn parts(parts: Vec<Vec<u8>>, interval: Duration) -> Reply {
+        Reply {
+            body: ReplyBody::Parts { parts, interval },
             ..Reply::status(200)
         }
     }
@@ -548,6 +562,14 @@ fn to_response(reply: Reply) -> hyper::Response<RespBody> {
             });
             StreamBody::new(stream).boxed_unsync()
         }
+        ReplyBody::Parts { parts, interval } => {
+            let stream = futures::stream::unfold(parts.into_iter(), move |mut it| async move {
+                let part = it.next()?;
+                tokio::time::sleep(interval).await;
+                Some((Ok::<_, Infallible>(Frame::data(Bytes::from(part))), it))
+            });
+            StreamBody::new(stream).boxed_unsync()
+        }
     };
     let mut resp = hyper::Response::new(body);
     *resp.status_mut() = hyper::StatusCode::from_u16(reply.status).expect("valid status");
@@ -580,7 +602,21 @@ pub fn assert_no_secret(haystack: &[u8], secret: &str, what: &str) {
 /// `codestep run` and `serve` run steps.
 pub fn process_mode() -> codestep::engine::Mode {
     codestep::engine::Mode::Process {
-        program: codestep::engine::WorkerProgram::Path(env!("CARGO_BIN_EXE_codestep").into()),
+        program: codestep::engine::WorkerProgram::Path(codestep_binary()),
         sandbox: true,
+    }
+}
+
+/// The `codestep` binary cargo built beside this test or benchmark.
+pub fn codestep_binary() -> std::path::PathBuf {
+    match option_env!("CARGO_BIN_EXE_codestep") {
+        Some(p) => p.into(),
+        // `target/<profile>/deps/<this>` → `target/<profile>/codestep`
+        None => std::env::current_exe()
+            .expect("current exe")
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("a cargo target directory")
+            .join("codestep"),
     }
 }
