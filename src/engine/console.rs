@@ -78,6 +78,20 @@ impl LogBuffer {
         });
     }
 
+    /// Applies the caps again to entries that came from elsewhere (a worker process, which is not
+    /// trusted to have kept them): what is over the caps is dropped and counted.
+    pub fn recap(entries: Vec<LogEntry>, dropped: usize) -> (Vec<LogEntry>, usize) {
+        let mut log = LogBuffer::default();
+        for e in entries {
+            let before = log.entries.len();
+            log.push(e.level, e.message);
+            if let Some(kept) = log.entries.get_mut(before) {
+                kept.time = e.time;
+            }
+        }
+        (log.entries, log.dropped.saturating_add(dropped))
+    }
+
     /// The entries, and how many were dropped because the log was full.
     pub fn finish(self) -> (Vec<LogEntry>, usize) {
         (self.entries, self.dropped)
@@ -97,6 +111,22 @@ mod tests {
         let (entries, dropped) = log.finish();
         assert_eq!(entries.len(), MAX_ENTRIES);
         assert_eq!(dropped, 5);
+    }
+
+    #[test]
+    fn recap_applies_the_caps_to_foreign_entries() {
+        let foreign: Vec<LogEntry> = (0..MAX_ENTRIES + 10)
+            .map(|i| LogEntry {
+                level: Level::Info,
+                message: "x".repeat(if i == 0 { MAX_MESSAGE_BYTES * 4 } else { 10 }),
+                time: 7,
+            })
+            .collect();
+        let (entries, dropped) = LogBuffer::recap(foreign, 3);
+        assert_eq!(entries.len(), MAX_ENTRIES);
+        assert_eq!(dropped, 13);
+        assert!(entries[0].message.len() <= MAX_MESSAGE_BYTES + "…[truncated]".len());
+        assert_eq!(entries[1].time, 7);
     }
 
     #[test]

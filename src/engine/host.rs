@@ -304,20 +304,23 @@ impl StepHost for Rc<IsolateHost> {
     }
 
     fn take_chunk(&self, request_id: u32, buf: &mut [u8]) -> Result<(), String> {
-        let chunk = {
+        let (chunk, ended) = {
             let mut requests = self.requests.borrow_mut();
             let p = requests.get_mut(&request_id).ok_or(ABORTED)?;
             match p.chunks.front() {
-                Some(c) if c.len() == buf.len() => p.chunks.pop_front().expect("checked"),
+                Some(c) if c.len() == buf.len() => (p.chunks.pop_front().expect("checked"), p.ended),
                 _ => return Err("fetch: no chunk of that size is waiting".to_string()),
             }
         };
         buf.copy_from_slice(&chunk);
         self.budget.release(chunk.len());
-        (self.send)(HostMsg::Consumed {
-            id: request_id,
-            bytes: chunk.len() as u32,
-        });
+        // Once the whole body is here, the gateway has nothing left to send: no need to wake it.
+        if !ended {
+            (self.send)(HostMsg::Consumed {
+                id: request_id,
+                bytes: chunk.len() as u32,
+            });
+        }
         Ok(())
     }
 

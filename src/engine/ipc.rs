@@ -78,9 +78,65 @@ where
     decode(&frame).map(Some)
 }
 
-/// Writes one already encoded frame.
-pub async fn write<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) -> io::Result<()> {
-    writer.write_all(frame).await
+/// A frame on its way out, and who wants to know once it is on the socket.
+pub struct Outgoing {
+    pub frame: Vec<u8>,
+    pub flushed: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Outgoing {
+    pub fn new<T: Serialize + Payload>(msg: T) -> Outgoing {
+        Outgoing {
+            frame: encode(msg),
+            flushed: None,
+        }
+    }
+}
+
+/// Frames up to this size are gathered into one write with the frames queued behind them.
+const GATHER: usize = 64 * 1024;
+
+/// Writes every frame `rx` yields until it closes or the socket fails. Frames queued together go out
+/// in one write, so a response head, its first chunk and its end wake the other side once.
+pub async fn write_all<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+) {
+    let mut batch = Vec::with_capacity(GATHER);
+    let mut acks = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            if out.frame.len() > GATHER {
+                // A large frame goes out on its own, after what was gathered before it.
+                if !batch.is_empty() && writer.write_all(&batch).await.is_err() {
+                    return;
+                }
+                batch.clear();
+                if writer.write_all(&out.frame).await.is_err() {
+                    return;
+                }
+            } else {
+                batch.extend_from_slice(&out.frame);
+            }
+            acks.extend(out.flushed);
+            if batch.len() < GATHER {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() && writer.write_all(&batch).await.is_err() {
+            return;
+        }
+        batch.clear();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// A reader that buffers, so that frames written together are read with one call.
+pub fn buffered<R: AsyncRead>(reader: R) -> tokio::io::BufReader<R> {
+    tokio::io::BufReader::with_capacity(GATHER, reader)
 }
 
 #[cfg(test)]

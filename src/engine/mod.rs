@@ -1,12 +1,19 @@
-//! The engine: one fresh V8 isolate per step, made from the startup snapshot, on a pool of worker
-//! threads, with the step's limits enforced and its console captured.
+//! The engine: one fresh V8 isolate per step, made from the startup snapshot, with the step's limits
+//! enforced and its console captured.
+//!
+//! Steps run in one of two modes (`Mode`). In process mode (what `codestep run` and `serve` use) each
+//! step runs in a sandboxed worker process (`worker`, `sandbox`) that holds no secret, under a
+//! supervisor (`supervisor`, `monitor`). In-process mode runs them on threads of this process
+//! (`pool`). Both share one code path: the isolate side (`step`, `host`) talks to the step's gateway
+//! (`gateway`), which holds the connectors and runs the egress path, through `protocol` messages;
+//! `outcome` joins what both sides saw into the `StepResult`.
 //!
 //! ```no_run
 //! # async fn demo() {
 //! use codestep::engine::{Executor, ExecutorConfig, StepRequest};
 //! let exec = Executor::new(ExecutorConfig::default()).unwrap();
 //! let res = exec.run(StepRequest::new("export default (input) => input.n + 1", serde_json::json!({"n": 41}))).await;
-//! assert_eq!(res.output, Some(serde_json::json!(42)));
+//! assert_eq!(res.output_value(), Some(serde_json::json!(42)));
 //! # }
 //! ```
 

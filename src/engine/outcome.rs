@@ -1,11 +1,13 @@
 //! A step's result, joined from what its isolate reported (`Outcome`) and what its gateway saw
 //! (`Summary`). This runs where the secrets are, so nothing the isolate says is trusted: the output is
-//! checked to be JSON within its cap, and a limit the gateway hit wins over the isolate's account.
+//! checked to be JSON within its cap, the log caps are applied again, and a limit the gateway hit wins
+//! over the isolate's account.
 
 use std::time::Instant;
 
 use serde_json::value::RawValue;
 
+use super::console::LogBuffer;
 use super::gateway::Summary;
 use super::protocol::Outcome;
 use super::{ErrorKind, StepError, StepResult, StepStats};
@@ -17,10 +19,11 @@ pub fn assemble(
     max_output: u64,
     secret_in_heap: Option<bool>,
 ) -> StepResult {
+    let (logs, logs_dropped) = LogBuffer::recap(outcome.logs, outcome.logs_dropped);
     let stats = StepStats {
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         fetches: summary.fetches,
-        logs_dropped: outcome.logs_dropped,
+        logs_dropped,
         secret_in_heap,
     };
     let result = match (summary.halted, outcome.result) {
@@ -40,7 +43,7 @@ pub fn assemble(
         ok: error.is_none(),
         output,
         error,
-        logs: outcome.logs,
+        logs,
         requests: summary.records,
         stats,
     }

@@ -207,7 +207,7 @@ fn fail(task: Task, message: String) {
 struct Worker {
     child: tokio::process::Child,
     pid: u32,
-    to: mpsc::UnboundedSender<Vec<u8>>,
+    to: mpsc::UnboundedSender<ipc::Outgoing>,
     from: mpsc::UnboundedReceiver<FromWorker>,
     output: Arc<Mutex<VecDeque<u8>>>,
     output_done: Option<tokio::task::JoinHandle<()>>,
@@ -281,15 +281,10 @@ impl Worker {
 
         ours.set_nonblocking(true)?;
         let sock = tokio::net::UnixStream::from_std(ours)?;
-        let (mut rd, mut wr) = sock.into_split();
-        let (to, mut to_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::spawn(async move {
-            while let Some(frame) = to_rx.recv().await {
-                if ipc::write(&mut wr, &frame).await.is_err() {
-                    break;
-                }
-            }
-        });
+        let (rd, wr) = sock.into_split();
+        let (to, to_rx) = mpsc::unbounded_channel::<ipc::Outgoing>();
+        tokio::spawn(ipc::write_all(wr, to_rx));
+        let mut rd = ipc::buffered(rd);
         let (from_tx, from) = mpsc::unbounded_channel::<FromWorker>();
         let max = max_frame(&slot.shared);
         tokio::spawn(async move {
@@ -335,7 +330,7 @@ impl Worker {
     }
 
     fn send(&self, msg: ToWorker) {
-        let _ = self.to.send(ipc::encode(msg));
+        let _ = self.to.send(ipc::Outgoing::new(msg));
     }
 
     /// Runs one step; the flag says whether the worker is still usable.

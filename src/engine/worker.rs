@@ -65,22 +65,13 @@ fn main() -> i32 {
             Err(_) => return exit::SETUP,
         }
     };
-    let (mut rd, mut wr) = sock.into_split();
+    let (rd, wr) = sock.into_split();
 
     // One task writes frames, one reads them: the step never blocks on the socket, and a frame is
     // never cut in half by a step ending mid-read.
-    type Flushed = Option<tokio::sync::oneshot::Sender<()>>;
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(Vec<u8>, Flushed)>();
-    rt.spawn(async move {
-        while let Some((frame, flushed)) = out_rx.recv().await {
-            if ipc::write(&mut wr, &frame).await.is_err() {
-                break;
-            }
-            if let Some(f) = flushed {
-                let _ = f.send(());
-            }
-        }
-    });
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<ipc::Outgoing>();
+    rt.spawn(ipc::write_all(wr, out_rx));
+    let mut rd = ipc::buffered(rd);
     let (in_tx, in_rx) = mpsc::unbounded_channel::<ToWorker>();
     rt.spawn(async move {
         while let Ok(Some(msg)) = ipc::read::<ToWorker, _>(&mut rd, MAX_FRAME).await {
@@ -92,12 +83,16 @@ fn main() -> i32 {
     let incoming = Rc::new(tokio::sync::Mutex::new(in_rx));
     let flush_tx = out_tx.clone();
     let send = move |msg: FromWorker| {
-        let _ = out_tx.send((ipc::encode(msg), None));
+        let _ = out_tx.send(ipc::Outgoing::new(msg));
     };
     // Sends a message and waits until it is on the socket.
     let send_now = |rt: &tokio::runtime::Runtime, msg: FromWorker| {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if flush_tx.send((ipc::encode(msg), Some(tx))).is_ok() {
+        let out = ipc::Outgoing {
+            frame: ipc::encode(msg),
+            flushed: Some(tx),
+        };
+        if flush_tx.send(out).is_ok() {
             let _ = rt.block_on(rx);
         }
     };
