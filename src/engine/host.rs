@@ -308,7 +308,9 @@ impl StepHost for Rc<IsolateHost> {
             let mut requests = self.requests.borrow_mut();
             let p = requests.get_mut(&request_id).ok_or(ABORTED)?;
             match p.chunks.front() {
-                Some(c) if c.len() == buf.len() => (p.chunks.pop_front().expect("checked"), p.ended),
+                Some(c) if c.len() == buf.len() => {
+                    (p.chunks.pop_front().expect("checked"), p.ended)
+                }
                 _ => return Err("fetch: no chunk of that size is waiting".to_string()),
             }
         };

@@ -691,3 +691,281 @@ fn request_bodies_stream_and_a_blocked_one_is_never_read() {
     assert!(res.requests[1].blocked);
     assert_eq!(res.error.map(|e| e.kind), None::<ErrorKind>);
 }
+
+/// Starts `codestep serve` in a process where the `seccomp` syscall fails, as on a kernel without it,
+/// and returns its exit status (if it exited within 20 s) and what it wrote to stderr.
+fn serve_without_seccomp(extra: &[&str]) -> (Option<std::process::ExitStatus>, String, String) {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    // The filter is built before fork: between fork and exec only async-signal-safe calls are made.
+    let filter: seccompiler::BpfProgram = seccompiler::SeccompFilter::new(
+        [(libc::SYS_seccomp, vec![])].into_iter().collect(),
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(libc::ENOSYS as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap()
+    .try_into()
+    .unwrap();
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    let prog_addr = &prog as *const libc::sock_fprog as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(crate::support::codestep_binary());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("c.db"))
+        .args(extra)
+        .env("CODESTEP_OPERATOR_TOKEN", OP)
+        .env("CODESTEP_KEY_FILE", dir.path().join("master.key"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: prctl and the seccomp syscall with a pointer to a program that outlives the spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::syscall(
+                    libc::SYS_seccomp,
+                    1,
+                    0,
+                    prog_addr as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let started = Instant::now();
+    let mut first_line = String::new();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        // A server that started prints where it listens on stdout.
+        let mut out = child.stdout.take().unwrap();
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            first_line.push(byte[0] as char);
+        }
+        child.stdout = Some(out);
+        if first_line.starts_with("listening on") {
+            break None;
+        }
+    };
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    drop(filter);
+    (status, first_line, err)
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_sandbox_unless_told() {
+    let (status, _, err) = serve_without_seccomp(&[]);
+    let status = status.expect("serve started although it cannot confine its workers");
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("sandbox") && err.contains("--no-sandbox"),
+        "{err}"
+    );
+
+    let (status, first, err) = serve_without_seccomp(&["--no-sandbox"]);
+    assert!(status.is_none(), "serve --no-sandbox exited: {err}");
+    assert!(first.starts_with("listening on"), "{first}");
+    assert!(err.contains("WITHOUT the seccomp sandbox"), "{err}");
+}
+
+// ---- Review: a compromised worker (native code after a V8 exploit) attacking the supervisor. ----
+//
+// The fake worker below speaks the supervisor's frame format on fd 3 (`ipc.rs`:
+// `[u32 len][u8 flags][u32 header len][JSON header][payload]`) and does what the step's `code` tells it
+// to, as a worker running an attacker's native code could.
+
+const FAKE_WORKER: &str = r#"#!/usr/bin/python3
+import os, sys, json, struct, time, socket
+sock = socket.socket(fileno=3)
+def read_exact(n):
+    b = bytearray()
+    while len(b) < n:
+        c = sock.recv(n - len(b))
+        if not c:
+            os._exit(0)
+        b += c
+    return bytes(b)
+def recv():
+    n, = struct.unpack('<I', read_exact(4))
+    body = read_exact(n)
+    hl, = struct.unpack('<I', body[1:5])
+    return json.loads(body[5:5 + hl]), body[5 + hl:]
+def send(obj, payload=None):
+    h = json.dumps(obj).encode()
+    p = payload if payload is not None else b''
+    sock.sendall(struct.pack('<IBI', 1 + 4 + len(h) + len(p), 1 if payload is not None else 0, len(h)) + h + p)
+def done(out='1'):
+    send({'Done': {'result': {'Ok': out}, 'logs': [], 'logs_dropped': 0}})
+msg, _ = recv()
+assert 'Init' in msg
+send({'Ready': {'sandboxed': False}})
+keep = None
+while True:
+    msg, _ = recv()
+    if 'Run' not in msg:
+        continue
+    cmd, _, arg = msg['Run']['code'].partition(':')
+    if cmd == 'ok':
+        done()
+    elif cmd == 'flood_after_done':
+        # The step is over as far as the supervisor knows; keep writing anyway.
+        done()
+        chunk = b'\0' * (8 << 20)
+        for _ in range(int(arg)):
+            send({'HeapChunk': {}}, chunk)
+    elif cmd == 'anon':
+        # Control: ordinary resident memory, which the monitor sees.
+        keep = b'\x01' * (int(arg) << 20)
+        time.sleep(1.0)
+        done()
+        keep = None
+    elif cmd == 'memfd':
+        # memfd_create and write are allowed by the sandbox (sandbox.rs); the pages are shmem that is
+        # never mapped, so they are not in /proc/PID/statm's resident count.
+        fd = os.memfd_create('x')
+        block = b'\x01' * (1 << 20)
+        for _ in range(int(arg)):
+            os.write(fd, block)
+        time.sleep(1.0)
+        done()
+        os.close(fd)
+    elif cmd == 'unread_flood':
+        # Never read the socket; every Fetch with a bad redirect mode makes the supervisor queue a
+        # `Failed` that echoes the mode back.
+        big = 'x' * (1 << 20)
+        for i in range(int(arg)):
+            send({'Host': {'Fetch': {'id': i, 'method': 'GET', 'url': 'https://a.test/', 'headers': [], 'redirect': big, 'stream': False}}})
+        time.sleep(1.5)
+        os._exit(0)
+"#;
+
+fn own_rss() -> u64 {
+    statm_rss(std::process::id()).unwrap_or(0)
+}
+
+fn fake_worker_executor() -> (Executor, tempfile::TempPath) {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = tempfile::Builder::new()
+        .suffix(".py")
+        .tempfile()
+        .unwrap();
+    f.write_all(FAKE_WORKER.as_bytes()).unwrap();
+    f.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let path = f.into_temp_path();
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        mode: codestep::engine::Mode::Process {
+            program: codestep::engine::WorkerProgram::Path(path.to_path_buf()),
+            sandbox: false,
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    (exec, path)
+}
+
+fn fake_step(code: &str, memory_mb: Option<u64>) -> StepRequest {
+    let mut r = StepRequest::new(code, json!({}));
+    r.limits.memory_mb = memory_mb;
+    r
+}
+
+/// Samples this process's (the supervisor's) resident memory while `f` runs, and for `after` beyond.
+fn supervisor_growth(after: Duration, f: impl FnOnce()) -> u64 {
+    let base = own_rss();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(base));
+    let (s, p) = (stop.clone(), peak.clone());
+    let t = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            p.fetch_max(own_rss(), Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    f();
+    std::thread::sleep(after);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    peak.load(Ordering::Relaxed).saturating_sub(base)
+}
+
+/// After `Done` the supervisor still reads everything the worker writes (the reader task in
+/// `Worker::start`) into an unbounded channel that nobody drains until the next step; the worker is
+/// not under the monitor then. 40 × 8 MiB written after `Done` stay in the supervisor.
+#[test]
+fn review_messages_after_done_do_not_pile_up_in_the_supervisor() {
+    let (exec, _path) = fake_worker_executor();
+    assert!(exec.run_blocking(fake_step("ok", None)).ok);
+    let grew = supervisor_growth(Duration::from_secs(4), || {
+        let r = exec.run_blocking(fake_step("flood_after_done:40", None));
+        assert!(r.ok, "{r:?}");
+    });
+    eprintln!("supervisor grew by {} MiB after the step ended", grew >> 20);
+    assert!(
+        grew < 64 << 20,
+        "the supervisor buffered {} MiB that a worker wrote after Done",
+        grew >> 20
+    );
+}
+
+/// A worker that never reads its socket, while asking for things that make the gateway answer, makes
+/// the supervisor queue every answer (`Worker::to` and `ipc::write_all` are unbounded). Here each
+/// `Fetch` with a 1 MiB invalid redirect mode is answered by a `Failed` echoing it (`gateway.rs:188`).
+#[test]
+fn review_a_worker_that_never_reads_cannot_grow_the_supervisor() {
+    let (exec, _path) = fake_worker_executor();
+    assert!(exec.run_blocking(fake_step("ok", None)).ok);
+    let grew = supervisor_growth(Duration::from_millis(200), || {
+        let _ = exec.run_blocking(fake_step("unread_flood:300", None));
+    });
+    eprintln!("supervisor grew by {} MiB during the step", grew >> 20);
+    assert!(
+        grew < 64 << 20,
+        "the supervisor queued {} MiB for a worker that does not read",
+        grew >> 20
+    );
+}
+
+/// The monitor counts resident memory only (`monitor.rs:255`), and the sandbox allows `memfd_create`
+/// (`sandbox.rs:65`): pages written to a memfd and never mapped are not resident in the worker, yet
+/// they are real memory. The control (ordinary memory) is killed for `memory`; the memfd is not.
+#[test]
+fn review_memory_behind_a_memfd_counts_against_the_limit() {
+    let (exec, _path) = fake_worker_executor();
+    let control = exec.run_blocking(fake_step("anon:400", Some(64)));
+    assert_eq!(
+        control.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Memory),
+        "control: {control:?}"
+    );
+    let r = exec.run_blocking(fake_step("memfd:400", Some(64)));
+    assert_eq!(
+        r.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Memory),
+        "400 MiB in a memfd under a 64 MiB limit: {r:?}"
+    );
+}
