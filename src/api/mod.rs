@@ -42,6 +42,8 @@ pub struct ServeOptions {
     /// How many runs may wait for a worker before new ones get 429.
     pub queue: usize,
     pub retention_days: u32,
+    /// How often old fetch records are pruned.
+    pub retention_every: Duration,
     pub max_body_bytes: usize,
 }
 
@@ -190,7 +192,7 @@ pub fn state(
 pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(retention_loop(state.clone()));
+    tokio::spawn(retention_loop(state.clone(), opts.retention_every));
     let app = router(state, opts.max_body_bytes);
     println!("listening on http://{addr}");
     use std::io::Write as _;
@@ -220,9 +222,9 @@ async fn shutdown_signal() {
 
 /// Deletes fetch records older than the retention, in small batches, every few minutes. Runs beside
 /// the steps: each batch is its own short transaction, so recording never waits long.
-async fn retention_loop(state: AppState) {
+async fn retention_loop(state: AppState, every: Duration) {
     let retention_ms = i64::from(state.retention_days) * 24 * 3_600_000;
-    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let cutoff = monitoring::window_start() + 24 * 3_600_000 - retention_ms;

@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Days fetch records are kept for monitoring.
     #[arg(long, default_value_t = 30)]
     pub retention_days: u32,
+    /// Seconds between two prunings of fetch records older than the retention.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_every_secs: u64,
     /// Largest request body the API accepts, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY)]
     pub max_body_bytes: usize,
@@ -153,6 +156,7 @@ pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
         listen: args.listen,
         queue: args.queue,
         retention_days: args.retention_days.max(1),
+        retention_every: std::time::Duration::from_secs(args.retention_every_secs),
         max_body_bytes: args.max_body_bytes,
     };
     let result = rt.block_on(async {

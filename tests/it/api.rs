@@ -49,6 +49,7 @@ impl Api {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 queue,
                 retention_days: 30,
+                retention_every: std::time::Duration::from_secs(300),
                 max_body_bytes: 64 * 1024,
             };
             let state = api::state(store, vault, executor, OP_TOKEN, &opts);

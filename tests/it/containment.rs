@@ -850,6 +850,13 @@ while True:
         time.sleep(1.0)
         done()
         os.close(fd)
+    elif cmd == 'idle_hog':
+        # Report the step done, then use memory and CPU while idle, where no monitor looks.
+        done()
+        keep = b'\x01' * (int(arg) << 20)
+        end = time.time() + 3
+        while time.time() < end:
+            pass
     elif cmd == 'unread_flood':
         # Never read the socket; every Fetch with a bad redirect mode makes the supervisor queue a
         # `Failed` that echoes the mode back.
@@ -867,10 +874,7 @@ fn own_rss() -> u64 {
 fn fake_worker_executor() -> (Executor, tempfile::TempPath) {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    let mut f = tempfile::Builder::new()
-        .suffix(".py")
-        .tempfile()
-        .unwrap();
+    let mut f = tempfile::Builder::new().suffix(".py").tempfile().unwrap();
     f.write_all(FAKE_WORKER.as_bytes()).unwrap();
     f.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o755))
@@ -968,4 +972,115 @@ fn review_memory_behind_a_memfd_counts_against_the_limit() {
         Some(ErrorKind::Memory),
         "400 MiB in a memfd under a 64 MiB limit: {r:?}"
     );
+}
+
+/// The monitor only watches a worker during a step (`supervisor.rs:351`); the idle-memory check runs
+/// once, right after `Done` (`supervisor.rs:183`). A worker that reports `Done` and then grows or spins
+/// is never looked at again until its next step.
+#[test]
+fn review_an_idle_worker_is_still_watched() {
+    let (exec, _path) = fake_worker_executor();
+    let r = exec.run_blocking(fake_step("idle_hog:400", Some(64)));
+    assert!(r.ok, "{r:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let pids = exec.worker_pids();
+    let rss: Vec<(u32, u64)> = pids
+        .iter()
+        .map(|p| (*p, statm_rss(*p).unwrap_or(0) >> 20))
+        .collect();
+    eprintln!("idle workers (pid, MiB resident): {rss:?}");
+    assert!(
+        rss.iter().all(|(_, mib)| *mib < 200),
+        "an idle worker holds {rss:?} MiB under a 64 MiB step limit, unwatched"
+    );
+}
+
+fn real_process_executor() -> Executor {
+    Executor::new(ExecutorConfig {
+        workers: 1,
+        mode: process_mode(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A request body over `max_request_body_bytes` should end the step with `limit`, as it does
+/// in-process. In process mode the worker sends the whole body in one frame, and a frame over
+/// `max_frame` (output cap + 4 MiB, `supervisor.rs:31`) makes the supervisor treat the worker as
+/// broken and kill it: `internal`, and a worker restart, for an ordinary JS step.
+#[test]
+fn review_a_large_request_body_is_a_limit_not_a_dead_worker() {
+    let code = "export default async () => { await fetch('https://a.test/', { method: 'POST', body: new Uint8Array(20 << 20) }); return 1 }";
+    let inproc = Executor::new(ExecutorConfig {
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let r = inproc.run_blocking(StepRequest::new(code, json!({})));
+    assert_eq!(
+        r.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Limit),
+        "in-process: {r:?}"
+    );
+    let exec = real_process_executor();
+    let r = exec.run_blocking(StepRequest::new(code, json!({})));
+    assert_eq!(
+        r.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Limit),
+        "process mode: {:?}",
+        r.error
+    );
+}
+
+/// A thrown error's message and stack are not capped anywhere (`step.rs:66-75`, `outcome.rs:36`):
+/// in-process a step returns an error of any size (here 2 × 8 MiB, over the 10 MiB output cap); in
+/// process mode the same step kills its worker (frame over `max_frame`) and is reported `internal`.
+#[test]
+fn review_error_messages_are_capped_like_output() {
+    let code = "export default () => { throw new Error('x'.repeat(8 << 20)) }";
+    let inproc = Executor::new(ExecutorConfig {
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let r = inproc.run_blocking(StepRequest::new(code, json!({})));
+    let e = r.error.clone().expect("an error");
+    let size = e.message.len() + e.stack.as_ref().map_or(0, String::len);
+    eprintln!(
+        "in-process: kind {:?}, {} bytes of message and stack",
+        e.kind, size
+    );
+    let exec = real_process_executor();
+    let p = exec.run_blocking(StepRequest::new(code, json!({})));
+    eprintln!(
+        "process mode: {:?}",
+        p.error
+            .as_ref()
+            .map(|e| (e.kind, e.message.chars().take(120).collect::<String>()))
+    );
+    assert!(size <= 1 << 20, "in-process error is {size} bytes");
+    assert_eq!(p.error.as_ref().map(|e| e.kind), Some(ErrorKind::Error));
+}
+
+/// More than 32 768 request headers (http's `HeaderMap` limit) make `to_header_map`
+/// (`egress/headers.rs:67`, `HeaderMap::with_capacity` / `append`) panic in the gateway's fetch task,
+/// after the policy check. The task dies: no `Failed` reaches JS, so the fetch hangs until the step's
+/// wall time, and the fetch gets no record. It should reject with a `TypeError`.
+#[test]
+fn review_too_many_request_headers_reject_the_fetch() {
+    let server = TestServer::start(|_| Reply::ok("fine"));
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        egress: server.egress_config(),
+        ..Default::default()
+    })
+    .unwrap();
+    let code = "export default async ({ u }) => { const h = new Headers(); for (let i = 0; i < 40000; i++) h.append('x-' + i, 'v'); try { const r = await fetch(u, { headers: h }); return 'sent ' + r.status } catch (e) { return 'rejected: ' + e.message } }";
+    let mut req = StepRequest::new(code, json!({ "u": server.url("api.test", "/h") }));
+    req.connectors = vec![connector(&server, false)];
+    req.limits.timeout_ms = Some(5000);
+    let started = Instant::now();
+    let r = exec.run_blocking(req);
+    eprintln!("after {:?}: {:?} {:?} records {}", started.elapsed(), r.output, r.error, r.requests.len());
+    assert!(r.ok, "the fetch never settled: {:?}", r.error);
 }

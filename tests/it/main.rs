@@ -8,6 +8,7 @@ mod dashboard;
 mod egress;
 mod engine;
 mod fetch_conformance;
+mod multinode;
 mod security;
 mod serve;
 mod store;
