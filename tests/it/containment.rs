@@ -1081,6 +1081,12 @@ fn review_too_many_request_headers_reject_the_fetch() {
     req.limits.timeout_ms = Some(5000);
     let started = Instant::now();
     let r = exec.run_blocking(req);
-    eprintln!("after {:?}: {:?} {:?} records {}", started.elapsed(), r.output, r.error, r.requests.len());
+    eprintln!(
+        "after {:?}: {:?} {:?} records {}",
+        started.elapsed(),
+        r.output,
+        r.error,
+        r.requests.len()
+    );
     assert!(r.ok, "the fetch never settled: {:?}", r.error);
 }
