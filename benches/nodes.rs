@@ -13,15 +13,13 @@
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::serve::{Serve, OP};
 use support::{Reply, TestServer};
-
-const OP: &str = "operator-token-for-the-nodes-bench";
 
 fn pg_url() -> String {
     if let Ok(url) = std::env::var("CODESTEP_TEST_PG_URL") {
@@ -58,51 +56,6 @@ fn fresh_schema(url: &str, rt: &tokio::runtime::Runtime) -> String {
     });
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}options=-csearch_path%3D{schema}")
-}
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_node(db: &str, net: &[String]) -> Node {
-    let mut child = Command::new(support::codestep_binary())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--db",
-            db,
-        ])
-        .args(net)
-        .env("CODESTEP_OPERATOR_TOKEN", OP)
-        .env(
-            "CODESTEP_MASTER_KEY",
-            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=",
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start codestep serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_string();
-    Node { child, base }
 }
 
 /// The `store` duration of a `Server-Timing` header, in milliseconds.
@@ -142,24 +95,12 @@ fn main() {
         .build()
         .unwrap();
     let upstream = TestServer::start(|_| Reply::ok("{}"));
-    let ca = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca.path(), &upstream.ca_pem).unwrap();
-    let net: Vec<String> = [
-        "--allow-private",
-        "127.0.0.1/32",
-        "--ca-cert",
-        ca.path().to_str().unwrap(),
-        "--resolve",
-        "api.test:127.0.0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let (net, _ca) = upstream.cli_net_args();
     let http = reqwest::Client::new();
     let mut rows = Vec::new();
     for count in 1..=3usize {
         let db = fresh_schema(&url, &rt);
-        let nodes: Vec<Node> = (0..count).map(|_| start_node(&db, &net)).collect();
+        let nodes: Vec<Serve> = (0..count).map(|_| Serve::start(&db, &net)).collect();
         let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
         rt.block_on(async {
             let ws = http

@@ -70,6 +70,7 @@ pub async fn run(
     request.connectors = connectors;
     request.limits = body.limits;
     request.step_id = Some(run_id.clone());
+    request.tenant = Some(workspace.id.clone());
     let result = st.executor.run(request).await;
 
     let attempts: Vec<FetchAttempt> = result

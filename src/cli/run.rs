@@ -90,6 +90,7 @@ pub fn run(args: RunArgs, db: Option<String>) -> Result<Exit, UsageError> {
             ..Default::default()
         },
         step_id: None,
+        tenant: None,
     };
     let result = executor.run_blocking(request);
     println!(

@@ -28,8 +28,32 @@ pub(crate) fn is_forbidden_request_header(name: &str) -> bool {
     ) || name.starts_with("proxy-")
 }
 
+/// Most request headers one fetch may set. Servers commonly accept a hundred or so; the cap keeps a
+/// step from making the supervisor hold (or the HTTP client choke on) a huge header list.
+pub const MAX_REQUEST_HEADERS: usize = 256;
+/// Most bytes of request header names and values, together.
+pub const MAX_REQUEST_HEADER_BYTES: usize = 64 * 1024;
+
+/// Refuses a header list over `MAX_REQUEST_HEADERS` or `MAX_REQUEST_HEADER_BYTES`.
+pub fn check_request_header_sizes(raw: &[(String, String)]) -> Result<(), FetchError> {
+    if raw.len() > MAX_REQUEST_HEADERS {
+        return Err(FetchError::InvalidRequest(format!(
+            "fetch: {} request headers; at most {MAX_REQUEST_HEADERS} may be sent",
+            raw.len()
+        )));
+    }
+    let bytes: usize = raw.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if bytes > MAX_REQUEST_HEADER_BYTES {
+        return Err(FetchError::InvalidRequest(format!(
+            "fetch: the request headers are {bytes} bytes; at most {MAX_REQUEST_HEADER_BYTES} may be sent"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates the headers JS set, drops the forbidden ones and asks for an unencoded body.
 pub(crate) fn request_headers(raw: &[(String, String)]) -> Result<HeaderList, FetchError> {
+    check_request_header_sizes(raw)?;
     let mut out = Vec::with_capacity(raw.len() + 1);
     for (name, value) in raw {
         let name = HeaderName::from_bytes(name.as_bytes())

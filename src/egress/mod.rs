@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use crate::connector::{Connector, Placement};
 
+pub use headers::{check_request_header_sizes, MAX_REQUEST_HEADERS, MAX_REQUEST_HEADER_BYTES};
 pub use redirect::MAX_REDIRECTS;
 pub use scrub::REDACTED;
 
@@ -322,8 +323,10 @@ impl Egress {
         let started = Instant::now();
         let mut record = FetchRecord::start(&req.method);
         let work = async {
+            // The records of hops before the last are for monitoring; this caller wants the last.
+            let mut earlier = Vec::new();
             let opened = self
-                .open(connectors, req, None, limits, &mut record)
+                .open(connectors, req, None, limits, &mut record, &mut earlier)
                 .await?;
             let mut body = Vec::new();
             let mut reader = opened.body;
@@ -357,8 +360,10 @@ impl Egress {
 
     /// Sends one `fetch()` and returns once its response head is in, with the body still to read.
     /// `stream` is the body when JS streams it (then `req.body` is `None`); it is polled only after
-    /// the request passed every check. `record` describes the last hop attempted. The caller bounds
-    /// the time (`limits.timeout`) and closes the record.
+    /// the request passed every check. `record` describes the last hop attempted; each hop before it
+    /// (a redirect followed) gets its own record in `earlier`, so that every request that carried a
+    /// secret is counted for its connector. The caller bounds the time (`limits.timeout`) and closes
+    /// the record.
     pub async fn open(
         &self,
         connectors: &[Connector],
@@ -366,8 +371,10 @@ impl Egress {
         stream: Option<BodyStream>,
         limits: &RequestLimits,
         record: &mut FetchRecord,
+        earlier: &mut Vec<FetchRecord>,
     ) -> Result<Opened, FetchError> {
-        self.run(connectors, req, stream, limits, record).await
+        self.run(connectors, req, stream, limits, record, earlier)
+            .await
     }
 
     async fn run(
@@ -377,7 +384,9 @@ impl Egress {
         mut stream: Option<BodyStream>,
         limits: &RequestLimits,
         record: &mut FetchRecord,
+        earlier: &mut Vec<FetchRecord>,
     ) -> Result<Opened, FetchError> {
+        let started = Instant::now();
         let mut method = parse_method(&req.method)?;
         let mut js_headers = headers::request_headers(&req.headers)?;
         // `Bytes`, so that re-sending it on a 307/308 hop does not copy it.
@@ -476,6 +485,9 @@ impl Egress {
                         "fetch to {host}: more than {MAX_REDIRECTS} redirects"
                     )));
                 }
+                let mut hop = record.clone();
+                hop.finish(started, Ok(()));
+                earlier.push(hop);
                 record.redirects += 1;
                 drop(response);
 

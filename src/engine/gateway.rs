@@ -7,15 +7,17 @@
 //! request, whatever ended it: finished, failed, aborted by JS, or cut when the step ended.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::Limits;
-use super::protocol::{GatewayMsg, HostMsg, MAX_BODY_CHUNK, RESPONSE_WINDOW};
+use super::protocol::{FetchStart, GatewayMsg, HostMsg, MAX_BODY_CHUNK, RESPONSE_WINDOW};
 use crate::connector::Connector;
 use crate::egress::{
     BodyStream, Egress, FetchError, FetchRecord, FetchRequest, RedirectMode, RequestLimits,
@@ -36,12 +38,17 @@ pub struct Summary {
 struct Request {
     cancel: CancellationToken,
     body: Option<mpsc::Sender<Vec<u8>>>,
+    /// Body chunks asked for with `BodyWanted` and not yet received.
+    wanted: Arc<AtomicU32>,
     window: Arc<Semaphore>,
 }
 
 #[derive(Default)]
 struct State {
     fetches: u32,
+    /// Bytes of requests (URL, headers, body) waiting for a concurrency slot: held here, on the
+    /// step's account.
+    waiting_bytes: u64,
     requests: HashMap<u32, Request>,
     records: Vec<FetchRecord>,
     halted: Option<String>,
@@ -125,21 +132,20 @@ impl Gateway {
     /// Handles one message from the isolate.
     pub fn handle(&self, msg: HostMsg) {
         match msg {
-            HostMsg::Fetch {
-                id,
-                method,
-                url,
-                headers,
-                redirect,
-                stream,
-                body,
-            } => self.start(id, method, url, headers, redirect, stream, body),
+            HostMsg::Fetch(f) => self.start(f),
             HostMsg::BodyChunk { id, data } => {
                 let mut st = self.state();
                 let Some(req) = st.requests.get_mut(&id) else {
                     return;
                 };
-                let accepted = data.len() <= MAX_BODY_CHUNK
+                // Only what was asked for: a chunk before `BodyWanted` would be read before the
+                // policy check.
+                let asked = req
+                    .wanted
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok();
+                let accepted = asked
+                    && data.len() <= MAX_BODY_CHUNK
                     && req
                         .body
                         .as_ref()
@@ -169,26 +175,35 @@ impl Gateway {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn start(
-        &self,
-        id: u32,
-        method: String,
-        url: String,
-        headers: Vec<(String, String)>,
-        redirect: String,
-        stream: bool,
-        body: Option<Vec<u8>>,
-    ) {
+    fn start(&self, f: FetchStart) {
+        let FetchStart {
+            id,
+            method,
+            url,
+            headers,
+            redirect,
+            stream,
+            body,
+        } = f;
         let limits = &self.inner.limits;
         let redirect = match redirect.as_str() {
             "follow" => RedirectMode::Follow,
             "manual" => RedirectMode::Manual,
             "error" => RedirectMode::Error,
-            other => return self.fail(id, format!("fetch: invalid redirect mode {other:?}")),
+            other => {
+                let shown: String = other.chars().take(32).collect();
+                return self.fail(id, format!("fetch: invalid redirect mode {shown:?}"));
+            }
         };
         let cancel = self.inner.cancel.child_token();
         let window = Arc::new(Semaphore::new(RESPONSE_WINDOW));
+        let wanted = Arc::new(AtomicU32::new(0));
+        let held = (url.len()
+            + headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len())
+                .sum::<usize>()
+            + body.as_ref().map_or(0, Vec::len)) as u64;
         let (body_tx, body_rx) = if stream {
             let (tx, rx) = mpsc::channel::<Vec<u8>>(1);
             (Some(tx), Some(rx))
@@ -212,23 +227,31 @@ impl Gateway {
                 Gateway::halt(&self.inner, msg.clone());
                 return self.fail(id, msg);
             }
+            if body.as_ref().map_or(0, Vec::len) as u64 > limits.max_request_body_bytes {
+                drop(st);
+                let msg = limits.request_body_over();
+                Gateway::halt(&self.inner, msg.clone());
+                return self.fail(id, msg);
+            }
+            if st.waiting_bytes + held > limits.memory_bytes() {
+                drop(st);
+                let msg = format!(
+                    "step limit: fetches waiting for a connection hold more than {} MiB",
+                    limits.memory_mb
+                );
+                Gateway::halt(&self.inner, msg.clone());
+                return self.fail(id, msg);
+            }
+            st.waiting_bytes += held;
             st.requests.insert(
                 id,
                 Request {
                     cancel: cancel.clone(),
                     body: body_tx,
+                    wanted: wanted.clone(),
                     window: window.clone(),
                 },
             );
-        }
-        if body.as_ref().map_or(0, Vec::len) as u64 > limits.max_request_body_bytes {
-            let msg = format!(
-                "step limit: request body over {} bytes",
-                limits.max_request_body_bytes
-            );
-            Gateway::halt(&self.inner, msg.clone());
-            self.state().requests.remove(&id);
-            return self.fail(id, msg);
         }
         let request = FetchRequest {
             method,
@@ -243,18 +266,37 @@ impl Gateway {
                 rx,
                 self.inner.out.clone(),
                 id,
+                wanted,
                 limits.max_request_body_bytes,
                 over_limit.clone(),
             )
         });
         let inner = self.inner.clone();
+        let method = request.method.clone();
         let task = self.http.spawn(async move {
-            let record = run_fetch(&inner, id, request, stream, cancel, window, over_limit).await;
+            let fetch = Fetch {
+                id,
+                held,
+                cancel,
+                window,
+                over_limit,
+            };
+            // A bug in the egress path must not leave JS waiting or the request unrecorded.
+            let record = AssertUnwindSafe(run_fetch(&inner, fetch, request, stream))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    let _ = inner.out.send(GatewayMsg::Failed {
+                        id,
+                        message: "fetch failed: an internal error in codestep".into(),
+                    });
+                    let mut r = FetchRecord::start(&method);
+                    r.error = Some("internal".into());
+                    vec![r]
+                });
             let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             st.requests.remove(&id);
-            if let Some(record) = record {
-                st.records.push(record);
-            }
+            st.records.extend(record);
         });
         let mut st = self.state();
         st.tasks.retain(|t| !t.is_finished());
@@ -286,6 +328,7 @@ fn streamed_body(
     rx: mpsc::Receiver<Vec<u8>>,
     out: mpsc::UnboundedSender<GatewayMsg>,
     id: u32,
+    wanted: Arc<AtomicU32>,
     max: u64,
     over_limit: Arc<AtomicBool>,
 ) -> BodyStream {
@@ -294,7 +337,9 @@ fn streamed_body(
         let out = out.clone();
         let sent = sent.clone();
         let over_limit = over_limit.clone();
+        let wanted = wanted.clone();
         async move {
+            wanted.fetch_add(1, Ordering::Relaxed);
             let _ = out.send(GatewayMsg::BodyWanted { id });
             let chunk = rx.recv().await?;
             let total = sent.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
@@ -310,24 +355,48 @@ fn streamed_body(
     }))
 }
 
-/// One fetch, from the policy check to the end of its body. Returns its record, or `None` when it
-/// was cancelled before it left the host (waiting for a concurrency slot).
-async fn run_fetch(
-    inner: &Inner,
+/// One fetch, from the policy check to the end of its body. Returns its records (one per hop that
+/// reached an upstream, the last hop's last), or none when it was cancelled before it left the host
+/// (waiting for a concurrency slot).
+/// What a fetch task needs besides its request.
+struct Fetch {
     id: u32,
-    request: FetchRequest,
-    stream: Option<BodyStream>,
+    /// Bytes of the request counted in `State::waiting_bytes` until it gets a slot.
+    held: u64,
     cancel: CancellationToken,
     window: Arc<Semaphore>,
     over_limit: Arc<AtomicBool>,
-) -> Option<FetchRecord> {
+}
+
+async fn run_fetch(
+    inner: &Inner,
+    fetch: Fetch,
+    request: FetchRequest,
+    stream: Option<BodyStream>,
+) -> Vec<FetchRecord> {
+    let Fetch {
+        id,
+        held,
+        cancel,
+        window,
+        over_limit,
+    } = fetch;
     // Beyond the concurrency limit, fetches wait their turn rather than fail, as in browsers.
-    let _permit = tokio::select! {
-        p = inner.concurrency.clone().acquire_owned() => p.ok()?,
-        () = cancel.cancelled() => {
-            let _ = inner.out.send(GatewayMsg::Failed { id, message: FetchError::Aborted.to_string() });
-            return None;
-        }
+    let permit = tokio::select! {
+        p = inner.concurrency.clone().acquire_owned() => p.ok(),
+        () = cancel.cancelled() => None,
+    };
+    {
+        let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.waiting_bytes = st.waiting_bytes.saturating_sub(held);
+    }
+    let Some(_permit) = permit else {
+        let _ = inner.out.send(GatewayMsg::Failed {
+            id,
+            message: FetchError::Aborted.to_string(),
+        });
+        // It never left the host: nothing to record.
+        return Vec::new();
     };
     let limits = RequestLimits {
         timeout: Duration::from_millis(inner.limits.request_timeout_ms),
@@ -336,12 +405,20 @@ async fn run_fetch(
     };
     let started = Instant::now();
     let mut record = FetchRecord::start(&request.method);
+    let mut earlier = Vec::new();
     let mut head_sent = false;
     let result = {
         let work = async {
             let opened = inner
                 .egress
-                .open(&inner.connectors, request, stream, &limits, &mut record)
+                .open(
+                    &inner.connectors,
+                    request,
+                    stream,
+                    &limits,
+                    &mut record,
+                    &mut earlier,
+                )
                 .await?;
             let _ = inner.out.send(GatewayMsg::Head {
                 id,
@@ -394,5 +471,6 @@ async fn run_fetch(
         };
         let _ = inner.out.send(GatewayMsg::Failed { id, message });
     }
-    Some(record)
+    earlier.push(record);
+    earlier
 }

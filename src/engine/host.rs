@@ -14,8 +14,9 @@ use deno_core::v8;
 use tokio::sync::Notify;
 
 use super::console::{Level, LogBuffer};
+use super::limits::Limits;
 use super::ops::{FetchArgs, FetchHead, LocalFuture, StepHost};
-use super::protocol::{GatewayMsg, HostMsg, MAX_BODY_CHUNK};
+use super::protocol::{FetchStart, GatewayMsg, HostMsg, MAX_BODY_CHUNK};
 use super::runtime::BufferBudget;
 
 /// Why a step was stopped from the outside.
@@ -42,6 +43,7 @@ struct Pending {
 pub struct IsolateHost {
     send: Box<dyn Fn(HostMsg)>,
     budget: Arc<BufferBudget>,
+    limits: Limits,
     isolate: RefCell<Option<v8::IsolateHandle>>,
     requests: RefCell<HashMap<u32, Pending>>,
     pub logs: RefCell<LogBuffer>,
@@ -51,10 +53,15 @@ pub struct IsolateHost {
 
 impl IsolateHost {
     /// A host whose messages for the gateway go to `send`.
-    pub fn new(send: Box<dyn Fn(HostMsg)>, budget: Arc<BufferBudget>) -> Rc<IsolateHost> {
+    pub fn new(
+        send: Box<dyn Fn(HostMsg)>,
+        budget: Arc<BufferBudget>,
+        limits: Limits,
+    ) -> Rc<IsolateHost> {
         Rc::new(IsolateHost {
             send,
             budget,
+            limits,
             isolate: RefCell::new(None),
             requests: RefCell::default(),
             logs: RefCell::default(),
@@ -206,6 +213,16 @@ impl StepHost for Rc<IsolateHost> {
                 Err("fetch: a body is either given or streamed".to_string())
             });
         }
+        // The gateway enforces these; seen here first, the request is not sent to it at all, so no
+        // frame to the supervisor is larger than the limits allow.
+        if body.as_ref().map_or(0, Vec::len) as u64 > self.limits.max_request_body_bytes {
+            let msg = self.limits.request_body_over();
+            self.halt(Stop::Limit(msg.clone()));
+            return Box::pin(async move { Err(msg) });
+        }
+        if let Err(e) = crate::egress::check_request_header_sizes(&args.headers) {
+            return Box::pin(async move { Err(e.to_string()) });
+        }
         {
             let mut requests = self.requests.borrow_mut();
             if requests.contains_key(&id) {
@@ -213,7 +230,7 @@ impl StepHost for Rc<IsolateHost> {
             }
             requests.insert(id, Pending::default());
         }
-        (self.send)(HostMsg::Fetch {
+        (self.send)(HostMsg::Fetch(FetchStart {
             id,
             method: args.method,
             url: args.url,
@@ -221,7 +238,7 @@ impl StepHost for Rc<IsolateHost> {
             redirect: args.redirect,
             stream: args.stream,
             body,
-        });
+        }));
         Box::pin(self.clone().wait(
             id,
             |p| &p.data,

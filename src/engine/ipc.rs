@@ -98,12 +98,15 @@ const GATHER: usize = 64 * 1024;
 
 /// Writes every frame `rx` yields until it closes or the socket fails. Frames queued together go out
 /// in one write, so a response head, its first chunk and its end wake the other side once.
+/// `unread`, when given, counts the bytes queued and not yet written: it is lowered as frames go out.
 pub async fn write_all<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+    unread: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 ) {
     let mut batch = Vec::with_capacity(GATHER);
     let mut acks = Vec::new();
+    let mut written = 0usize;
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(out) = next.take() {
@@ -119,6 +122,7 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
             } else {
                 batch.extend_from_slice(&out.frame);
             }
+            written += out.frame.len();
             acks.extend(out.flushed);
             if batch.len() < GATHER {
                 next = rx.try_recv().ok();
@@ -128,6 +132,10 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
             return;
         }
         batch.clear();
+        if let Some(u) = &unread {
+            u.fetch_sub(written, std::sync::atomic::Ordering::Relaxed);
+        }
+        written = 0;
         for ack in acks.drain(..) {
             let _ = ack.send(());
         }
@@ -142,11 +150,11 @@ pub fn buffered<R: AsyncRead>(reader: R) -> tokio::io::BufReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::protocol::{GatewayMsg, HostMsg};
+    use crate::engine::protocol::{FetchStart, GatewayMsg, HostMsg};
 
     #[test]
     fn round_trips_with_and_without_payload() {
-        let msg = HostMsg::Fetch {
+        let msg = HostMsg::Fetch(FetchStart {
             id: 7,
             method: "POST".into(),
             url: "https://a.test/".into(),
@@ -154,12 +162,14 @@ mod tests {
             redirect: "follow".into(),
             stream: false,
             body: Some(vec![]),
-        };
+        });
         let frame = encode(msg);
         let back: HostMsg = decode(&frame[4..]).unwrap();
-        assert!(matches!(back, HostMsg::Fetch { id: 7, body: Some(ref b), .. } if b.is_empty()));
+        assert!(
+            matches!(back, HostMsg::Fetch(FetchStart { id: 7, body: Some(ref b), .. }) if b.is_empty())
+        );
 
-        let none = encode(HostMsg::Fetch {
+        let none = encode(HostMsg::Fetch(FetchStart {
             id: 8,
             method: "GET".into(),
             url: "https://a.test/".into(),
@@ -167,15 +177,15 @@ mod tests {
             redirect: "follow".into(),
             stream: false,
             body: None,
-        });
+        }));
         let back: HostMsg = decode(&none[4..]).unwrap();
         assert!(matches!(
             back,
-            HostMsg::Fetch {
+            HostMsg::Fetch(FetchStart {
                 id: 8,
                 body: None,
                 ..
-            }
+            })
         ));
 
         let chunk = encode(GatewayMsg::Chunk {

@@ -99,6 +99,14 @@ impl Limits {
         self.memory_mb.saturating_mul(1024 * 1024)
     }
 
+    /// The message of a step ended for a request body over its limit, wherever that is seen first.
+    pub fn request_body_over(&self) -> String {
+        format!(
+            "step limit: request body over {} bytes",
+            self.max_request_body_bytes
+        )
+    }
+
     pub fn heap_bytes(&self) -> usize {
         (self.memory_mb as usize).saturating_mul(1024 * 1024)
     }

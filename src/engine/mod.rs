@@ -112,6 +112,10 @@ pub struct StepRequest {
     pub limits: LimitOverrides,
     /// Given to the step as `ctx.stepId`; a random one is made when absent.
     pub step_id: Option<String>,
+    /// Who the step runs for (`serve` uses the workspace). In process mode a worker process only ever
+    /// runs steps of one tenant: were it taken over through a V8 bug, it would see no other tenant's
+    /// code, input or connectors. Switching costs a new worker process.
+    pub tenant: Option<String>,
 }
 
 impl StepRequest {
@@ -122,6 +126,7 @@ impl StepRequest {
             connectors: Vec::new(),
             limits: LimitOverrides::default(),
             step_id: None,
+            tenant: None,
         }
     }
 }
@@ -194,21 +199,54 @@ struct Shared {
     http: tokio::runtime::Handle,
 }
 
-/// Splits a request into the job its isolate gets (names, never connectors) and what stays with the
-/// gateway.
-fn job(request: StepRequest, config: &ExecutorConfig) -> (protocol::Job, Vec<Connector>, Limits) {
-    let limits = config.caps.resolve(&request.limits);
-    let names: Vec<&str> = request.connectors.iter().map(|c| c.name.as_str()).collect();
-    let step_id = request.step_id.clone().unwrap_or_else(random_step_id);
-    let ctx = serde_json::json!({ "stepId": step_id, "connectors": names }).to_string();
-    let job = protocol::Job {
-        code: request.code,
-        input: request.input.to_string(),
-        ctx,
-        limits: limits.clone(),
-        audit_heap: config.audit_heap,
-    };
-    (job, request.connectors, limits)
+/// A step as both pools start it: the job its isolate gets (connector names, never connectors), and
+/// its gateway, which keeps the connectors where the secrets are.
+struct Started {
+    job: protocol::Job,
+    limits: Limits,
+    gateway: gateway::Gateway,
+    /// What the gateway has to say to the isolate.
+    from_gateway: tokio::sync::mpsc::UnboundedReceiver<protocol::GatewayMsg>,
+    /// The heap audit's search, when the operator asked for it.
+    search: Option<audit::SecretSearch>,
+    at: std::time::Instant,
+}
+
+impl Started {
+    fn new(request: StepRequest, shared: &Shared) -> Started {
+        let at = std::time::Instant::now();
+        let config = &shared.config;
+        let limits = config.caps.resolve(&request.limits);
+        let names: Vec<&str> = request.connectors.iter().map(|c| c.name.as_str()).collect();
+        let step_id = request.step_id.clone().unwrap_or_else(random_step_id);
+        let ctx = serde_json::json!({ "stepId": step_id, "connectors": names }).to_string();
+        let search = config
+            .audit_heap
+            .then(|| audit::SecretSearch::new(&request.connectors));
+        let (to_isolate, from_gateway) = tokio::sync::mpsc::unbounded_channel();
+        let gateway = gateway::Gateway::new(
+            shared.egress.clone(),
+            shared.http.clone(),
+            request.connectors,
+            limits.clone(),
+            to_isolate,
+        );
+        let job = protocol::Job {
+            code: request.code,
+            input: request.input.to_string(),
+            ctx,
+            limits: limits.clone(),
+            audit_heap: config.audit_heap,
+        };
+        Started {
+            job,
+            limits,
+            gateway,
+            from_gateway,
+            search,
+            at,
+        }
+    }
 }
 
 fn random_step_id() -> String {

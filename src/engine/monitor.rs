@@ -61,9 +61,12 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// Why the monitor killed the worker, if it did.
-    pub fn killed(&self) -> Option<Kill> {
-        *self.killed.lock().unwrap_or_else(|e| e.into_inner())
+    /// Ends the watch and says why the monitor killed the worker, if it did. The watch is removed
+    /// under the monitor's lock first, so no kill can follow the answer.
+    pub fn finish(self) -> Option<Kill> {
+        self.monitor.lock().watched.remove(&self.key);
+        let killed = *self.killed.lock().unwrap_or_else(|e| e.into_inner());
+        killed
     }
 
     /// Moves the kill deadline earlier (a halted step gets a grace, not its whole wall time).

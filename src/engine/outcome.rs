@@ -33,7 +33,7 @@ pub fn assemble(
             stack: None,
         }),
         (None, Ok(json)) => output(json, max_output),
-        (None, Err(e)) => Err(e),
+        (None, Err(e)) => Err(capped(e)),
     };
     let (output, error) = match result {
         Ok(o) => (Some(o), None),
@@ -47,6 +47,29 @@ pub fn assemble(
         requests: summary.records,
         stats,
     }
+}
+
+/// Most bytes kept of an error's message, and of its stack.
+pub const MAX_ERROR_TEXT: usize = 64 * 1024;
+
+/// An error with its message and stack cut to `MAX_ERROR_TEXT`: a step can throw a string of any size.
+pub fn capped(mut e: StepError) -> StepError {
+    fn cut(s: &mut String) {
+        if s.len() > MAX_ERROR_TEXT {
+            let mut at = MAX_ERROR_TEXT;
+            while !s.is_char_boundary(at) {
+                at -= 1;
+            }
+            s.truncate(at);
+            s.push_str("…[truncated]");
+            s.shrink_to_fit();
+        }
+    }
+    cut(&mut e.message);
+    if let Some(stack) = e.stack.as_mut() {
+        cut(stack);
+    }
+    e
 }
 
 /// The output as JSON text, checked but never parsed into a tree: a 10 MiB array of small numbers

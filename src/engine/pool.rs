@@ -7,14 +7,10 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
-use std::time::Instant;
 
 use tokio::sync::oneshot;
 
-use super::audit::SecretSearch;
-use super::gateway::Gateway;
 use super::outcome;
-use super::protocol::GatewayMsg;
 use super::step::{self, Link};
 use super::watchdog::Watchdog;
 use super::{Shared, StepRequest, StepResult};
@@ -107,17 +103,14 @@ fn run_one(
     watchdog: &Watchdog,
     prepared: Option<step::Prepared>,
 ) -> StepResult {
-    let started = Instant::now();
-    let (job, connectors, limits) = super::job(request, &shared.config);
-    let mut search = job.audit_heap.then(|| SecretSearch::new(&connectors));
-    let (gw_tx, mut gw_rx) = tokio::sync::mpsc::unbounded_channel::<GatewayMsg>();
-    let gateway = Gateway::new(
-        shared.egress.clone(),
-        shared.http.clone(),
-        connectors,
-        limits.clone(),
-        gw_tx,
-    );
+    let super::Started {
+        job,
+        limits,
+        gateway,
+        from_gateway: mut gw_rx,
+        mut search,
+        at: started,
+    } = super::Started::new(request, shared);
     let to_gateway = gateway.clone();
     let link = Link {
         send: Box::new(move |m| to_gateway.handle(m)),

@@ -12,27 +12,60 @@ use serde::{Deserialize, Serialize};
 use super::console::LogEntry;
 use super::limits::Limits;
 use super::{ErrorKind, StepError};
+use crate::egress::MAX_REQUEST_HEADERS;
 
 /// Most bytes in one request-body chunk; the polyfill splits larger ones.
 pub const MAX_BODY_CHUNK: usize = 256 * 1024;
 /// Response bytes the gateway may send ahead of what JS has read, per request.
 pub const RESPONSE_WINDOW: usize = 256 * 1024;
 
+/// A new `fetch()`. `body` is the whole body when JS had it at once; `stream` says the body follows as
+/// `BodyChunk`s, each asked for with `BodyWanted`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FetchStart {
+    pub id: u32,
+    pub method: String,
+    pub url: String,
+    /// At most `MAX_REQUEST_HEADERS`: a frame with more is refused while it is read, before a
+    /// hostile worker's list of empty pairs can grow to many times its frame's size.
+    #[serde(deserialize_with = "bounded_headers")]
+    pub headers: Vec<(String, String)>,
+    pub redirect: String,
+    pub stream: bool,
+    #[serde(skip)]
+    pub body: Option<Vec<u8>>,
+}
+
+fn bounded_headers<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "at most {MAX_REQUEST_HEADERS} header pairs")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(pair) = seq.next_element::<(String, String)>()? {
+                if out.len() == MAX_REQUEST_HEADERS {
+                    return Err(serde::de::Error::custom("too many request headers"));
+                }
+                out.push(pair);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded)
+}
+
 /// Isolate to gateway.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum HostMsg {
-    /// A new `fetch()`. `body` is the whole body when JS had it at once; `stream` says the body follows
-    /// as `BodyChunk`s, each asked for with `BodyWanted`.
-    Fetch {
-        id: u32,
-        method: String,
-        url: String,
-        headers: Vec<(String, String)>,
-        redirect: String,
-        stream: bool,
-        #[serde(skip)]
-        body: Option<Vec<u8>>,
-    },
+    Fetch(FetchStart),
     BodyChunk {
         id: u32,
         #[serde(skip)]
@@ -94,14 +127,14 @@ pub trait Payload {
 impl Payload for HostMsg {
     fn take_payload(&mut self) -> Option<Vec<u8>> {
         match self {
-            HostMsg::Fetch { body, .. } => body.take(),
+            HostMsg::Fetch(f) => f.body.take(),
             HostMsg::BodyChunk { data, .. } => Some(std::mem::take(data)),
             _ => None,
         }
     }
     fn put_payload(&mut self, payload: Vec<u8>) {
         match self {
-            HostMsg::Fetch { body, .. } => *body = Some(payload),
+            HostMsg::Fetch(f) => f.body = Some(payload),
             HostMsg::BodyChunk { data, .. } => *data = payload,
             _ => {}
         }
@@ -210,6 +243,11 @@ impl Payload for FromWorker {
         match self {
             FromWorker::Host(m) => m.take_payload(),
             FromWorker::HeapChunk { data } => Some(std::mem::take(data)),
+            // The output travels raw: inside the JSON header every `"` and `\` of it would double.
+            FromWorker::Done(o) => match &mut o.result {
+                Ok(json) => Some(std::mem::take(json).into_bytes()),
+                Err(_) => None,
+            },
             _ => None,
         }
     }
@@ -217,6 +255,12 @@ impl Payload for FromWorker {
         match self {
             FromWorker::Host(m) => m.put_payload(payload),
             FromWorker::HeapChunk { data } => *data = payload,
+            FromWorker::Done(o) => {
+                if let Ok(json) = &mut o.result {
+                    *json = String::from_utf8(payload)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                }
+            }
             _ => {}
         }
     }

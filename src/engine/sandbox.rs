@@ -62,11 +62,12 @@
 //!   `msgctl`, `semget`, `semop`, `semtimedop`, `semctl`, and POSIX `mq_open`, `mq_unlink`: ways to talk
 //!   to other processes that do not go through a socket.
 //!
-//! `memfd_create` stays allowed: it gives anonymous memory behind a file descriptor, nothing that
-//! `mmap(MAP_SHARED | MAP_ANONYMOUS)` does not already give, and V8 or a future glibc may use it. It
-//! reaches no file system, and with `execve`/`execveat` refused a memfd cannot be run as a program.
-//! `ftruncate`, `fallocate` and `fchdir` stay allowed for the same reason (they act on descriptors the
-//! process already holds).
+//! - **memory the supervisor's monitor cannot see**: `memfd_create` (pages written to a memfd and never
+//!   mapped are not resident, so the resident-memory backstop would miss them), and `fcntl` with
+//!   `F_SETPIPE_SZ` (a pipe grown past its default holds kernel memory no one counts).
+//!
+//! `ftruncate`, `fallocate` and `fchdir` stay allowed: they act on descriptors the process already
+//! holds, and with no way to open a file or make a memfd, those are its socket, pipes and eventfds.
 //!
 //! `PR_SET_NO_NEW_PRIVS` is set first (seccomp requires it without `CAP_SYS_ADMIN`, and it keeps a
 //! set-uid program from ever gaining privileges here), and the filters are applied to every thread of
@@ -228,6 +229,8 @@ enum When {
     PidNotZeroOrSelf(u8),
     /// `ioctl` requests that push input into a terminal.
     TtyInjection,
+    /// `fcntl(F_SETPIPE_SZ)`: pipe buffers are memory the monitor does not count.
+    PipeResize,
 }
 
 /// System call numbers from 424 on are shared by x86_64 and aarch64; these are not (all) in `libc` yet.
@@ -293,7 +296,8 @@ mod sys {
         shmget => SYS_shmget, shmat => SYS_shmat, shmctl => SYS_shmctl, msgget => SYS_msgget,
         msgsnd => SYS_msgsnd, msgrcv => SYS_msgrcv, msgctl => SYS_msgctl, semget => SYS_semget,
         semop => SYS_semop, semtimedop => SYS_semtimedop, semctl => SYS_semctl,
-        mq_open => SYS_mq_open, mq_unlink => SYS_mq_unlink,
+        mq_open => SYS_mq_open, mq_unlink => SYS_mq_unlink, memfd_create => SYS_memfd_create,
+        fcntl => SYS_fcntl,
         clone => SYS_clone, kill => SYS_kill, tgkill => SYS_tgkill,
         rt_sigqueueinfo => SYS_rt_sigqueueinfo, rt_tgsigqueueinfo => SYS_rt_tgsigqueueinfo,
         prlimit64 => SYS_prlimit64, ioctl => SYS_ioctl,
@@ -344,6 +348,8 @@ fn refusals() -> Vec<(&'static str, i64, When)> {
         // IPC that bypasses sockets.
         shmget, shmat, shmctl, msgget, msgsnd, msgrcv, msgctl, semget, semop, semtimedop, semctl,
         mq_open, mq_unlink,
+        // Memory the supervisor's monitor cannot see.
+        memfd_create,
     ];
     // Calls that aarch64 only has in their `*at` (or `clone`) form, and x86-only calls.
     #[cfg(target_arch = "x86_64")]
@@ -366,6 +372,7 @@ fn refusals() -> Vec<(&'static str, i64, When)> {
         ),
         ("prlimit64", sys::prlimit64, When::PidNotZeroOrSelf(0)),
         ("ioctl", sys::ioctl, When::TtyInjection),
+        ("fcntl", sys::fcntl, When::PipeResize),
     ];
     always
         .into_iter()
@@ -428,6 +435,11 @@ fn rules(when: When, pid: libc::pid_t) -> Result<Vec<SeccompRule>, seccompiler::
             .into_iter()
             .map(|req| SeccompRule::new(vec![cond(1, SeccompCmpOp::Eq, req as u32 as u64)?]))
             .collect::<Result<_, _>>()?,
+        When::PipeResize => vec![SeccompRule::new(vec![cond(
+            1,
+            SeccompCmpOp::Eq,
+            libc::F_SETPIPE_SZ as u32 as u64,
+        )?])?],
     })
 }
 
@@ -1216,6 +1228,23 @@ fn probes() -> Vec<(&'static str, bool, Probe)> {
     v.push(("truncate", true, || {
         refused(unsafe { syscall(libc::SYS_truncate, NOWHERE.as_ptr(), 0 as L) })
     }));
+    v.push(("memfd_create", true, || {
+        refused_fd(
+            unsafe { syscall(libc::SYS_memfd_create, c"probe".as_ptr(), 0 as L) },
+            libc::EPERM,
+        )
+    }));
+    v.push(("fcntl(F_SETPIPE_SZ)", true, || {
+        // On an invalid descriptor: EBADF if the call got through, EPERM if it was refused.
+        refused(unsafe {
+            syscall(
+                libc::SYS_fcntl,
+                -1 as L,
+                libc::F_SETPIPE_SZ as L,
+                1 << 20 as L,
+            )
+        })
+    }));
     v.push(("unshare(0)", true, || {
         refused(unsafe { syscall(libc::SYS_unshare, 0 as L) })
     }));
@@ -1418,7 +1447,6 @@ mod tests {
             libc::SYS_pkey_alloc,
             libc::SYS_pkey_mprotect,
             libc::SYS_pkey_free,
-            libc::SYS_memfd_create,
             libc::SYS_ftruncate,
             libc::SYS_fcntl,
             libc::SYS_dup,
@@ -1871,32 +1899,21 @@ mod tests {
             let _ = Instant::now().elapsed();
             Ok(())
         });
-        check("memfd_create, ftruncate, mmap", || unsafe {
-            let fd = libc::memfd_create(c"probe".as_ptr(), libc::MFD_CLOEXEC);
-            if fd < 0 {
-                return Err(os_err("memfd_create"));
+        check("shared anonymous mmap", || unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                1 << 20,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return Err(os_err("mmap"));
             }
-            let r = if libc::ftruncate(fd, 1 << 20) != 0 {
-                Err(os_err("ftruncate"))
-            } else {
-                let p = libc::mmap(
-                    std::ptr::null_mut(),
-                    1 << 20,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
-                    fd,
-                    0,
-                );
-                if p == libc::MAP_FAILED {
-                    Err(os_err("mmap"))
-                } else {
-                    *(p as *mut u8) = 7;
-                    libc::munmap(p, 1 << 20);
-                    Ok(())
-                }
-            };
-            libc::close(fd);
-            r
+            *(p as *mut u8) = 7;
+            libc::munmap(p, 1 << 20);
+            Ok(())
         });
         check(
             "signals to this process (kill, tgkill with signal 0)",

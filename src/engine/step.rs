@@ -138,7 +138,7 @@ pub fn run(
         Ok(p) => p,
         Err(msg) => return Outcome::failed(ErrorKind::Internal, msg),
     };
-    let host = IsolateHost::new(link.send, budget.clone());
+    let host = IsolateHost::new(link.send, budget.clone(), limits.clone());
     let incoming = (link.connect)(host.clone());
     let js = &mut step_rt.js;
     let isolate = js.v8_isolate().thread_safe_handle();
@@ -232,10 +232,12 @@ pub fn run(
     let logs = std::mem::take(&mut *host.logs.borrow_mut());
     let (logs, logs_dropped) = logs.finish();
     Outcome {
-        result: result.map_err(|f| StepError {
-            kind: f.kind,
-            message: f.message,
-            stack: f.stack,
+        result: result.map_err(|f| {
+            super::outcome::capped(StepError {
+                kind: f.kind,
+                message: f.message,
+                stack: f.stack,
+            })
         }),
         logs,
         logs_dropped,

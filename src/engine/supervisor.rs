@@ -18,18 +18,18 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::audit::SecretSearch;
-use super::gateway::Gateway;
 use super::monitor::{self, Kill, Monitor, Watch, GRACE};
 use super::outcome;
 use super::protocol::{FromWorker, Outcome, ToWorker};
 use super::worker::{SOCKET_FD, WORKER_ARG};
 use super::{ipc, ErrorKind, Shared, StepRequest, StepResult, WorkerProgram};
 
-/// The largest frame the supervisor reads from a worker: a step's output at the operator's cap, its
-/// logs and some room. Anything larger is a protocol violation, and the worker is killed.
+/// The largest frame the supervisor reads from a worker: a step's output or a request body at the
+/// operator's caps (both travel raw), plus its logs (1 MiB, up to six times that once escaped as JSON)
+/// and some room. Anything larger is a protocol violation, and the worker is killed.
 fn max_frame(shared: &Shared) -> usize {
-    (shared.config.caps.max_output_bytes as usize).saturating_add(4 << 20)
+    let caps = &shared.config.caps;
+    (caps.max_output_bytes.max(caps.max_request_body_bytes) as usize).saturating_add(8 << 20)
 }
 
 /// How long a new worker may take to say `Ready`.
@@ -38,6 +38,14 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How much of a worker's stdout and stderr is kept, for the log line when it dies.
 const OUTPUT_TAIL: usize = 8 * 1024;
+/// Frames a worker may have written that the supervisor has not handled yet. The supervisor handles
+/// each at once during a step, so a full queue pushes back on the worker instead of growing.
+const INBOX: usize = 4;
+/// Bytes queued for a worker that it has not read. An honest worker reads promptly and is sent at
+/// most one response window per request; one that stops reading is killed rather than buffered for.
+const MAX_UNREAD: usize = 16 << 20;
+/// CPU time an idle worker may use between two steps (making its next isolate takes a few ms).
+const IDLE_CPU: Duration = Duration::from_secs(2);
 
 /// What `ProbeSandbox` found: each refused call, and `None` when it was refused as it should be.
 pub type Probed = Result<Vec<(String, Option<String>)>, String>;
@@ -137,6 +145,8 @@ impl Slot {
 
     async fn run(self) {
         let mut backoff = BACKOFF_MIN;
+        // A task taken from the queue for a worker found unfit to run it: it runs on the next worker.
+        let mut pending: Option<Task> = None;
         loop {
             let mut worker = match Worker::start(&self).await {
                 Ok(w) => {
@@ -146,8 +156,12 @@ impl Slot {
                 Err(e) => {
                     eprintln!("codestep: could not start a worker process: {e}");
                     // Work must not wait forever on a worker that cannot start: fail what is queued.
+                    let message = format!("no worker process could be started: {e}");
+                    if let Some(task) = pending.take() {
+                        fail(task, message.clone());
+                    }
                     while let Ok(task) = self.queue.lock().await.try_recv() {
-                        fail(task, format!("no worker process could be started: {e}"));
+                        fail(task, message.clone());
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -156,12 +170,48 @@ impl Slot {
             };
             self.set_pid(Some(worker.pid));
             loop {
-                let task = self.queue.lock().await.recv().await;
-                let Some(task) = task else {
-                    worker.stop().await;
-                    self.set_pid(None);
-                    return;
+                // Between steps the worker is still watched: an idle worker has no reason to grow or
+                // to use CPU time, and one that does is replaced before it gets another step.
+                let idle = self.monitor.watch(Watch {
+                    pid: worker.pid as i32,
+                    max_rss: worker.baseline + self.shared.config.caps.memory_bytes() / 2,
+                    max_cpu: IDLE_CPU,
+                    cpu_start: monitor::cpu_time(worker.pid as i32).unwrap_or_default(),
+                    kill_at: Instant::now() + Duration::from_secs(365 * 24 * 3600),
+                });
+                let task = match pending.take() {
+                    Some(t) => t,
+                    None => match self.queue.lock().await.recv().await {
+                        Some(t) => t,
+                        None => {
+                            idle.finish();
+                            worker.stop().await;
+                            self.set_pid(None);
+                            return;
+                        }
+                    },
                 };
+                let killed_while_idle = idle.finish();
+                let unfit = if killed_while_idle.is_some() {
+                    Some("it grew or used CPU time while idle")
+                } else if !worker.from.is_empty() {
+                    // An honest worker says nothing between `Done` and the next `Run`.
+                    Some("it wrote to the supervisor between steps")
+                } else if !worker.may_run(task.tenant()) {
+                    // A worker serves one tenant: were its process ever taken over through a V8
+                    // bug, it would see no other workspace's steps. Routine: no log line.
+                    Some("")
+                } else {
+                    None
+                };
+                if let Some(why) = unfit {
+                    if !why.is_empty() {
+                        eprintln!("codestep: worker {} is replaced: {why}", worker.pid);
+                    }
+                    pending = Some(task);
+                    worker.stop().await;
+                    break;
+                }
                 let alive = match task {
                     Task::Step { request, reply } => {
                         let (result, alive) = worker.run(*request, &self).await;
@@ -193,6 +243,16 @@ impl Slot {
     }
 }
 
+impl Task {
+    /// The tenant a step belongs to (`None` for a probe, which any worker may answer).
+    fn tenant(&self) -> Option<&Option<String>> {
+        match self {
+            Task::Step { request, .. } => Some(&request.tenant),
+            Task::Probe { .. } => None,
+        }
+    }
+}
+
 fn fail(task: Task, message: String) {
     match task {
         Task::Step { reply, .. } => {
@@ -208,7 +268,11 @@ struct Worker {
     child: tokio::process::Child,
     pid: u32,
     to: mpsc::UnboundedSender<ipc::Outgoing>,
-    from: mpsc::UnboundedReceiver<FromWorker>,
+    /// Bytes sent to the worker that are not on the socket yet.
+    unread: Arc<std::sync::atomic::AtomicUsize>,
+    from: mpsc::Receiver<FromWorker>,
+    /// The tenant of the steps this worker ran; `None` while it has run none.
+    served: Option<Option<String>>,
     output: Arc<Mutex<VecDeque<u8>>>,
     output_done: Option<tokio::task::JoinHandle<()>>,
     baseline: u64,
@@ -283,15 +347,16 @@ impl Worker {
         let sock = tokio::net::UnixStream::from_std(ours)?;
         let (rd, wr) = sock.into_split();
         let (to, to_rx) = mpsc::unbounded_channel::<ipc::Outgoing>();
-        tokio::spawn(ipc::write_all(wr, to_rx));
+        let unread = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(ipc::write_all(wr, to_rx, Some(unread.clone())));
         let mut rd = ipc::buffered(rd);
-        let (from_tx, from) = mpsc::unbounded_channel::<FromWorker>();
+        let (from_tx, from) = mpsc::channel::<FromWorker>(INBOX);
         let max = max_frame(&slot.shared);
         tokio::spawn(async move {
             // Until the end of the stream, or a frame no honest worker writes: either way this worker
             // is done, and the receiver sees the channel close.
             while let Ok(Some(msg)) = ipc::read::<FromWorker, _>(&mut rd, max).await {
-                if from_tx.send(msg).is_err() {
+                if from_tx.send(msg).await.is_err() {
                     break;
                 }
             }
@@ -301,7 +366,9 @@ impl Worker {
             child,
             pid,
             to,
+            unread,
             from,
+            served: None,
             output,
             output_done: Some(output_done),
             baseline: 0,
@@ -330,23 +397,37 @@ impl Worker {
     }
 
     fn send(&self, msg: ToWorker) {
-        let _ = self.to.send(ipc::Outgoing::new(msg));
+        let out = ipc::Outgoing::new(msg);
+        self.unread
+            .fetch_add(out.frame.len(), std::sync::atomic::Ordering::Relaxed);
+        let _ = self.to.send(out);
+    }
+
+    /// Whether the worker has left more than its allowance of what it was sent unread.
+    fn stopped_reading(&self, allowance: usize) -> bool {
+        self.unread.load(std::sync::atomic::Ordering::Relaxed) > allowance
+    }
+
+    /// Whether this worker may run a step of `tenant` (a probe: any worker).
+    fn may_run(&self, tenant: Option<&Option<String>>) -> bool {
+        match (tenant, &self.served) {
+            (None, _) | (_, None) => true,
+            (Some(t), Some(served)) => t == served,
+        }
     }
 
     /// Runs one step; the flag says whether the worker is still usable.
     async fn run(&mut self, request: StepRequest, slot: &Slot) -> (StepResult, bool) {
         let shared = &slot.shared;
-        let started = Instant::now();
-        let (job, connectors, limits) = super::job(request, &shared.config);
-        let mut search = job.audit_heap.then(|| SecretSearch::new(&connectors));
-        let (gw_tx, mut gw_rx) = mpsc::unbounded_channel();
-        let gateway = Gateway::new(
-            shared.egress.clone(),
-            shared.http.clone(),
-            connectors,
-            limits.clone(),
-            gw_tx,
-        );
+        self.served = Some(request.tenant.clone());
+        let super::Started {
+            job,
+            limits,
+            gateway,
+            from_gateway: mut gw_rx,
+            mut search,
+            at: started,
+        } = super::Started::new(request, shared);
         let pid = self.pid as i32;
         let watched = slot.monitor.watch(Watch {
             pid,
@@ -355,7 +436,13 @@ impl Worker {
             cpu_start: monitor::cpu_time(pid).unwrap_or_default(),
             kill_at: started + limits.wall_time() + GRACE,
         });
-        self.send(ToWorker::Run(Box::new(job)));
+        let job = ToWorker::Run(Box::new(job));
+        self.send(job);
+        // The job itself may be large (code and input); beyond it, the worker must keep reading.
+        let allowance = self
+            .unread
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(MAX_UNREAD);
         let mut halted = false;
         let reported: Option<Outcome> = loop {
             tokio::select! {
@@ -370,15 +457,20 @@ impl Worker {
                     // Not a message of a step: the worker broke the protocol.
                     Some(_) | None => break None,
                 },
-                Some(m) = gw_rx.recv() => self.send(ToWorker::Gateway(m)),
+                Some(m) = gw_rx.recv() => {
+                    self.send(ToWorker::Gateway(m));
+                    if self.stopped_reading(allowance) {
+                        // It asks and does not read: a worker that broke the protocol.
+                        break None;
+                    }
+                }
                 () = gateway.halted(), if !halted => {
                     halted = true;
                     watched.kill_by(Instant::now() + GRACE);
                 }
             }
         };
-        let killed = watched.killed();
-        drop(watched);
+        let killed = watched.finish();
         let summary = gateway.finish().await;
         drop(gw_rx);
         let secret_in_heap = search.map(|s| s.found());

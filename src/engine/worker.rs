@@ -70,7 +70,7 @@ fn main() -> i32 {
     // One task writes frames, one reads them: the step never blocks on the socket, and a frame is
     // never cut in half by a step ending mid-read.
     let (out_tx, out_rx) = mpsc::unbounded_channel::<ipc::Outgoing>();
-    rt.spawn(ipc::write_all(wr, out_rx));
+    rt.spawn(ipc::write_all(wr, out_rx, None));
     let mut rd = ipc::buffered(rd);
     let (in_tx, in_rx) = mpsc::unbounded_channel::<ToWorker>();
     rt.spawn(async move {

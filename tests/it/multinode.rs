@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::serve::{Serve, OP};
+use crate::support::serve::{Serve, OP};
 use crate::support::{Reply, TestServer};
 
 /// One HTTP call that reports a dead node instead of panicking.
@@ -83,25 +83,19 @@ fn three_nodes_share_one_store_under_load_and_survive_a_node_dying() {
             Reply::ok("{}")
         }
     });
-    let ca = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca.path(), &upstream.ca_pem).unwrap();
-    let args: Vec<String> = [
-        "--allow-private",
-        "127.0.0.1/32",
-        "--ca-cert",
-        ca.path().to_str().unwrap(),
-        "--resolve",
-        "api.test:127.0.0.1",
-        "--workers",
-        "1",
-        "--retention-days",
-        "30",
-        "--retention-every-secs",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let (mut args, _ca) = upstream.cli_net_args();
+    args.extend(
+        [
+            "--workers",
+            "1",
+            "--retention-days",
+            "30",
+            "--retention-every-secs",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
     let mut nodes: Vec<Serve> = (0..3).map(|_| Serve::start(&location, &args)).collect();
     let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
     let client = Client::new();

@@ -1,117 +1,12 @@
 //! `codestep serve` as a real process: it drains running steps on SIGTERM, and two processes on one
 //! PostgreSQL store see the same connectors and add up each other's counts.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::support::serve::{call, Serve, OP};
 use crate::support::{Reply, TestServer};
-
-pub(crate) const OP: &str = "operator-token-for-serve-tests-42";
-
-pub(crate) struct Serve {
-    pub(crate) child: Child,
-    pub(crate) base: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Serve {
-    pub(crate) fn start(db: &str, extra: &[String]) -> Serve {
-        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_codestep"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
-            .args(if extra.iter().any(|a| a == "--workers") {
-                &[][..]
-            } else {
-                &["--workers", "1"][..]
-            })
-            .args(extra)
-            .env("CODESTEP_MASTER_KEY", key)
-            .env("CODESTEP_OPERATOR_TOKEN", OP)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start codestep serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        Serve {
-            child,
-            base,
-            _dir: None,
-        }
-    }
-
-    /// A server on a fresh SQLite file, with the workspace `acme`.
-    pub(crate) fn with_acme(extra: &[String]) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        let mut serve = Serve::start(dir.path().join("c.db").to_str().unwrap(), extra);
-        serve._dir = Some(dir);
-        let (status, body) = serve.call(
-            "POST",
-            "/v1/workspaces",
-            OP,
-            Some(json!({ "name": "acme" })),
-        );
-        assert_eq!(status, 201, "{body}");
-        serve
-    }
-
-    pub(crate) fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        call(&self.base, method, path, token, body)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) fn call(
-    base: &str,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = reqwest::Client::new()
-            .request(method.parse().unwrap(), format!("{base}{path}"))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status().as_u16();
-        (
-            status,
-            serde_json::from_str(&res.text().await.unwrap_or_default()).unwrap_or(Value::Null),
-        )
-    })
-}
 
 #[test]
 fn sigterm_drains_running_steps_then_exits() {
@@ -158,16 +53,7 @@ fn two_nodes_on_one_postgres_share_connectors_and_counts() {
             Reply::ok("{}")
         }
     });
-    let ca = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(ca.path(), &upstream.ca_pem).unwrap();
-    let net = vec![
-        "--allow-private".to_string(),
-        "127.0.0.1/32".to_string(),
-        "--ca-cert".to_string(),
-        ca.path().to_str().unwrap().to_string(),
-        "--resolve".to_string(),
-        "api.test:127.0.0.1".to_string(),
-    ];
+    let (net, _ca) = upstream.cli_net_args();
     let a = Serve::start(&location, &net);
     let b = Serve::start(&location, &net);
     assert_eq!(

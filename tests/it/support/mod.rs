@@ -33,6 +33,8 @@
 
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -618,5 +620,26 @@ pub fn codestep_binary() -> std::path::PathBuf {
             .and_then(|deps| deps.parent())
             .expect("a cargo target directory")
             .join("codestep"),
+    }
+}
+
+impl TestServer {
+    /// The flags that let a `codestep` process reach this server: its CA (written to the returned file,
+    /// which must outlive the process), loopback past the SSRF guard, and `api.test` resolved to it.
+    pub fn cli_net_args(&self) -> (Vec<String>, tempfile::NamedTempFile) {
+        let ca = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(ca.path(), &self.ca_pem).expect("write the CA");
+        let args = [
+            "--allow-private",
+            "127.0.0.1/32",
+            "--ca-cert",
+            ca.path().to_str().expect("utf-8 path"),
+            "--resolve",
+            "api.test:127.0.0.1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        (args, ca)
     }
 }

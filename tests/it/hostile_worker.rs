@@ -1,0 +1,594 @@
+//! A worker process taken over through a V8 bug (native code of an attacker's) attacking the supervisor,
+//! and ordinary steps pushing on the same boundary. The compromised worker is played by a Python script
+//! (`FAKE_WORKER`) that speaks the supervisor's frame format on fd 3 and does what the step's `code`
+//! says. Tests that measure the supervisor's own memory (this test process) run alone, in a child
+//! process of the test binary, so that no other test's allocations count.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use codestep::engine::{ErrorKind, Executor, ExecutorConfig, StepRequest};
+use serde_json::json;
+
+use crate::containment::{connector, statm_rss, SECRET};
+use crate::support::{process_mode, Reply, TestServer};
+
+/// Whether to run the test body here: in the child process made for it, yes; in the parent, the child
+/// is run (this test alone, in a fresh process) and its result asserted.
+fn alone(name: &str) -> bool {
+    if std::env::var("CODESTEP_TEST_ALONE").as_deref() == Ok(name) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env("CODESTEP_TEST_ALONE", name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name} failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{name} did not run: {stdout}");
+    false
+}
+
+// The fake worker below speaks the supervisor's frame format on fd 3 (`ipc.rs`:
+// `[u32 len][u8 flags][u32 header len][JSON header][payload]`) and does what the step's `code` tells it
+// to, as a worker running an attacker's native code could.
+
+const FAKE_WORKER: &str = r#"#!/usr/bin/python3
+import os, sys, json, struct, time, socket
+sock = socket.socket(fileno=3)
+def read_exact(n):
+    b = bytearray()
+    while len(b) < n:
+        c = sock.recv(n - len(b))
+        if not c:
+            os._exit(0)
+        b += c
+    return bytes(b)
+def recv():
+    n, = struct.unpack('<I', read_exact(4))
+    body = read_exact(n)
+    hl, = struct.unpack('<I', body[1:5])
+    return json.loads(body[5:5 + hl]), body[5 + hl:]
+def send(obj, payload=None):
+    h = json.dumps(obj, separators=(',', ':')).encode()
+    p = payload if payload is not None else b''
+    sock.sendall(struct.pack('<IBI', 1 + 4 + len(h) + len(p), 1 if payload is not None else 0, len(h)) + h + p)
+def done(out='1'):
+    send({'Done': {'result': {'Ok': out}, 'logs': [], 'logs_dropped': 0}})
+msg, _ = recv()
+assert 'Init' in msg
+send({'Ready': {'sandboxed': False}})
+keep = None
+while True:
+    msg, _ = recv()
+    if 'Run' not in msg:
+        continue
+    cmd, _, arg = msg['Run']['code'].partition(':')
+    if cmd == 'ok':
+        done()
+    elif cmd == 'flood_after_done':
+        # The step is over as far as the supervisor knows; keep writing anyway.
+        done()
+        chunk = b'\0' * (8 << 20)
+        for _ in range(int(arg)):
+            send({'HeapChunk': {}}, chunk)
+    elif cmd == 'anon':
+        # Control: ordinary resident memory, which the monitor sees.
+        keep = b'\x01' * (int(arg) << 20)
+        time.sleep(1.0)
+        done()
+        keep = None
+    elif cmd == 'memfd':
+        # memfd_create and write are allowed by the sandbox (sandbox.rs); the pages are shmem that is
+        # never mapped, so they are not in /proc/PID/statm's resident count.
+        fd = os.memfd_create('x')
+        block = b'\x01' * (1 << 20)
+        for _ in range(int(arg)):
+            os.write(fd, block)
+        time.sleep(1.0)
+        done()
+        os.close(fd)
+    elif cmd == 'idle_hog':
+        # Report the step done, then use memory and CPU while idle, where no monitor looks.
+        done()
+        keep = b'\x01' * (int(arg) << 20)
+        end = time.time() + 3
+        while time.time() < end:
+            pass
+    elif cmd == 'hold_headers':
+        # One slow fetch holds the only concurrency slot; the fetches queued behind it carry 12 MiB
+        # frames of empty header pairs, each ~6x bigger once deserialised, and kept while they wait.
+        n, _, url = arg.partition(':')
+        send({'Host': {'Fetch': {'id': 0, 'method': 'GET', 'url': url, 'headers': [], 'redirect': 'follow', 'stream': False}}})
+        pairs = [['', '']] * 1_500_000
+        for i in range(1, int(n) + 1):
+            send({'Host': {'Fetch': {'id': i, 'method': 'GET', 'url': url, 'headers': pairs, 'redirect': 'follow', 'stream': False}}})
+        time.sleep(2.0)
+        done()
+    elif cmd == 'late_fetch':
+        # Done first, then a fetch: the supervisor reads it only when the next step starts.
+        done()
+        send({'Host': {'Fetch': {'id': 1, 'method': 'GET', 'url': arg, 'headers': [], 'redirect': 'follow', 'stream': False}}})
+    elif cmd == 'unasked_chunk':
+        # A streamed body whose first chunk comes before the gateway asked for it (before the policy
+        # check, in an honest worker's terms), then the end of the body.
+        send({'Host': {'Fetch': {'id': 1, 'method': 'POST', 'url': arg, 'headers': [], 'redirect': 'follow', 'stream': True}}})
+        send({'Host': {'BodyChunk': {'id': 1}}}, b'unasked')
+        send({'Host': {'BodyEnd': {'id': 1}}})
+        time.sleep(1.0)
+        done()
+    elif cmd == 'wait':
+        time.sleep(float(arg))
+        done()
+    elif cmd == 'unread_flood':
+        # Never read the socket; every Fetch with a bad redirect mode makes the supervisor queue a
+        # `Failed` that echoes the mode back.
+        big = 'x' * (1 << 20)
+        for i in range(int(arg)):
+            send({'Host': {'Fetch': {'id': i, 'method': 'GET', 'url': 'https://a.test/', 'headers': [], 'redirect': big, 'stream': False}}})
+        time.sleep(1.5)
+        os._exit(0)
+"#;
+
+fn own_rss() -> u64 {
+    statm_rss(std::process::id()).unwrap_or(0)
+}
+
+fn fake_worker_executor() -> (Executor, tempfile::TempPath) {
+    fake_worker_executor_with(Default::default())
+}
+
+fn fake_worker_executor_with(
+    egress: codestep::egress::EgressConfig,
+) -> (Executor, tempfile::TempPath) {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = tempfile::Builder::new().suffix(".py").tempfile().unwrap();
+    f.write_all(FAKE_WORKER.as_bytes()).unwrap();
+    f.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let path = f.into_temp_path();
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        egress,
+        mode: codestep::engine::Mode::Process {
+            program: codestep::engine::WorkerProgram::Path(path.to_path_buf()),
+            sandbox: false,
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    (exec, path)
+}
+
+fn fake_step(code: &str, memory_mb: Option<u64>) -> StepRequest {
+    let mut r = StepRequest::new(code, json!({}));
+    r.limits.memory_mb = memory_mb;
+    r
+}
+
+/// Samples this process's (the supervisor's) resident memory while `f` runs, and for `after` beyond.
+fn supervisor_growth(after: Duration, f: impl FnOnce()) -> u64 {
+    let base = own_rss();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(base));
+    let (s, p) = (stop.clone(), peak.clone());
+    let t = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            p.fetch_max(own_rss(), Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    f();
+    std::thread::sleep(after);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    peak.load(Ordering::Relaxed).saturating_sub(base)
+}
+
+/// After `Done` the supervisor still reads everything the worker writes (the reader task in
+/// `Worker::start`) into an unbounded channel that nobody drains until the next step; the worker is
+/// not under the monitor then. 40 × 8 MiB written after `Done` stay in the supervisor.
+#[test]
+fn messages_after_done_do_not_pile_up_in_the_supervisor() {
+    if !alone("hostile_worker::messages_after_done_do_not_pile_up_in_the_supervisor") {
+        return;
+    }
+    let (exec, _path) = fake_worker_executor();
+    assert!(exec.run_blocking(fake_step("ok", None)).ok);
+    let grew = supervisor_growth(Duration::from_secs(4), || {
+        let r = exec.run_blocking(fake_step("flood_after_done:40", None));
+        assert!(r.ok, "{r:?}");
+    });
+    eprintln!("supervisor grew by {} MiB after the step ended", grew >> 20);
+    assert!(
+        grew < 64 << 20,
+        "the supervisor buffered {} MiB that a worker wrote after Done",
+        grew >> 20
+    );
+}
+
+/// A worker that never reads its socket, while asking for things that make the gateway answer, makes
+/// the supervisor queue every answer (`Worker::to` and `ipc::write_all` are unbounded). Here each
+/// `Fetch` with a 1 MiB invalid redirect mode is answered by a `Failed` echoing it (`gateway.rs:188`).
+#[test]
+fn a_worker_that_never_reads_cannot_grow_the_supervisor() {
+    if !alone("hostile_worker::a_worker_that_never_reads_cannot_grow_the_supervisor") {
+        return;
+    }
+    let (exec, _path) = fake_worker_executor();
+    assert!(exec.run_blocking(fake_step("ok", None)).ok);
+    let grew = supervisor_growth(Duration::from_millis(200), || {
+        let _ = exec.run_blocking(fake_step("unread_flood:300", None));
+    });
+    eprintln!("supervisor grew by {} MiB during the step", grew >> 20);
+    assert!(
+        grew < 64 << 20,
+        "the supervisor queued {} MiB for a worker that does not read",
+        grew >> 20
+    );
+}
+
+/// The monitor only watches a worker during a step (`supervisor.rs:351`); the idle-memory check runs
+/// once, right after `Done` (`supervisor.rs:183`). A worker that reports `Done` and then grows or spins
+/// is never looked at again until its next step.
+#[test]
+fn an_idle_worker_is_still_watched() {
+    let (exec, _path) = fake_worker_executor();
+    let r = exec.run_blocking(fake_step("idle_hog:400", Some(64)));
+    assert!(r.ok, "{r:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let pids = exec.worker_pids();
+    let rss: Vec<(u32, u64)> = pids
+        .iter()
+        .map(|p| (*p, statm_rss(*p).unwrap_or(0) >> 20))
+        .collect();
+    eprintln!("idle workers (pid, MiB resident): {rss:?}");
+    assert!(
+        rss.iter().all(|(_, mib)| *mib < 200),
+        "an idle worker holds {rss:?} MiB under a 64 MiB step limit, unwatched"
+    );
+}
+
+fn real_process_executor() -> Executor {
+    Executor::new(ExecutorConfig {
+        workers: 1,
+        mode: process_mode(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A request body over `max_request_body_bytes` should end the step with `limit`, as it does
+/// in-process. In process mode the worker sends the whole body in one frame, and a frame over
+/// `max_frame` (output cap + 4 MiB, `supervisor.rs:31`) makes the supervisor treat the worker as
+/// broken and kill it: `internal`, and a worker restart, for an ordinary JS step.
+#[test]
+fn a_large_request_body_is_a_limit_not_a_dead_worker() {
+    let code = "export default async () => { await fetch('https://a.test/', { method: 'POST', body: new Uint8Array(20 << 20) }); return 1 }";
+    let inproc = Executor::new(ExecutorConfig {
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let r = inproc.run_blocking(StepRequest::new(code, json!({})));
+    assert_eq!(
+        r.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Limit),
+        "in-process: {r:?}"
+    );
+    let exec = real_process_executor();
+    let r = exec.run_blocking(StepRequest::new(code, json!({})));
+    assert_eq!(
+        r.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Limit),
+        "process mode: {:?}",
+        r.error
+    );
+}
+
+/// A thrown error's message and stack are not capped anywhere (`step.rs:66-75`, `outcome.rs:36`):
+/// in-process a step returns an error of any size (here 2 × 8 MiB, over the 10 MiB output cap); in
+/// process mode the same step kills its worker (frame over `max_frame`) and is reported `internal`.
+#[test]
+fn error_messages_are_capped_like_output() {
+    let code = "export default () => { throw new Error('x'.repeat(8 << 20)) }";
+    let inproc = Executor::new(ExecutorConfig {
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let r = inproc.run_blocking(StepRequest::new(code, json!({})));
+    let e = r.error.clone().expect("an error");
+    let size = e.message.len() + e.stack.as_ref().map_or(0, String::len);
+    eprintln!(
+        "in-process: kind {:?}, {} bytes of message and stack",
+        e.kind, size
+    );
+    let exec = real_process_executor();
+    let p = exec.run_blocking(StepRequest::new(code, json!({})));
+    eprintln!(
+        "process mode: {:?}",
+        p.error
+            .as_ref()
+            .map(|e| (e.kind, e.message.chars().take(120).collect::<String>()))
+    );
+    assert!(size <= 1 << 20, "in-process error is {size} bytes");
+    assert_eq!(p.error.as_ref().map(|e| e.kind), Some(ErrorKind::Error));
+}
+
+/// More than 32 768 request headers (http's `HeaderMap` limit) make `to_header_map`
+/// (`egress/headers.rs:67`, `HeaderMap::with_capacity` / `append`) panic in the gateway's fetch task,
+/// after the policy check. The task dies: no `Failed` reaches JS, so the fetch hangs until the step's
+/// wall time, and the fetch gets no record. It should reject with a `TypeError`.
+#[test]
+fn too_many_request_headers_reject_the_fetch() {
+    let server = TestServer::start(|_| Reply::ok("fine"));
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        egress: server.egress_config(),
+        ..Default::default()
+    })
+    .unwrap();
+    let code = "export default async ({ u }) => { const h = new Headers(); for (let i = 0; i < 40000; i++) h.append('x-' + i, 'v'); try { const r = await fetch(u, { headers: h }); return 'sent ' + r.status } catch (e) { return 'rejected: ' + e.message } }";
+    let mut req = StepRequest::new(code, json!({ "u": server.url("api.test", "/h") }));
+    req.connectors = vec![connector(&server, false)];
+    req.limits.timeout_ms = Some(5000);
+    let started = Instant::now();
+    let r = exec.run_blocking(req);
+    eprintln!(
+        "after {:?}: {:?} {:?} records {}",
+        started.elapsed(),
+        r.output,
+        r.error,
+        r.requests.len()
+    );
+    assert!(r.ok, "the fetch never settled: {:?}", r.error);
+}
+
+/// Fetches waiting for a concurrency slot keep their whole `FetchRequest` in the supervisor
+/// (`gateway.rs:233-258`, `run_fetch` waits at `gateway.rs:325`), and a `Fetch` frame's header list is
+/// deserialised without a count limit: `["",""]` is 8 bytes of JSON and 48 bytes of `(String, String)`.
+/// With one slow fetch holding the slot, 8 frames of 12 MiB pin far more than the step's memory limit
+/// in the supervisor, which nothing counts.
+#[test]
+fn queued_fetches_do_not_pin_unbounded_supervisor_memory() {
+    if !alone("hostile_worker::queued_fetches_do_not_pin_unbounded_supervisor_memory") {
+        return;
+    }
+    let server = TestServer::start(|_| Reply::ok("slow").delay(Duration::from_secs(5)));
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = tempfile::Builder::new().suffix(".py").tempfile().unwrap();
+    f.write_all(FAKE_WORKER.as_bytes()).unwrap();
+    f.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let path = f.into_temp_path();
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        egress: server.egress_config(),
+        mode: codestep::engine::Mode::Process {
+            program: codestep::engine::WorkerProgram::Path(path.to_path_buf()),
+            sandbox: false,
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(exec.run_blocking(fake_step("ok", None)).ok);
+    let url = server.url("api.test", "/slow");
+    let grew = supervisor_growth(Duration::from_millis(100), || {
+        let mut req = fake_step(&format!("hold_headers:8:{url}"), Some(64));
+        req.connectors = vec![connector(&server, false)];
+        req.limits.max_concurrent_fetches = Some(1);
+        let r = exec.run_blocking(req);
+        eprintln!("{:?} {:?} records {}", r.output, r.error, r.requests.len());
+    });
+    eprintln!(
+        "supervisor grew by {} MiB for a step limited to 64 MiB",
+        grew >> 20
+    );
+    assert!(
+        grew < 256 << 20,
+        "queued fetches pinned {} MiB in the supervisor",
+        grew >> 20
+    );
+}
+
+/// A message a worker sends after `Done` waits in the supervisor's channel (`supervisor.rs:288-298`)
+/// and is handled by the *next* step's gateway (`supervisor.rs:363`), with that step's connectors,
+/// limits and records. Step 2 here made no fetch, yet it is charged with (and its connector used for)
+/// one that step 1's worker sent.
+#[test]
+fn messages_from_one_step_never_reach_the_next() {
+    let server = TestServer::start(|_| Reply::ok("x"));
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = tempfile::Builder::new().suffix(".py").tempfile().unwrap();
+    f.write_all(FAKE_WORKER.as_bytes()).unwrap();
+    f.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let path = f.into_temp_path();
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        egress: server.egress_config(),
+        mode: codestep::engine::Mode::Process {
+            program: codestep::engine::WorkerProgram::Path(path.to_path_buf()),
+            sandbox: false,
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let url = server.url("api.test", "/late");
+    let r1 = exec.run_blocking(fake_step(&format!("late_fetch:{url}"), None));
+    assert!(r1.ok, "{r1:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut step2 = fake_step("wait:0.5", None);
+    step2.connectors = vec![connector(&server, false)];
+    let r2 = exec.run_blocking(step2);
+    eprintln!(
+        "step 1 records {}, step 2 records {} ({:?}), upstream saw {}",
+        r1.requests.len(),
+        r2.requests.len(),
+        r2.requests.first().map(|r| &r.path),
+        server.requests().len()
+    );
+    assert_eq!(
+        r2.requests.len(),
+        0,
+        "step 2 was charged with step 1's fetch"
+    );
+    assert_eq!(
+        server.requests().len(),
+        0,
+        "a fetch sent after Done reached the upstream"
+    );
+}
+
+/// A fetch whose first hop carried connector `svc`'s secret to its upstream, and whose redirect was
+/// then blocked, is recorded with `connector: None` (`egress/mod.rs:400-403` resets the record on each
+/// hop): monitoring (`requests_24h` per connector) never sees that use of the secret.
+#[test]
+fn a_redirected_fetch_is_recorded_against_every_connector_it_used() {
+    let server = TestServer::start(|req| {
+        if req.path == "/r" {
+            Reply::redirect(302, "https://elsewhere.test/x")
+        } else {
+            Reply::ok("x")
+        }
+    });
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        egress: server.egress_config(),
+        ..Default::default()
+    })
+    .unwrap();
+    let code = "export default async ({ u }) => { try { await fetch(u) } catch (e) { return e.message } return 'followed' }";
+    let mut req = StepRequest::new(code, json!({ "u": server.url("api.test", "/r") }));
+    req.connectors = vec![connector(&server, false)];
+    let r = exec.run_blocking(req);
+    let got = server.requests();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains(SECRET), "the first hop carried the secret");
+    eprintln!("{:?} records: {:?}", r.output, r.requests);
+    assert_eq!(
+        r.requests[0].connector.as_deref(),
+        Some("svc"),
+        "the record of a request that carried svc's secret does not name svc"
+    );
+}
+
+/// An output within its cap must come back as it does in-process. The output's JSON text travels as
+/// a JSON string inside the `Done` frame's JSON header, so every `\` or `"` in it doubles, while
+/// `max_frame` allows only the output cap plus 4 MiB (`supervisor.rs:31-33`): 8 MiB of output made
+/// of backslashes is a 16 MiB frame, and the supervisor kills the worker as if it broke the protocol.
+#[test]
+fn an_output_within_its_cap_survives_the_frame() {
+    let code = "export default () => '\\\\'.repeat(4 << 20)";
+    let inproc = Executor::new(ExecutorConfig {
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let r = inproc.run_blocking(StepRequest::new(code, json!({})));
+    assert!(r.ok, "in-process: {:?}", r.error);
+    assert_eq!(r.output.as_ref().unwrap().get().len(), (8 << 20) + 2);
+    let exec = real_process_executor();
+    let p = exec.run_blocking(StepRequest::new(code, json!({})));
+    assert!(p.ok, "process mode: {:?}", p.error);
+}
+
+/// The same pinning from plain JS, no exploit: a step under a 64 MiB limit holds the concurrency slots
+/// with 6 slow fetches, then queues 54 fetches whose headers are 5 MiB each. One `Headers` object is
+/// reused, so the step itself stays small; each queued `FetchRequest` keeps its own 5 MiB copy in the
+/// supervisor while it waits (`gateway.rs:233-258`, `gateway.rs:325`).
+#[test]
+fn js_cannot_pin_supervisor_memory_with_queued_fetches() {
+    if !alone("hostile_worker::js_cannot_pin_supervisor_memory_with_queued_fetches") {
+        return;
+    }
+    let server = TestServer::start(|_| Reply::ok("slow").delay(Duration::from_secs(3)));
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        egress: server.egress_config(),
+        mode: process_mode(),
+        ..Default::default()
+    })
+    .unwrap();
+    let code = "export default async ({ u }) => {
+        const h = new Headers();
+        const v = 'v'.repeat(5 * 1024);
+        for (let i = 0; i < 1000; i++) h.append('x-' + i, v);
+        const ps = [];
+        for (let i = 0; i < 6; i++) ps.push(fetch(u).then(r => r.status, e => e.message));
+        for (let i = 0; i < 54; i++) {
+            ps.push(fetch(u, { headers: h }).then(r => r.status, e => e.message));
+            await new Promise(r => setTimeout(r, 30));
+        }
+        return (await Promise.all(ps)).length;
+    }";
+    let mut warm = StepRequest::new("export default () => 1", json!({}));
+    warm.limits.memory_mb = Some(64);
+    assert!(exec.run_blocking(warm).ok);
+    let grew = supervisor_growth(Duration::from_millis(100), || {
+        let mut req = StepRequest::new(code, json!({ "u": server.url("api.test", "/slow") }));
+        req.connectors = vec![connector(&server, false)];
+        req.limits.memory_mb = Some(64);
+        let r = exec.run_blocking(req);
+        eprintln!("{:?} {:?} records {}", r.output, r.error, r.requests.len());
+    });
+    eprintln!(
+        "supervisor grew by {} MiB for a step limited to 64 MiB",
+        grew >> 20
+    );
+    assert!(
+        grew < 128 << 20,
+        "a JS step pinned {} MiB in the supervisor",
+        grew >> 20
+    );
+}
+
+/// A body chunk the gateway did not ask for cancels the request: nothing of it reaches the upstream.
+#[test]
+fn a_body_chunk_nobody_asked_for_cancels_the_request() {
+    let server = TestServer::start(|_| Reply::ok("x"));
+    let (exec, _path) = fake_worker_executor_with(server.egress_config());
+    let mut req = fake_step(
+        &format!("unasked_chunk:{}", server.url("api.test", "/up")),
+        None,
+    );
+    req.connectors = vec![connector(&server, false)];
+    let r = exec.run_blocking(req);
+    assert!(r.ok, "{r:?}");
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|q| !q.body.ends_with(b"unasked")),
+        "an unasked-for chunk reached the upstream"
+    );
+}
+
+/// In process mode a worker process runs the steps of one tenant only: a step of another tenant gets a
+/// new worker, and the same tenant keeps its worker.
+#[test]
+fn a_worker_runs_the_steps_of_one_tenant_only() {
+    let exec = real_process_executor();
+    let run = |tenant: &str| {
+        let mut req = StepRequest::new("export default () => 1", json!({}));
+        req.tenant = Some(tenant.into());
+        assert!(exec.run_blocking(req).ok);
+        exec.worker_pids()
+    };
+    let first = run("acme");
+    assert_eq!(run("acme"), first, "the same tenant kept its worker");
+    let other = run("globex");
+    assert_eq!(other.len(), 1);
+    assert_ne!(other, first, "another tenant's step ran in acme's worker");
+    assert_ne!(run("acme"), other);
+}
