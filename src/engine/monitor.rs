@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// How often busy workers are looked at.
 const TICK: Duration = Duration::from_millis(2);
+/// How often idle workers are looked at: they have no reason to grow, and a slow look costs nothing.
+const IDLE_TICK: Duration = Duration::from_millis(100);
 /// CPU time is read every this many ticks (it needs a larger `/proc` file).
 const CPU_EVERY: u32 = 10;
 /// How long past a deadline a worker may take to stop by itself.
@@ -29,6 +31,8 @@ pub enum Kill {
 
 pub struct Watch {
     pub pid: i32,
+    /// A busy worker is looked at every `TICK`; an idle one every `IDLE_TICK`.
+    pub idle: bool,
     /// Resident bytes the worker may reach.
     pub max_rss: u64,
     pub max_cpu: Duration,
@@ -42,7 +46,8 @@ type KillSlot = Arc<Mutex<Option<Kill>>>;
 
 #[derive(Default)]
 struct State {
-    watched: HashMap<u64, (Watch, KillSlot)>,
+    /// Each watch, where the monitor writes its verdict, and when it is next looked at.
+    watched: HashMap<u64, (Watch, KillSlot, Instant)>,
     next: u64,
     shutdown: bool,
 }
@@ -72,7 +77,7 @@ impl Watched {
     /// Moves the kill deadline earlier (a halted step gets a grace, not its whole wall time).
     pub fn kill_by(&self, at: Instant) {
         let mut st = self.monitor.lock();
-        if let Some((w, _)) = st.watched.get_mut(&self.key) {
+        if let Some((w, _, _)) = st.watched.get_mut(&self.key) {
             w.kill_at = w.kill_at.min(at);
         }
     }
@@ -105,7 +110,7 @@ impl Monitor {
         let mut st = self.lock();
         let key = st.next;
         st.next += 1;
-        st.watched.insert(key, (watch, killed.clone()));
+        st.watched.insert(key, (watch, killed.clone(), Instant::now()));
         drop(st);
         self.shared.1.notify_one();
         Watched {
@@ -133,16 +138,24 @@ impl Monitor {
             }
             tick = tick.wrapping_add(1);
             let now = Instant::now();
-            for (w, killed) in st.watched.values() {
+            let mut wake = now + IDLE_TICK;
+            for (w, killed, due) in st.watched.values_mut() {
                 let mut slot = killed.lock().unwrap_or_else(|e| e.into_inner());
                 if slot.is_some() {
                     continue;
                 }
+                if *due > now {
+                    wake = wake.min(*due);
+                    continue;
+                }
+                let every = if w.idle { IDLE_TICK } else { TICK };
+                *due = now + every;
+                wake = wake.min(*due);
                 let verdict = if now >= w.kill_at {
                     Some(Kill::Deadline)
                 } else if resident_bytes(w.pid).is_some_and(|rss| rss > w.max_rss) {
                     Some(Kill::Memory)
-                } else if tick.is_multiple_of(CPU_EVERY)
+                } else if (w.idle || tick.is_multiple_of(CPU_EVERY))
                     && cpu_time(w.pid)
                         .is_some_and(|c| c.saturating_sub(w.cpu_start) > w.max_cpu + GRACE)
                 {
@@ -160,7 +173,7 @@ impl Monitor {
             st = self
                 .shared
                 .1
-                .wait_timeout(st, TICK)
+                .wait_timeout(st, wake.saturating_duration_since(Instant::now()))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }

@@ -174,6 +174,7 @@ impl Slot {
                 // to use CPU time, and one that does is replaced before it gets another step.
                 let idle = self.monitor.watch(Watch {
                     pid: worker.pid as i32,
+                    idle: true,
                     max_rss: worker.baseline + self.shared.config.caps.memory_bytes() / 2,
                     max_cpu: IDLE_CPU,
                     cpu_start: monitor::cpu_time(worker.pid as i32).unwrap_or_default(),
@@ -431,6 +432,7 @@ impl Worker {
         let pid = self.pid as i32;
         let watched = slot.monitor.watch(Watch {
             pid,
+            idle: false,
             max_rss: self.baseline + limits.memory_bytes(),
             max_cpu: limits.cpu_time(),
             cpu_start: monitor::cpu_time(pid).unwrap_or_default(),
