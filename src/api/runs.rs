@@ -62,9 +62,9 @@ pub async fn run(
         Metrics::add(&st.metrics.runs_rejected_busy, 1);
         return Err(ApiError::busy(RETRY_AFTER_SECS));
     };
-    let workspace = st.store.workspace(&ws).await?;
-    let connectors =
-        store::load_step_connectors(&*st.store, &st.vault, &ws, &body.connectors).await?;
+    // The workspace and its connectors in one read.
+    let (workspace, connectors) =
+        store::load_run(&*st.store, &st.vault, &ws, &body.connectors).await?;
     let run_id = new_id()?;
     let mut request = StepRequest::new(body.code, body.input);
     request.connectors = connectors;
