@@ -153,41 +153,19 @@ pub struct ApiToken {
     pub revoked_at: Option<Millis>,
 }
 
-/// One `fetch()` a step made, as kept for the operator. Host and path only, never the query.
+/// One `fetch()` a step made, as kept for the operator: the engine's own record, with its run. Host and
+/// path only, never the query.
 ///
-/// Its [`Outcome`] is derived from `status`, `error` and `blocked` ([`FetchAttempt::outcome`]) and
+/// Its [`Outcome`] is derived from `status`, `error` and `blocked` ([`FetchRecord::outcome`]) and
 /// stored beside it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FetchAttempt {
-    pub at: Millis,
-    pub run_id: Option<String>,
-    pub connector: Option<String>,
-    pub method: String,
-    pub host: String,
-    pub path: String,
-    pub status: Option<u16>,
-    /// `FetchError::kind` when the fetch failed.
-    pub error: Option<String>,
-    pub blocked: bool,
-    pub redirects: u32,
-    pub duration_ms: f64,
-}
+pub type FetchAttempt = crate::egress::FetchRecord;
 
-impl FetchAttempt {
-    /// From the egress path's record of one fetch, stamped with when the fetch started.
-    pub fn from_record(record: &crate::egress::FetchRecord, run_id: Option<&str>) -> FetchAttempt {
+impl crate::egress::FetchRecord {
+    /// The engine's record of one fetch, as made by the run `run_id`.
+    pub fn from_record(record: &FetchAttempt, run_id: Option<&str>) -> FetchAttempt {
         FetchAttempt {
-            at: record.at_ms,
             run_id: run_id.map(str::to_string),
-            connector: record.connector.clone(),
-            method: record.method.clone(),
-            host: record.host.clone(),
-            path: record.path.clone(),
-            status: record.status,
-            error: record.error.clone(),
-            blocked: record.blocked,
-            redirects: record.redirects,
-            duration_ms: record.duration_ms,
+            ..record.clone()
         }
     }
 
@@ -651,7 +629,7 @@ impl BucketDeltas {
         }
         for a in attempts {
             let outcome = a.outcome();
-            let minute = minute_of(a.at);
+            let minute = minute_of(a.at_ms);
             if outcome == Outcome::Blocked {
                 *d.blocked.entry(minute).or_default() += 1;
             } else if let Some(name) = &a.connector {

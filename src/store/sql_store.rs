@@ -105,7 +105,7 @@ pub(crate) const FETCH_COLUMNS: &str =
 /// A [`FetchAttempt`] from the [`FETCH_COLUMNS`] starting at column `i`.
 fn fetch_attempt_at(r: &Row, i: usize) -> Result<FetchAttempt, StoreError> {
     Ok(FetchAttempt {
-        at: r.int(i)?,
+        at_ms: r.int(i)?,
         run_id: r.opt_text(i + 1)?,
         connector: r.opt_text(i + 2)?,
         method: r.text(i + 3)?,
@@ -1049,7 +1049,7 @@ impl<B: Backend> Store for SqlStore<B> {
             let mut bind = Vec::with_capacity(chunk.len() * 14);
             for a in chunk {
                 bind.extend_from_slice(params![
-                    a.at,
+                    a.at_ms,
                     workspace_id.as_deref(),
                     a.run_id.as_deref(),
                     a.connector.as_deref(),

@@ -1323,7 +1323,7 @@ async fn fetch_attempts_roundtrip(b: Backend) {
     let f = fixture(b).await;
     let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
     let ok = store::FetchAttempt {
-        at: 1_700_000_000_000,
+        at_ms: 1_700_000_000_000,
         run_id: Some("run-1".into()),
         connector: Some("stripe".into()),
         method: "GET".into(),
@@ -1376,7 +1376,7 @@ fn attempt(
     error: Option<&str>,
 ) -> FetchAttempt {
     FetchAttempt {
-        at,
+        at_ms: at,
         run_id: Some("run".into()),
         connector: connector.map(str::to_string),
         method: "GET".into(),
@@ -1492,6 +1492,7 @@ fn outcomes_are_derived_from_the_record() {
     // from_record keeps every field, the start time included.
     let rec = codestep::egress::FetchRecord {
         at_ms: 1_700_000_000_123,
+        run_id: None,
         connector: Some("c".into()),
         method: "POST".into(),
         host: "h".into(),
@@ -1503,7 +1504,7 @@ fn outcomes_are_derived_from_the_record() {
         redirects: 2,
     };
     let a = FetchAttempt::from_record(&rec, Some("r1"));
-    assert_eq!(a.at, 1_700_000_000_123);
+    assert_eq!(a.at_ms, 1_700_000_000_123);
     assert_eq!(a.outcome(), Outcome::HttpError);
     assert_eq!((a.run_id.as_deref(), a.redirects), (Some("r1"), 2));
 }
@@ -1889,7 +1890,7 @@ async fn monitoring_log_filters(b: Backend) {
                 .map(|e| {
                     (
                         e.attempt.connector.unwrap_or_default(),
-                        e.attempt.at,
+                        e.attempt.at_ms,
                         e.outcome,
                     )
                 })
@@ -2287,7 +2288,7 @@ async fn monitoring_prune_deletes_in_batches(b: Backend) {
     )
     .await;
     assert_eq!(left.len(), 11);
-    assert!(left.iter().all(|e| e.attempt.at >= cutoff));
+    assert!(left.iter().all(|e| e.attempt.at_ms >= cutoff));
     // The buckets before the cutoff's minute went too; the recent counts are untouched.
     let after = f.store.connector_counts("w", ever).await.unwrap();
     assert_eq!(store::counts_for(&after, "stripe"), counts(11, 5));
@@ -2729,7 +2730,7 @@ async fn authentications_go_on_while_retention_runs(b: Backend) {
     let old: i64 = 1_000; // stamps long past: 1970
     let backlog: Vec<FetchAttempt> = (0..20_000)
         .map(|i| FetchAttempt {
-            at: old + i,
+            at_ms: old + i,
             run_id: None,
             connector: Some("stripe".into()),
             method: "GET".into(),
