@@ -16,7 +16,7 @@ pub struct Invalid {
 
 impl Invalid {
     /// A rule broken by `field`; the message reads `field: message`.
-    pub fn field(field: impl Into<String>, message: impl fmt::Display) -> Invalid {
+    pub fn of(field: impl Into<String>, message: impl fmt::Display) -> Invalid {
         let field = field.into();
         Invalid {
             message: format!("{field}: {message}"),
@@ -80,7 +80,7 @@ pub enum StoreError {
 impl StoreError {
     /// A validation error of `field`; the message reads `field: message`.
     pub fn invalid(field: impl Into<String>, message: impl fmt::Display) -> StoreError {
-        StoreError::Invalid(Invalid::field(field, message))
+        StoreError::Invalid(Invalid::of(field, message))
     }
 
     pub(crate) fn backend(

@@ -73,6 +73,12 @@ fn db_error(e: tokio_postgres::Error) -> DbError {
     }
 }
 
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> DbError {
+        db_error(e)
+    }
+}
+
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
 /// Bind values take the type the server inferred for the parameter (an integer column may be
@@ -171,8 +177,7 @@ impl Tx for PgTx<'_> {
         let rows = match self {
             PgTx::Client(c) => c.query(&stmt, &params).await,
             PgTx::Tx(t) => t.query(&stmt, &params).await,
-        }
-        .map_err(db_error)?;
+        }?;
         rows.iter()
             .map(|r| {
                 (0..r.len())

@@ -11,7 +11,7 @@
 //! `block_on` drives them on the blocking thread.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::Connection;
@@ -36,7 +36,7 @@ pub type SqliteStore = SqlStore<Sqlite>;
 /// Connections of one kind (the writer, or the readers): a permit per connection, and the idle ones.
 /// A connection lost to a panicking job is opened again on next use.
 struct Slot {
-    permits: tokio::sync::Semaphore,
+    permits: Arc<tokio::sync::Semaphore>,
     idle: Mutex<Vec<Connection>>,
     readonly: bool,
 }
@@ -44,7 +44,7 @@ struct Slot {
 impl Slot {
     fn new(size: usize, readonly: bool) -> Slot {
         Slot {
-            permits: tokio::sync::Semaphore::new(size),
+            permits: Arc::new(tokio::sync::Semaphore::new(size)),
             idle: Mutex::new(Vec::new()),
             readonly,
         }
@@ -64,8 +64,8 @@ impl Slot {
 
 pub struct Sqlite {
     path: PathBuf,
-    writer: Slot,
-    readers: Slot,
+    writer: Arc<Slot>,
+    readers: Arc<Slot>,
 }
 
 fn db_error(e: rusqlite::Error) -> DbError {
@@ -76,6 +76,12 @@ fn db_error(e: rusqlite::Error) -> DbError {
         backend: BACKEND,
         message: e.to_string(),
         unique_violation,
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> DbError {
+        db_error(e)
     }
 }
 
@@ -130,19 +136,19 @@ impl SqliteTx {
 #[async_trait::async_trait]
 impl Tx for SqliteTx {
     async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let mut stmt = self.prepare(sql, params).map_err(db_error)?;
+        let mut stmt = self.prepare(sql, params)?;
         stmt.raw_execute().map(|n| n as u64).map_err(db_error)
     }
 
     async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let mut stmt = self.prepare(sql, params).map_err(db_error)?;
+        let mut stmt = self.prepare(sql, params)?;
         let width = stmt.column_count();
         let mut rows = stmt.raw_query();
         let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(db_error)? {
+        while let Some(r) = rows.next()? {
             let mut values = Vec::with_capacity(width);
             for i in 0..width {
-                values.push(value_of(r.get_ref(i).map_err(db_error)?));
+                values.push(value_of(r.get_ref(i)?));
             }
             out.push(Row(values));
         }
@@ -182,47 +188,52 @@ fn open_connection(path: &Path, readonly: bool) -> Result<Connection, StoreError
 
 impl Sqlite {
     /// Runs `job` on a connection of `slot` inside `begin` … COMMIT (ROLLBACK if the job fails).
+    ///
+    /// The permit and the connection go with the blocking task, and come back when it ends: if the
+    /// caller stops waiting (a request cancelled), no other job gets the connection while it is busy.
     async fn run<T: Send + 'static>(
         &self,
         readers: bool,
         begin: &'static str,
         job: Job<T>,
     ) -> Result<T, StoreError> {
-        let slot = if readers { &self.readers } else { &self.writer };
-        let _permit = slot
+        let slot = if readers { &self.readers } else { &self.writer }.clone();
+        let permit = slot
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| StoreError::backend(BACKEND, "waiting for a connection", e))?;
-        let idle = slot.take();
-        let (path, readonly) = (self.path.clone(), slot.readonly);
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let conn = match idle {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = match slot.take() {
                 Some(c) => c,
-                None => open_connection(&path, readonly)?,
+                None => open_connection(&path, slot.readonly)?,
             };
             let mut tx = SqliteTx { conn };
-            if let Err(e) = tx.conn.execute_batch(begin) {
-                return Ok((tx.conn, Err(db_error(e).doing("starting a transaction"))));
-            }
-            let result = futures::executor::block_on(job(&mut tx));
-            let end = match &result {
-                Ok(_) => tx.conn.execute_batch("COMMIT"),
-                Err(_) => tx.conn.execute_batch("ROLLBACK"),
-            };
-            let result = match end {
-                Ok(()) => result,
-                Err(e) => {
-                    let _ = tx.conn.execute_batch("ROLLBACK");
-                    result.and(Err(db_error(e).doing("committing")))
+            let result = match tx.conn.execute_batch(begin) {
+                Err(e) => Err(db_error(e).doing("starting a transaction")),
+                Ok(()) => {
+                    let result = futures::executor::block_on(job(&mut tx));
+                    let end = match &result {
+                        Ok(_) => tx.conn.execute_batch("COMMIT"),
+                        Err(_) => tx.conn.execute_batch("ROLLBACK"),
+                    };
+                    match end {
+                        Ok(()) => result,
+                        Err(e) => {
+                            let _ = tx.conn.execute_batch("ROLLBACK");
+                            result.and(Err(db_error(e).doing("committing")))
+                        }
+                    }
                 }
             };
-            Ok::<_, StoreError>((tx.conn, result))
+            slot.put(tx.conn);
+            result
         })
         .await
-        .map_err(|e| StoreError::backend(BACKEND, "running a query", e))??;
-        slot.put(conn);
-        result
+        .map_err(|e| StoreError::backend(BACKEND, "running a query", e))?
     }
 }
 
@@ -264,8 +275,8 @@ impl SqlStore<Sqlite> {
         .map_err(|e| StoreError::backend(BACKEND, "opening the store", e))??;
         let db = Sqlite {
             path,
-            writer: Slot::new(1, false),
-            readers: Slot::new(READERS, true),
+            writer: Arc::new(Slot::new(1, false)),
+            readers: Arc::new(Slot::new(READERS, true)),
         };
         db.writer.put(writer);
         SqlStore::migrated(db, migrate::SQLITE).await
