@@ -21,8 +21,10 @@ use crate::vault::Sealed;
 
 /// The longest pause between two SQLite retention batches (see `prune_fetch_attempts`).
 const PRUNE_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(100);
-/// Rows per multi-row INSERT: 14 values each stays far below either backend's bind-value limit.
-const ROWS_PER_INSERT: usize = 64;
+/// Rows per multi-row INSERT: a run at the default fetch limit (100) is one statement, and 14 values
+/// a row stay far below either backend's bind-value limit. Each row count is its own cached statement,
+/// so this also bounds how many a connection keeps.
+const ROWS_PER_INSERT: usize = 128;
 
 /// A store over a backend: [`SqliteStore`](super::SqliteStore) or [`PostgresStore`](super::PostgresStore).
 pub struct SqlStore<B: Backend> {

@@ -115,22 +115,42 @@ struct SqliteTx {
 }
 
 impl SqliteTx {
-    /// Prepares (from the cache) and binds `$n` to `params[n - 1]`. SQLite numbers `$n` parameters by
-    /// first appearance, so they are bound by name, not by position.
+    /// Prepares (from the cache) and binds `params[n - 1]` to `$n`.
     fn prepare(
         &self,
         sql: &str,
         params: &[Value],
     ) -> rusqlite::Result<rusqlite::CachedStatement<'_>> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut stmt = self.conn.prepare_cached(&numbered_placeholders(sql))?;
         stmt.clear_bindings();
-        for (i, v) in params.iter().enumerate() {
-            if let Some(index) = stmt.parameter_index(&format!("${}", i + 1))? {
-                stmt.raw_bind_parameter(index, v)?;
-            }
+        let count = stmt.parameter_count();
+        if count > params.len() {
+            return Err(rusqlite::Error::InvalidParameterCount(params.len(), count));
+        }
+        for (i, v) in params.iter().take(count).enumerate() {
+            stmt.raw_bind_parameter(i + 1, v)?;
         }
         Ok(stmt)
     }
+}
+
+/// The statement with `$n` written `?n`. SQLite accepts `$n` but treats it as a name, numbered by first
+/// appearance (`$2` before `$1` would be parameter 1) and found by a linear search, which makes binding
+/// a multi-row INSERT quadratic; `?n` is parameter number n. The store's SQL has no `$` in literals.
+fn numbered_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('$') {
+        return sql.into();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 #[async_trait::async_trait]
@@ -338,4 +358,18 @@ fn create_file(path: &Path) -> Result<(), StoreError> {
             .open(path);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered_placeholders;
+
+    #[test]
+    fn placeholders_become_numbered_parameters() {
+        assert_eq!(
+            numbered_placeholders("SELECT $2, $1 FROM t WHERE a = $10"),
+            "SELECT ?2, ?1 FROM t WHERE a = ?10"
+        );
+        assert_eq!(numbered_placeholders("SELECT 1"), "SELECT 1");
+    }
 }
