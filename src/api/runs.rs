@@ -65,7 +65,7 @@ pub async fn run(
     // The workspace and its connectors in one read.
     let (workspace, connectors) =
         store::load_run(&*st.store, &st.vault, &ws, &body.connectors).await?;
-    let run_id = new_id()?;
+    let run_id = new_id();
     let mut request = StepRequest::new(body.code, body.input);
     request.connectors = connectors;
     request.limits = body.limits;

@@ -1,6 +1,7 @@
 //! Durable storage: workspaces, connectors (with their sealed secrets) and the audit trail of connector
-//! changes, behind one async trait with two implementations: SQLite (the embedded default, one file)
-//! and PostgreSQL (several nodes sharing one store).
+//! changes, behind one async trait. It is implemented once ([`SqlStore`], in `sql_store.rs`) over two
+//! backends (`db.rs` is the interface between them): SQLite (the embedded default, one file) and
+//! PostgreSQL (several nodes sharing one store).
 //!
 //! It also keeps every fetch attempt of every step, with per-minute counts per connector for the
 //! monitoring reads (rolling 24 h counts, series, the error log, blocked requests) and retention.
@@ -653,13 +654,9 @@ pub(crate) const BLOCKED_SQL: &str = "outcome = 'blocked'";
 
 /// The WHERE terms of a fetch-log query other than the workspace and the connector, with the
 /// outcome literals inlined (they come from [`Outcome::as_str`], never from input) so that partial
-/// indexes match. `param` renders the n-th bind parameter (`?n` or `$n`); `next` is the first free
-/// number. Returns the terms and, in order, the values to bind (`since`, `until`, `before`).
-pub(crate) fn fetch_log_terms(
-    q: &FetchLogQuery,
-    param: impl Fn(usize) -> String,
-    mut next: usize,
-) -> (Vec<String>, Vec<i64>) {
+/// indexes match. `next` is the number of the first free `$n` parameter. Returns the terms and, in
+/// order, the values to bind (`since`, `until`, `before`).
+pub(crate) fn fetch_log_terms(q: &FetchLogQuery, mut next: usize) -> (Vec<String>, Vec<i64>) {
     let mut terms = Vec::new();
     let mut values = Vec::new();
     let outcome_error = q.outcome.is_some_and(Outcome::is_error);
@@ -676,13 +673,13 @@ pub(crate) fn fetch_log_terms(
     }
     for (value, op) in [(q.since, ">="), (q.until, "<=")] {
         if let Some(v) = value {
-            terms.push(format!("at {op} {}", param(next)));
+            terms.push(format!("at {op} ${next}"));
             values.push(v);
             next += 1;
         }
     }
     if let Some(before) = q.before {
-        terms.push(format!("id < {}", param(next)));
+        terms.push(format!("id < ${next}"));
         values.push(before);
     }
     (terms, values)
@@ -750,8 +747,8 @@ pub(crate) fn now_millis() -> Millis {
 }
 
 /// A new random id: a UUID v4 (122 random bits) as 32 lowercase hex digits, the form ids always had.
-pub fn new_id() -> Result<String, StoreError> {
-    Ok(uuid::Uuid::new_v4().simple().to_string())
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// The case-insensitive key names are unique by.

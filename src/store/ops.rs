@@ -68,7 +68,7 @@ pub async fn create_connector(
     let connector = spec.validate(secret.clone())?;
     let ws = store.workspace(workspace).await?;
     ensure_current_key(store, vault).await?;
-    let id = new_id()?;
+    let id = new_id();
     let sealed = vault
         .seal(
             &SecretContext {

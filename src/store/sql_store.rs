@@ -316,7 +316,7 @@ pub(crate) fn fetch_log_sql(ws_id: String, q: &FetchLogQuery) -> (String, Vec<Va
         terms.push("connector_key = $2".into());
         bind.push(key.into());
     }
-    let (more, values) = fetch_log_terms(q, |n| format!("${n}"), bind.len() + 1);
+    let (more, values) = fetch_log_terms(q, bind.len() + 1);
     terms.extend(more);
     bind.extend(values.into_iter().map(Value::from));
     let page = q.page_size();
@@ -394,7 +394,7 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn create_workspace(&self, name: &str, actor: &str) -> Result<Workspace, StoreError> {
         let ws = Workspace {
-            id: new_id()?,
+            id: new_id(),
             name: name.to_string(),
             created_at: now_millis(),
         };
@@ -895,7 +895,7 @@ impl<B: Backend> Store for SqlStore<B> {
             token_hash.to_vec(),
             actor.to_string(),
         );
-        let id = new_id()?;
+        let id = new_id();
         self.write(job(move |tx| {
             Box::pin(async move {
                 let ws = find_workspace(tx, &workspace).await?;
