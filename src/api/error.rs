@@ -74,6 +74,14 @@ impl ApiError {
         }
     }
 
+    /// A validation error's field as the request body names it, where the store names it otherwise.
+    pub fn in_body_field(mut self, name: &str) -> Self {
+        if self.field.is_some() {
+            self.field = Some(name.to_string());
+        }
+        self
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

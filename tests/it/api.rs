@@ -853,6 +853,14 @@ fn validation_errors_carry_their_field_typed() {
     );
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["field"], "patterns[1]", "{v}");
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/tokens",
+        Some(OP_TOKEN),
+        Some(json!({ "label": "" })),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["field"], "label", "{v}");
 }
 
 #[test]
