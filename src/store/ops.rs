@@ -261,6 +261,8 @@ pub async fn load_run(
     workspace: &str,
     names: &[String],
 ) -> Result<(Workspace, Vec<Connector>), StoreError> {
+    // Read first, so that an unknown workspace is reported as such whatever the names.
+    let (ws, records) = store.connectors_for_run(workspace, names).await?;
     for (i, name) in names.iter().enumerate() {
         if names[..i]
             .iter()
@@ -272,7 +274,6 @@ pub async fn load_run(
             ));
         }
     }
-    let (ws, records) = store.connectors_for_run(workspace, names).await?;
     let mut out: Vec<Connector> = Vec::with_capacity(names.len());
     for (name, record) in names.iter().zip(records) {
         let record = record.ok_or_else(|| StoreError::connector_not_found(&ws.name, name))?;
