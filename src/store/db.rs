@@ -1,7 +1,8 @@
 //! The small interface the store's logic is written against, once for both backends: run statements
 //! with bind values inside a read or a write transaction, get rows of [`Value`]s back.
 //!
-//! Statements use `$1`, `$2`, … placeholders, which both PostgreSQL and SQLite accept. A backend
+//! Statements use `$1`, `$2`, … placeholders, which both PostgreSQL and SQLite accept (the SQLite
+//! backend binds them as the numbered `?n` for speed, see `sqlite.rs`). A backend
 //! implements [`Backend`] (where reads and writes run: a pool, a writer connection and readers) and
 //! [`Tx`] (one statement at a time on a connection it holds).
 

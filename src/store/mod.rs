@@ -13,8 +13,10 @@
 pub mod db;
 mod error;
 pub mod migrate;
+mod monitoring_sql;
 pub mod ops;
 mod postgres;
+mod rows;
 mod sql_store;
 mod sqlite;
 

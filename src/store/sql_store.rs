@@ -1,4 +1,5 @@
-//! The [`Store`] implementation, written once over [`Backend`]: every statement, and every rule
+//! The [`Store`] implementation, written once over [`Backend`]: its statements (the column lists and
+//! row conversions are in `rows.rs`, the monitoring reads in `monitoring_sql.rs`) and every rule
 //! (existence checks before inserts, deletes that must remove a row, the audit entry in the same
 //! transaction, `updated_at` moving forward, token-use throttling). Only the statements where the
 //! dialects differ are chosen by [`Dialect`].
@@ -10,12 +11,19 @@ use async_trait::async_trait;
 use super::db::{job, params, Backend, Dialect, Row, Tx, Value};
 use super::error::{Context, StoreError};
 use super::migrate;
+use super::monitoring_sql::{
+    counts_sql, fetch_log_sql, series_sql, BLOCKED_COUNT_SQL, PRUNE_SELECT_SQL,
+};
+use super::rows::{
+    connector_row, count, fetch_attempt_at, key_version, token_row, workspace_row,
+    CONNECTOR_SELECT, FETCH_COLUMNS, TOKEN_SELECT,
+};
 use super::{
-    dense_series, fetch_log_terms, minute_of, name_key, new_id, now_millis, page_of,
-    patterns_from_json, patterns_to_json, placement_from_json, placement_to_json, stored_outcome,
-    window_start, ApiToken, AuditEntry, BucketDeltas, ConnectorChanges, ConnectorRecord, Counts,
-    FetchAttempt, FetchLogEntry, FetchLogPage, FetchLogQuery, Millis, NewConnectorRow, Rekey,
-    SecretRow, SeriesPoint, Store, Workspace, PRUNE_MAX_BATCH, TOKEN_USE_RESOLUTION_MS,
+    dense_series, minute_of, name_key, new_id, now_millis, page_of, patterns_to_json,
+    placement_to_json, stored_outcome, window_start, ApiToken, AuditEntry, BucketDeltas,
+    ConnectorChanges, ConnectorRecord, Counts, FetchAttempt, FetchLogEntry, FetchLogPage,
+    FetchLogQuery, Millis, NewConnectorRow, Rekey, SecretRow, SeriesPoint, Store, Workspace,
+    PRUNE_MAX_BATCH, TOKEN_USE_RESOLUTION_MS,
 };
 use crate::vault::Sealed;
 
@@ -40,89 +48,6 @@ impl<B: Backend> SqlStore<B> {
         migrate::run(&db, migrations, db.describe()).await?;
         Ok(SqlStore { db })
     }
-}
-
-// ---- rows -------------------------------------------------------------------------------------
-
-fn workspace_row(r: &Row) -> Result<Workspace, StoreError> {
-    Ok(Workspace {
-        id: r.text(0)?,
-        name: r.text(1)?,
-        created_at: r.int(2)?,
-    })
-}
-
-const CONNECTOR_SELECT: &str =
-    "SELECT c.id, c.workspace_id, w.name, c.name, c.patterns, c.placement, c.scrub_echo,
-     c.secret_ciphertext, c.secret_nonce, c.key_version, c.created_at, c.updated_at
-     FROM connectors c JOIN workspaces w ON w.id = c.workspace_id";
-
-fn key_version(v: i64, connector: &str) -> Result<u32, StoreError> {
-    u32::try_from(v).map_err(|_| {
-        StoreError::Schema(format!(
-            "connector {connector:?} has an impossible key version"
-        ))
-    })
-}
-
-fn connector_row(r: &Row) -> Result<ConnectorRecord, StoreError> {
-    let name = r.text(3)?;
-    Ok(ConnectorRecord {
-        id: r.text(0)?,
-        workspace_id: r.text(1)?,
-        workspace_name: r.text(2)?,
-        patterns: patterns_from_json(&r.text(4)?, &name)?,
-        placement: placement_from_json(&r.text(5)?, &name)?,
-        scrub_echo: r.bool(6)?,
-        sealed: Sealed {
-            ciphertext: r.blob(7)?,
-            nonce: r.blob(8)?,
-            key_version: key_version(r.int(9)?, &name)?,
-        },
-        created_at: r.int(10)?,
-        updated_at: r.int(11)?,
-        name,
-    })
-}
-
-const TOKEN_SELECT: &str =
-    "SELECT t.id, t.workspace_id, w.name, t.name, t.created_at, t.last_used_at, t.revoked_at
-     FROM api_tokens t JOIN workspaces w ON w.id = t.workspace_id";
-
-fn token_row(r: &Row) -> Result<ApiToken, StoreError> {
-    Ok(ApiToken {
-        id: r.text(0)?,
-        workspace_id: r.text(1)?,
-        workspace_name: r.text(2)?,
-        name: r.text(3)?,
-        created_at: r.int(4)?,
-        last_used_at: r.opt_int(5)?,
-        revoked_at: r.opt_int(6)?,
-    })
-}
-
-pub(crate) const FETCH_COLUMNS: &str =
-    "at, run_id, connector, method, host, path, status, error, blocked, redirects, duration_ms";
-
-/// A [`FetchAttempt`] from the [`FETCH_COLUMNS`] starting at column `i`.
-fn fetch_attempt_at(r: &Row, i: usize) -> Result<FetchAttempt, StoreError> {
-    Ok(FetchAttempt {
-        at_ms: r.int(i)?,
-        run_id: r.opt_text(i + 1)?,
-        connector: r.opt_text(i + 2)?,
-        method: r.text(i + 3)?,
-        host: r.text(i + 4)?,
-        path: r.text(i + 5)?,
-        status: r.opt_int(i + 6)?.and_then(|s| u16::try_from(s).ok()),
-        error: r.opt_text(i + 7)?,
-        blocked: r.bool(i + 8)?,
-        redirects: r.int(i + 9)?.clamp(0, i64::from(u32::MAX)) as u32,
-        duration_ms: r.real(i + 10)?,
-    })
-}
-
-fn count(v: i64) -> u64 {
-    v.max(0) as u64
 }
 
 // ---- shared steps -----------------------------------------------------------------------------
@@ -269,64 +194,6 @@ async fn add_bucket_deltas(
 /// [`TOKEN_USE_RESOLUTION_MS`], so that authenticating is a read nearly always.
 fn token_use_due(last_used_at: Option<Millis>, now: Millis) -> bool {
     last_used_at.is_none_or(|at| now - at >= TOKEN_USE_RESOLUTION_MS)
-}
-
-// ---- the monitoring reads ---------------------------------------------------------------------
-
-// SQLite: a bare column beside MAX() takes its value from the row holding the maximum, so each
-// connector is named as it was last recorded. PostgreSQL says the same with an ordered aggregate.
-const COUNTS_SQLITE: &str =
-    "SELECT connector, SUM(requests), SUM(errors), MAX(minute) FROM fetch_buckets
-     WHERE workspace_id = $1 AND minute >= $2 GROUP BY connector_key";
-const COUNTS_POSTGRES: &str =
-    "SELECT (array_agg(connector ORDER BY minute DESC))[1], SUM(requests)::BIGINT, SUM(errors)::BIGINT
-     FROM fetch_buckets WHERE workspace_id = $1 AND minute >= $2 GROUP BY connector_key";
-// Without statistics SQLite would rather range-scan the primary key (every connector's buckets of the
-// window); the connector index reads only this connector's.
-const SERIES_SQLITE: &str =
-    "SELECT minute, requests, errors FROM fetch_buckets INDEXED BY fetch_buckets_by_connector
-     WHERE workspace_id = $1 AND connector_key = $2 AND minute >= $3";
-const SERIES_POSTGRES: &str = "SELECT minute, requests, errors FROM fetch_buckets
-     WHERE workspace_id = $1 AND connector_key = $2 AND minute >= $3";
-const BLOCKED_COUNT_SQL: &str =
-    "SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT) FROM blocked_buckets
-     WHERE workspace_id = $1 AND minute >= $2";
-pub(crate) const PRUNE_SELECT_SQL: &str =
-    "SELECT id FROM fetch_attempts WHERE at < $1 ORDER BY at LIMIT $2";
-
-pub(crate) fn counts_sql(d: Dialect) -> &'static str {
-    match d {
-        Dialect::Sqlite => COUNTS_SQLITE,
-        Dialect::Postgres => COUNTS_POSTGRES,
-    }
-}
-
-pub(crate) fn series_sql(d: Dialect) -> &'static str {
-    match d {
-        Dialect::Sqlite => SERIES_SQLITE,
-        Dialect::Postgres => SERIES_POSTGRES,
-    }
-}
-
-/// The fetch-log statement for `q` in workspace `ws_id`, its bind values and the page size.
-pub(crate) fn fetch_log_sql(ws_id: String, q: &FetchLogQuery) -> (String, Vec<Value>, u32) {
-    let mut terms = vec!["workspace_id = $1".to_string()];
-    let mut bind: Vec<Value> = vec![ws_id.into()];
-    if let Some(key) = q.connector.as_deref().map(name_key) {
-        terms.push("connector_key = $2".into());
-        bind.push(key.into());
-    }
-    let (more, values) = fetch_log_terms(q, bind.len() + 1);
-    terms.extend(more);
-    bind.extend(values.into_iter().map(Value::from));
-    let page = q.page_size();
-    let sql = format!(
-        "SELECT id, outcome, {FETCH_COLUMNS} FROM fetch_attempts WHERE {} ORDER BY id DESC LIMIT ${}",
-        terms.join(" AND "),
-        bind.len() + 1
-    );
-    bind.push(i64::from(page + 1).into());
-    (sql, bind, page)
 }
 
 impl<B: Backend> SqlStore<B> {
