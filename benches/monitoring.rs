@@ -61,7 +61,7 @@ fn synthetic(i: usize, n: usize, now: Millis, rng: &mut Rng) -> FetchAttempt {
         _ => (Some(200), None, false),
     };
     FetchAttempt {
-        at,
+        at_ms: at,
         run_id: Some(format!("run-{}", i / 4)),
         connector: (!blocked).then(|| format!("conn-{connector:02}")),
         method: if roll.is_multiple_of(3) {

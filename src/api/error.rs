@@ -74,6 +74,14 @@ impl ApiError {
         }
     }
 
+    /// A validation error's field as the request body names it, where the store names it otherwise.
+    pub fn in_body_field(mut self, name: &str) -> Self {
+        if self.field.is_some() {
+            self.field = Some(name.to_string());
+        }
+        self
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
@@ -84,13 +92,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
-            StoreError::Invalid(m) => {
-                let field = field_of(&m);
-                ApiError {
-                    field,
-                    ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
-                }
-            }
+            StoreError::Invalid(e) => ApiError {
+                field: e.field,
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.message)
+            },
             // Store and vault failures are the operator's problem, and their messages are for the
             // operator's log: they name database hosts, files and SQL errors, to anyone who calls.
             other => {
@@ -99,21 +104,6 @@ impl From<StoreError> for ApiError {
             }
         }
     }
-}
-
-/// Validation messages read `connector "x": patterns[0]: …` or `name: …`; the field is the part before
-/// the rule. Used only to point the dashboard at the right input.
-fn field_of(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("connector ").map_or(message, |r| {
-        r.split_once("\": ").map_or(r, |(_, after)| after)
-    });
-    let (field, _) = rest.split_once(": ")?;
-    let ok = !field.is_empty()
-        && field.len() <= 40
-        && field
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c));
-    ok.then(|| field.to_string())
 }
 
 impl IntoResponse for ApiError {
@@ -136,7 +126,7 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::{field_of, ApiError};
+    use super::ApiError;
     use crate::store::StoreError;
 
     #[test]
@@ -152,12 +142,17 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_field_in_validation_messages() {
-        assert_eq!(
-            field_of(r#"connector "x": patterns[0]: "http://a" must use https"#).as_deref(),
-            Some("patterns[0]")
-        );
-        assert_eq!(field_of("name: must not be empty").as_deref(), Some("name"));
-        assert_eq!(field_of("something went wrong with it all"), None);
+    fn validation_errors_keep_their_field() {
+        // The field comes typed from the store: a message that merely looks like `field: rule` is
+        // not scraped for one.
+        let e = ApiError::from(StoreError::invalid("patterns[0]", "must use https"));
+        assert_eq!(e.status.as_u16(), 422);
+        assert_eq!(e.field.as_deref(), Some("patterns[0]"));
+        assert_eq!(e.message, "patterns[0]: must use https");
+        let e = ApiError::from(StoreError::Invalid(crate::store::Invalid {
+            field: None,
+            message: "name: not a field".into(),
+        }));
+        assert_eq!(e.field, None);
     }
 }

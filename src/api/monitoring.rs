@@ -81,7 +81,7 @@ impl From<FetchLogEntry> for LogItem {
     fn from(e: FetchLogEntry) -> Self {
         let a = e.attempt;
         LogItem {
-            timestamp: format_time(a.at),
+            timestamp: format_time(a.at_ms),
             status: a.status,
             method: a.method,
             host: a.host,

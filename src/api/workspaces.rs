@@ -137,8 +137,10 @@ pub async fn create_token(
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<NewToken>), ApiError> {
     caller.require_operator()?;
-    let (token, record) =
-        store::create_api_token(&*st.store, &ws, &body.label, &caller.actor()).await?;
+    // The store calls a token's label its name.
+    let (token, record) = store::create_api_token(&*st.store, &ws, &body.label, &caller.actor())
+        .await
+        .map_err(|e| ApiError::from(e).in_body_field("label"))?;
     Ok((
         StatusCode::CREATED,
         Json(NewToken {

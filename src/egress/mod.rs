@@ -239,11 +239,15 @@ impl fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
-/// One line per `fetch()` call, for logs and metrics. Describes the last hop attempted.
-#[derive(Serialize, Clone, Debug)]
+/// One line per `fetch()` call, for logs and metrics. Describes the last hop attempted. The store
+/// keeps these as they are (`store::FetchAttempt` is this type), with the run that made them.
+#[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct FetchRecord {
     /// When the fetch started, in Unix milliseconds (monitoring counts it in that minute).
     pub at_ms: i64,
+    /// The run that made the fetch: set when the server records it (`None` inside the engine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     pub connector: Option<String>,
     pub method: String,
     pub host: String,
@@ -265,6 +269,7 @@ impl FetchRecord {
             at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
+            run_id: None,
             connector: None,
             method: normalise_method(method),
             host: String::new(),

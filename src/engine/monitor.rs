@@ -110,7 +110,8 @@ impl Monitor {
         let mut st = self.lock();
         let key = st.next;
         st.next += 1;
-        st.watched.insert(key, (watch, killed.clone(), Instant::now()));
+        st.watched
+            .insert(key, (watch, killed.clone(), Instant::now()));
         drop(st);
         self.shared.1.notify_one();
         Watched {

@@ -1,6 +1,7 @@
 //! Durable storage: workspaces, connectors (with their sealed secrets) and the audit trail of connector
-//! changes, behind one async trait with two implementations: SQLite (the embedded default, one file)
-//! and PostgreSQL (several nodes sharing one store).
+//! changes, behind one async trait. It is implemented once ([`SqlStore`], in `sql_store.rs`) over two
+//! backends (`db.rs` is the interface between them): SQLite (the embedded default, one file) and
+//! PostgreSQL (several nodes sharing one store).
 //!
 //! It also keeps every fetch attempt of every step, with per-minute counts per connector for the
 //! monitoring reads (rolling 24 h counts, series, the error log, blocked requests) and retention.
@@ -8,9 +9,15 @@
 //! The store never sees a plaintext secret: [`ops`] validates, seals with the [`Vault`](crate::vault::Vault)
 //! and hands the store a [`Sealed`] value.
 
+#[doc(hidden)]
+pub mod db;
+mod error;
 pub mod migrate;
+mod monitoring_sql;
 pub mod ops;
 mod postgres;
+mod rows;
+mod sql_store;
 mod sqlite;
 
 use std::collections::HashMap;
@@ -23,13 +30,16 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::connector::Placement;
-use crate::vault::{Sealed, VaultError};
+use crate::vault::Sealed;
 
+pub use error::{Invalid, StoreError};
 pub use ops::{
-    create_api_token, create_connector, decrypt_secret, hash_api_token, load_step_connectors,
-    rotate_keys, update_connector, validate_workspace_name, ConnectorUpdate, RotationReport,
+    create_api_token, create_connector, decrypt_secret, hash_api_token, load_run,
+    load_step_connectors, rotate_keys, update_connector, validate_workspace_name, ConnectorUpdate,
+    RotationReport,
 };
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS, POOL_SIZE_ENV};
+pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
 
 /// Environment variable naming the store (a path or a `postgres://` URL).
@@ -146,41 +156,19 @@ pub struct ApiToken {
     pub revoked_at: Option<Millis>,
 }
 
-/// One `fetch()` a step made, as kept for the operator. Host and path only, never the query.
+/// One `fetch()` a step made, as kept for the operator: the engine's own record, with its run. Host and
+/// path only, never the query.
 ///
-/// Its [`Outcome`] is derived from `status`, `error` and `blocked` ([`FetchAttempt::outcome`]) and
+/// Its [`Outcome`] is derived from `status`, `error` and `blocked` ([`FetchRecord::outcome`]) and
 /// stored beside it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FetchAttempt {
-    pub at: Millis,
-    pub run_id: Option<String>,
-    pub connector: Option<String>,
-    pub method: String,
-    pub host: String,
-    pub path: String,
-    pub status: Option<u16>,
-    /// `FetchError::kind` when the fetch failed.
-    pub error: Option<String>,
-    pub blocked: bool,
-    pub redirects: u32,
-    pub duration_ms: f64,
-}
+pub type FetchAttempt = crate::egress::FetchRecord;
 
-impl FetchAttempt {
-    /// From the egress path's record of one fetch, stamped with when the fetch started.
-    pub fn from_record(record: &crate::egress::FetchRecord, run_id: Option<&str>) -> FetchAttempt {
+impl crate::egress::FetchRecord {
+    /// The engine's record of one fetch, as made by the run `run_id`.
+    pub fn from_record(record: &FetchAttempt, run_id: Option<&str>) -> FetchAttempt {
         FetchAttempt {
-            at: record.at_ms,
             run_id: run_id.map(str::to_string),
-            connector: record.connector.clone(),
-            method: record.method.clone(),
-            host: record.host.clone(),
-            path: record.path.clone(),
-            status: record.status,
-            error: record.error.clone(),
-            blocked: record.blocked,
-            redirects: record.redirects,
-            duration_ms: record.duration_ms,
+            ..record.clone()
         }
     }
 
@@ -280,9 +268,10 @@ impl FromStr for Outcome {
             .into_iter()
             .find(|o| o.as_str() == s)
             .ok_or_else(|| {
-                StoreError::Invalid(format!(
-                    "outcome: {s:?} is not an outcome; use one of ok, http_error, network_error, timeout, blocked"
-                ))
+                StoreError::invalid(
+                    "outcome",
+                    format!("{s:?} is not an outcome; use one of ok, http_error, network_error, timeout, blocked"),
+                )
             })
     }
 }
@@ -423,19 +412,25 @@ pub(crate) fn dense_series(
     now: Millis,
 ) -> Result<Vec<SeriesPoint>, StoreError> {
     if bucket <= 0 || bucket % MINUTE_MS != 0 {
-        return Err(StoreError::Invalid(format!(
-            "bucket: {bucket} ms is not a whole number of minutes (the counts are kept per minute)"
-        )));
+        return Err(StoreError::invalid(
+            "bucket",
+            format!(
+                "{bucket} ms is not a whole number of minutes (the counts are kept per minute)"
+            ),
+        ));
     }
     let start = window_start(since);
     let end = minute_of(now) + MINUTE_MS;
     let span = (end - start).max(0);
     let points = ((span + bucket - 1) / bucket).max(1);
     if points > SERIES_MAX_POINTS {
-        return Err(StoreError::Invalid(format!(
-            "bucket: {points} points of {bucket} ms since {} is more than {SERIES_MAX_POINTS}; use larger buckets",
-            format_time(since)
-        )));
+        return Err(StoreError::invalid(
+            "bucket",
+            format!(
+                "{points} points of {bucket} ms since {} is more than {SERIES_MAX_POINTS}; use larger buckets",
+                format_time(since)
+            ),
+        ));
     }
     let mut out: Vec<SeriesPoint> = (0..points)
         .map(|i| SeriesPoint {
@@ -456,78 +451,6 @@ pub(crate) fn dense_series(
 
 /// Re-encrypts one secret; used by [`Store::reencrypt_secrets`].
 pub type Rekey = Arc<dyn Fn(&SecretRow) -> Result<Sealed, StoreError> + Send + Sync>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A workspace or connector that does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// A name that is already taken.
-    #[error("{0}")]
-    Conflict(String),
-    /// Input that breaks a rule; the message names the field and the rule.
-    #[error("{0}")]
-    Invalid(String),
-    /// A store location that cannot be used (bad URL, unreadable file, …).
-    #[error("{0}")]
-    Config(String),
-    /// The store's schema is not one this build can use (for instance written by a newer codestep).
-    #[error("{0}")]
-    Schema(String),
-    /// A key version whose recorded check value differs from the loaded key.
-    #[error("master key version {0} is not the key this store's secrets were encrypted with")]
-    KeyMismatch(u32),
-    /// A secret failed to decrypt, or could not be sealed.
-    #[error("{context}: {source}")]
-    Vault {
-        context: String,
-        #[source]
-        source: VaultError,
-    },
-    /// The database itself failed.
-    #[error("{backend} error while {context}: {message}")]
-    Backend {
-        backend: &'static str,
-        context: String,
-        message: String,
-    },
-}
-
-impl StoreError {
-    pub(crate) fn backend(
-        backend: &'static str,
-        context: impl Into<String>,
-        err: impl fmt::Display,
-    ) -> StoreError {
-        StoreError::Backend {
-            backend,
-            context: context.into(),
-            message: err.to_string(),
-        }
-    }
-
-    pub(crate) fn workspace_not_found(name: &str) -> StoreError {
-        StoreError::NotFound(format!("workspace {name:?} not found"))
-    }
-
-    pub(crate) fn connector_not_found(workspace: &str, name: &str) -> StoreError {
-        StoreError::NotFound(format!(
-            "connector {name:?} not found in workspace {workspace:?}"
-        ))
-    }
-
-    pub(crate) fn connector_conflict(workspace: &str, name: &str) -> StoreError {
-        StoreError::Conflict(format!(
-            "a connector named {name:?} already exists in workspace {workspace:?} (connector names are unique per workspace, ignoring case)"
-        ))
-    }
-
-    pub(crate) fn workspace_conflict(name: &str) -> StoreError {
-        StoreError::Conflict(format!(
-            "a workspace named {name:?} already exists (workspace names are unique, ignoring case)"
-        ))
-    }
-}
 
 /// The storage interface. Both implementations pass the same test suite (`tests/it/store.rs`).
 ///
@@ -556,6 +479,13 @@ pub trait Store: Send + Sync {
     /// The workspace's connectors, by name.
     async fn list_connectors(&self, workspace: &str) -> Result<Vec<ConnectorRecord>, StoreError>;
     async fn connector(&self, workspace: &str, name: &str) -> Result<ConnectorRecord, StoreError>;
+    /// What a run needs, in one read: the workspace and, for each of `names` in order, its connector
+    /// (`None` for a name with no connector; names compare ignoring case).
+    async fn connectors_for_run(
+        &self,
+        workspace: &str,
+        names: &[String],
+    ) -> Result<(Workspace, Vec<Option<ConnectorRecord>>), StoreError>;
     /// Applies `changes` to the connector with this id (in this workspace) and bumps `updated_at`.
     async fn update_connector(
         &self,
@@ -702,7 +632,7 @@ impl BucketDeltas {
         }
         for a in attempts {
             let outcome = a.outcome();
-            let minute = minute_of(a.at);
+            let minute = minute_of(a.at_ms);
             if outcome == Outcome::Blocked {
                 *d.blocked.entry(minute).or_default() += 1;
             } else if let Some(name) = &a.connector {
@@ -726,13 +656,9 @@ pub(crate) const BLOCKED_SQL: &str = "outcome = 'blocked'";
 
 /// The WHERE terms of a fetch-log query other than the workspace and the connector, with the
 /// outcome literals inlined (they come from [`Outcome::as_str`], never from input) so that partial
-/// indexes match. `param` renders the n-th bind parameter (`?n` or `$n`); `next` is the first free
-/// number. Returns the terms and, in order, the values to bind (`since`, `until`, `before`).
-pub(crate) fn fetch_log_terms(
-    q: &FetchLogQuery,
-    param: impl Fn(usize) -> String,
-    mut next: usize,
-) -> (Vec<String>, Vec<i64>) {
+/// indexes match. `next` is the number of the first free `$n` parameter. Returns the terms and, in
+/// order, the values to bind (`since`, `until`, `before`).
+pub(crate) fn fetch_log_terms(q: &FetchLogQuery, mut next: usize) -> (Vec<String>, Vec<i64>) {
     let mut terms = Vec::new();
     let mut values = Vec::new();
     let outcome_error = q.outcome.is_some_and(Outcome::is_error);
@@ -749,13 +675,13 @@ pub(crate) fn fetch_log_terms(
     }
     for (value, op) in [(q.since, ">="), (q.until, "<=")] {
         if let Some(v) = value {
-            terms.push(format!("at {op} {}", param(next)));
+            terms.push(format!("at {op} ${next}"));
             values.push(v);
             next += 1;
         }
     }
     if let Some(before) = q.before {
-        terms.push(format!("id < {}", param(next)));
+        terms.push(format!("id < ${next}"));
         values.push(before);
     }
     (terms, values)
@@ -822,11 +748,9 @@ pub(crate) fn now_millis() -> Millis {
         .unwrap_or(0)
 }
 
-/// A new random id: 128 bits as 32 lowercase hex digits.
-pub fn new_id() -> Result<String, StoreError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| StoreError::backend("os", "making an id", e))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+/// A new random id: a UUID v4 (122 random bits) as 32 lowercase hex digits, the form ids always had.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// The case-insensitive key names are unique by.
@@ -836,25 +760,11 @@ pub(crate) fn name_key(name: &str) -> String {
 
 /// Formats milliseconds since the epoch as RFC 3339 UTC, to the second (`2024-05-01T12:00:00Z`).
 pub fn format_time(ms: Millis) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let at = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    // RFC 3339 would print a fraction when there is one; the stamps are to the second.
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 pub(crate) fn placement_to_json(p: &Placement) -> String {

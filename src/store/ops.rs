@@ -10,6 +10,7 @@ use crate::vault::{SecretContext, Vault, VaultError};
 
 use super::{
     new_id, ConnectorChanges, ConnectorRecord, NewConnectorRow, SecretRow, Store, StoreError,
+    Workspace,
 };
 
 /// Workspace names: 1 to 64 characters of ASCII letters, digits, `-`, `_` and `.`, starting with a
@@ -23,15 +24,12 @@ pub fn validate_workspace_name(name: &str) -> Result<(), StoreError> {
         .next()
         .is_some_and(|c| c.is_ascii_alphanumeric());
     if name.is_empty() || name.len() > 64 || !ok_chars || !ok_start {
-        return Err(StoreError::Invalid(format!(
-            "workspace: {name:?} is not a valid workspace name: use 1 to 64 characters of letters, digits, '-', '_' or '.', starting with a letter or digit"
-        )));
+        return Err(StoreError::invalid(
+            "workspace",
+            format!("{name:?} is not a valid workspace name: use 1 to 64 characters of letters, digits, '-', '_' or '.', starting with a letter or digit"),
+        ));
     }
     Ok(())
-}
-
-fn invalid(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Invalid(e.to_string())
 }
 
 fn vault_err(context: impl Into<String>) -> impl FnOnce(VaultError) -> StoreError {
@@ -67,10 +65,10 @@ pub async fn create_connector(
     secret: &Secret,
     actor: &str,
 ) -> Result<ConnectorRecord, StoreError> {
-    let connector = spec.validate(secret.clone()).map_err(invalid)?;
+    let connector = spec.validate(secret.clone())?;
     let ws = store.workspace(workspace).await?;
     ensure_current_key(store, vault).await?;
-    let id = new_id()?;
+    let id = new_id();
     let sealed = vault
         .seal(
             &SecretContext {
@@ -125,9 +123,9 @@ pub async fn update_connector(
     actor: &str,
 ) -> Result<ConnectorRecord, StoreError> {
     if update.is_empty() {
-        return Err(StoreError::Invalid(
-            "update: nothing to change: give new patterns, a placement, scrub_echo or a new secret"
-                .into(),
+        return Err(StoreError::invalid(
+            "update",
+            "nothing to change: give new patterns, a placement, scrub_echo or a new secret",
         ));
     }
     let current = store.connector(workspace, name).await?;
@@ -151,7 +149,7 @@ pub async fn update_connector(
     };
     match &update.secret {
         Some(secret) => {
-            let connector = spec.validate(secret.clone()).map_err(invalid)?;
+            let connector = spec.validate(secret.clone())?;
             if update.patterns.is_some() {
                 changes.patterns = Some(normalised_patterns(&connector));
             }
@@ -168,14 +166,19 @@ pub async fn update_connector(
             changes.sealed = Some(sealed);
         }
         None => {
-            spec.check().map_err(invalid)?;
+            spec.check()?;
             if let Some(patterns) = &update.patterns {
                 // `check` passed, so every pattern parses; store them normalised, as `validate` would.
                 let normalised = patterns
                     .iter()
                     .map(|p| UrlPattern::parse(p).map(|p| p.to_string()))
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(invalid)?;
+                    .map_err(|e| {
+                        StoreError::Invalid(super::Invalid {
+                            field: Some("patterns".into()),
+                            message: e.to_string(),
+                        })
+                    })?;
                 changes.patterns = Some(normalised);
             }
         }
@@ -248,18 +251,32 @@ pub async fn load_step_connectors(
     workspace: &str,
     names: &[String],
 ) -> Result<Vec<Connector>, StoreError> {
-    let ws = store.workspace(workspace).await?;
-    let mut out: Vec<Connector> = Vec::with_capacity(names.len());
+    Ok(load_run(store, vault, workspace, names).await?.1)
+}
+
+/// [`load_step_connectors`] with the workspace, read in one round trip with the connectors.
+pub async fn load_run(
+    store: &dyn Store,
+    vault: &Vault,
+    workspace: &str,
+    names: &[String],
+) -> Result<(Workspace, Vec<Connector>), StoreError> {
+    // Read first, so that an unknown workspace is reported as such whatever the names.
+    let (ws, records) = store.connectors_for_run(workspace, names).await?;
     for (i, name) in names.iter().enumerate() {
         if names[..i]
             .iter()
             .any(|n| super::name_key(n) == super::name_key(name))
         {
-            return Err(StoreError::Invalid(format!(
-                "connector: {name:?} is listed more than once for this step"
-            )));
+            return Err(StoreError::invalid(
+                "connector",
+                format!("{name:?} is listed more than once for this step"),
+            ));
         }
-        let record = store.connector(&ws.name, name).await?;
+    }
+    let mut out: Vec<Connector> = Vec::with_capacity(names.len());
+    for (name, record) in names.iter().zip(records) {
+        let record = record.ok_or_else(|| StoreError::connector_not_found(&ws.name, name))?;
         let secret = decrypt_secret(store, vault, &record).await?;
         let spec = ConnectorSpec {
             name: record.name.clone(),
@@ -268,14 +285,17 @@ pub async fn load_step_connectors(
             scrub_echo: record.scrub_echo,
         };
         let connector = spec.validate(secret).map_err(|e| {
-            StoreError::Invalid(format!(
-                "stored connector {:?} no longer passes validation: {e}",
-                record.name
-            ))
+            StoreError::Invalid(crate::store::Invalid {
+                field: Some(e.field.clone()),
+                message: format!(
+                    "stored connector {:?} no longer passes validation: {e}",
+                    record.name
+                ),
+            })
         })?;
         out.push(connector);
     }
-    Ok(out)
+    Ok((ws, out))
 }
 
 /// What [`rotate_keys`] did.
@@ -333,8 +353,9 @@ pub async fn rotate_keys(
     let rekey: super::Rekey = Arc::new(move |row: &SecretRow| {
         let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if fail_after.is_some_and(|limit| n >= limit) {
-            return Err(StoreError::Invalid(
-                "rotation interrupted (test fault injection)".into(),
+            return Err(StoreError::invalid(
+                "rotation",
+                "interrupted (test fault injection)",
             ));
         }
         let ctx = SecretContext {
@@ -378,8 +399,9 @@ pub async fn create_api_token(
 ) -> Result<(Secret, super::ApiToken), StoreError> {
     use base64::Engine as _;
     if name.is_empty() || name.len() > 64 || name.contains(['\r', '\n', '\0']) {
-        return Err(StoreError::Invalid(
-            "token name: must be 1 to 64 characters without CR, LF or NUL".into(),
+        return Err(StoreError::invalid(
+            "token name",
+            "must be 1 to 64 characters without CR, LF or NUL",
         ));
     }
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);

@@ -829,6 +829,41 @@ fn every_status_bad_input_gets_is_documented_and_is_json() {
     assert_eq!((s, v["output"].clone()), (StatusCode::OK, json!(3)), "{v}");
 }
 
+/// The field of a validation error comes typed from the store, whatever its message looks like: a
+/// connector name with `": ` in it once made the message unreadable for a field.
+#[test]
+fn validation_errors_carry_their_field_typed() {
+    let api = Api::start(1, 4, None);
+    let t = api.workspace("acme");
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "a\": b", "preset": "stripe", "secret": SECRET })),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["field"], "name", "{v}");
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(
+            json!({ "name": "x", "patterns": ["https://a.example/*", "http://b.example/*"],
+                     "placement": {"type": "query", "param": "k"}, "secret": SECRET }),
+        ),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["field"], "patterns[1]", "{v}");
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/tokens",
+        Some(OP_TOKEN),
+        Some(json!({ "label": "" })),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["field"], "label", "{v}");
+}
+
 #[test]
 fn odd_times_in_the_error_log_filters_get_a_400() {
     let api = Api::start(1, 4, None);

@@ -131,6 +131,28 @@ impl Fixture {
         }
     }
 
+    /// The recorded migrations: `(version, checksum)` in version order.
+    async fn raw_checksums(&self) -> Vec<(i64, Option<String>)> {
+        let sql = "SELECT version, checksum FROM codestep_schema ORDER BY version";
+        match self.backend {
+            Backend::Sqlite => {
+                let c = rusqlite::Connection::open(&self.location).unwrap();
+                let mut stmt = c.prepare(sql).unwrap();
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+                rows.map(Result::unwrap).collect()
+            }
+            Backend::Postgres => self
+                .pg_client()
+                .await
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (i64::from(r.get::<_, i32>(0)), r.get(1)))
+                .collect(),
+        }
+    }
+
     async fn pg_client(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.location, tokio_postgres::NoTls)
             .await
@@ -234,6 +256,11 @@ both_backends!(
     monitoring_prune_does_not_block_writers,
     monitoring_upgrade_backfills_outcomes_and_counts,
     monitoring_reads_are_index_scans,
+    edited_migration_is_refused_by_name,
+    stores_without_checksums_get_them_on_first_start,
+    reads_do_not_wait_behind_a_write,
+    authentications_go_on_while_retention_runs,
+    a_run_reads_its_connectors_in_one_call,
 );
 
 async fn migrations_apply_once_and_persist(b: Backend) {
@@ -1296,7 +1323,7 @@ async fn fetch_attempts_roundtrip(b: Backend) {
     let f = fixture(b).await;
     let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
     let ok = store::FetchAttempt {
-        at: 1_700_000_000_000,
+        at_ms: 1_700_000_000_000,
         run_id: Some("run-1".into()),
         connector: Some("stripe".into()),
         method: "GET".into(),
@@ -1349,7 +1376,7 @@ fn attempt(
     error: Option<&str>,
 ) -> FetchAttempt {
     FetchAttempt {
-        at,
+        at_ms: at,
         run_id: Some("run".into()),
         connector: connector.map(str::to_string),
         method: "GET".into(),
@@ -1465,6 +1492,7 @@ fn outcomes_are_derived_from_the_record() {
     // from_record keeps every field, the start time included.
     let rec = codestep::egress::FetchRecord {
         at_ms: 1_700_000_000_123,
+        run_id: None,
         connector: Some("c".into()),
         method: "POST".into(),
         host: "h".into(),
@@ -1476,7 +1504,7 @@ fn outcomes_are_derived_from_the_record() {
         redirects: 2,
     };
     let a = FetchAttempt::from_record(&rec, Some("r1"));
-    assert_eq!(a.at, 1_700_000_000_123);
+    assert_eq!(a.at_ms, 1_700_000_000_123);
     assert_eq!(a.outcome(), Outcome::HttpError);
     assert_eq!((a.run_id.as_deref(), a.redirects), (Some("r1"), 2));
 }
@@ -1862,7 +1890,7 @@ async fn monitoring_log_filters(b: Backend) {
                 .map(|e| {
                     (
                         e.attempt.connector.unwrap_or_default(),
-                        e.attempt.at,
+                        e.attempt.at_ms,
                         e.outcome,
                     )
                 })
@@ -2260,7 +2288,7 @@ async fn monitoring_prune_deletes_in_batches(b: Backend) {
     )
     .await;
     assert_eq!(left.len(), 11);
-    assert!(left.iter().all(|e| e.attempt.at >= cutoff));
+    assert!(left.iter().all(|e| e.attempt.at_ms >= cutoff));
     // The buckets before the cutoff's minute went too; the recent counts are untouched.
     let after = f.store.connector_counts("w", ever).await.unwrap();
     assert_eq!(store::counts_for(&after, "stripe"), counts(11, 5));
@@ -2549,4 +2577,241 @@ async fn postgres_store_reconnects_after_its_connection_is_dropped() {
         .map(|w| w.name)
         .collect();
     assert_eq!(names, ["after", "before"]);
+}
+
+fn migrations_of(b: Backend) -> &'static [store::migrate::Migration] {
+    match b {
+        Backend::Sqlite => store::migrate::SQLITE,
+        Backend::Postgres => store::migrate::POSTGRES,
+    }
+}
+
+/// A migration whose SQL changed after it ran (here: whose recorded checksum no longer matches) is
+/// refused by name, and the store is left as it was.
+async fn edited_migration_is_refused_by_name(b: Backend) {
+    let f = fixture(b).await;
+    f.store.create_workspace("keep", ACTOR).await.unwrap();
+    let recorded = f.raw_checksums().await;
+    assert_eq!(recorded.len(), migrations_of(b).len());
+    for (m, (version, checksum)) in migrations_of(b).iter().zip(&recorded) {
+        assert_eq!(i64::from(m.version), *version);
+        assert_eq!(
+            checksum.as_deref(),
+            Some(store::migrate::checksum(m.sql).as_str())
+        );
+    }
+    f.raw_exec("UPDATE codestep_schema SET checksum = 'the SQL before an edit' WHERE version = 2")
+        .await;
+    let err = match store::open(&f.location).await {
+        Ok(_) => panic!("a store with an edited migration opened"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("migration 2 (tokens_and_fetches)") && msg.contains("edited"),
+        "{msg}"
+    );
+    assert_eq!(f.store.list_workspaces().await.unwrap().len(), 1);
+}
+
+/// Stores migrated before checksums were kept open as before, and get their checksums recorded.
+async fn stores_without_checksums_get_them_on_first_start(b: Backend) {
+    let f = fixture(b).await;
+    f.store.create_workspace("keep", ACTOR).await.unwrap();
+    drop(f.store.clone());
+    f.raw_exec("ALTER TABLE codestep_schema DROP COLUMN checksum")
+        .await;
+    let reopened = f.reopen().await;
+    assert_eq!(reopened.list_workspaces().await.unwrap().len(), 1);
+    let recorded = f.raw_checksums().await;
+    for (m, (_, checksum)) in migrations_of(b).iter().zip(&recorded) {
+        assert_eq!(
+            checksum.as_deref(),
+            Some(store::migrate::checksum(m.sql).as_str())
+        );
+    }
+    // And from then on an edit is caught.
+    f.raw_exec("UPDATE codestep_schema SET checksum = 'x' WHERE version = 1")
+        .await;
+    let err = store::open(&f.location).await.err().expect("refused");
+    assert!(err.to_string().contains("migration 1 (init)"), "{err}");
+}
+
+/// While a write transaction is open (a key rotation, held open by a slow re-encryption), reads of the
+/// same store answer at once instead of queueing behind it.
+async fn reads_do_not_wait_behind_a_write(b: Backend) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 7)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    store::create_connector(
+        &*f.store,
+        &vault,
+        "w",
+        &header_spec("stripe", "https://api.stripe.com/*"),
+        &secret(SECRET_A),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    let (token, _) = store::create_api_token(&*f.store, "w", "ci", ACTOR)
+        .await
+        .unwrap();
+    let hash = store::hash_api_token(token.expose());
+    // The first use is recorded (a write); later ones within the minute are reads.
+    assert!(f
+        .store
+        .authenticate_api_token(&hash)
+        .await
+        .unwrap()
+        .is_some());
+    let in_write = Arc::new(AtomicBool::new(false));
+    let flag = in_write.clone();
+    let rekey: store::Rekey = Arc::new(move |row: &store::SecretRow| {
+        flag.store(true, Ordering::SeqCst);
+        // Lets the runtime move this worker's other tasks away while it sleeps (PostgreSQL runs the
+        // job on a runtime worker; SQLite on a blocking thread, where this just sleeps).
+        tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(1500)));
+        Ok(row.sealed.clone())
+    });
+    let writer = {
+        let s = f.store.clone();
+        tokio::spawn(async move { s.reencrypt_secrets(rekey, 1, ACTOR).await })
+    };
+    while !in_write.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(f.store.list_workspaces().await.unwrap().len(), 1);
+    assert_eq!(
+        f.store.connector("w", "stripe").await.unwrap().name,
+        "stripe"
+    );
+    // Used a moment ago, so authenticating is a read.
+    assert!(f
+        .store
+        .authenticate_api_token(&hash)
+        .await
+        .unwrap()
+        .is_some());
+    let took = started.elapsed();
+    assert!(
+        !writer.is_finished(),
+        "the write ended before the reads were checked"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(700),
+        "reads waited {took:?} behind the open write"
+    );
+    assert_eq!(writer.await.unwrap().unwrap(), 1);
+}
+
+/// 20 authentications at once while retention prunes a large backlog in batches: every one answers,
+/// none waits for the pruning to end. On PostgreSQL with a pool smaller than the callers.
+async fn authentications_go_on_while_retention_runs(b: Backend) {
+    let f = fixture(b).await;
+    let store: Arc<dyn Store> = match b {
+        Backend::Sqlite => f.store.clone(),
+        Backend::Postgres => {
+            let s = store::PostgresStore::open(&format!("{}&pool_size=4", f.location))
+                .await
+                .unwrap();
+            assert_eq!(s.pool_size(), 4);
+            Arc::new(s)
+        }
+    };
+    store.create_workspace("w", ACTOR).await.unwrap();
+    let ws = store.workspace("w").await.unwrap();
+    let (token, _) = store::create_api_token(&*store, "w", "ci", ACTOR)
+        .await
+        .unwrap();
+    let hash = store::hash_api_token(token.expose());
+    let old: i64 = 1_000; // stamps long past: 1970
+    let backlog: Vec<FetchAttempt> = (0..20_000)
+        .map(|i| FetchAttempt {
+            at_ms: old + i,
+            run_id: None,
+            connector: Some("stripe".into()),
+            method: "GET".into(),
+            host: "api.stripe.com".into(),
+            path: "/v1/balance".into(),
+            status: Some(200),
+            error: None,
+            blocked: false,
+            redirects: 0,
+            duration_ms: 1.0,
+        })
+        .collect();
+    for chunk in backlog.chunks(2_000) {
+        store
+            .record_fetch_attempts(Some(&ws.id), chunk)
+            .await
+            .unwrap();
+    }
+    let pruner = {
+        let s = store.clone();
+        tokio::spawn(async move { s.prune_fetch_attempts(1_000_000, 500).await })
+    };
+    let started = std::time::Instant::now();
+    let auths = (0..20).map(|_| {
+        let (s, h) = (store.clone(), hash.clone());
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            let found = s.authenticate_api_token(&h).await.unwrap().is_some();
+            (found, t.elapsed())
+        })
+    });
+    let results = futures::future::join_all(auths).await;
+    let all = started.elapsed();
+    for r in results {
+        let (found, took) = r.unwrap();
+        assert!(found);
+        assert!(
+            took < std::time::Duration::from_secs(2),
+            "an authentication took {took:?}"
+        );
+    }
+    assert_eq!(pruner.await.unwrap().unwrap(), 20_000);
+    eprintln!("{b:?}: 20 concurrent authentications during retention took {all:?} in all");
+}
+
+/// The run path's read: the workspace and each named connector in order, `None` for a name without
+/// a connector, names ignoring case.
+async fn a_run_reads_its_connectors_in_one_call(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 7)]);
+    f.store.create_workspace("W", ACTOR).await.unwrap();
+    for (name, s) in [("alpha", SECRET_A), ("beta", SECRET_B)] {
+        store::create_connector(
+            &*f.store,
+            &vault,
+            "w",
+            &header_spec(name, "https://api.example.com/*"),
+            &secret(s),
+            ACTOR,
+        )
+        .await
+        .unwrap();
+    }
+    let names = ["BETA".to_string(), "nope".into(), "alpha".into()];
+    let (ws, found) = f.store.connectors_for_run("w", &names).await.unwrap();
+    assert_eq!(ws.name, "W");
+    let got: Vec<Option<&str>> = found
+        .iter()
+        .map(|c| c.as_ref().map(|c| c.name.as_str()))
+        .collect();
+    assert_eq!(got, [Some("beta"), None, Some("alpha")]);
+    let (_, none) = f.store.connectors_for_run("w", &[]).await.unwrap();
+    assert!(none.is_empty());
+    let err = f
+        .store
+        .connectors_for_run("nows", &names)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let (ws, loaded) = store::load_run(&*f.store, &vault, "w", &["alpha".into()])
+        .await
+        .unwrap();
+    assert_eq!((ws.name.as_str(), loaded.len()), ("W", 1));
 }

@@ -1,0 +1,89 @@
+//! Result rows into the store's types: the column lists the statements select, and the conversions.
+
+use super::db::Row;
+use super::{
+    patterns_from_json, placement_from_json, ApiToken, ConnectorRecord, FetchAttempt, StoreError,
+    Workspace,
+};
+use crate::vault::Sealed;
+
+pub(crate) fn workspace_row(r: &Row) -> Result<Workspace, StoreError> {
+    Ok(Workspace {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        created_at: r.int(2)?,
+    })
+}
+
+pub(crate) const CONNECTOR_SELECT: &str =
+    "SELECT c.id, c.workspace_id, w.name, c.name, c.patterns, c.placement, c.scrub_echo,
+     c.secret_ciphertext, c.secret_nonce, c.key_version, c.created_at, c.updated_at
+     FROM connectors c JOIN workspaces w ON w.id = c.workspace_id";
+
+pub(crate) fn key_version(v: i64, connector: &str) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| {
+        StoreError::Schema(format!(
+            "connector {connector:?} has an impossible key version"
+        ))
+    })
+}
+
+pub(crate) fn connector_row(r: &Row) -> Result<ConnectorRecord, StoreError> {
+    let name = r.text(3)?;
+    Ok(ConnectorRecord {
+        id: r.text(0)?,
+        workspace_id: r.text(1)?,
+        workspace_name: r.text(2)?,
+        patterns: patterns_from_json(&r.text(4)?, &name)?,
+        placement: placement_from_json(&r.text(5)?, &name)?,
+        scrub_echo: r.bool(6)?,
+        sealed: Sealed {
+            ciphertext: r.blob(7)?,
+            nonce: r.blob(8)?,
+            key_version: key_version(r.int(9)?, &name)?,
+        },
+        created_at: r.int(10)?,
+        updated_at: r.int(11)?,
+        name,
+    })
+}
+
+pub(crate) const TOKEN_SELECT: &str =
+    "SELECT t.id, t.workspace_id, w.name, t.name, t.created_at, t.last_used_at, t.revoked_at
+     FROM api_tokens t JOIN workspaces w ON w.id = t.workspace_id";
+
+pub(crate) fn token_row(r: &Row) -> Result<ApiToken, StoreError> {
+    Ok(ApiToken {
+        id: r.text(0)?,
+        workspace_id: r.text(1)?,
+        workspace_name: r.text(2)?,
+        name: r.text(3)?,
+        created_at: r.int(4)?,
+        last_used_at: r.opt_int(5)?,
+        revoked_at: r.opt_int(6)?,
+    })
+}
+
+pub(crate) const FETCH_COLUMNS: &str =
+    "at, run_id, connector, method, host, path, status, error, blocked, redirects, duration_ms";
+
+/// A [`FetchAttempt`] from the [`FETCH_COLUMNS`] starting at column `i`.
+pub(crate) fn fetch_attempt_at(r: &Row, i: usize) -> Result<FetchAttempt, StoreError> {
+    Ok(FetchAttempt {
+        at_ms: r.int(i)?,
+        run_id: r.opt_text(i + 1)?,
+        connector: r.opt_text(i + 2)?,
+        method: r.text(i + 3)?,
+        host: r.text(i + 4)?,
+        path: r.text(i + 5)?,
+        status: r.opt_int(i + 6)?.and_then(|s| u16::try_from(s).ok()),
+        error: r.opt_text(i + 7)?,
+        blocked: r.bool(i + 8)?,
+        redirects: r.int(i + 9)?.clamp(0, i64::from(u32::MAX)) as u32,
+        duration_ms: r.real(i + 10)?,
+    })
+}
+
+pub(crate) fn count(v: i64) -> u64 {
+    v.max(0) as u64
+}
