@@ -14,22 +14,33 @@ use super::state::{AppState, FAILURE_KINDS, FETCH_OUTCOMES};
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// `ok`; `store_unavailable` when the store does not answer; `no_workers` while no worker process
+    /// is up (at start, or while they are being replaced).
     pub status: String,
+    /// Workers configured.
     pub workers: usize,
+    /// Workers up and able to take a step.
+    pub workers_alive: usize,
 }
 
+/// For load balancers: 200 when this node can run steps (its store answers and a worker is up), 503
+/// otherwise.
 #[utoipa::path(get, path = "/health", tag = "system",
-    responses((status = 200, body = Health), (status = 503, body = Health, description = "the store does not answer")))]
+    responses((status = 200, body = Health),
+              (status = 503, body = Health, description = "the store does not answer, or no worker is up")))]
 pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
+    let alive = st.executor.workers_alive();
     let (status, word) = match st.store.schema_version().await {
-        Ok(_) => (StatusCode::OK, "ok"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        Ok(_) if alive == 0 => (StatusCode::SERVICE_UNAVAILABLE, "no_workers"),
+        Ok(_) => (StatusCode::OK, "ok"),
     };
     (
         status,
         Json(Health {
             status: word.into(),
             workers: st.executor.workers(),
+            workers_alive: alive,
         }),
     )
 }

@@ -43,6 +43,20 @@ pub struct LogEntry {
     pub time: u64,
 }
 
+/// Cuts `text` to at most `max` bytes on a character boundary, marked `…[truncated]`, and lets go of
+/// the rest of its allocation: a cut text must not hold on to the bytes it no longer shows.
+pub fn truncate_text(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("…[truncated]");
+        text.shrink_to_fit();
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct LogBuffer {
     entries: Vec<LogEntry>,
@@ -57,16 +71,7 @@ impl LogBuffer {
             return;
         }
         let room = MAX_MESSAGE_BYTES.min(MAX_TOTAL_BYTES - self.bytes);
-        if message.len() > room {
-            let mut cut = room;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str("…[truncated]");
-            // Keep only the bytes shown: a cut message must not hold on to its whole allocation.
-            message.shrink_to_fit();
-        }
+        truncate_text(&mut message, room);
         self.bytes += message.len();
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)

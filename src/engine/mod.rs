@@ -327,6 +327,15 @@ impl Executor {
         self.sandboxed
     }
 
+    /// Workers able to take a step now: live worker processes, or every thread in-process.
+    pub fn workers_alive(&self) -> usize {
+        match &self.backend {
+            Some(Backend::Process(p)) => p.pids().len(),
+            Some(Backend::InProcess(_)) => self.worker_count,
+            None => 0,
+        }
+    }
+
     /// The process ids of the live worker processes (none in-process).
     pub fn worker_pids(&self) -> Vec<u32> {
         match &self.backend {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use super::console::LogBuffer;
+use super::console::{truncate_text, LogBuffer};
 use super::gateway::Summary;
 use super::protocol::Outcome;
 use super::{ErrorKind, StepError, StepResult, StepStats};
@@ -54,20 +54,9 @@ pub const MAX_ERROR_TEXT: usize = 64 * 1024;
 
 /// An error with its message and stack cut to `MAX_ERROR_TEXT`: a step can throw a string of any size.
 pub fn capped(mut e: StepError) -> StepError {
-    fn cut(s: &mut String) {
-        if s.len() > MAX_ERROR_TEXT {
-            let mut at = MAX_ERROR_TEXT;
-            while !s.is_char_boundary(at) {
-                at -= 1;
-            }
-            s.truncate(at);
-            s.push_str("…[truncated]");
-            s.shrink_to_fit();
-        }
-    }
-    cut(&mut e.message);
+    truncate_text(&mut e.message, MAX_ERROR_TEXT);
     if let Some(stack) = e.stack.as_mut() {
-        cut(stack);
+        truncate_text(stack, MAX_ERROR_TEXT);
     }
     e
 }

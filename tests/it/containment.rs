@@ -367,6 +367,9 @@ fn a_worker_killed_mid_step_fails_that_step_alone() {
     );
     let replaced = workers(&serve, 2);
     assert!(!replaced.contains(&busy), "the killed worker was replaced");
+    let (status, health) = serve.call("GET", "/health", OP, None);
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["workers_alive"], json!(2), "{health}");
     for _ in 0..3 {
         let next = run_step(&serve, json!({ "code": "export default () => 'next'" }));
         assert_eq!(next["output"], json!("next"), "{next}");

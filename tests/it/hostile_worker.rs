@@ -361,24 +361,7 @@ fn queued_fetches_do_not_pin_unbounded_supervisor_memory() {
         return;
     }
     let server = TestServer::start(|_| Reply::ok("slow").delay(Duration::from_secs(5)));
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let mut f = tempfile::Builder::new().suffix(".py").tempfile().unwrap();
-    f.write_all(FAKE_WORKER.as_bytes()).unwrap();
-    f.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o755))
-        .unwrap();
-    let path = f.into_temp_path();
-    let exec = Executor::new(ExecutorConfig {
-        workers: 1,
-        egress: server.egress_config(),
-        mode: codestep::engine::Mode::Process {
-            program: codestep::engine::WorkerProgram::Path(path.to_path_buf()),
-            sandbox: false,
-        },
-        ..Default::default()
-    })
-    .unwrap();
+    let (exec, _path) = fake_worker_executor_with(server.egress_config());
     assert!(exec.run_blocking(fake_step("ok", None)).ok);
     let url = server.url("api.test", "/slow");
     let grew = supervisor_growth(Duration::from_millis(100), || {
@@ -406,24 +389,7 @@ fn queued_fetches_do_not_pin_unbounded_supervisor_memory() {
 #[test]
 fn messages_from_one_step_never_reach_the_next() {
     let server = TestServer::start(|_| Reply::ok("x"));
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
-    let mut f = tempfile::Builder::new().suffix(".py").tempfile().unwrap();
-    f.write_all(FAKE_WORKER.as_bytes()).unwrap();
-    f.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o755))
-        .unwrap();
-    let path = f.into_temp_path();
-    let exec = Executor::new(ExecutorConfig {
-        workers: 1,
-        egress: server.egress_config(),
-        mode: codestep::engine::Mode::Process {
-            program: codestep::engine::WorkerProgram::Path(path.to_path_buf()),
-            sandbox: false,
-        },
-        ..Default::default()
-    })
-    .unwrap();
+    let (exec, _path) = fake_worker_executor_with(server.egress_config());
     let url = server.url("api.test", "/late");
     let r1 = exec.run_blocking(fake_step(&format!("late_fetch:{url}"), None));
     assert!(r1.ok, "{r1:?}");
