@@ -175,7 +175,7 @@ impl Slot {
                 let idle = self.monitor.watch(Watch {
                     pid: worker.pid as i32,
                     idle: true,
-                    max_rss: worker.baseline + self.shared.config.caps.memory_bytes() / 2,
+                    max_rss: worker.idle_limit(&self.shared),
                     max_cpu: IDLE_CPU,
                     cpu_start: monitor::cpu_time(worker.pid as i32).unwrap_or_default(),
                     kill_at: Instant::now() + Duration::from_secs(365 * 24 * 3600),
@@ -229,11 +229,10 @@ impl Slot {
                 if !alive {
                     break;
                 }
-                // A worker whose idle memory crept up by half a step's worth is replaced, so the
-                // baseline the monitor measures from stays honest.
-                let creep = self.shared.config.caps.memory_bytes() / 2;
+                // A worker whose idle memory crept up is replaced, so the baseline the monitor
+                // measures from stays honest.
                 if monitor::resident_bytes(worker.pid as i32)
-                    .is_some_and(|rss| rss > worker.baseline + creep)
+                    .is_some_and(|rss| rss > worker.idle_limit(&self.shared))
                 {
                     worker.stop().await;
                     break;
@@ -407,6 +406,12 @@ impl Worker {
     /// Whether the worker has left more than its allowance of what it was sent unread.
     fn stopped_reading(&self, allowance: usize) -> bool {
         self.unread.load(std::sync::atomic::Ordering::Relaxed) > allowance
+    }
+
+    /// The resident memory an idle worker may have: its baseline plus half a step's memory limit (the
+    /// allocator keeps some of what a step freed).
+    fn idle_limit(&self, shared: &Shared) -> u64 {
+        self.baseline + shared.config.caps.memory_bytes() / 2
     }
 
     /// Whether this worker may run a step of `tenant` (a probe: any worker).

@@ -129,6 +129,19 @@ pub async fn update_connector(
         ));
     }
     let current = store.connector(workspace, name).await?;
+    // Security model, "Who decides where a secret goes": whoever may edit a connector could otherwise
+    // point its secret at a host of their own. Only someone who holds the secret may change where it
+    // goes or how it is placed; rotating it alone, or turning scrubbing on, needs nothing more.
+    let redirects_secret = update.patterns.is_some()
+        || update.placement.is_some()
+        || (update.scrub_echo == Some(false) && current.scrub_echo);
+    if redirects_secret && update.secret.is_none() {
+        return Err(StoreError::invalid(
+            "secret",
+            "changing a connector's patterns or placement, or turning its echo scrubbing off, needs \
+             its secret again in the same request: only who holds the secret decides where it goes",
+        ));
+    }
     let spec = ConnectorSpec {
         name: current.name.clone(),
         patterns: update

@@ -277,15 +277,47 @@ fn connector_crud_keeps_the_secret_write_only() {
         json!(["https://api.weather.example/v1/*"]),
         "rotating the secret changes nothing else"
     );
+    // Where the secret goes is only changed by who holds it (security model, "Who decides where a
+    // secret goes"): a token alone cannot re-point the stored secret at another host.
+    for change in [
+        json!({ "patterns": ["https://attacker.example/*"] }),
+        json!({ "placement": { "type": "header", "name": "X-Key", "template": "{{secret}}" } }),
+    ] {
+        let (s, v) = api.call(
+            "PATCH",
+            "/v1/workspaces/acme/connectors/weather",
+            Some(&t),
+            Some(change.clone()),
+        );
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{change}: {v}");
+        assert_eq!(v["error"]["field"], "secret", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("needs its secret again"),
+            "{v}"
+        );
+    }
+    let (_, still) = api.call(
+        "GET",
+        "/v1/workspaces/acme/connectors/weather",
+        Some(&t),
+        None,
+    );
+    assert_eq!(
+        still["patterns"],
+        json!(["https://api.weather.example/v1/*"])
+    );
     let (s, v) = api.call(
         "PATCH",
         "/v1/workspaces/acme/connectors/weather",
         Some(&t),
         Some(
-            json!({ "placement": { "type": "header", "name": "X-Key", "template": "{{secret}}" } }),
+            json!({ "placement": { "type": "header", "name": "X-Key", "template": "{{secret}}" }, "secret": "rotated-secret-value" }),
         ),
     );
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["placement"]["name"], "X-Key");
 
     let (_, list) = api.call("GET", "/v1/workspaces/acme/connectors", Some(&t), None);

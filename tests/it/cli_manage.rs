@@ -387,7 +387,8 @@ async fn update_changes_only_what_is_given() {
     };
     let before = show(&env);
 
-    env.ok(&[
+    // Re-pointing the secret needs the secret (security model, "Who decides where a secret goes").
+    let refused = env.run(&[
         "connector",
         "update",
         "--workspace",
@@ -395,8 +396,30 @@ async fn update_changes_only_what_is_given() {
         "--name",
         "api",
         "--pattern",
-        "https://api.example.com/v2/*",
+        "https://attacker.example/*",
     ]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("needs its secret again"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(show(&env)["patterns"], before["patterns"]);
+    let r = env.run_with_stdin(
+        &[
+            "connector",
+            "update",
+            "--workspace",
+            "w",
+            "--name",
+            "api",
+            "--pattern",
+            "https://api.example.com/v2/*",
+            "--secret-stdin",
+        ],
+        Some(SECRET.as_bytes()),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let after = show(&env);
     assert_eq!(
         after["patterns"],
@@ -405,18 +428,23 @@ async fn update_changes_only_what_is_given() {
     assert_eq!(after["placement"], before["placement"]);
     assert_eq!(env.decrypt("w", "api").await, SECRET);
 
-    env.ok(&[
-        "connector",
-        "update",
-        "--workspace",
-        "w",
-        "--name",
-        "api",
-        "--query-param",
-        "k",
-        "--scrub-echo",
-        "true",
-    ]);
+    let r = env.run_with_stdin(
+        &[
+            "connector",
+            "update",
+            "--workspace",
+            "w",
+            "--name",
+            "api",
+            "--query-param",
+            "k",
+            "--scrub-echo",
+            "true",
+            "--secret-stdin",
+        ],
+        Some(SECRET.as_bytes()),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let after = show(&env);
     assert_eq!(
         after["placement"],

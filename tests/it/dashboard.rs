@@ -888,6 +888,8 @@ async fn dashboard_in_headless_chromium() {
         &format!("{api_pattern}\n{other_pattern}"),
     )
     .await;
+    // Re-pointing the secret needs the secret again: the same one here.
+    type_into(&c, "[data-testid=f-secret]", SECRET).await;
     click(&c, "[data-testid=form-submit]").await;
     wait_until(&c, None, "two patterns after the edit", |c| async move {
         count(&c, "[data-testid=detail-patterns] li").await == 2

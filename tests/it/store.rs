@@ -523,6 +523,28 @@ async fn update_touches_only_what_is_given(b: Backend) {
     .await
     .unwrap();
 
+    // Where the secret goes changes only with the secret in the same request (security model, "Who
+    // decides where a secret goes"); refused, the connector is left as it was.
+    for refused in [
+        ConnectorUpdate {
+            patterns: Some(vec!["https://attacker.example/*".into()]),
+            ..Default::default()
+        },
+        ConnectorUpdate {
+            placement: Some(Placement::Query { param: "k".into() }),
+            ..Default::default()
+        },
+    ] {
+        let err = store::update_connector(&*f.store, &vault, "w", "api", refused, ACTOR)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, store::StoreError::Invalid(e) if e.field.as_deref() == Some("secret")),
+            "{err}"
+        );
+    }
+    assert_eq!(f.store.connector("w", "api").await.unwrap(), orig);
+
     let after_patterns = store::update_connector(
         &*f.store,
         &vault,
@@ -533,6 +555,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
                 "https://api.example.com/v2/*".into(),
                 "https://*.example.org".into(),
             ]),
+            secret: Some(secret(SECRET_A)),
             ..Default::default()
         },
         ACTOR,
@@ -541,10 +564,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
     .unwrap();
     assert_eq!(after_patterns.patterns.len(), 2);
     assert_eq!(after_patterns.placement, orig.placement);
-    assert_eq!(
-        after_patterns.sealed, orig.sealed,
-        "the secret must not be touched"
-    );
+    assert_eq!(decrypt(&f, &vault, "w", "api").await.unwrap(), SECRET_A);
     assert!(after_patterns.updated_at > orig.updated_at);
     assert_eq!(after_patterns.created_at, orig.created_at);
 
@@ -559,6 +579,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
         ConnectorUpdate {
             placement: Some(q.clone()),
             scrub_echo: Some(true),
+            secret: Some(secret(SECRET_A)),
             ..Default::default()
         },
         ACTOR,
@@ -568,7 +589,21 @@ async fn update_touches_only_what_is_given(b: Backend) {
     assert_eq!(after_placement.placement, q);
     assert!(after_placement.scrub_echo);
     assert_eq!(after_placement.patterns, after_patterns.patterns);
-    assert_eq!(after_placement.sealed, orig.sealed);
+    // Turning scrubbing on needs nothing more; turning it off re-points nothing but needs the secret.
+    let off = store::update_connector(
+        &*f.store,
+        &vault,
+        "w",
+        "api",
+        ConnectorUpdate {
+            scrub_echo: Some(false),
+            ..Default::default()
+        },
+        ACTOR,
+    )
+    .await
+    .unwrap_err();
+    assert!(off.to_string().contains("needs its secret again"), "{off}");
 
     let after_secret = store::update_connector(
         &*f.store,
@@ -585,7 +620,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
     .unwrap();
     assert_eq!(after_secret.patterns, after_patterns.patterns);
     assert_eq!(after_secret.placement, q);
-    assert_ne!(after_secret.sealed, orig.sealed);
+    assert_ne!(after_secret.sealed, after_placement.sealed);
     assert_eq!(decrypt(&f, &vault, "w", "api").await.unwrap(), SECRET_C);
 
     let err = store::update_connector(
@@ -611,8 +646,8 @@ async fn update_touches_only_what_is_given(b: Backend) {
         details,
         vec![
             "changed: secret",
-            "changed: placement, scrub_echo",
-            "changed: patterns"
+            "changed: placement, scrub_echo, secret",
+            "changed: patterns, secret"
         ]
     );
 }

@@ -622,8 +622,15 @@
     setText("form-submit", isAdd ? "Add connector" : "Save changes");
     $("f-name").readOnly = !isAdd;
     show("f-kind-set", isAdd);
-    show("f-secret-field", isAdd);
-    $("f-secret").required = isAdd;
+    // Changing where a secret goes needs the secret again (security model, "Who decides where a
+    // secret goes"), so the edit form asks for it too.
+    $("f-secret").required = true;
+    setText(
+      "f-secret-hint",
+      isAdd
+        ? "Write-only: it is never shown again."
+        : "Changing where the secret goes needs the secret again. Write-only: it is never shown.",
+    );
     if (!isAdd) {
       $("f-name").value = connector.name;
       setRadio("kind", "custom");
@@ -684,7 +691,10 @@
     } else {
       const patterns = readPatterns();
       if (patterns.length === 0) return showFieldError("patterns", "at least one pattern is required");
-      body = { patterns, placement: readPlacement(), scrub_echo: $("f-scrub").checked };
+      if (!secret) {
+        return showFieldError("secret", "changing where the secret goes needs the secret again");
+      }
+      body = { patterns, placement: readPlacement(), scrub_echo: $("f-scrub").checked, secret };
     }
     const submit = $("form-submit");
     submit.disabled = true;
