@@ -166,6 +166,14 @@ pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
             .map_err(|e| UsageError(e.to_string()))?;
         let loaded = crate::vault::Vault::load(&crate::store::default_key_file(), true)
             .map_err(|e| UsageError(e.to_string()))?;
+        // The wrong key would fail every run that needs a secret: refuse to start instead, and leave
+        // no key file behind that this start made.
+        if let Err(e) = crate::store::check_master_keys(&*store, &loaded.vault).await {
+            if let Some(created) = &loaded.created_key_file {
+                let _ = std::fs::remove_file(created);
+            }
+            return Err(UsageError(format!("serve: {e}")));
+        }
         if let Some(created) = &loaded.created_key_file {
             eprintln!(
                 "codestep serve: created the master key file {}",

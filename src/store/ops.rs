@@ -56,6 +56,29 @@ async fn ensure_current_key(store: &dyn Store, vault: &Vault) -> Result<(), Stor
     }
 }
 
+/// Checks every key version the vault holds against what this store recorded for it, so that a node
+/// started with the wrong master key refuses to start instead of failing every run that needs a secret.
+pub async fn check_master_keys(store: &dyn Store, vault: &Vault) -> Result<(), StoreError> {
+    for version in vault.versions() {
+        let Some(recorded) = store.key_check(version).await? else {
+            continue;
+        };
+        let ours = vault
+            .key_check(version)
+            .map_err(vault_err("checking the master key"))?;
+        if recorded != ours {
+            return Err(StoreError::Vault {
+                context: "checking the master key against the store".into(),
+                source: VaultError::WrongMasterKey {
+                    version,
+                    origin: vault.origin(),
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Validates `spec` with `secret`, seals the secret and stores a new connector in `workspace`.
 pub async fn create_connector(
     store: &dyn Store,

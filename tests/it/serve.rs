@@ -126,3 +126,48 @@ fn operator_caps_bound_what_a_run_asks_for() {
         "{body}"
     );
 }
+
+/// A node started with another master key than the store's secrets were sealed with refuses to start,
+/// naming the problem, instead of failing every run that needs a secret.
+#[test]
+fn serve_refuses_a_master_key_the_store_does_not_know() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let db = db.to_str().unwrap();
+    {
+        let serve = Serve::start(db, &[]);
+        assert_eq!(
+            serve
+                .call(
+                    "POST",
+                    "/v1/workspaces",
+                    OP,
+                    Some(json!({ "name": "acme" }))
+                )
+                .0,
+            201
+        );
+        let (s, v) = serve.call(
+            "POST",
+            "/v1/workspaces/acme/connectors",
+            OP,
+            Some(json!({ "name": "svc", "preset": "stripe", "secret": "sk_test_keycheck_123" })),
+        );
+        assert_eq!(s, 201, "{v}");
+    }
+    let other_key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let out = std::process::Command::new(crate::support::codestep_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+        .env("CODESTEP_MASTER_KEY", other_key)
+        .env("CODESTEP_OPERATOR_TOKEN", OP)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("master key version 1") && stderr.contains("not the key"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "it must not listen");
+}
