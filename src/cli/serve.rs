@@ -14,7 +14,7 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Worker threads, each running one step at a time (default: one per CPU core).
+    /// Workers (processes, or threads with --in-process), each running one step at a time (default: one per CPU core).
     #[arg(long)]
     pub workers: Option<usize>,
     /// Runs that may wait for a free worker; past that, new runs get 429 with Retry-After.

@@ -77,7 +77,7 @@ pub enum WorkerProgram {
 /// How an executor is set up by its operator.
 #[derive(Clone, Debug)]
 pub struct ExecutorConfig {
-    /// Worker threads, each running one step at a time.
+    /// Workers (processes, or threads in-process), each running one step at a time.
     pub workers: usize,
     /// The most any step may get; a step's own limits can only be lower.
     pub caps: Limits,
