@@ -783,3 +783,56 @@ fn serve_refuses_to_start_without_a_sandbox_unless_told() {
     assert!(first.starts_with("listening on"), "{first}");
     assert!(err.contains("WITHOUT the seccomp sandbox"), "{err}");
 }
+
+/// The pattern attack through `serve`: a huge pattern is refused when saved, and a huge request URL is
+/// refused at once, so matching can never stall the shared HTTP runtime (it is linear in any case).
+#[test]
+fn oversized_patterns_and_urls_are_refused_through_serve() {
+    let upstream = TestServer::start(|_| Reply::ok("fine"));
+    let (net, _ca) = upstream.cli_net_args();
+    let mut args = net.clone();
+    args.extend(["--workers".into(), "2".into()]);
+    let serve = Serve::with_acme(&args);
+    let huge = format!("https://api.test/{}", "a*".repeat(50_000));
+    let (s, v) = serve.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        OP,
+        Some(json!({ "name": "big", "patterns": [huge], "placement": { "type": "query", "param": "k" }, "secret": "s3cret-value-1" })),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1024 bytes"),
+        "{v}"
+    );
+    let (s, v) = serve.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        OP,
+        Some(json!({ "name": "svc", "patterns": [upstream.pattern("api.test")], "placement": { "type": "query", "param": "k" }, "secret": "s3cret-value-1" })),
+    );
+    assert_eq!(s, 201, "{v}");
+    let started = Instant::now();
+    let v = run_step(
+        &serve,
+        json!({
+            "code": "export default async ({ u }) => { try { await fetch(u + '?' + 'a'.repeat(200000)); return 'sent' } catch (e) { return e.message } }",
+            "input": { "u": upstream.url("api.test", "/x") },
+            "connectors": ["svc"],
+        }),
+    );
+    let message = v["output"].as_str().unwrap_or_default();
+    assert!(message.contains("at most 16384 bytes"), "{v}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        upstream.requests().is_empty(),
+        "the oversized request left the host"
+    );
+}
