@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 
+use super::access::Who;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::store::{hash_api_token, name_key};
@@ -69,13 +70,19 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
         let hash = hash_api_token(token);
+        // For the access log: who called (never the token).
+        let who = parts.extensions.get::<Who>().cloned().unwrap_or_default();
         if hash == state.operator_token_hash {
+            who.set("*", "operator");
             return Ok(Caller::Operator);
         }
         match state.store.authenticate_api_token(&hash).await? {
-            Some(t) => Ok(Caller::Workspace {
-                name: t.workspace_name,
-            }),
+            Some(t) => {
+                who.set(&t.workspace_name, &t.name);
+                Ok(Caller::Workspace {
+                    name: t.workspace_name,
+                })
+            }
             None => Err(ApiError::unauthorized()),
         }
     }

@@ -99,7 +99,7 @@ impl From<StoreError> for ApiError {
             // Store and vault failures are the operator's problem, and their messages are for the
             // operator's log: they name database hosts, files and SQL errors, to anyone who calls.
             other => {
-                eprintln!("codestep serve: store error: {other}");
+                tracing::error!(error = %other, "store error");
                 ApiError::internal("the store failed; the server's log has the details")
             }
         }

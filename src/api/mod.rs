@@ -3,6 +3,7 @@
 //! Handlers are thin: they check who is calling (`auth`), call the store, vault or executor, and
 //! return JSON. Every error goes through `error::ApiError`, the one place errors become responses.
 
+mod access;
 mod auth;
 mod connectors;
 mod error;
@@ -165,6 +166,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
     })
     .layer(DefaultBodyLimit::max(max_body_bytes))
+    .layer(axum::middleware::from_fn(access::log))
     .with_state(state)
 }
 
@@ -200,7 +202,7 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    eprintln!("codestep serve: stopped; running steps were drained");
+    tracing::info!("stopped; running steps were drained");
     Ok(())
 }
 
@@ -217,7 +219,7 @@ async fn shutdown_signal() {
         _ = term => {},
         _ = tokio::signal::ctrl_c() => {},
     }
-    eprintln!("codestep serve: shutting down: no new requests; waiting for running steps");
+    tracing::info!("shutting down: no new requests; waiting for running steps");
 }
 
 /// Deletes fetch records older than the retention, in small batches, every few minutes. Runs beside
@@ -230,11 +232,12 @@ async fn retention_loop(state: AppState, every: Duration) {
         let cutoff = monitoring::window_start() + 24 * 3_600_000 - retention_ms;
         match state.store.prune_fetch_attempts(cutoff, 1_000).await {
             Ok(0) => {}
-            Ok(n) => eprintln!(
-                "codestep serve: retention: deleted {n} fetch records older than {} days",
-                state.retention_days
+            Ok(n) => tracing::info!(
+                deleted = n,
+                retention_days = state.retention_days,
+                "retention: deleted old fetch records"
             ),
-            Err(e) => eprintln!("codestep serve: retention: {e}"),
+            Err(e) => tracing::error!(error = %e, "retention failed"),
         }
     }
 }

@@ -100,7 +100,7 @@ pub async fn run(
         {
             tries += 1;
             if tries == RECORD_TRIES {
-                eprintln!("codestep serve: could not record the fetches of run {run_id}: {e}");
+                tracing::error!(run_id = %run_id, error = %e, "could not record the fetches of a run");
                 return Err(ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "records_not_stored",
@@ -113,6 +113,15 @@ pub async fn run(
         }
         store_time += record_started.elapsed();
     }
+    tracing::info!(
+        target: "codestep::run",
+        run_id = %run_id,
+        workspace = %workspace.name,
+        outcome = result.error.as_ref().map_or("ok", |e| kind_name(e.kind)),
+        duration_ms = result.stats.duration_ms,
+        fetches = result.stats.fetches,
+        "run"
+    );
     // How long the run spent in the store (its one read and its one write; authentication apart), for
     // operators and for the nodes benchmark.
     let timing = format!("store;dur={:.3}", store_time.as_secs_f64() * 1000.0);
@@ -128,23 +137,28 @@ pub async fn run(
 /// How often recording a run's fetches is tried before the run is reported as not acknowledged.
 const RECORD_TRIES: u32 = 3;
 
+/// The error kind as the API writes it (`snake_case`), for logs.
+fn kind_name(kind: ErrorKind) -> &'static str {
+    FAILURE_KINDS[failure_index(kind)]
+}
+
+fn failure_index(kind: ErrorKind) -> usize {
+    match kind {
+        ErrorKind::Error => 0,
+        ErrorKind::Timeout => 1,
+        ErrorKind::Memory => 2,
+        ErrorKind::Limit => 3,
+        ErrorKind::Output => 4,
+        ErrorKind::Input => 5,
+        ErrorKind::Internal => 6,
+    }
+}
+
 fn record_metrics(st: &AppState, result: &StepResult, attempts: &[FetchAttempt]) {
     let m = &st.metrics;
     match &result.error {
         None => Metrics::add(&m.runs_ok, 1),
-        Some(e) => {
-            let idx = match e.kind {
-                ErrorKind::Error => 0,
-                ErrorKind::Timeout => 1,
-                ErrorKind::Memory => 2,
-                ErrorKind::Limit => 3,
-                ErrorKind::Output => 4,
-                ErrorKind::Input => 5,
-                ErrorKind::Internal => 6,
-            };
-            debug_assert!(idx < FAILURE_KINDS.len());
-            Metrics::add(&m.runs_failed[idx], 1);
-        }
+        Some(e) => Metrics::add(&m.runs_failed[failure_index(e.kind)], 1),
     }
     m.run_seconds_total_micros.fetch_add(
         (result.stats.duration_ms * 1000.0) as u64,

@@ -1,6 +1,7 @@
 //! The `codestep` command line. Exit codes: 0 success, 1 the step (or the operation) failed,
 //! 2 usage or configuration error.
 
+mod logging;
 pub mod manage;
 mod net;
 mod run;
@@ -145,6 +146,7 @@ fn block_on(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> i32 
 /// Parses the command line, runs it and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    logging::init();
     let outcome = match cli.command {
         Command::Run(args) => run::run(args, cli.db),
         Command::Serve(args) => serve::run(args, cli.db).map(|code| {

@@ -120,11 +120,19 @@ fn operator_token() -> Result<String, UsageError> {
         .open(&path)
         .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
     writeln!(f, "{token}").map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
-    eprintln!(
-        "codestep serve: created the operator token file {}",
-        path.display()
-    );
+    tracing::warn!(path = %path.display(), "created the operator token file");
     Ok(token)
+}
+
+/// The sandbox state as the start-up event names it.
+fn sandbox_state(isolation: &super::IsolationArgs) -> &'static str {
+    if isolation.in_process {
+        "in-process"
+    } else if isolation.no_sandbox {
+        "off"
+    } else {
+        "seccomp"
+    }
 }
 
 pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
@@ -145,7 +153,7 @@ pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
         mode: args.isolation.mode()?,
     })
     .map_err(|e| UsageError(e.to_string()))?;
-    eprintln!("codestep serve: {}", args.isolation.describe(workers));
+
     let executor = Arc::new(executor);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -175,11 +183,17 @@ pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
             return Err(UsageError(format!("serve: {e}")));
         }
         if let Some(created) = &loaded.created_key_file {
-            eprintln!(
-                "codestep serve: created the master key file {}",
-                created.display()
-            );
+            tracing::warn!(path = %created.display(), "created the master key file; back it up");
         }
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            listen = %opts.listen,
+            store = if location.starts_with("postgres") { "postgres" } else { "sqlite" },
+            workers,
+            sandbox = sandbox_state(&args.isolation),
+            "codestep serve starting: {}",
+            args.isolation.describe(workers)
+        );
         let state = api::state(store, loaded.vault, executor, &token, &opts);
         api::serve(state, opts)
             .await

@@ -154,7 +154,7 @@ impl Slot {
                     w
                 }
                 Err(e) => {
-                    eprintln!("codestep: could not start a worker process: {e}");
+                    tracing::error!(error = %e, "could not start a worker process");
                     // Work must not wait forever on a worker that cannot start: fail what is queued.
                     let message = format!("no worker process could be started: {e}");
                     if let Some(task) = pending.take() {
@@ -207,7 +207,7 @@ impl Slot {
                 };
                 if let Some(why) = unfit {
                     if !why.is_empty() {
-                        eprintln!("codestep: worker {} is replaced: {why}", worker.pid);
+                        tracing::warn!(pid = worker.pid, reason = why, "worker replaced");
                     }
                     pending = Some(task);
                     worker.stop().await;
@@ -517,11 +517,12 @@ impl Worker {
                         format!("the worker process running this step died ({})", why.status),
                     ),
                 };
-                eprintln!(
-                    "codestep: worker {} ended during a step ({}; {kind:?}); it is replaced{}",
-                    self.pid,
-                    why.status,
-                    why.excerpt.map(|e| format!(": {e}")).unwrap_or_default()
+                tracing::warn!(
+                    pid = self.pid,
+                    status = %why.status,
+                    kind = ?kind,
+                    last_output = why.excerpt.as_deref().unwrap_or(""),
+                    "worker ended during a step; it is replaced"
                 );
                 (
                     outcome::assemble(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::serve::{call, Serve, OP};
 use crate::support::{Reply, TestServer};
@@ -170,4 +170,139 @@ fn serve_refuses_a_master_key_the_store_does_not_know() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "it must not listen");
+}
+
+/// The server's logs: JSON lines on a pipe, one access event per request with the client's request id
+/// (or a fresh one, returned either way), one event per run, and a start-up event that says how the
+/// server runs; never a token or a query value.
+#[test]
+fn logs_are_json_lines_with_access_run_and_start_events() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(crate::support::codestep_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--db"])
+        .arg(dir.path().join("c.db"))
+        .env("CODESTEP_MASTER_KEY", base64_key())
+        .env("CODESTEP_OPERATOR_TOKEN", OP)
+        .env_remove("CODESTEP_LOG")
+        .env_remove("CODESTEP_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        call(
+            &base,
+            "POST",
+            "/v1/workspaces",
+            OP,
+            Some(json!({ "name": "acme" }))
+        )
+        .0,
+        201
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (given, generated) = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let given = http
+            .post(format!(
+                "{base}/v1/workspaces/acme/runs?token=query-value-not-for-logs"
+            ))
+            .bearer_auth(OP)
+            .header("x-request-id", "req-1234")
+            .header("content-type", "application/json")
+            .body(json!({ "code": "export default () => 2" }).to_string())
+            .send()
+            .await
+            .unwrap();
+        let generated = http
+            .get(format!("{base}/v1/workspaces/acme/connectors"))
+            .bearer_auth(OP)
+            .send()
+            .await
+            .unwrap();
+        (
+            given.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+            generated.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        )
+    });
+    assert_eq!(given, "req-1234");
+    assert_eq!(generated.len(), 32, "a fresh id: {generated}");
+    // SAFETY: signalling our own child process; it drains and exits.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    child.wait().unwrap();
+    let events: Vec<Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    let start = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("starting"))
+        })
+        .expect("a start-up event");
+    assert_eq!(start["store"], "sqlite", "{start}");
+    assert_eq!(start["workers"], 1, "{start}");
+    assert_eq!(start["sandbox"], "seccomp", "{start}");
+    assert!(
+        start["version"].is_string() && start["listen"].is_string(),
+        "{start}"
+    );
+    let access = events
+        .iter()
+        .find(|e| e["request_id"] == "req-1234")
+        .expect("the access event of the run request");
+    assert_eq!(access["route"], "/v1/workspaces/{ws}/runs", "{access}");
+    assert_eq!(access["status"], 200, "{access}");
+    assert_eq!(access["token"], "operator", "{access}");
+    assert!(
+        access["duration_ms"].is_number() && access["level"] == "INFO",
+        "{access}"
+    );
+    assert!(events.iter().any(|e| e["request_id"] == generated.as_str()));
+    let run = events
+        .iter()
+        .find(|e| e["message"] == "run")
+        .expect("a run event");
+    assert_eq!(run["workspace"], "acme", "{run}");
+    assert_eq!(run["outcome"], "ok", "{run}");
+    assert_eq!(run["fetches"], 0, "{run}");
+    assert!(
+        !err.contains("query-value-not-for-logs"),
+        "a query value was logged"
+    );
+    assert!(!err.contains(OP), "the operator token was logged");
+}
+
+fn base64_key() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
 }
