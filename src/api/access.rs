@@ -8,10 +8,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+
+use super::state::AppState;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -42,7 +44,7 @@ fn client_id(value: Option<&HeaderValue>) -> Option<String> {
         .then(|| v.to_string())
 }
 
-pub async fn log(mut req: Request, next: Next) -> Response {
+pub async fn log(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = client_id(req.headers().get(REQUEST_ID))
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
@@ -55,6 +57,7 @@ pub async fn log(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(who.clone());
     let mut res = next.run(req).await;
     let (workspace, token) = who.get();
+    st.metrics.http_request(&route, res.status().as_u16());
     tracing::info!(
         target: "codestep::access",
         request_id = %id,

@@ -8,6 +8,7 @@ mod auth;
 mod connectors;
 mod error;
 mod json;
+mod metrics;
 mod monitoring;
 mod runs;
 mod state;
@@ -29,7 +30,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::ApiError;
-use state::{AppState, Inner, Metrics};
+use state::{AppState, Inner};
 
 use crate::engine::Executor;
 use crate::store::{hash_api_token, Store};
@@ -166,7 +167,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
     })
     .layer(DefaultBodyLimit::max(max_body_bytes))
-    .layer(axum::middleware::from_fn(access::log))
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        access::log,
+    ))
     .with_state(state)
 }
 
@@ -185,7 +189,7 @@ pub fn state(
         admission: Arc::new(Semaphore::new(admission_size)),
         admission_size,
         operator_token_hash: hash_api_token(operator_token),
-        metrics: Metrics::default(),
+        metrics: metrics::Metrics::new(),
         retention_days: opts.retention_days,
     }))
 }

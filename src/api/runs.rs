@@ -1,8 +1,6 @@
 //! Running a step over HTTP: the orchestrator's endpoint. The result is the same object `codestep run`
 //! prints, plus the run id; every fetch attempt of the run is recorded for monitoring.
 
-use std::sync::atomic::Ordering;
-
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -16,8 +14,8 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiPath};
-use super::state::{AppState, Metrics, FAILURE_KINDS};
-use crate::engine::{ErrorKind, LimitOverrides, StepRequest, StepResult};
+use super::state::AppState;
+use crate::engine::{LimitOverrides, StepRequest, StepResult};
 use crate::store::{self, new_id, FetchAttempt};
 
 #[derive(Deserialize, ToSchema)]
@@ -66,7 +64,7 @@ pub async fn run(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.allow(&ws)?;
     let Ok(_permit) = st.admission.clone().try_acquire_owned() else {
-        Metrics::add(&st.metrics.runs_rejected_busy, 1);
+        st.metrics.run_rejected();
         return Err(ApiError::busy(RETRY_AFTER_SECS));
     };
     // The workspace and its connectors in one read.
@@ -80,14 +78,19 @@ pub async fn run(
     request.limits = body.limits;
     request.step_id = Some(run_id.clone());
     request.tenant = Some(workspace.id.clone());
+    let submitted = Instant::now();
     let result = st.executor.run(request).await;
+    // What the run took beyond its step: waiting for a worker, and reaching it.
+    let waited = submitted
+        .elapsed()
+        .saturating_sub(Duration::from_secs_f64(result.stats.duration_ms / 1000.0));
 
     let attempts: Vec<FetchAttempt> = result
         .requests
         .iter()
         .map(|r| FetchAttempt::from_record(r, Some(&run_id)))
         .collect();
-    record_metrics(&st, &result, &attempts);
+    st.metrics.run(&result, waited, &attempts);
     if !attempts.is_empty() {
         // A run is acknowledged only once every use of a secret it made is recorded: a write that
         // fails (a node losing its database for a moment) is tried again, then reported.
@@ -117,7 +120,7 @@ pub async fn run(
         target: "codestep::run",
         run_id = %run_id,
         workspace = %workspace.name,
-        outcome = result.error.as_ref().map_or("ok", |e| kind_name(e.kind)),
+        outcome = super::metrics::outcome_label(&result),
         duration_ms = result.stats.duration_ms,
         fetches = result.stats.fetches,
         "run"
@@ -136,35 +139,3 @@ pub async fn run(
 
 /// How often recording a run's fetches is tried before the run is reported as not acknowledged.
 const RECORD_TRIES: u32 = 3;
-
-/// The error kind as the API writes it (`snake_case`), for logs.
-fn kind_name(kind: ErrorKind) -> &'static str {
-    FAILURE_KINDS[failure_index(kind)]
-}
-
-fn failure_index(kind: ErrorKind) -> usize {
-    match kind {
-        ErrorKind::Error => 0,
-        ErrorKind::Timeout => 1,
-        ErrorKind::Memory => 2,
-        ErrorKind::Limit => 3,
-        ErrorKind::Output => 4,
-        ErrorKind::Input => 5,
-        ErrorKind::Internal => 6,
-    }
-}
-
-fn record_metrics(st: &AppState, result: &StepResult, attempts: &[FetchAttempt]) {
-    let m = &st.metrics;
-    match &result.error {
-        None => Metrics::add(&m.runs_ok, 1),
-        Some(e) => Metrics::add(&m.runs_failed[failure_index(e.kind)], 1),
-    }
-    m.run_seconds_total_micros.fetch_add(
-        (result.stats.duration_ms * 1000.0) as u64,
-        Ordering::Relaxed,
-    );
-    for a in attempts {
-        Metrics::add(&m.fetches[a.outcome() as usize], 1);
-    }
-}

@@ -1,8 +1,5 @@
 //! Health, Prometheus metrics, the OpenAPI document and the dashboard's static files.
 
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::state::{AppState, FAILURE_KINDS, FETCH_OUTCOMES};
+use super::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -48,53 +45,9 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    let m = &st.metrics;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP codestep_runs_total Steps run, by result.\n# TYPE codestep_runs_total counter"
-    );
-    let _ = writeln!(
-        out,
-        "codestep_runs_total{{result=\"ok\"}} {}",
-        m.runs_ok.load(Ordering::Relaxed)
-    );
-    for (kind, c) in FAILURE_KINDS.iter().zip(&m.runs_failed) {
-        let _ = writeln!(
-            out,
-            "codestep_runs_total{{result=\"{kind}\"}} {}",
-            c.load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(out, "# HELP codestep_runs_rejected_total Runs turned away with 429 because the pool and its queue were full.\n# TYPE codestep_runs_rejected_total counter");
-    let _ = writeln!(
-        out,
-        "codestep_runs_rejected_total {}",
-        m.runs_rejected_busy.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(out, "# HELP codestep_run_seconds_total Wall time spent in steps.\n# TYPE codestep_run_seconds_total counter");
-    let _ = writeln!(
-        out,
-        "codestep_run_seconds_total {:.6}",
-        m.run_seconds_total_micros.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(out, "# HELP codestep_fetches_total Fetch attempts made by steps, by outcome.\n# TYPE codestep_fetches_total counter");
-    for (outcome, c) in FETCH_OUTCOMES.iter().map(|o| o.as_str()).zip(&m.fetches) {
-        let _ = writeln!(
-            out,
-            "codestep_fetches_total{{outcome=\"{outcome}\"}} {}",
-            c.load(Ordering::Relaxed)
-        );
-    }
-    let in_use = st.admission_size - st.admission.available_permits();
-    let _ = writeln!(out, "# HELP codestep_runs_admitted Runs running or queued now.\n# TYPE codestep_runs_admitted gauge");
-    let _ = writeln!(out, "codestep_runs_admitted {in_use}");
-    let _ = writeln!(
-        out,
-        "# HELP codestep_workers Worker threads (one isolate each).\n# TYPE codestep_workers gauge"
-    );
-    let _ = writeln!(out, "codestep_workers {}", st.executor.workers());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    let in_flight = st.admission_size - st.admission.available_permits();
+    let text = st.metrics.render(in_flight, st.executor.workers_alive());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 const INDEX_HTML: &str = include_str!("dashboard/index.html");

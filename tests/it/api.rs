@@ -547,13 +547,28 @@ fn runs_are_recorded_and_monitored() {
     assert_eq!(s, StatusCode::OK);
     let text = metrics.as_str().unwrap();
     assert!(
-        text.contains("codestep_runs_total{result=\"ok\"} 7"),
+        text.contains("codestep_runs_total{outcome=\"ok\"} 7"),
         "{text}"
     );
     assert!(
         text.contains("codestep_fetches_total{outcome=\"blocked\"} 1"),
         "{text}"
     );
+    // From the client library: histograms, HTTP requests by route template, gauges, process, build.
+    for wanted in [
+        "codestep_run_duration_seconds_bucket{le=\"0.005\"}",
+        "codestep_run_duration_seconds_count 7",
+        "codestep_run_queue_wait_seconds_count 7",
+        "codestep_fetch_duration_seconds_count{outcome=\"blocked\"} 1",
+        "codestep_http_requests_total{route=\"/v1/workspaces/{ws}/runs\",status=\"200\"} 7",
+        "codestep_workers_idle ",
+        "codestep_queue_depth 0",
+        "process_resident_memory_bytes",
+        "codestep_build_info{version=",
+    ] {
+        assert!(text.contains(wanted), "{wanted} missing from:\n{text}");
+    }
+    assert!(!text.contains("acme"), "a workspace name became a label");
     assert!(!text.contains(SECRET));
 }
 
