@@ -57,7 +57,8 @@ pub async fn log(State(st): State<AppState>, mut req: Request, next: Next) -> Re
     req.extensions_mut().insert(who.clone());
     let mut res = next.run(req).await;
     let (workspace, token) = who.get();
-    st.metrics.http_request(&route, res.status().as_u16());
+    st.metrics
+        .http_request(&method, &route, res.status().as_u16());
     tracing::info!(
         target: "codestep::access",
         request_id = %id,

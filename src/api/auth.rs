@@ -14,7 +14,11 @@ use crate::store::{hash_api_token, name_key};
 #[derive(Clone, Debug)]
 pub enum Caller {
     Operator,
-    Workspace { name: String },
+    /// A workspace token: its workspace, and the label it was created with.
+    Workspace {
+        name: String,
+        label: String,
+    },
 }
 
 impl Caller {
@@ -24,7 +28,7 @@ impl Caller {
         match self {
             Caller::Operator => Ok(()),
             // Names are unique regardless of case, and the store finds them so: match as it does.
-            Caller::Workspace { name } if name_key(name) == name_key(workspace) => Ok(()),
+            Caller::Workspace { name, .. } if name_key(name) == name_key(workspace) => Ok(()),
             Caller::Workspace { .. } => Err(ApiError::not_found(format!(
                 "workspace {workspace:?} not found"
             ))),
@@ -38,11 +42,19 @@ impl Caller {
         }
     }
 
+    /// The token's label, for the run history (never the token itself).
+    pub fn label(&self) -> &str {
+        match self {
+            Caller::Operator => "operator",
+            Caller::Workspace { label, .. } => label,
+        }
+    }
+
     /// For audit entries: which kind of token did it (never the token itself).
     pub fn actor(&self) -> String {
         match self {
             Caller::Operator => "api:operator".to_string(),
-            Caller::Workspace { name } => format!("api:workspace-token:{name}"),
+            Caller::Workspace { name, .. } => format!("api:workspace-token:{name}"),
         }
     }
 }
@@ -81,6 +93,7 @@ impl FromRequestParts<AppState> for Caller {
                 who.set(&t.workspace_name, &t.name);
                 Ok(Caller::Workspace {
                     name: t.workspace_name,
+                    label: t.name,
                 })
             }
             None => Err(ApiError::unauthorized()),

@@ -1,7 +1,8 @@
 //! `/metrics`: Prometheus metrics from a client library's registry.
 //!
 //! Labels are bounded by the code, never by user data: a run's `outcome` (ok or an error kind), a
-//! fetch's `outcome` (the store's five), an HTTP request's `route` (the route template, or
+//! fetch's `outcome` (the store's five), an HTTP request's `method` (the usual ones, else `other`),
+//! `route` (the route template, or
 //! `(unmatched)`) and `status`. Workspaces and connectors are not labels: their number is up to the
 //! users, and per-connector counts are in the monitoring API instead.
 
@@ -136,9 +137,9 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "http_requests_total",
-                        "HTTP requests served, by route template and status.",
+                        "HTTP requests served, by method, route template and status.",
                     ),
-                    &["route", "status"],
+                    &["method", "route", "status"],
                 )
                 .expect("valid metric"),
             ),
@@ -178,9 +179,14 @@ impl Metrics {
         }
     }
 
-    pub fn http_request(&self, route: &str, status: u16) {
+    pub fn http_request(&self, method: &str, route: &str, status: u16) {
+        // Methods outside the usual set share one label value, so a client cannot grow the series.
+        let method = match method {
+            "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" => method,
+            _ => "other",
+        };
         self.http_requests
-            .with_label_values(&[route, &status.to_string()])
+            .with_label_values(&[method, route, &status.to_string()])
             .inc();
     }
 

@@ -7,6 +7,7 @@ mod access;
 mod auth;
 mod connectors;
 mod error;
+mod history;
 mod json;
 mod metrics;
 mod monitoring;
@@ -79,7 +80,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::list, workspaces::create))
         .routes(routes!(workspaces::delete))
         .routes(routes!(workspaces::create_token))
-        .routes(routes!(runs::run))
+        .routes(routes!(runs::run, history::list))
+        .routes(routes!(history::get))
         .routes(routes!(connectors::list, connectors::create))
         .routes(routes!(
             connectors::get,

@@ -134,7 +134,7 @@ fn parse_cursor(c: Option<&str>) -> Result<Option<i64>, ApiError> {
     .transpose()
 }
 
-fn parse_limit(l: Option<u32>) -> Result<u32, ApiError> {
+pub(crate) fn parse_limit(l: Option<u32>) -> Result<u32, ApiError> {
     match l {
         None => Ok(50),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),

@@ -16,7 +16,7 @@ use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiPath};
 use super::state::AppState;
 use crate::engine::{LimitOverrides, StepRequest, StepResult};
-use crate::store::{self, new_id, FetchAttempt};
+use crate::store::{self, new_id, FetchAttempt, RunRecord};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +73,14 @@ pub async fn run(
         store::load_run(&*st.store, &st.vault, &ws, &body.connectors).await?;
     let mut store_time = store_started.elapsed();
     let run_id = new_id();
+    let step_hash = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(body.code.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let started_at = store::now_millis();
     let mut request = StepRequest::new(body.code, body.input);
     request.connectors = connectors;
     request.limits = body.limits;
@@ -91,31 +99,41 @@ pub async fn run(
         .map(|r| FetchAttempt::from_record(r, Some(&run_id)))
         .collect();
     st.metrics.run(&result, waited, &attempts);
-    if !attempts.is_empty() {
-        // A run is acknowledged only once every use of a secret it made is recorded: a write that
-        // fails (a node losing its database for a moment) is tried again, then reported.
-        let record_started = Instant::now();
-        let mut tries = 0;
-        while let Err(e) = st
-            .store
-            .record_fetch_attempts(Some(&workspace.id), &attempts)
-            .await
-        {
-            tries += 1;
-            if tries == RECORD_TRIES {
-                tracing::error!(run_id = %run_id, error = %e, "could not record the fetches of a run");
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "records_not_stored",
-                    format!(
-                        "run {run_id} finished, but its fetch records could not be stored; it is not acknowledged"
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50 << tries)).await;
+    let logs = serde_json::to_string(&result.logs).unwrap_or_else(|_| "[]".into());
+    let history = RunRecord {
+        id: run_id.clone(),
+        workspace_id: workspace.id.clone(),
+        started_at,
+        ended_at: store::now_millis(),
+        step_hash,
+        token: caller.label().to_string(),
+        outcome: super::metrics::outcome_label(&result).to_string(),
+        error_message: result.error.as_ref().map(|e| e.message.clone()),
+        duration_ms: result.stats.duration_ms,
+        fetches: result.stats.fetches,
+        output_bytes: result.output.as_ref().map_or(0, |o| o.get().len() as u64),
+        logs_dropped: result.stats.logs_dropped as u64,
+        logs,
+    };
+    // A run is acknowledged only once it is in the history with every use of a secret it made: a
+    // write that fails (a node losing its database for a moment) is tried again, then reported.
+    let record_started = Instant::now();
+    let mut tries = 0;
+    while let Err(e) = st.store.record_run(&history, &attempts).await {
+        tries += 1;
+        if tries == RECORD_TRIES {
+            tracing::error!(run_id = %run_id, error = %e, "could not record a run");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "records_not_stored",
+                format!(
+                    "run {run_id} finished, but its record could not be stored; it is not acknowledged"
+                ),
+            ));
         }
-        store_time += record_started.elapsed();
+        tokio::time::sleep(Duration::from_millis(50 << tries)).await;
     }
+    store_time += record_started.elapsed();
     tracing::info!(
         target: "codestep::run",
         run_id = %run_id,

@@ -70,7 +70,7 @@ pub async fn me(caller: Caller) -> Json<Me> {
             kind: "operator".into(),
             workspace: None,
         },
-        Caller::Workspace { name } => Me {
+        Caller::Workspace { name, .. } => Me {
             kind: "workspace".into(),
             workspace: Some(name),
         },

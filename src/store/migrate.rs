@@ -37,6 +37,11 @@ pub const SQLITE: &[Migration] = &[
         name: "monitoring",
         sql: include_str!("../../migrations/sqlite/0003_monitoring.sql"),
     },
+    Migration {
+        version: 4,
+        name: "runs",
+        sql: include_str!("../../migrations/sqlite/0004_runs.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -54,6 +59,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "monitoring",
         sql: include_str!("../../migrations/postgres/0003_monitoring.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "runs",
+        sql: include_str!("../../migrations/postgres/0004_runs.sql"),
     },
 ];
 

@@ -374,6 +374,74 @@ pub(crate) fn stored_outcome(s: &str) -> Result<Outcome, StoreError> {
         .map_err(|_| StoreError::Schema(format!("a fetch record has an unknown outcome {s:?}")))
 }
 
+/// One run as the history keeps it: who asked, which step (its code's hash), how it ended, its log
+/// and how many fetches it made. Never its input or output, only the output's size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    pub id: String,
+    pub workspace_id: String,
+    pub started_at: Millis,
+    pub ended_at: Millis,
+    /// SHA-256 of the step's code, hex.
+    pub step_hash: String,
+    /// The label of the token that asked for the run.
+    pub token: String,
+    /// `ok` or the error kind.
+    pub outcome: String,
+    pub error_message: Option<String>,
+    pub duration_ms: f64,
+    pub fetches: u32,
+    pub output_bytes: u64,
+    pub logs_dropped: u64,
+    /// The step's console log, as JSON (an array of `LogEntry`).
+    pub logs: String,
+}
+
+/// Which runs [`Store::runs`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct RunQuery {
+    /// Only runs that ended so (`ok` or an error kind).
+    pub outcome: Option<String>,
+    /// Only runs that started at or after this time.
+    pub since: Option<Millis>,
+    /// Only runs that started at or before this time.
+    pub until: Option<Millis>,
+    /// Only runs that made a fetch through this connector (ignoring case).
+    pub connector: Option<String>,
+    /// The cursor: the `next` of the previous page.
+    pub before: Option<RunCursor>,
+    /// Page size: 0 means [`FETCH_LOG_DEFAULT_LIMIT`]; at most [`FETCH_LOG_MAX_LIMIT`].
+    pub limit: u32,
+}
+
+/// Where a page of runs ends: the last run's start time and id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunCursor {
+    pub started_at: Millis,
+    pub id: String,
+}
+
+impl RunCursor {
+    /// `STARTED_AT.ID`, as the API hands it out.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.started_at, self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<RunCursor> {
+        let (at, id) = s.split_once('.')?;
+        Some(RunCursor {
+            started_at: at.parse().ok()?,
+            id: id.to_string(),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunPage {
+    pub items: Vec<RunRecord>,
+    pub next: Option<RunCursor>,
+}
+
 /// The page of `page` entries out of `items` (fetched with one extra to tell whether more follow).
 pub(crate) fn page_of(mut items: Vec<FetchLogEntry>, page: u32) -> FetchLogPage {
     let more = items.len() > page as usize;
@@ -545,6 +613,22 @@ pub trait Store: Send + Sync {
         token_id: &str,
         actor: &str,
     ) -> Result<(), StoreError>;
+
+    /// Records a finished run and its fetch records in one transaction: a run is in the history
+    /// exactly when its fetches are counted.
+    async fn record_run(
+        &self,
+        run: &RunRecord,
+        attempts: &[FetchAttempt],
+    ) -> Result<(), StoreError>;
+    /// A workspace's runs, newest first, filtered and paged.
+    async fn runs(&self, workspace: &str, q: &RunQuery) -> Result<RunPage, StoreError>;
+    /// One run of a workspace, with its fetch records in the order they started.
+    async fn run(
+        &self,
+        workspace: &str,
+        id: &str,
+    ) -> Result<(RunRecord, Vec<FetchAttempt>), StoreError>;
 
     /// Appends fetch records (of one run, typically) in one transaction.
     async fn record_fetch_attempts(

@@ -2,8 +2,8 @@
 
 use super::db::Row;
 use super::{
-    patterns_from_json, placement_from_json, ApiToken, ConnectorRecord, FetchAttempt, StoreError,
-    Workspace,
+    patterns_from_json, placement_from_json, ApiToken, ConnectorRecord, FetchAttempt, RunRecord,
+    StoreError, Workspace,
 };
 use crate::vault::Sealed;
 
@@ -86,4 +86,26 @@ pub(crate) fn fetch_attempt_at(r: &Row, i: usize) -> Result<FetchAttempt, StoreE
 
 pub(crate) fn count(v: i64) -> u64 {
     v.max(0) as u64
+}
+
+pub(crate) const RUN_COLUMNS: &str =
+    "id, workspace_id, started_at, ended_at, step_hash, token, outcome, \
+     error_message, duration_ms, fetches, output_bytes, logs_dropped, logs";
+
+pub(crate) fn run_row(r: &Row) -> Result<RunRecord, StoreError> {
+    Ok(RunRecord {
+        id: r.text(0)?,
+        workspace_id: r.text(1)?,
+        started_at: r.int(2)?,
+        ended_at: r.int(3)?,
+        step_hash: r.text(4)?,
+        token: r.text(5)?,
+        outcome: r.text(6)?,
+        error_message: r.opt_text(7)?,
+        duration_ms: r.real(8)?,
+        fetches: r.int(9)?.clamp(0, i64::from(u32::MAX)) as u32,
+        output_bytes: count(r.int(10)?),
+        logs_dropped: count(r.int(11)?),
+        logs: r.text(12)?,
+    })
 }

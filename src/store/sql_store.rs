@@ -15,15 +15,15 @@ use super::monitoring_sql::{
     counts_sql, fetch_log_sql, series_sql, BLOCKED_COUNT_SQL, PRUNE_SELECT_SQL,
 };
 use super::rows::{
-    connector_row, count, fetch_attempt_at, key_version, token_row, workspace_row,
-    CONNECTOR_SELECT, FETCH_COLUMNS, TOKEN_SELECT,
+    connector_row, count, fetch_attempt_at, key_version, run_row, token_row, workspace_row,
+    CONNECTOR_SELECT, FETCH_COLUMNS, RUN_COLUMNS, TOKEN_SELECT,
 };
 use super::{
     dense_series, minute_of, name_key, new_id, now_millis, page_of, patterns_to_json,
     placement_to_json, stored_outcome, window_start, ApiToken, AuditEntry, BucketDeltas,
     ConnectorChanges, ConnectorRecord, Counts, FetchAttempt, FetchLogEntry, FetchLogPage,
-    FetchLogQuery, Millis, NewConnectorRow, Rekey, SecretRow, SeriesPoint, Store, Workspace,
-    PRUNE_MAX_BATCH, TOKEN_USE_RESOLUTION_MS,
+    FetchLogQuery, Millis, NewConnectorRow, Rekey, RunCursor, RunPage, RunQuery, RunRecord,
+    SecretRow, SeriesPoint, Store, Workspace, PRUNE_MAX_BATCH, TOKEN_USE_RESOLUTION_MS,
 };
 use crate::vault::Sealed;
 
@@ -77,6 +77,43 @@ async fn audit(
     .await
     .context("writing the audit trail")?;
     Ok(())
+}
+
+/// The INSERTs of a run's fetch records: one multi-row statement per chunk, so a run's fetches are one
+/// round trip (ids follow the slice's order).
+fn attempt_statements(
+    workspace_id: Option<&str>,
+    attempts: &[FetchAttempt],
+) -> Vec<(String, Vec<Value>)> {
+    let mut statements = Vec::new();
+    for chunk in attempts.chunks(ROWS_PER_INSERT) {
+        let mut bind = Vec::with_capacity(chunk.len() * 14);
+        for a in chunk {
+            bind.extend_from_slice(params![
+                a.at_ms,
+                workspace_id,
+                a.run_id.as_deref(),
+                a.connector.as_deref(),
+                a.method.as_str(),
+                a.host.as_str(),
+                a.path.as_str(),
+                a.status,
+                a.error.as_deref(),
+                a.blocked,
+                a.redirects,
+                a.duration_ms,
+                a.outcome().as_str(),
+                a.connector_key()
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO fetch_attempts (at, workspace_id, run_id, connector, method, host, path, status, error,
+                blocked, redirects, duration_ms, outcome, connector_key) VALUES {}",
+            values_rows(chunk.len(), 14)
+        );
+        statements.push((sql, bind));
+    }
+    statements
 }
 
 async fn find_workspace(tx: &mut dyn Tx, name: &str) -> Result<Workspace, StoreError> {
@@ -911,36 +948,7 @@ impl<B: Backend> Store for SqlStore<B> {
         }
         let deltas = BucketDeltas::of(workspace_id, attempts);
         let workspace_id = workspace_id.map(str::to_string);
-        // All the rows in one multi-row INSERT per chunk, so a run's fetches are one round trip
-        // (ids follow the slice's order).
-        let mut statements = Vec::new();
-        for chunk in attempts.chunks(ROWS_PER_INSERT) {
-            let mut bind = Vec::with_capacity(chunk.len() * 14);
-            for a in chunk {
-                bind.extend_from_slice(params![
-                    a.at_ms,
-                    workspace_id.as_deref(),
-                    a.run_id.as_deref(),
-                    a.connector.as_deref(),
-                    a.method.as_str(),
-                    a.host.as_str(),
-                    a.path.as_str(),
-                    a.status,
-                    a.error.as_deref(),
-                    a.blocked,
-                    a.redirects,
-                    a.duration_ms,
-                    a.outcome().as_str(),
-                    a.connector_key()
-                ]);
-            }
-            let sql = format!(
-                "INSERT INTO fetch_attempts (at, workspace_id, run_id, connector, method, host, path, status, error,
-                    blocked, redirects, duration_ms, outcome, connector_key) VALUES {}",
-                values_rows(chunk.len(), 14)
-            );
-            statements.push((sql, bind));
-        }
+        let statements = attempt_statements(workspace_id.as_deref(), attempts);
         self.write(job(move |tx| {
             Box::pin(async move {
                 for (sql, bind) in &statements {
@@ -952,6 +960,162 @@ impl<B: Backend> Store for SqlStore<B> {
                     add_bucket_deltas(tx, ws, &deltas).await?;
                 }
                 Ok(())
+            })
+        }))
+        .await
+    }
+
+    async fn record_run(
+        &self,
+        run: &RunRecord,
+        attempts: &[FetchAttempt],
+    ) -> Result<(), StoreError> {
+        let deltas = BucketDeltas::of(Some(&run.workspace_id), attempts);
+        let statements = attempt_statements(Some(&run.workspace_id), attempts);
+        let run = run.clone();
+        self.write(job(move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "INSERT INTO runs (id, workspace_id, started_at, ended_at, step_hash, token, outcome,
+                        error_message, duration_ms, fetches, output_bytes, logs_dropped, logs)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    params![
+                        run.id.as_str(),
+                        run.workspace_id.as_str(),
+                        run.started_at,
+                        run.ended_at,
+                        run.step_hash.as_str(),
+                        run.token.as_str(),
+                        run.outcome.as_str(),
+                        run.error_message.as_deref(),
+                        run.duration_ms,
+                        i64::from(run.fetches),
+                        run.output_bytes as i64,
+                        run.logs_dropped as i64,
+                        run.logs.as_str()
+                    ],
+                )
+                .await
+                .context("recording a run")?;
+                for (sql, bind) in &statements {
+                    tx.execute(sql, bind).await.context("recording fetches")?;
+                }
+                add_bucket_deltas(tx, &run.workspace_id, &deltas).await?;
+                Ok(())
+            })
+        }))
+        .await
+    }
+
+    async fn runs(&self, workspace: &str, q: &RunQuery) -> Result<RunPage, StoreError> {
+        let workspace = workspace.to_string();
+        let q = q.clone();
+        self.read(job(move |tx| {
+            Box::pin(async move {
+                let ws = find_workspace(tx, &workspace).await?;
+                let page = FetchLogQuery {
+                    limit: q.limit,
+                    ..Default::default()
+                }
+                .page_size();
+                let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE workspace_id = $1");
+                let mut bind: Vec<Value> = vec![Value::from(ws.id.as_str())];
+                let arg = |sql: &mut String, bind: &mut Vec<Value>, cond: &str, v: Value| {
+                    bind.push(v);
+                    sql.push_str(&cond.replace('?', &format!("${}", bind.len())));
+                };
+                if let Some(o) = &q.outcome {
+                    arg(
+                        &mut sql,
+                        &mut bind,
+                        " AND outcome = ?",
+                        Value::from(o.as_str()),
+                    );
+                }
+                if let Some(t) = q.since {
+                    arg(&mut sql, &mut bind, " AND started_at >= ?", Value::from(t));
+                }
+                if let Some(t) = q.until {
+                    arg(&mut sql, &mut bind, " AND started_at <= ?", Value::from(t));
+                }
+                if let Some(c) = &q.connector {
+                    arg(
+                        &mut sql,
+                        &mut bind,
+                        " AND id IN (SELECT run_id FROM fetch_attempts WHERE connector_key = ?)",
+                        Value::from(name_key(c).as_str()),
+                    );
+                }
+                if let Some(c) = &q.before {
+                    bind.push(Value::from(c.started_at));
+                    let at = bind.len();
+                    bind.push(Value::from(c.id.as_str()));
+                    let id = bind.len();
+                    sql.push_str(&format!(
+                        " AND (started_at < ${at} OR (started_at = ${at} AND id < ${id}))"
+                    ));
+                }
+                bind.push(Value::from(i64::from(page) + 1));
+                sql.push_str(&format!(
+                    " ORDER BY started_at DESC, id DESC LIMIT ${}",
+                    bind.len()
+                ));
+                let mut items = tx
+                    .query(&sql, &bind)
+                    .await
+                    .context("reading runs")?
+                    .iter()
+                    .map(run_row)
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                let more = items.len() > page as usize;
+                items.truncate(page as usize);
+                let next = more.then(|| items.last()).flatten().map(|r| RunCursor {
+                    started_at: r.started_at,
+                    id: r.id.clone(),
+                });
+                Ok(RunPage { items, next })
+            })
+        }))
+        .await
+    }
+
+    async fn run(
+        &self,
+        workspace: &str,
+        id: &str,
+    ) -> Result<(RunRecord, Vec<FetchAttempt>), StoreError> {
+        let workspace = workspace.to_string();
+        let id = id.to_string();
+        self.read(job(move |tx| {
+            Box::pin(async move {
+                let ws = find_workspace(tx, &workspace).await?;
+                let run = tx
+                    .query_opt(
+                        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE workspace_id = $1 AND id = $2"),
+                        params![ws.id.as_str(), id.as_str()],
+                    )
+                    .await
+                    .context("reading a run")?
+                    .map(|r| run_row(&r))
+                    .transpose()?
+                    .ok_or_else(|| {
+                        StoreError::NotFound(format!(
+                            "run {id:?} not found in workspace {workspace:?}"
+                        ))
+                    })?;
+                let attempts = tx
+                    .query(
+                        &format!(
+                            "SELECT {FETCH_COLUMNS} FROM fetch_attempts WHERE workspace_id = $1 AND run_id = $2 ORDER BY id"
+                        ),
+                        params![ws.id.as_str(), id.as_str()],
+                    )
+                    .await
+                    .context("reading a run's fetches")?
+                    .iter()
+                    .map(|r| fetch_attempt_at(r, 0))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok((run, attempts))
             })
         }))
         .await
@@ -1103,6 +1267,13 @@ impl<B: Backend> Store for SqlStore<B> {
                          ORDER BY minute LIMIT $2{skip})"
                 ),
                 minute_of(older_than),
+            ),
+            (
+                format!(
+                    "DELETE FROM runs WHERE id IN
+                        (SELECT id FROM runs WHERE started_at < $1 ORDER BY started_at LIMIT $2{skip})"
+                ),
+                older_than,
             ),
             (
                 format!(

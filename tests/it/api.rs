@@ -187,6 +187,8 @@ fn tokens_and_workspace_isolation() {
         ("GET", "/v1/workspaces/acme/connectors/stripe/stats", None),
         ("GET", "/v1/workspaces/acme/connectors/stripe/errors", None),
         ("GET", "/v1/workspaces/acme/blocked", None),
+        ("GET", "/v1/workspaces/acme/runs", None),
+        ("GET", "/v1/workspaces/acme/runs/some-run", None),
         (
             "POST",
             "/v1/workspaces/acme/runs",
@@ -459,6 +461,36 @@ fn runs_are_recorded_and_monitored() {
         Some(format!("Bearer {SECRET}").as_str())
     );
 
+    // The run is in the history, with its requests and who asked; its id leads there.
+    let id = run["run_id"].as_str().unwrap().to_string();
+    let (s, list) = api.call("GET", "/v1/workspaces/acme/runs", Some(&t), None);
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["items"][0]["id"], json!(id), "{list}");
+    assert_eq!(list["items"][0]["outcome"], "ok");
+    assert_eq!(list["items"][0]["fetches"], 4);
+    assert_eq!(list["items"][0]["token"], "tests", "{list}");
+    let (s, detail) = api.call(
+        "GET",
+        &format!("/v1/workspaces/acme/runs/{id}"),
+        Some(&t),
+        None,
+    );
+    assert_eq!(s, StatusCode::OK, "{detail}");
+    assert_eq!(detail["requests"].as_array().unwrap().len(), 4, "{detail}");
+    assert_eq!(detail["requests"][3]["blocked"], true, "{detail}");
+    no_secret(&detail);
+    assert!(
+        !detail.to_string().contains("q=1"),
+        "a query in the history"
+    );
+    let (s, _) = api.call(
+        "GET",
+        "/v1/workspaces/acme/runs?outcome=exploded",
+        Some(&t),
+        None,
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
     // Concurrent runs: the counts must add up.
     std::thread::scope(|scope| {
         for _ in 0..6 {
@@ -560,7 +592,7 @@ fn runs_are_recorded_and_monitored() {
         "codestep_run_duration_seconds_count 7",
         "codestep_run_queue_wait_seconds_count 7",
         "codestep_fetch_duration_seconds_count{outcome=\"blocked\"} 1",
-        "codestep_http_requests_total{route=\"/v1/workspaces/{ws}/runs\",status=\"200\"} 7",
+        "codestep_http_requests_total{method=\"POST\",route=\"/v1/workspaces/{ws}/runs\",status=\"200\"} 7",
         "codestep_workers_idle ",
         "codestep_queue_depth 0",
         "process_resident_memory_bytes",

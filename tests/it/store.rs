@@ -261,6 +261,7 @@ both_backends!(
     reads_do_not_wait_behind_a_write,
     authentications_go_on_while_retention_runs,
     a_run_reads_its_connectors_in_one_call,
+    run_history_pages_filters_and_keeps_a_runs_requests,
 );
 
 async fn migrations_apply_once_and_persist(b: Backend) {
@@ -303,8 +304,8 @@ async fn older_schema_is_upgraded_in_place(b: Backend) {
     .unwrap();
     // Make it a schema-1 store, as an older codestep left it.
     f.raw_exec(
-        "DROP TABLE blocked_buckets; DROP TABLE fetch_buckets; DROP TABLE fetch_attempts; DROP TABLE api_tokens;
-         DELETE FROM codestep_schema WHERE version >= 2",
+        "DROP TABLE runs; DROP TABLE blocked_buckets; DROP TABLE fetch_buckets; DROP TABLE fetch_attempts;
+         DROP TABLE api_tokens; DELETE FROM codestep_schema WHERE version >= 2",
     )
     .await;
     let reopened = f.reopen().await;
@@ -2420,16 +2421,23 @@ async fn monitoring_upgrade_backfills_outcomes_and_counts(b: Backend) {
         .await
         .unwrap();
     // Back to a schema-2 store with those rows, as an older codestep left it.
-    let drop_indexes = "DROP INDEX fetch_attempts_by_connector; DROP INDEX fetch_attempts_errors;
+    let drop_indexes = "DROP TABLE runs; DROP INDEX fetch_attempts_by_run;
+         DROP INDEX fetch_attempts_by_connector; DROP INDEX fetch_attempts_errors;
          DROP INDEX fetch_attempts_blocked; DROP INDEX fetch_attempts_by_at;
          DROP TABLE fetch_buckets; DROP TABLE blocked_buckets;";
     f.raw_exec(&format!(
         "{drop_indexes} ALTER TABLE fetch_attempts DROP COLUMN outcome; ALTER TABLE fetch_attempts DROP COLUMN connector_key;
-         DELETE FROM codestep_schema WHERE version = 3"
+         DELETE FROM codestep_schema WHERE version >= 3"
     ))
     .await;
     let s = f.reopen().await;
-    assert_eq!(s.schema_version().await.unwrap(), 3);
+    assert_eq!(
+        s.schema_version().await.unwrap(),
+        store::migrate::latest(match b {
+            Backend::Sqlite => store::migrate::SQLITE,
+            Backend::Postgres => store::migrate::POSTGRES,
+        })
+    );
     let since = now - 24 * HOUR;
     let got = s.connector_counts("w", since).await.unwrap();
     assert_eq!(store::counts_for(&got, "stripe"), counts(3, 2));
@@ -2849,4 +2857,139 @@ async fn a_run_reads_its_connectors_in_one_call(b: Backend) {
         .await
         .unwrap();
     assert_eq!((ws.name.as_str(), loaded.len()), ("W", 1));
+}
+
+/// The run history: a run and its fetch records are written together; runs list newest first with a
+/// cursor, filter by outcome, time and connector, and one run comes back with its requests.
+async fn run_history_pages_filters_and_keeps_a_runs_requests(b: Backend) {
+    let f = fixture(b).await;
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    f.store.create_workspace("other", ACTOR).await.unwrap();
+    let ws = f.store.workspace("w").await.unwrap();
+    // Ten minutes ago: inside the 24 h window the counts read.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 600_000;
+    for i in 0..7i64 {
+        let id = format!("run{i}");
+        let outcome = if i % 3 == 0 { "timeout" } else { "ok" };
+        let run = store::RunRecord {
+            id: id.clone(),
+            workspace_id: ws.id.clone(),
+            started_at: base + i * 1000,
+            ended_at: base + i * 1000 + 5,
+            step_hash: "ab".repeat(32),
+            token: "orchestrator".into(),
+            outcome: outcome.into(),
+            error_message: (outcome != "ok").then(|| "step exceeded its wall time".into()),
+            duration_ms: 5.0,
+            fetches: (i % 2) as u32,
+            output_bytes: 2,
+            logs_dropped: 0,
+            logs: r#"[{"level":"log","message":"hi","time":1}]"#.into(),
+        };
+        let mut attempts = Vec::new();
+        if i % 2 == 1 {
+            let mut a = codestep::egress::FetchRecord::start("GET");
+            a.at_ms = base + i * 1000 + 1;
+            a.run_id = Some(id.clone());
+            a.connector = Some(if i == 3 { "Stripe" } else { "github" }.into());
+            a.host = "api.example.com".into();
+            a.path = "/v1/x".into();
+            a.status = Some(200);
+            attempts.push(a);
+        }
+        f.store.record_run(&run, &attempts).await.unwrap();
+    }
+    // Newest first, in pages of 3, without gaps or repeats.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = f
+            .store
+            .runs(
+                "w",
+                &store::RunQuery {
+                    limit: 3,
+                    before: before.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|r| r.id.clone()));
+        match page.next {
+            Some(c) => before = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["run6", "run5", "run4", "run3", "run2", "run1", "run0"]
+    );
+    let timeouts = f
+        .store
+        .runs(
+            "w",
+            &store::RunQuery {
+                outcome: Some("timeout".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = timeouts.items.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["run6", "run3", "run0"]);
+    let windowed = f
+        .store
+        .runs(
+            "w",
+            &store::RunQuery {
+                since: Some(base + 2000),
+                until: Some(base + 4000),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(windowed.items.len(), 3);
+    let stripe = f
+        .store
+        .runs(
+            "w",
+            &store::RunQuery {
+                connector: Some("STRIPE".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = stripe.items.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["run3"]);
+    let (run, requests) = f.store.run("w", "run3").await.unwrap();
+    assert_eq!(run.outcome, "timeout");
+    assert_eq!(run.token, "orchestrator");
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].connector.as_deref(), Some("Stripe"));
+    // The run's fetches count in the 24 h buckets like any other.
+    let counts = f.store.connector_counts("w", base - 60_000).await.unwrap();
+    assert_eq!(
+        counts.values().map(|c| c.requests).sum::<u64>(),
+        3,
+        "{counts:?}"
+    );
+    // Another workspace sees none of it.
+    assert!(matches!(
+        f.store.run("other", "run3").await,
+        Err(store::StoreError::NotFound(_))
+    ));
+    assert!(f
+        .store
+        .runs("other", &Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }
