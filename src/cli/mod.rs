@@ -6,7 +6,7 @@ mod net;
 mod run;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 pub use net::NetArgs;
 
@@ -39,6 +39,13 @@ pub enum Command {
     /// Manage the vault's master keys.
     #[command(subcommand)]
     Key(manage::KeyCmd),
+    /// Print a shell completion script on stdout.
+    ///
+    /// For example: `codestep completions bash > ~/.local/share/bash-completion/completions/codestep`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Where steps run: the flags of `run` and `serve`.
@@ -157,6 +164,15 @@ pub fn main() -> i32 {
         Command::Workspace(c) => return block_on(manage::run_workspace(c, cli.db)),
         Command::Connector(c) => return block_on(manage::run_connector(c, cli.db)),
         Command::Key(c) => return block_on(manage::run_key(c, cli.db)),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "codestep",
+                &mut std::io::stdout(),
+            );
+            return 0;
+        }
     };
     match outcome {
         Ok(Exit::Ok) => 0,
