@@ -165,13 +165,15 @@ pub fn main() -> i32 {
         Command::Connector(c) => return block_on(manage::run_connector(c, cli.db)),
         Command::Key(c) => return block_on(manage::run_key(c, cli.db)),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "codestep",
-                &mut std::io::stdout(),
-            );
-            return 0;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "codestep", &mut script);
+            // Written here rather than by clap_complete, which panics when the reader goes away
+            // (`codestep completions bash | head`).
+            use std::io::Write as _;
+            return match std::io::stdout().write_all(&script) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
         }
     };
     match outcome {
