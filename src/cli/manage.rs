@@ -18,14 +18,30 @@ use crate::connector::{preset, preset_names, ConnectorSpec, Placement, Secret};
 use crate::store::{self, ConnectorRecord, ConnectorUpdate, Store, StoreError};
 use crate::vault::{KeySource, Vault, VaultError};
 
-/// Output format of list and show commands.
+/// Output format of every management command that prints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// Human-readable text.
     #[default]
-    Table,
+    // `table` was this format's name before every command had `--output`; scripts may still say it.
+    #[value(alias = "table")]
+    Text,
     /// Machine-readable JSON.
     Json,
+}
+
+/// The `--output` flag, shared so that every printing command says the same thing about it.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct OutputArg {
+    /// Output format: text for people, json for scripts.
+    #[arg(long = "output", value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+impl OutputArg {
+    fn json(self) -> bool {
+        self.format == OutputFormat::Json
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,18 +50,23 @@ pub enum WorkspaceCmd {
     Create {
         /// Workspace name: letters, digits, '-', '_' or '.', up to 64 characters.
         name: String,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// List workspaces.
     List {
-        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Delete a workspace (with --force, also when it still has connectors, which are deleted with it).
     Delete {
+        /// The workspace to delete.
         name: String,
         /// Delete the workspace's connectors too.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        output: OutputArg,
     },
 }
 
@@ -55,28 +76,35 @@ pub enum ConnectorCmd {
     Create(CreateArgs),
     /// List a workspace's connectors (name, patterns, placement, last updated).
     List {
+        /// The workspace whose connectors to list.
         #[arg(long)]
         workspace: String,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Show one connector (never its secret).
     Show {
+        /// The connector's workspace.
         #[arg(long)]
         workspace: String,
+        /// The connector's name.
         #[arg(long)]
         name: String,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-        output: OutputFormat,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Change a connector's patterns, placement, echo scrubbing or secret; what is not given stays.
     Update(UpdateArgs),
     /// Delete a connector.
     Delete {
+        /// The connector's workspace.
         #[arg(long)]
         workspace: String,
+        /// The connector's name.
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Send one GET through the connector and report the status and timing (never the secret).
     Test(TestArgs),
@@ -86,12 +114,16 @@ pub enum ConnectorCmd {
 pub enum KeyCmd {
     /// Add a new master key version (key file) and re-encrypt every secret with the current version,
     /// in one transaction. With CODESTEP_MASTER_KEY, add the new VERSION:BASE64 entry there first.
-    Rotate,
+    Rotate {
+        #[command(flatten)]
+        output: OutputArg,
+    },
 }
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("definition").required(true).args(["preset", "pattern"])))]
 pub struct CreateArgs {
+    /// The workspace to store the connector in.
     #[arg(long)]
     pub workspace: String,
     /// Connector name: letters, digits, '_' or '-', up to 64 characters.
@@ -110,6 +142,8 @@ pub struct CreateArgs {
     pub scrub_echo: bool,
     #[command(flatten)]
     pub secret: SecretArgs,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 #[derive(Debug, Args)]
@@ -159,8 +193,10 @@ pub struct SecretArgs {
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
+    /// The connector's workspace.
     #[arg(long)]
     pub workspace: String,
+    /// The connector to change.
     #[arg(long)]
     pub name: String,
     /// Replace all URL patterns with these (repeatable).
@@ -173,12 +209,16 @@ pub struct UpdateArgs {
     pub scrub_echo: Option<bool>,
     #[command(flatten)]
     pub secret: SecretArgs,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
+    /// The connector's workspace.
     #[arg(long)]
     pub workspace: String,
+    /// The connector to send the request through.
     #[arg(long)]
     pub name: String,
     /// The URL to GET; it must match one of the connector's patterns.
@@ -188,8 +228,8 @@ pub struct TestArgs {
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 /// A failure with its exit code; the message is printed as `codestep: MESSAGE`.
@@ -332,6 +372,10 @@ fn connector_json(r: &ConnectorRecord) -> serde_json::Value {
     })
 }
 
+fn workspace_json(ws: &store::Workspace, connectors: usize) -> serde_json::Value {
+    json!({"name": ws.name, "connectors": connectors, "created_at": store::format_time(ws.created_at)})
+}
+
 fn print_json(value: &serde_json::Value) {
     println!(
         "{}",
@@ -380,11 +424,15 @@ pub async fn run_workspace(cmd: WorkspaceCmd, db: Option<String>) -> anyhow::Res
 
 async fn workspace(cmd: WorkspaceCmd, db: Option<String>) -> Outcome {
     match cmd {
-        WorkspaceCmd::Create { name } => {
+        WorkspaceCmd::Create { name, output } => {
             store::validate_workspace_name(&name)?;
             let store = open_store(db).await?;
             let ws = store.create_workspace(&name, &actor()).await?;
-            println!("created workspace {:?}", ws.name);
+            if output.json() {
+                print_json(&workspace_json(&ws, 0));
+            } else {
+                println!("created workspace {:?}", ws.name);
+            }
         }
         WorkspaceCmd::List { output } => {
             let store = open_store(db).await?;
@@ -397,22 +445,30 @@ async fn workspace(cmd: WorkspaceCmd, db: Option<String>) -> Outcome {
                     .unwrap_or(0);
                 rows.push((ws, n));
             }
-            match output {
+            match output.format {
                 OutputFormat::Json => print_json(&serde_json::Value::Array(
-                    rows.iter()
-                        .map(|(ws, n)| json!({"name": ws.name, "connectors": n, "created_at": store::format_time(ws.created_at)}))
-                        .collect(),
+                    rows.iter().map(|(ws, n)| workspace_json(ws, *n)).collect(),
                 )),
-                OutputFormat::Table => print_table(
+                OutputFormat::Text => print_table(
                     &["NAME", "CONNECTORS", "CREATED"],
                     &rows
                         .iter()
-                        .map(|(ws, n)| vec![ws.name.clone(), n.to_string(), store::format_time(ws.created_at)])
+                        .map(|(ws, n)| {
+                            vec![
+                                ws.name.clone(),
+                                n.to_string(),
+                                store::format_time(ws.created_at),
+                            ]
+                        })
                         .collect::<Vec<_>>(),
                 ),
             }
         }
-        WorkspaceCmd::Delete { name, force } => {
+        WorkspaceCmd::Delete {
+            name,
+            force,
+            output,
+        } => {
             let store = open_store(db).await?;
             let connectors = store.list_connectors(&name).await?;
             if !connectors.is_empty() && !force {
@@ -422,7 +478,13 @@ async fn workspace(cmd: WorkspaceCmd, db: Option<String>) -> Outcome {
                 )));
             }
             let deleted = store.delete_workspace(&name, &actor()).await?;
-            println!("deleted workspace {name:?} ({deleted} connector(s) deleted with it)");
+            if output.json() {
+                print_json(
+                    &json!({"workspace": name, "deleted": true, "connectors_deleted": deleted}),
+                );
+            } else {
+                println!("deleted workspace {name:?} ({deleted} connector(s) deleted with it)");
+            }
         }
     }
     Ok(())
@@ -439,11 +501,11 @@ async fn connector(cmd: ConnectorCmd, db: Option<String>) -> Outcome {
         ConnectorCmd::List { workspace, output } => {
             let store = open_store(db).await?;
             let list = store.list_connectors(&workspace).await?;
-            match output {
+            match output.format {
                 OutputFormat::Json => print_json(&serde_json::Value::Array(
                     list.iter().map(connector_json).collect(),
                 )),
-                OutputFormat::Table => print_table(
+                OutputFormat::Text => print_table(
                     &["NAME", "PATTERNS", "PLACEMENT", "UPDATED"],
                     &list
                         .iter()
@@ -467,9 +529,9 @@ async fn connector(cmd: ConnectorCmd, db: Option<String>) -> Outcome {
         } => {
             let store = open_store(db).await?;
             let r = store.connector(&workspace, &name).await?;
-            match output {
+            match output.format {
                 OutputFormat::Json => print_json(&connector_json(&r)),
-                OutputFormat::Table => {
+                OutputFormat::Text => {
                     println!("name:        {}", r.name);
                     println!("workspace:   {}", r.workspace_name);
                     for (i, p) in r.patterns.iter().enumerate() {
@@ -495,10 +557,18 @@ async fn connector(cmd: ConnectorCmd, db: Option<String>) -> Outcome {
             Ok(())
         }
         ConnectorCmd::Update(args) => update(args, db).await,
-        ConnectorCmd::Delete { workspace, name } => {
+        ConnectorCmd::Delete {
+            workspace,
+            name,
+            output,
+        } => {
             let store = open_store(db).await?;
             store.delete_connector(&workspace, &name, &actor()).await?;
-            println!("deleted connector {name:?} from workspace {workspace:?}");
+            if output.json() {
+                print_json(&json!({"workspace": workspace, "connector": name, "deleted": true}));
+            } else {
+                println!("deleted connector {name:?} from workspace {workspace:?}");
+            }
             Ok(())
         }
         ConnectorCmd::Test(args) => test(args, db).await,
@@ -538,10 +608,14 @@ async fn create(args: CreateArgs, db: Option<String>) -> Outcome {
     let vault = load_vault(true)?;
     let rec =
         store::create_connector(&*store, &vault, &args.workspace, &spec, &secret, &actor()).await?;
-    println!(
-        "created connector {:?} in workspace {:?}",
-        rec.name, rec.workspace_name
-    );
+    if args.output.json() {
+        print_json(&connector_json(&rec));
+    } else {
+        println!(
+            "created connector {:?} in workspace {:?}",
+            rec.name, rec.workspace_name
+        );
+    }
     Ok(())
 }
 
@@ -583,10 +657,14 @@ async fn update(args: UpdateArgs, db: Option<String>) -> Outcome {
         &actor(),
     )
     .await?;
-    println!(
-        "updated connector {:?} in workspace {:?}",
-        rec.name, rec.workspace_name
-    );
+    if args.output.json() {
+        print_json(&connector_json(&rec));
+    } else {
+        println!(
+            "updated connector {:?} in workspace {:?}",
+            rec.name, rec.workspace_name
+        );
+    }
     Ok(())
 }
 
@@ -635,7 +713,7 @@ async fn test(args: TestArgs, db: Option<String>) -> Outcome {
     match result {
         Ok(resp) => {
             let ok = resp.status < 400;
-            match args.output {
+            match args.output.format {
                 OutputFormat::Json => print_json(&json!({
                     "connector": connector.name,
                     "url": redact_query_str(&resp.url),
@@ -646,7 +724,7 @@ async fn test(args: TestArgs, db: Option<String>) -> Outcome {
                     "body_bytes": resp.body.len(),
                     "ok": ok,
                 })),
-                OutputFormat::Table => println!(
+                OutputFormat::Text => println!(
                     "GET {} -> {} {} in {:.0} ms ({} bytes, {} redirect(s)) through connector {:?}",
                     redact_query_str(&resp.url),
                     resp.status,
@@ -700,21 +778,30 @@ pub async fn run_key(cmd: KeyCmd, db: Option<String>) -> anyhow::Result<i32> {
 
 async fn key(cmd: KeyCmd, db: Option<String>) -> Outcome {
     match cmd {
-        KeyCmd::Rotate => {
+        KeyCmd::Rotate { output } => {
             let store = open_store(db).await?;
             let vault = load_vault(false)?;
             let (vault, report) = store::rotate_keys(&*store, &vault, &actor(), None).await?;
-            if report.added_version {
+            if output.json() {
+                print_json(&json!({
+                    "version": report.version,
+                    "added_version": report.added_version,
+                    "key_source": vault.origin(),
+                    "reencrypted": report.reencrypted,
+                }));
+            } else {
+                if report.added_version {
+                    println!(
+                        "added master key version {} to {}",
+                        report.version,
+                        vault.origin()
+                    );
+                }
                 println!(
-                    "added master key version {} to {}",
-                    report.version,
-                    vault.origin()
+                    "re-encrypted {} secret(s) with master key version {}",
+                    report.reencrypted, report.version
                 );
             }
-            println!(
-                "re-encrypted {} secret(s) with master key version {}",
-                report.reencrypted, report.version
-            );
             if *vault.source() == KeySource::Env && vault.versions().len() == 1 {
                 eprintln!(
                     "codestep: note: {} holds one key version, so no new key was used. To rotate, set it to \

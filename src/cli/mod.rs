@@ -7,7 +7,7 @@ mod net;
 mod run;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 pub use net::NetArgs;
 
@@ -40,6 +40,13 @@ pub enum Command {
     /// Manage the vault's master keys.
     #[command(subcommand)]
     Key(manage::KeyCmd),
+    /// Print a shell completion script on stdout.
+    ///
+    /// For example: `codestep completions bash > ~/.local/share/bash-completion/completions/codestep`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Where steps run: the flags of `run` and `serve`.
@@ -159,6 +166,17 @@ pub fn main() -> i32 {
         Command::Workspace(c) => return block_on(manage::run_workspace(c, cli.db)),
         Command::Connector(c) => return block_on(manage::run_connector(c, cli.db)),
         Command::Key(c) => return block_on(manage::run_key(c, cli.db)),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "codestep", &mut script);
+            // Written here rather than by clap_complete, which panics when the reader goes away
+            // (`codestep completions bash | head`).
+            use std::io::Write as _;
+            return match std::io::stdout().write_all(&script) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+        }
     };
     match outcome {
         Ok(Exit::Ok) => 0,

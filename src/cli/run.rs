@@ -1,4 +1,4 @@
-//! `codestep run`: one step from a file, printed as one JSON object.
+//! `codestep run`: one step from a file, printed as one JSON object (on one line unless `--pretty`).
 
 use std::path::PathBuf;
 
@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Also search the step's heap for its connectors' secrets after it ends.
     #[arg(long)]
     pub audit_heap: bool,
+    /// Print the result indented over several lines, for reading, instead of on one line.
+    #[arg(long)]
+    pub pretty: bool,
 }
 
 fn read_input(arg: &str) -> Result<serde_json::Value, UsageError> {
@@ -93,10 +96,12 @@ pub fn run(args: RunArgs, db: Option<String>) -> Result<Exit, UsageError> {
         tenant: None,
     };
     let result = executor.run_blocking(request);
-    println!(
-        "{}",
-        serde_json::to_string(&result).expect("a step result always serialises")
-    );
+    let json = if args.pretty {
+        serde_json::to_string_pretty(&result)
+    } else {
+        serde_json::to_string(&result)
+    };
+    println!("{}", json.expect("a step result always serialises"));
     Ok(if result.ok {
         Exit::Ok
     } else {

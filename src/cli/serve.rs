@@ -9,7 +9,23 @@ use super::UsageError;
 use crate::api::{self, ServeOptions, DEFAULT_MAX_BODY};
 use crate::engine::{Executor, ExecutorConfig, Limits};
 
+/// The environment `serve` reads, shown under `serve --help`: clap only lists variables bound to a
+/// flag, and most of these are read deeper down (store, vault, worker start).
+const ENV_HELP: &str = "\
+Environment:
+  CODESTEP_DB              The store when --db is not given: a SQLite file path or a postgres:// URL
+  CODESTEP_DB_POOL_SIZE    PostgreSQL connections per node when the URL has no pool_size (default 16)
+  CODESTEP_OPERATOR_TOKEN  The operator token, 16 characters or more (default: operator.token beside
+                           the default store, made 0600 on first start)
+  CODESTEP_MASTER_KEY      Master keys: base64 of 32 bytes, or VERSION:BASE64,... (default: the key file)
+  CODESTEP_KEY_FILE        The master key file (default: master.key beside the default store, made 0600
+                           on first start)
+  XDG_DATA_HOME, HOME      Where the default store, key file and token file live:
+                           $XDG_DATA_HOME/codestep, else ~/.local/share/codestep
+  TZ                       The time zone steps see, the one variable workers get (default UTC)";
+
 #[derive(Debug, Args)]
+#[command(after_help = ENV_HELP)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]

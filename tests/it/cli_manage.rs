@@ -1571,3 +1571,84 @@ async fn sigkill_during_rotation_keeps_every_secret_readable() {
     );
     assert_eq!(env.decrypt("w", "first").await, SECRET);
 }
+
+/// `--output json` on every management command that prints: stdout is one JSON document with the
+/// documented shape (`connector test` is covered with its upstream above).
+#[test]
+fn every_printing_command_speaks_json() {
+    let env = Env::new();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let r = env.ok(&all);
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("codestep {all:?}: not JSON ({e}): {}", r.stdout))
+    };
+
+    let ws = json(&["workspace", "create", "acme"]);
+    assert_eq!(
+        (&ws["name"], &ws["connectors"]),
+        (&"acme".into(), &0.into())
+    );
+    assert!(ws["created_at"].is_string());
+
+    let mut args = vec![
+        "connector",
+        "create",
+        "--workspace",
+        "acme",
+        "--name",
+        "stripe",
+    ];
+    args.extend(["--preset", "stripe", "--secret-stdin", "--output", "json"]);
+    let r = env.run_with_stdin(&args, Some(SECRET.as_bytes()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let created: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(created["name"], "stripe");
+    assert_eq!(created["secret"]["set"], true);
+
+    let one = ["--workspace", "acme", "--name", "stripe"];
+    let shown = json(&[&["connector", "show"], &one[..]].concat());
+    assert_eq!(shown, created);
+    let listed = json(&["connector", "list", "--workspace", "acme"]);
+    assert_eq!(listed, serde_json::json!([created]));
+
+    let updated = json(
+        &[
+            &["connector", "update"],
+            &one[..],
+            &["--scrub-echo", "true"],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        (&updated["name"], &updated["scrub_echo"]),
+        (&"stripe".into(), &true.into())
+    );
+
+    let rotated = json(&["key", "rotate"]);
+    assert_eq!(rotated["reencrypted"], 1);
+    assert!(rotated["version"].is_u64() && rotated["added_version"].is_boolean());
+    assert_eq!(rotated["key_source"], "CODESTEP_MASTER_KEY");
+
+    let deleted = json(&[&["connector", "delete"], &one[..]].concat());
+    assert_eq!(
+        deleted,
+        serde_json::json!({"workspace": "acme", "connector": "stripe", "deleted": true})
+    );
+    let deleted = json(&["workspace", "delete", "acme"]);
+    assert_eq!(
+        deleted,
+        serde_json::json!({"workspace": "acme", "deleted": true, "connectors_deleted": 0})
+    );
+    assert_eq!(json(&["workspace", "list"]), serde_json::json!([]));
+
+    // Text stays the default, and `table`, its earlier name, still selects it.
+    let text = env.ok(&["workspace", "list"]).stdout;
+    assert_eq!(
+        env.ok(&["workspace", "list", "--output", "table"]).stdout,
+        text
+    );
+    assert!(text.starts_with("NAME"), "{text}");
+    env.assert_no_secret_seen();
+}

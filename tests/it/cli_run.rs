@@ -188,3 +188,91 @@ fn connectors_file_secrets_from_env_are_injected_and_never_printed() {
         "the secret was printed"
     );
 }
+
+/// stdout of `codestep ARGS`, asserting exit code 0.
+fn stdout_of(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_codestep"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "codestep {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn pretty_prints_the_same_result_indented() {
+    let dir = tempfile::tempdir().unwrap();
+    let step = write(&dir, "s.js", "export default (i) => ({ twice: [i, i] })");
+    let one_line = stdout_of(&["run", &step, "--input", "7"]);
+    let pretty = stdout_of(&["run", &step, "--input", "7", "--pretty"]);
+    assert_eq!(one_line.trim().lines().count(), 1, "{one_line}");
+    assert!(pretty.trim().lines().count() > 5, "{pretty}");
+    assert!(pretty.contains("\n  \"ok\": true"), "{pretty}");
+    let (a, b): (Value, Value) = (
+        serde_json::from_str(&one_line).unwrap(),
+        serde_json::from_str(&pretty).unwrap(),
+    );
+    assert_eq!((&b["ok"], &b["output"]), (&a["ok"], &a["output"]));
+    assert_eq!(b["output"], json!({ "twice": [7, 7] }));
+}
+
+#[test]
+fn completions_print_a_script_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = stdout_of(&["completions", shell]);
+        assert!(
+            script.lines().count() > 10 && script.contains("codestep"),
+            "{shell}: {script}"
+        );
+        // Nested subcommands are completed too, not only the top level.
+        assert!(script.contains("rotate"), "{shell}: no `key rotate`");
+    }
+}
+
+#[test]
+fn serve_help_lists_the_environment_it_reads() {
+    let help = stdout_of(&["serve", "--help"]);
+    for var in [
+        "CODESTEP_DB",
+        "CODESTEP_DB_POOL_SIZE",
+        "CODESTEP_OPERATOR_TOKEN",
+        "CODESTEP_MASTER_KEY",
+        "CODESTEP_KEY_FILE",
+        "XDG_DATA_HOME",
+        "TZ",
+    ] {
+        assert!(help.contains(var), "serve --help does not mention {var}");
+    }
+}
+
+/// Every subcommand, nested ones included, and every flag and positional of each has help text.
+#[test]
+fn every_subcommand_and_argument_has_help() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if !["help", "version"].contains(&id) && arg.get_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        // clap's own `help` subcommand documents itself.
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let path = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            walk(sub, &path, missing);
+        }
+    }
+    let mut cli = codestep::cli::Cli::command();
+    // Building propagates global flags (`--db`) into every subcommand, as `--help` shows them.
+    cli.build();
+    let mut missing = Vec::new();
+    walk(&cli, "codestep", &mut missing);
+    assert!(missing.is_empty(), "no help text: {missing:?}");
+}
