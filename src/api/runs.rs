@@ -63,6 +63,22 @@ pub async fn run(
     ApiJson(body): ApiJson<RunBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.allow(&ws)?;
+    let token = caller.label().to_string();
+    // The run and its records go on in their own task: a client that hangs up drops this handler,
+    // but a step that already used a secret must still be recorded.
+    tokio::spawn(execute(st, ws, token, body))
+        .await
+        .map_err(|_| ApiError::internal("the run's task failed"))?
+}
+
+type RunReply = ([(HeaderName, HeaderValue); 1], Json<RunResponse>);
+
+async fn execute(
+    st: AppState,
+    ws: String,
+    token: String,
+    body: RunBody,
+) -> Result<RunReply, ApiError> {
     let Ok(_permit) = st.admission.clone().try_acquire_owned() else {
         st.metrics.run_rejected();
         return Err(ApiError::busy(RETRY_AFTER_SECS));
@@ -106,7 +122,7 @@ pub async fn run(
         started_at,
         ended_at: store::now_millis(),
         step_hash,
-        token: caller.label().to_string(),
+        token,
         outcome: super::metrics::outcome_label(&result).to_string(),
         error_message: result.error.as_ref().map(|e| e.message.clone()),
         duration_ms: result.stats.duration_ms,

@@ -97,6 +97,24 @@ pub struct ConnectorChanges {
 }
 
 impl ConnectorChanges {
+    /// Security model, "Who decides where a secret goes": whoever may edit a connector could otherwise
+    /// point its secret at a host of their own. Changing its patterns or placement, or turning its echo
+    /// scrubbing off (it is `scrubbing_now`), needs the secret again in the same change; rotating the
+    /// secret alone, or turning scrubbing on, needs nothing more.
+    pub fn check_secret_rule(&self, scrubbing_now: bool) -> Result<(), StoreError> {
+        let redirects_secret = self.patterns.is_some()
+            || self.placement.is_some()
+            || (self.scrub_echo == Some(false) && scrubbing_now);
+        if redirects_secret && self.sealed.is_none() {
+            return Err(StoreError::invalid(
+                "secret",
+                "changing a connector's patterns or placement, or turning its echo scrubbing off, \
+                 needs its secret again in the same request: only who holds the secret decides where it goes",
+            ));
+        }
+        Ok(())
+    }
+
     /// The names of the fields this change touches, for the audit trail (never values).
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
@@ -775,6 +793,32 @@ pub(crate) fn fetch_log_terms(q: &FetchLogQuery, mut next: usize) -> (Vec<String
 /// (created with its directory if missing). Applies pending migrations; fails with a clear message if the
 /// store was written by a newer schema version.
 pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
+    // A mistyped URL must not silently become a new, empty SQLite file named after it (and holding its
+    // password in its name): any scheme but ours is refused, naming only the scheme.
+    if let Some((scheme, rest)) = location.split_once("://") {
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => {
+                let url = format!("{}://{rest}", scheme.to_ascii_lowercase());
+                return Ok(Arc::new(PostgresStore::open(&url).await?));
+            }
+            "sqlite" => {}
+            other => {
+                return Err(StoreError::Config(format!(
+                    "unknown store URL scheme {other:?}: use a file path, sqlite://PATH or postgres://…"
+                )))
+            }
+        }
+    } else if location.split_whitespace().any(|w| {
+        matches!(
+            w.split('=').next(),
+            Some("host" | "hostaddr" | "dbname" | "user" | "password" | "port")
+        ) && w.contains('=')
+    }) {
+        return Err(StoreError::Config(
+            "the store location looks like a key=value connection string: use a postgres:// URL"
+                .into(),
+        ));
+    }
     if is_postgres_url(location) {
         Ok(Arc::new(PostgresStore::open(location).await?))
     } else {

@@ -152,18 +152,16 @@ pub async fn update_connector(
         ));
     }
     let current = store.connector(workspace, name).await?;
-    // Security model, "Who decides where a secret goes": whoever may edit a connector could otherwise
-    // point its secret at a host of their own. Only someone who holds the secret may change where it
-    // goes or how it is placed; rotating it alone, or turning scrubbing on, needs nothing more.
-    let redirects_secret = update.patterns.is_some()
-        || update.placement.is_some()
-        || (update.scrub_echo == Some(false) && current.scrub_echo);
-    if redirects_secret && update.secret.is_none() {
-        return Err(StoreError::invalid(
-            "secret",
-            "changing a connector's patterns or placement, or turning its echo scrubbing off, needs \
-             its secret again in the same request: only who holds the secret decides where it goes",
-        ));
+    // The rule itself is checked by the store, on the locked row (`ConnectorChanges::check_secret_rule`);
+    // checked here too, it refuses before any validation or encryption work.
+    if update.secret.is_none() {
+        ConnectorChanges {
+            patterns: update.patterns.clone(),
+            placement: update.placement.clone(),
+            scrub_echo: update.scrub_echo,
+            sealed: None,
+        }
+        .check_secret_rule(current.scrub_echo)?;
     }
     let spec = ConnectorSpec {
         name: current.name.clone(),
@@ -291,19 +289,30 @@ pub async fn load_step_connectors(
 }
 
 /// [`load_step_connectors`] with the workspace, read in one round trip with the connectors.
+/// Most connectors one step may be given.
+pub const MAX_RUN_CONNECTORS: usize = 64;
+
 pub async fn load_run(
     store: &dyn Store,
     vault: &Vault,
     workspace: &str,
     names: &[String],
 ) -> Result<(Workspace, Vec<Connector>), StoreError> {
+    // Bounded before any query: each list length is its own statement, cached per connection.
+    if names.len() > MAX_RUN_CONNECTORS {
+        return Err(StoreError::invalid(
+            "connectors",
+            format!(
+                "{} connectors listed; a step may have at most {MAX_RUN_CONNECTORS}",
+                names.len()
+            ),
+        ));
+    }
     // Read first, so that an unknown workspace is reported as such whatever the names.
     let (ws, records) = store.connectors_for_run(workspace, names).await?;
-    for (i, name) in names.iter().enumerate() {
-        if names[..i]
-            .iter()
-            .any(|n| super::name_key(n) == super::name_key(name))
-        {
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    for name in names {
+        if !seen.insert(super::name_key(name)) {
             return Err(StoreError::invalid(
                 "connector",
                 format!("{name:?} is listed more than once for this step"),

@@ -289,6 +289,10 @@ impl Postgres {
             .map_err(|e| db_error(e).doing("starting a transaction"))?;
         let mut tx = PgTx::Tx(tx);
         if let Some(sql) = first {
+            // Migrations, and waiting for another node's, may take longer than any request may.
+            tx.execute("SET LOCAL statement_timeout = 0", &[])
+                .await
+                .map_err(|e| e.doing("lifting the statement timeout for migrations"))?;
             tx.execute(sql, params![MIGRATION_LOCK])
                 .await
                 .map_err(|e| e.doing("taking the migration lock"))?;

@@ -570,6 +570,9 @@ impl<B: Backend> Store for SqlStore<B> {
                     .ok_or_else(|| {
                         StoreError::NotFound("the connector was deleted meanwhile".into())
                     })?;
+                // Checked here, on the locked row, so that no change landing between a read and this
+                // write can be undone by a request without the secret.
+                changes.check_secret_rule(current.scrub_echo)?;
                 let patterns = changes.patterns.as_ref().unwrap_or(&current.patterns);
                 let placement = changes.placement.as_ref().unwrap_or(&current.placement);
                 let scrub_echo = changes.scrub_echo.unwrap_or(current.scrub_echo);
@@ -975,10 +978,13 @@ impl<B: Backend> Store for SqlStore<B> {
         let run = run.clone();
         self.write(job(move |tx| {
             Box::pin(async move {
-                tx.execute(
+                // Idempotent on the run id: a retry after a commit whose answer was lost finds the
+                // run there and writes nothing twice.
+                let inserted = tx.execute(
                     "INSERT INTO runs (id, workspace_id, started_at, ended_at, step_hash, token, outcome,
                         error_message, duration_ms, fetches, output_bytes, logs_dropped, logs)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     ON CONFLICT (id) DO NOTHING",
                     params![
                         run.id.as_str(),
                         run.workspace_id.as_str(),
@@ -997,6 +1003,9 @@ impl<B: Backend> Store for SqlStore<B> {
                 )
                 .await
                 .context("recording a run")?;
+                if inserted == 0 {
+                    return Ok(());
+                }
                 for (sql, bind) in &statements {
                     tx.execute(sql, bind).await.context("recording fetches")?;
                 }

@@ -2993,3 +2993,25 @@ async fn run_history_pages_filters_and_keeps_a_runs_requests(b: Backend) {
         .items
         .is_empty());
 }
+
+/// A mistyped store location is refused, never turned into a new empty SQLite file, and the error
+/// does not repeat it (it may hold a password).
+#[tokio::test]
+async fn unknown_store_locations_are_refused() {
+    for location in [
+        "postgress://codestep:hunter2pw@db/codestep",
+        "mysql://codestep:hunter2pw@db/codestep",
+        "host=db user=codestep password=hunter2pw dbname=codestep",
+    ] {
+        let err = match store::open(location).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{location:?} opened a store"),
+        };
+        assert!(
+            !err.contains("hunter2pw"),
+            "the error repeats the location: {err}"
+        );
+        assert!(err.contains("scheme") || err.contains("key=value"), "{err}");
+        assert!(!std::path::Path::new(location).exists());
+    }
+}
