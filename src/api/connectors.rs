@@ -86,6 +86,7 @@ impl<'de> Deserialize<'de> for SecretInput {
     }
 }
 
+/// List a workspace's connectors, with their 24 h counts (never their secrets).
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors", tag = "connectors", operation_id = "list_connectors",
     params(("ws" = String, Path, description = "workspace name")),
     responses((status = 200, body = ConnectorList), (status = 404, body = ErrorBody)),
@@ -108,6 +109,7 @@ pub async fn list(
     Ok(Json(ConnectorList { items }))
 }
 
+/// Get one connector (never its secret).
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors", operation_id = "get_connector",
     params(("ws" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = ConnectorView), (status = 404, body = ErrorBody)),
@@ -124,6 +126,7 @@ pub async fn get(
     Ok(Json(ConnectorView::new(record, Some(stats))))
 }
 
+/// Create a connector: patterns and placement (or a preset) and its secret, encrypted at rest.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/connectors", tag = "connectors", operation_id = "create_connector",
     params(("ws" = String, Path)), request_body = CreateConnector,
     responses((status = 201, body = ConnectorView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
@@ -176,6 +179,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ConnectorView::new(record, None))))
 }
 
+/// Change a connector. Changing where its secret goes needs the secret in the same request.
 #[utoipa::path(patch, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors", operation_id = "update_connector",
     params(("ws" = String, Path), ("name" = String, Path)), request_body = UpdateConnector,
     responses((status = 200, body = ConnectorView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -198,6 +202,7 @@ pub async fn update(
     Ok(Json(ConnectorView::new(record, None)))
 }
 
+/// Delete a connector and its secret.
 #[utoipa::path(delete, path = "/v1/workspaces/{ws}/connectors/{name}", tag = "connectors", operation_id = "delete_connector",
     params(("ws" = String, Path), ("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)),

@@ -92,6 +92,7 @@ pub struct RunParams {
     pub connector: Option<String>,
 }
 
+/// List a workspace's runs, newest first, with filters and a cursor.
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/runs", tag = "runs", operation_id = "list_runs",
     params(("ws" = String, Path), RunParams),
     responses((status = 200, body = RunList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -147,6 +148,7 @@ pub async fn list(
     }))
 }
 
+/// Get one run with its console log and its requests.
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/runs/{id}", tag = "runs", operation_id = "get_run",
     params(("ws" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)),

@@ -54,7 +54,15 @@ pub struct ServeOptions {
 #[openapi(
     info(title = "codestep", description = "Runs untrusted workflow code steps; their fetch reaches the network only through connectors."),
     modifiers(&BearerAuth),
-    tags((name = "runs"), (name = "connectors"), (name = "monitoring"), (name = "workspaces"), (name = "auth"), (name = "system"))
+    servers((url = "/", description = "this server")),
+    tags(
+        (name = "runs", description = "Running steps, and the history of what ran."),
+        (name = "connectors", description = "A workspace's connectors: where each secret may go and how it is placed."),
+        (name = "monitoring", description = "Requests and errors per connector, and requests no connector allowed."),
+        (name = "workspaces", description = "Workspaces and their tokens."),
+        (name = "auth", description = "Who a token is."),
+        (name = "system", description = "Health checks and metrics for operators.")
+    )
 )]
 struct ApiDoc;
 

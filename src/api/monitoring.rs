@@ -223,6 +223,7 @@ fn page(items: Vec<FetchLogEntry>, next: Option<i64>) -> (Vec<LogItem>, Option<S
     )
 }
 
+/// A connector's requests and errors over the last 24 hours, with an hourly series.
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/stats", tag = "monitoring",
     params(("ws" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = ConnectorStats), (status = 404, body = ErrorBody)), security(("token" = [])))]
@@ -252,6 +253,7 @@ pub async fn stats(
     Ok(Json(ConnectorStats { totals, series }))
 }
 
+/// A connector's error log, newest first, with filters and a cursor.
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/errors", tag = "monitoring",
     params(("ws" = String, Path), ("name" = String, Path), LogParams),
     responses((status = 200, body = LogPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -313,6 +315,7 @@ pub struct BlockedParams {
     pub before: Option<String>,
 }
 
+/// Requests of a workspace's steps that no connector allowed, newest first.
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/blocked", tag = "monitoring",
     params(("ws" = String, Path), BlockedParams),
     responses((status = 200, body = BlockedPage), (status = 404, body = ErrorBody)), security(("token" = [])))]

@@ -47,6 +47,7 @@ pub struct RunResponse {
 /// How long a caller turned away with 429 should wait, in seconds.
 const RETRY_AFTER_SECS: u64 = 1;
 
+/// Run a step with some of the workspace's connectors and wait for its result.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/runs", tag = "runs", params(("ws" = String, Path)),
     request_body = RunBody,
     responses((status = 200, body = RunResponse, description = "the step ran (it may still have failed: see `ok`)",

@@ -24,7 +24,8 @@ pub struct Health {
 /// otherwise.
 #[utoipa::path(get, path = "/health", tag = "system",
     responses((status = 200, body = Health),
-              (status = 503, body = Health, description = "the store does not answer, or no worker is up")))]
+              (status = 503, body = Health, description = "the store does not answer, or no worker is up")),
+    security(()))]
 pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     let alive = st.executor.workers_alive();
     let (status, word) = match st.store.schema_version().await {
@@ -42,8 +43,10 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     )
 }
 
+/// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "system",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")),
+    security(()))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
     let in_flight = st.admission_size - st.admission.available_permits();
     let text = st.metrics.render(in_flight, st.executor.workers_alive());

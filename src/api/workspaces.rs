@@ -62,6 +62,7 @@ pub struct Me {
     pub workspace: Option<String>,
 }
 
+/// Who the calling token is.
 #[utoipa::path(get, path = "/v1/me", tag = "auth",
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)), security(("token" = [])))]
 pub async fn me(caller: Caller) -> Json<Me> {
@@ -77,6 +78,7 @@ pub async fn me(caller: Caller) -> Json<Me> {
     })
 }
 
+/// List workspaces (operator token).
 #[utoipa::path(get, path = "/v1/workspaces", tag = "workspaces", operation_id = "list_workspaces",
     responses((status = 200, body = WorkspaceList), (status = 403, body = ErrorBody)), security(("token" = [])))]
 pub async fn list(
@@ -94,6 +96,7 @@ pub async fn list(
     Ok(Json(WorkspaceList { items }))
 }
 
+/// Create a workspace (operator token).
 #[utoipa::path(post, path = "/v1/workspaces", tag = "workspaces", operation_id = "create_workspace",
     request_body = CreateWorkspace,
     responses((status = 201, body = WorkspaceView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -112,6 +115,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(ws.into())))
 }
 
+/// Delete a workspace with its connectors (operator token).
 #[utoipa::path(delete, path = "/v1/workspaces/{ws}", tag = "workspaces", operation_id = "delete_workspace",
     params(("ws" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)), security(("token" = [])))]
@@ -125,6 +129,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Create a workspace token; it is shown once and stored only as a hash.
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/tokens", tag = "workspaces", params(("ws" = String, Path)),
     request_body = CreateToken,
     responses((status = 201, body = NewToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
