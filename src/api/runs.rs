@@ -90,13 +90,7 @@ async fn execute(
         store::load_run(&*st.store, &st.vault, &ws, &body.connectors).await?;
     let mut store_time = store_started.elapsed();
     let run_id = new_id();
-    let step_hash = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(body.code.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let step_hash = store::sha256_hex(body.code.as_bytes());
     let started_at = store::now_millis();
     let mut request = StepRequest::new(body.code, body.input);
     request.connectors = connectors;

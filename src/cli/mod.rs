@@ -83,6 +83,17 @@ impl IsolationArgs {
         })
     }
 
+    /// The sandbox state in one word: `seccomp`, `off` or `in-process`.
+    pub fn sandbox_state(&self) -> &'static str {
+        if self.in_process {
+            "in-process"
+        } else if self.no_sandbox {
+            "off"
+        } else {
+            "seccomp"
+        }
+    }
+
     /// How steps run, in words for the operator.
     pub fn describe(&self, workers: usize) -> String {
         if self.in_process {

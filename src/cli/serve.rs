@@ -140,17 +140,6 @@ fn operator_token() -> Result<String, UsageError> {
     Ok(token)
 }
 
-/// The sandbox state as the start-up event names it.
-fn sandbox_state(isolation: &super::IsolationArgs) -> &'static str {
-    if isolation.in_process {
-        "in-process"
-    } else if isolation.no_sandbox {
-        "off"
-    } else {
-        "seccomp"
-    }
-}
-
 pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
     let egress = args.net.egress_config()?;
     let workers = args
@@ -206,7 +195,7 @@ pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
             listen = %opts.listen,
             store = if location.starts_with("postgres") { "postgres" } else { "sqlite" },
             workers,
-            sandbox = sandbox_state(&args.isolation),
+            sandbox = args.isolation.sandbox_state(),
             "codestep serve starting: {}",
             args.isolation.describe(workers)
         );

@@ -83,11 +83,7 @@ pub const SCHEMA_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS codestep_schema (
 
 /// The SHA-256 of a migration's SQL, as lowercase hex.
 pub fn checksum(sql: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(sql.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::sha256_hex(sql.as_bytes())
 }
 
 /// Fails if `found` (the store's highest applied version) is newer than this build knows.

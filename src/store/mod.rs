@@ -869,6 +869,15 @@ pub fn resolve_location(db: Option<&str>) -> String {
     default_db_path().to_string_lossy().into_owned()
 }
 
+/// The SHA-256 of `bytes`, as lowercase hex (migration checksums, a run's step hash).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub(crate) fn now_millis() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

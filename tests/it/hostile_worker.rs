@@ -190,9 +190,9 @@ fn supervisor_growth(after: Duration, f: impl FnOnce()) -> u64 {
     peak.load(Ordering::Relaxed).saturating_sub(base)
 }
 
-/// After `Done` the supervisor still reads everything the worker writes (the reader task in
-/// `Worker::start`) into an unbounded channel that nobody drains until the next step; the worker is
-/// not under the monitor then. 40 × 8 MiB written after `Done` stay in the supervisor.
+/// A worker that keeps writing after `Done` is pushed back by its socket (at most a few frames wait
+/// in the supervisor) and replaced before its next step: 40 × 8 MiB written after `Done` must not
+/// pile up in the supervisor.
 #[test]
 fn messages_after_done_do_not_pile_up_in_the_supervisor() {
     if !alone("hostile_worker::messages_after_done_do_not_pile_up_in_the_supervisor") {
@@ -212,9 +212,9 @@ fn messages_after_done_do_not_pile_up_in_the_supervisor() {
     );
 }
 
-/// A worker that never reads its socket, while asking for things that make the gateway answer, makes
-/// the supervisor queue every answer (`Worker::to` and `ipc::write_all` are unbounded). Here each
-/// `Fetch` with a 1 MiB invalid redirect mode is answered by a `Failed` echoing it (`gateway.rs:188`).
+/// A worker that never reads its socket, while asking for things the gateway answers (here `Fetch`es
+/// with a 1 MiB invalid redirect mode, each answered by a short `Failed`), is killed once too much
+/// waits for it, instead of growing the supervisor.
 #[test]
 fn a_worker_that_never_reads_cannot_grow_the_supervisor() {
     if !alone("hostile_worker::a_worker_that_never_reads_cannot_grow_the_supervisor") {
@@ -233,9 +233,8 @@ fn a_worker_that_never_reads_cannot_grow_the_supervisor() {
     );
 }
 
-/// The monitor only watches a worker during a step (`supervisor.rs:351`); the idle-memory check runs
-/// once, right after `Done` (`supervisor.rs:183`). A worker that reports `Done` and then grows or spins
-/// is never looked at again until its next step.
+/// Between steps a worker stays under the monitor: one that reports `Done` and then grows or spins is
+/// killed and replaced.
 #[test]
 fn an_idle_worker_is_still_watched() {
     let (exec, _path) = fake_worker_executor();
@@ -254,6 +253,14 @@ fn an_idle_worker_is_still_watched() {
     );
 }
 
+fn in_process_executor() -> Executor {
+    Executor::new(ExecutorConfig {
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 fn real_process_executor() -> Executor {
     Executor::new(ExecutorConfig {
         workers: 1,
@@ -263,18 +270,12 @@ fn real_process_executor() -> Executor {
     .unwrap()
 }
 
-/// A request body over `max_request_body_bytes` should end the step with `limit`, as it does
-/// in-process. In process mode the worker sends the whole body in one frame, and a frame over
-/// `max_frame` (output cap + 4 MiB, `supervisor.rs:31`) makes the supervisor treat the worker as
-/// broken and kill it: `internal`, and a worker restart, for an ordinary JS step.
+/// A request body over `max_request_body_bytes` ends the step with `limit` in both modes: the isolate
+/// side refuses it before it becomes a frame larger than the supervisor reads.
 #[test]
 fn a_large_request_body_is_a_limit_not_a_dead_worker() {
     let code = "export default async () => { await fetch('https://a.test/', { method: 'POST', body: new Uint8Array(20 << 20) }); return 1 }";
-    let inproc = Executor::new(ExecutorConfig {
-        workers: 1,
-        ..Default::default()
-    })
-    .unwrap();
+    let inproc = in_process_executor();
     let r = inproc.run_blocking(StepRequest::new(code, json!({})));
     assert_eq!(
         r.error.as_ref().map(|e| e.kind),
@@ -291,17 +292,12 @@ fn a_large_request_body_is_a_limit_not_a_dead_worker() {
     );
 }
 
-/// A thrown error's message and stack are not capped anywhere (`step.rs:66-75`, `outcome.rs:36`):
-/// in-process a step returns an error of any size (here 2 × 8 MiB, over the 10 MiB output cap); in
-/// process mode the same step kills its worker (frame over `max_frame`) and is reported `internal`.
+/// A thrown error's message and stack are capped (64 KiB each) on both sides, so a huge error is an
+/// `error`, not a dead worker, and costs no more than the cap.
 #[test]
 fn error_messages_are_capped_like_output() {
     let code = "export default () => { throw new Error('x'.repeat(8 << 20)) }";
-    let inproc = Executor::new(ExecutorConfig {
-        workers: 1,
-        ..Default::default()
-    })
-    .unwrap();
+    let inproc = in_process_executor();
     let r = inproc.run_blocking(StepRequest::new(code, json!({})));
     let e = r.error.clone().expect("an error");
     let size = e.message.len() + e.stack.as_ref().map_or(0, String::len);
@@ -321,10 +317,9 @@ fn error_messages_are_capped_like_output() {
     assert_eq!(p.error.as_ref().map(|e| e.kind), Some(ErrorKind::Error));
 }
 
-/// More than 32 768 request headers (http's `HeaderMap` limit) make `to_header_map`
-/// (`egress/headers.rs:67`, `HeaderMap::with_capacity` / `append`) panic in the gateway's fetch task,
-/// after the policy check. The task dies: no `Failed` reaches JS, so the fetch hangs until the step's
-/// wall time, and the fetch gets no record. It should reject with a `TypeError`.
+/// More than 32 768 request headers (http's `HeaderMap` limit) once made the gateway's fetch task
+/// panic, leaving the fetch hanging and unrecorded. Request headers are capped (256, 64 KiB), so the
+/// fetch rejects with a `TypeError` at once.
 #[test]
 fn too_many_request_headers_reject_the_fetch() {
     let server = TestServer::start(|_| Reply::ok("fine"));
@@ -350,11 +345,9 @@ fn too_many_request_headers_reject_the_fetch() {
     assert!(r.ok, "the fetch never settled: {:?}", r.error);
 }
 
-/// Fetches waiting for a concurrency slot keep their whole `FetchRequest` in the supervisor
-/// (`gateway.rs:233-258`, `run_fetch` waits at `gateway.rs:325`), and a `Fetch` frame's header list is
-/// deserialised without a count limit: `["",""]` is 8 bytes of JSON and 48 bytes of `(String, String)`.
-/// With one slow fetch holding the slot, 8 frames of 12 MiB pin far more than the step's memory limit
-/// in the supervisor, which nothing counts.
+/// A compromised worker's `Fetch` frames with huge header lists are refused while they are read (at
+/// most 256 pairs), and requests waiting for a concurrency slot count against the step's memory, so
+/// queued fetches cannot pin supervisor memory.
 #[test]
 fn queued_fetches_do_not_pin_unbounded_supervisor_memory() {
     if !alone("hostile_worker::queued_fetches_do_not_pin_unbounded_supervisor_memory") {
@@ -382,10 +375,8 @@ fn queued_fetches_do_not_pin_unbounded_supervisor_memory() {
     );
 }
 
-/// A message a worker sends after `Done` waits in the supervisor's channel (`supervisor.rs:288-298`)
-/// and is handled by the *next* step's gateway (`supervisor.rs:363`), with that step's connectors,
-/// limits and records. Step 2 here made no fetch, yet it is charged with (and its connector used for)
-/// one that step 1's worker sent.
+/// A message a worker sends after `Done` never reaches the next step's gateway: the worker is replaced
+/// before its next step, and nothing of step 1's late fetch reaches the upstream or step 2's records.
 #[test]
 fn messages_from_one_step_never_reach_the_next() {
     let server = TestServer::start(|_| Reply::ok("x"));
@@ -416,9 +407,8 @@ fn messages_from_one_step_never_reach_the_next() {
     );
 }
 
-/// A fetch whose first hop carried connector `svc`'s secret to its upstream, and whose redirect was
-/// then blocked, is recorded with `connector: None` (`egress/mod.rs:400-403` resets the record on each
-/// hop): monitoring (`requests_24h` per connector) never sees that use of the secret.
+/// A fetch whose first hop carried connector `svc`'s secret, and whose redirect was then blocked, is
+/// recorded for `svc` too (one record per hop that reached an upstream): monitoring sees every use.
 #[test]
 fn a_redirected_fetch_is_recorded_against_every_connector_it_used() {
     let server = TestServer::start(|req| {
@@ -449,18 +439,12 @@ fn a_redirected_fetch_is_recorded_against_every_connector_it_used() {
     );
 }
 
-/// An output within its cap must come back as it does in-process. The output's JSON text travels as
-/// a JSON string inside the `Done` frame's JSON header, so every `\` or `"` in it doubles, while
-/// `max_frame` allows only the output cap plus 4 MiB (`supervisor.rs:31-33`): 8 MiB of output made
-/// of backslashes is a 16 MiB frame, and the supervisor kills the worker as if it broke the protocol.
+/// An output within its cap comes back in process mode as it does in-process: it travels as the
+/// `Done` frame's raw payload, so output made of backslashes does not double inside JSON.
 #[test]
 fn an_output_within_its_cap_survives_the_frame() {
     let code = "export default () => '\\\\'.repeat(4 << 20)";
-    let inproc = Executor::new(ExecutorConfig {
-        workers: 1,
-        ..Default::default()
-    })
-    .unwrap();
+    let inproc = in_process_executor();
     let r = inproc.run_blocking(StepRequest::new(code, json!({})));
     assert!(r.ok, "in-process: {:?}", r.error);
     assert_eq!(r.output.as_ref().unwrap().get().len(), (8 << 20) + 2);
@@ -469,10 +453,8 @@ fn an_output_within_its_cap_survives_the_frame() {
     assert!(p.ok, "process mode: {:?}", p.error);
 }
 
-/// The same pinning from plain JS, no exploit: a step under a 64 MiB limit holds the concurrency slots
-/// with 6 slow fetches, then queues 54 fetches whose headers are 5 MiB each. One `Headers` object is
-/// reused, so the step itself stays small; each queued `FetchRequest` keeps its own 5 MiB copy in the
-/// supervisor while it waits (`gateway.rs:233-258`, `gateway.rs:325`).
+/// The same from plain JS, no exploit: a step under a 64 MiB limit queues 54 fetches behind 6 slow
+/// ones with 5 MiB of headers each; the header cap refuses them, and the supervisor does not grow.
 #[test]
 fn js_cannot_pin_supervisor_memory_with_queued_fetches() {
     if !alone("hostile_worker::js_cannot_pin_supervisor_memory_with_queued_fetches") {
