@@ -376,7 +376,10 @@ async fn bench_sqlite(out: &mut Vec<Row>, plans: &mut Vec<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bench.db");
     let store = SqliteStore::open(&path).await.unwrap();
-    let ws = store.create_workspace("bench", "bench").await.unwrap();
+    let ws = store
+        .create_workspace("bench", &codestep::store::Actor::named("bench"))
+        .await
+        .unwrap();
     let now = now_ms();
     let t = Instant::now();
     fill(&store, &ws.id, rows, now, "sqlite").await;
@@ -471,7 +474,10 @@ async fn bench_postgres(url: &str, out: &mut Vec<Row>, plans: &mut Vec<(String, 
     let sep = if url.contains('?') { '&' } else { '?' };
     let location = format!("{url}{sep}options=-csearch_path%3D{schema}");
     let store = PostgresStore::open(&location).await.unwrap();
-    let ws = store.create_workspace("bench", "bench").await.unwrap();
+    let ws = store
+        .create_workspace("bench", &codestep::store::Actor::named("bench"))
+        .await
+        .unwrap();
     let now = now_ms();
     let t = Instant::now();
     fill(&store, &ws.id, rows, now, "postgres").await;

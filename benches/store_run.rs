@@ -29,10 +29,12 @@ struct Setup {
     token_hash: Vec<u8>,
 }
 
+const BENCH: store::Actor = store::Actor::named("bench");
+
 async fn setup(location: &str) -> Setup {
     let store = store::open(location).await.unwrap();
     let vault = Vault::new(Keyring::new(vec![MasterKey::from_bytes(1, [7; 32])]).unwrap());
-    store.create_workspace("acme", "bench").await.unwrap();
+    store.create_workspace("acme", &BENCH).await.unwrap();
     for name in ["stripe", "weather"] {
         let spec = ConnectorSpec {
             name: name.into(),
@@ -49,14 +51,23 @@ async fn setup(location: &str) -> Setup {
             "acme",
             &spec,
             &Secret::new("sk_bench_0123456789".into()),
-            "bench",
+            &BENCH,
         )
         .await
         .unwrap();
     }
-    let (token, _) = store::create_api_token(&*store, "acme", "bench", "bench")
-        .await
-        .unwrap();
+    let (token, _) = store::create_api_token(
+        &*store,
+        "acme",
+        "bench",
+        &store::TokenGrant {
+            scopes: store::Scopes::all(),
+            expires_at: None,
+        },
+        &BENCH,
+    )
+    .await
+    .unwrap();
     Setup {
         store,
         vault,

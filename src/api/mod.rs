@@ -4,6 +4,7 @@
 //! return JSON. Every error goes through `error::ApiError`, the one place errors become responses.
 
 mod access;
+mod audit;
 mod auth;
 mod connectors;
 mod error;
@@ -11,9 +12,12 @@ mod history;
 mod json;
 mod metrics;
 mod monitoring;
+mod probe;
 mod runs;
+mod scopes;
 mod state;
 mod system;
+mod tokens;
 mod workspaces;
 
 use std::net::SocketAddr;
@@ -59,7 +63,9 @@ pub struct ServeOptions {
         (name = "runs", description = "Running steps, and the history of what ran."),
         (name = "connectors", description = "A workspace's connectors: where each secret may go and how it is placed."),
         (name = "monitoring", description = "Requests and errors per connector, and requests no connector allowed."),
-        (name = "workspaces", description = "Workspaces and their tokens."),
+        (name = "workspaces", description = "Workspaces (operator token)."),
+        (name = "tokens", description = "A workspace's API tokens and their scopes."),
+        (name = "audit", description = "Who changed what in a workspace, and from where."),
         (name = "auth", description = "Who a token is."),
         (name = "system", description = "Health checks and metrics for operators.")
     )
@@ -87,7 +93,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(workspaces::me))
         .routes(routes!(workspaces::list, workspaces::create))
         .routes(routes!(workspaces::delete))
-        .routes(routes!(workspaces::create_token))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(audit::list))
         .routes(routes!(runs::run, history::list))
         .routes(routes!(history::get))
         .routes(routes!(connectors::list, connectors::create))
@@ -96,6 +104,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
             connectors::update,
             connectors::delete
         ))
+        .routes(routes!(probe::test))
         .routes(routes!(monitoring::stats))
         .routes(routes!(monitoring::errors))
         .routes(routes!(monitoring::blocked))
@@ -213,9 +222,13 @@ pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
     println!("listening on http://{addr}");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // The client's address goes into the audit trail.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("stopped; running steps were drained");
     Ok(())
 }

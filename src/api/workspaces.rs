@@ -1,4 +1,4 @@
-//! Operator endpoints: workspaces and their API tokens. And `/v1/me`, for the dashboard's sign-in.
+//! Operator endpoints: workspaces. And `/v1/me`, for the dashboard's sign-in.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,11 +6,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::Caller;
+use super::auth::{Caller, CallerKind};
 use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiPath};
 use super::state::AppState;
-use crate::store::{self, format_time, Workspace};
+use crate::store::{self, format_time, Scope, Workspace};
 
 #[derive(Serialize, ToSchema)]
 pub struct WorkspaceView {
@@ -38,42 +38,43 @@ pub struct CreateWorkspace {
     pub name: String,
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateToken {
-    /// A label for the token, such as what uses it.
-    pub label: String,
-}
-
-/// The new token, shown this once; only its hash is stored.
 #[derive(Serialize, ToSchema)]
-pub struct NewToken {
-    pub id: String,
-    pub workspace: String,
-    pub label: String,
-    pub token: String,
-}
-
-#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"kind": "workspace", "workspace": "acme", "label": "deploy", "scopes": ["read", "manage"]}))]
 pub struct Me {
-    /// `operator` or `workspace`.
-    pub kind: String,
+    pub kind: MeKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
+    /// The token's label (`operator` for the operator token).
+    pub label: String,
+    /// A workspace token's scopes; absent for the operator token, which may do everything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<Scope>>,
 }
 
-/// Who the calling token is.
-#[utoipa::path(get, path = "/v1/me", tag = "auth",
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MeKind {
+    Operator,
+    Workspace,
+}
+
+/// Who the calling token is, and what it may do.
+#[utoipa::path(get, path = "/v1/me", tag = "auth", operation_id = "who_am_i",
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)), security(("token" = [])))]
 pub async fn me(caller: Caller) -> Json<Me> {
-    Json(match caller {
-        Caller::Operator => Me {
-            kind: "operator".into(),
+    let label = caller.label().to_string();
+    Json(match caller.kind {
+        CallerKind::Operator => Me {
+            kind: MeKind::Operator,
             workspace: None,
+            label,
+            scopes: None,
         },
-        Caller::Workspace { name, .. } => Me {
-            kind: "workspace".into(),
+        CallerKind::Workspace { name, scopes, .. } => Me {
+            kind: MeKind::Workspace,
             workspace: Some(name),
+            label,
+            scopes: Some(scopes.iter().collect()),
         },
     })
 }
@@ -83,9 +84,8 @@ pub async fn me(caller: Caller) -> Json<Me> {
     responses((status = 200, body = WorkspaceList), (status = 403, body = ErrorBody)), security(("token" = [])))]
 pub async fn list(
     State(st): State<AppState>,
-    caller: Caller,
+    _caller: Caller,
 ) -> Result<Json<WorkspaceList>, ApiError> {
-    caller.require_operator()?;
     let items = st
         .store
         .list_workspaces()
@@ -106,7 +106,6 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateWorkspace>,
 ) -> Result<(StatusCode, Json<WorkspaceView>), ApiError> {
-    caller.require_operator()?;
     store::validate_workspace_name(&body.name)?;
     let ws = st
         .store
@@ -124,35 +123,6 @@ pub async fn delete(
     caller: Caller,
     ApiPath(ws): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_operator()?;
     st.store.delete_workspace(&ws, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Create a workspace token; it is shown once and stored only as a hash.
-#[utoipa::path(post, path = "/v1/workspaces/{ws}/tokens", tag = "workspaces", params(("ws" = String, Path)),
-    request_body = CreateToken,
-    responses((status = 201, body = NewToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 422, body = ErrorBody)),
-    security(("token" = [])))]
-pub async fn create_token(
-    State(st): State<AppState>,
-    caller: Caller,
-    ApiPath(ws): ApiPath<String>,
-    ApiJson(body): ApiJson<CreateToken>,
-) -> Result<(StatusCode, Json<NewToken>), ApiError> {
-    caller.require_operator()?;
-    // The store calls a token's label its name.
-    let (token, record) = store::create_api_token(&*st.store, &ws, &body.label, &caller.actor())
-        .await
-        .map_err(|e| ApiError::from(e).in_body_field("label"))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(NewToken {
-            id: record.id,
-            workspace: record.workspace_name,
-            label: record.name,
-            token: token.expose().to_string(),
-        }),
-    ))
 }

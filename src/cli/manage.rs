@@ -8,12 +8,13 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::StoreArg;
 use crate::connector::{preset, preset_names, ConnectorSpec, Placement, Secret};
 use crate::store::{self, ConnectorRecord, ConnectorUpdate, Store, StoreError};
 use crate::vault::{KeySource, Vault, VaultError};
@@ -39,7 +40,7 @@ pub struct OutputArg {
 }
 
 impl OutputArg {
-    fn json(self) -> bool {
+    pub(super) fn json(self) -> bool {
         self.format == OutputFormat::Json
     }
 }
@@ -233,13 +234,13 @@ pub struct TestArgs {
 }
 
 /// A failure with its exit code; the message is printed as `codestep: MESSAGE`.
-struct Failure {
-    code: i32,
-    message: String,
+pub(super) struct Failure {
+    pub(super) code: i32,
+    pub(super) message: String,
 }
 
 impl Failure {
-    fn usage(message: impl Into<String>) -> Failure {
+    pub(super) fn usage(message: impl Into<String>) -> Failure {
         Failure {
             code: 2,
             message: message.into(),
@@ -278,9 +279,9 @@ impl From<VaultError> for Failure {
     }
 }
 
-type Outcome = Result<(), Failure>;
+pub(super) type Outcome = Result<(), Failure>;
 
-fn finish(outcome: Outcome) -> i32 {
+pub(super) fn finish(outcome: Outcome) -> i32 {
     match outcome {
         Ok(()) => 0,
         Err(f) => {
@@ -291,27 +292,43 @@ fn finish(outcome: Outcome) -> i32 {
 }
 
 /// Who the audit trail records for CLI changes.
-fn actor() -> String {
+pub(crate) fn actor() -> store::Actor {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| format!("uid{}", unsafe { libc::getuid() }));
-    format!("cli:{user}")
+    store::Actor::new(format!("cli:{user}"), None)
 }
 
-async fn open_store(db: Option<String>) -> Result<Arc<dyn Store>, Failure> {
-    let location = store::resolve_location(db.as_deref());
-    Ok(store::open(&location).await?)
+pub(super) async fn open_store(db: StoreArg) -> Result<Arc<dyn Store>, Failure> {
+    Ok(db.open().await?)
 }
 
-fn load_vault(create: bool) -> Result<Vault, Failure> {
-    let loaded = Vault::load(&store::default_key_file(), create)?;
-    if let Some(path) = &loaded.created_key_file {
-        eprintln!(
-            "codestep: created a new master key file at {} (mode 0600). Back it up: stored secrets cannot be decrypted without it.",
-            path.display()
-        );
+/// Loads the vault from an existing key (never creates one).
+fn load_vault() -> Result<Vault, Failure> {
+    Ok(Vault::load(&store::default_key_file(), false)?.vault)
+}
+
+/// Loads the vault, creating a key file when there is none, and runs `work` with it. A key file made
+/// here is removed again when `work` fails: a command that fails leaves no key behind. It is announced
+/// only once the command succeeded.
+async fn load_vault_for<T, Fut>(work: impl FnOnce(Vault) -> Fut) -> Result<T, Failure>
+where
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let loaded = Vault::load(&store::default_key_file(), true)?;
+    let created = loaded.created_key_file;
+    let result = work(loaded.vault).await;
+    if let Some(path) = &created {
+        if result.is_err() {
+            let _ = std::fs::remove_file(path);
+        } else {
+            eprintln!(
+                "codestep: created a new master key file at {} (mode 0600). Back it up: stored secrets cannot be decrypted without it.",
+                path.display()
+            );
+        }
     }
-    Ok(loaded.vault)
+    result
 }
 
 fn strip_one_newline(s: &mut Zeroizing<String>) {
@@ -376,7 +393,7 @@ fn workspace_json(ws: &store::Workspace, connectors: usize) -> serde_json::Value
     json!({"name": ws.name, "connectors": connectors, "created_at": store::format_time(ws.created_at)})
 }
 
-fn print_json(value: &serde_json::Value) {
+pub(super) fn print_json(value: &serde_json::Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("JSON values always serialise")
@@ -384,7 +401,7 @@ fn print_json(value: &serde_json::Value) {
 }
 
 /// Prints rows as columns separated by two spaces (the last column is not padded).
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub(super) fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -418,11 +435,11 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 /// `codestep workspace …`. Returns the exit code.
-pub async fn run_workspace(cmd: WorkspaceCmd, db: Option<String>) -> anyhow::Result<i32> {
+pub async fn run_workspace(cmd: WorkspaceCmd, db: StoreArg) -> anyhow::Result<i32> {
     Ok(finish(workspace(cmd, db).await))
 }
 
-async fn workspace(cmd: WorkspaceCmd, db: Option<String>) -> Outcome {
+async fn workspace(cmd: WorkspaceCmd, db: StoreArg) -> Outcome {
     match cmd {
         WorkspaceCmd::Create { name, output } => {
             store::validate_workspace_name(&name)?;
@@ -491,11 +508,11 @@ async fn workspace(cmd: WorkspaceCmd, db: Option<String>) -> Outcome {
 }
 
 /// `codestep connector …`. Returns the exit code.
-pub async fn run_connector(cmd: ConnectorCmd, db: Option<String>) -> anyhow::Result<i32> {
+pub async fn run_connector(cmd: ConnectorCmd, db: StoreArg) -> anyhow::Result<i32> {
     Ok(finish(connector(cmd, db).await))
 }
 
-async fn connector(cmd: ConnectorCmd, db: Option<String>) -> Outcome {
+async fn connector(cmd: ConnectorCmd, db: StoreArg) -> Outcome {
     match cmd {
         ConnectorCmd::Create(args) => create(args, db).await,
         ConnectorCmd::List { workspace, output } => {
@@ -579,7 +596,7 @@ fn no_secret_source() -> Failure {
     Failure::usage("--secret-stdin or --secret-file: one is required (the secret is never taken as an argument)")
 }
 
-async fn create(args: CreateArgs, db: Option<String>) -> Outcome {
+async fn create(args: CreateArgs, db: StoreArg) -> Outcome {
     let (patterns, placement) = match &args.preset {
         Some(name) => preset(name).ok_or_else(|| {
             Failure::usage(format!(
@@ -605,9 +622,13 @@ async fn create(args: CreateArgs, db: Option<String>) -> Outcome {
     let secret = read_secret(&args.secret)?.ok_or_else(no_secret_source)?;
     let store = open_store(db).await?;
     store.workspace(&args.workspace).await?;
-    let vault = load_vault(true)?;
-    let rec =
-        store::create_connector(&*store, &vault, &args.workspace, &spec, &secret, &actor()).await?;
+    let rec = load_vault_for(|vault| async move {
+        Ok(
+            store::create_connector(&*store, &vault, &args.workspace, &spec, &secret, &actor())
+                .await?,
+        )
+    })
+    .await?;
     if args.output.json() {
         print_json(&connector_json(&rec));
     } else {
@@ -619,7 +640,7 @@ async fn create(args: CreateArgs, db: Option<String>) -> Outcome {
     Ok(())
 }
 
-async fn update(args: UpdateArgs, db: Option<String>) -> Outcome {
+async fn update(args: UpdateArgs, db: StoreArg) -> Outcome {
     let placement = args.placement.placement();
     if args.placement.query_param.is_some() || args.placement.header.is_some() {
         // clap enforced the pairs; this only guards against a half-given placement.
@@ -640,23 +661,27 @@ async fn update(args: UpdateArgs, db: Option<String>) -> Outcome {
         ));
     }
     let store = open_store(db).await?;
-    let vault = if update.secret.is_some() {
-        load_vault(true)?
+    let with_secret = update.secret.is_some();
+    let apply = |vault: Vault| async move {
+        Ok(store::update_connector(
+            &*store,
+            &vault,
+            &args.workspace,
+            &args.name,
+            update,
+            &actor(),
+        )
+        .await?)
+    };
+    let rec = if with_secret {
+        load_vault_for(apply).await?
     } else {
         // Not used to decrypt or encrypt anything: only the definition changes.
-        Vault::new(crate::vault::Keyring::new(vec![
+        apply(Vault::new(crate::vault::Keyring::new(vec![
             crate::vault::MasterKey::generate(1)?,
-        ])?)
+        ])?))
+        .await?
     };
-    let rec = store::update_connector(
-        &*store,
-        &vault,
-        &args.workspace,
-        &args.name,
-        update,
-        &actor(),
-    )
-    .await?;
     if args.output.json() {
         print_json(&connector_json(&rec));
     } else {
@@ -668,7 +693,7 @@ async fn update(args: UpdateArgs, db: Option<String>) -> Outcome {
     Ok(())
 }
 
-async fn test(args: TestArgs, db: Option<String>) -> Outcome {
+async fn test(args: TestArgs, db: StoreArg) -> Outcome {
     let url = url::Url::parse(&args.url)
         .map_err(|e| Failure::usage(format!("URL {:?}: not a valid URL: {e}", args.url)))?;
     let egress_config = args
@@ -677,110 +702,84 @@ async fn test(args: TestArgs, db: Option<String>) -> Outcome {
         .map_err(|e| Failure::usage(e.to_string()))?;
     let store = open_store(db).await?;
     let record = store.connector(&args.workspace, &args.name).await?;
-    let vault = load_vault(false)?;
-    let connectors = store::load_step_connectors(
+    let vault = load_vault()?;
+    let (workspace, mut connectors) = store::load_run(
         &*store,
         &vault,
         &args.workspace,
         std::slice::from_ref(&record.name),
     )
     .await?;
-    let connector = &connectors[0];
+    let connector = connectors.remove(0);
     if !connector.matches(&url) {
         return Err(Failure::usage(format!(
             "URL: {} does not match any pattern of connector {:?} ({})",
-            redact_query(&url),
+            crate::egress::probe::without_query(&url),
             connector.name,
             record.patterns.join(", ")
         )));
     }
     let egress =
         crate::egress::Egress::new(egress_config).map_err(|e| Failure::usage(e.to_string()))?;
-    let limits = crate::egress::RequestLimits {
-        timeout: Duration::from_millis(args.timeout_ms),
-        ..Default::default()
-    };
-    let request = crate::egress::FetchRequest {
-        method: "GET".into(),
-        url: url.to_string(),
-        headers: vec![],
-        body: None,
-        redirect: crate::egress::RedirectMode::Follow,
-    };
-    let started = Instant::now();
-    let (result, fetch_record) = egress.fetch(&connectors, request, &limits).await;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match result {
-        Ok(resp) => {
-            let ok = resp.status < 400;
-            match args.output.format {
-                OutputFormat::Json => print_json(&json!({
-                    "connector": connector.name,
-                    "url": redact_query_str(&resp.url),
-                    "status": resp.status,
-                    "status_text": resp.status_text,
-                    "redirects": fetch_record.redirects,
-                    "duration_ms": (elapsed_ms * 10.0).round() / 10.0,
-                    "body_bytes": resp.body.len(),
-                    "ok": ok,
-                })),
-                OutputFormat::Text => println!(
-                    "GET {} -> {} {} in {:.0} ms ({} bytes, {} redirect(s)) through connector {:?}",
-                    redact_query_str(&resp.url),
-                    resp.status,
-                    resp.status_text,
-                    elapsed_ms,
-                    resp.body.len(),
-                    fetch_record.redirects,
-                    connector.name
-                ),
-            }
-            if ok {
-                Ok(())
-            } else {
-                Err(Failure {
-                    code: 1,
-                    message: format!("the upstream answered {} {}", resp.status, resp.status_text),
-                })
+    let (report, fetch_record) = egress
+        .probe(&connector, &url, Duration::from_millis(args.timeout_ms))
+        .await;
+    // A test uses the secret like a step does, and monitoring counts every use.
+    store
+        .record_fetch_attempts(
+            Some(&workspace.id),
+            &[store::FetchAttempt::from_record(&fetch_record, None)],
+        )
+        .await?;
+    match args.output.format {
+        OutputFormat::Json => print_json(&json!(report)),
+        OutputFormat::Text => {
+            if let Some(status) = report.status {
+                println!(
+                    "GET {} -> {} {} in {:.0} ms ({} redirect(s)) through connector {:?}",
+                    report.url,
+                    status,
+                    report.status_text.as_deref().unwrap_or(""),
+                    report.duration_ms,
+                    report.redirects,
+                    report.connector
+                );
+                if let Some(excerpt) = &report.excerpt {
+                    println!("upstream said: {excerpt}");
+                }
             }
         }
-        Err(e) => Err(Failure {
-            code: 1,
-            message: format!(
-                "GET through connector {:?} failed after {elapsed_ms:.0} ms: {e}",
-                connector.name
+    }
+    if report.ok {
+        return Ok(());
+    }
+    Err(Failure {
+        code: 1,
+        message: match (report.status, &report.error) {
+            (Some(status), _) => format!(
+                "the upstream answered {status} {}",
+                report.status_text.as_deref().unwrap_or("")
             ),
-        }),
-    }
-}
-
-/// The URL without its query (which may hold a secret placed as a parameter elsewhere).
-fn redact_query(url: &url::Url) -> String {
-    let mut u = url.clone();
-    if u.query().is_some() {
-        u.set_query(Some("…"));
-    }
-    u.set_fragment(None);
-    u.to_string()
-}
-
-fn redact_query_str(s: &str) -> String {
-    match url::Url::parse(s) {
-        Ok(u) => redact_query(&u),
-        Err(_) => s.split('?').next().unwrap_or_default().to_string(),
-    }
+            (None, error) => format!(
+                "GET through connector {:?} failed after {:.0} ms: {}",
+                report.connector,
+                report.duration_ms,
+                error.as_deref().unwrap_or("no answer")
+            ),
+        },
+    })
 }
 
 /// `codestep key …`. Returns the exit code.
-pub async fn run_key(cmd: KeyCmd, db: Option<String>) -> anyhow::Result<i32> {
+pub async fn run_key(cmd: KeyCmd, db: StoreArg) -> anyhow::Result<i32> {
     Ok(finish(key(cmd, db).await))
 }
 
-async fn key(cmd: KeyCmd, db: Option<String>) -> Outcome {
+async fn key(cmd: KeyCmd, db: StoreArg) -> Outcome {
     match cmd {
         KeyCmd::Rotate { output } => {
             let store = open_store(db).await?;
-            let vault = load_vault(false)?;
+            let vault = load_vault()?;
             let (vault, report) = store::rotate_keys(&*store, &vault, &actor(), None).await?;
             if output.json() {
                 print_json(&json!({

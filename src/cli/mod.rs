@@ -6,6 +6,7 @@ pub mod manage;
 mod net;
 mod run;
 mod serve;
+mod tokens;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -21,6 +22,10 @@ pub struct Cli {
     /// The store: a SQLite file path or a postgres:// URL (default: the XDG data dir).
     #[arg(long, global = true, env = "CODESTEP_DB")]
     pub db: Option<String>,
+    /// Make a new SQLite store at --db if there is none. Without it, a --db path that does not exist
+    /// is an error, so a typo never starts an empty store. (The default location is made on first use.)
+    #[arg(long, global = true)]
+    pub create_store: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -37,6 +42,11 @@ pub enum Command {
     /// Manage a workspace's connectors (secrets are write-only).
     #[command(subcommand)]
     Connector(manage::ConnectorCmd),
+    /// Manage a workspace's API tokens and their scopes (a token is shown once, when made).
+    #[command(subcommand)]
+    Token(tokens::TokenCmd),
+    /// Show a workspace's audit trail: who changed what, when and from where.
+    Audit(tokens::AuditArgs),
     /// Manage the vault's master keys.
     #[command(subcommand)]
     Key(manage::KeyCmd),
@@ -108,6 +118,46 @@ impl IsolationArgs {
     }
 }
 
+/// Which store a command uses, and whether it may make a new one.
+#[derive(Clone, Debug)]
+pub struct StoreArg {
+    /// `--db`, when given (the environment is read by clap into it too).
+    pub db: Option<String>,
+    /// `--create-store`.
+    pub create: bool,
+}
+
+impl StoreArg {
+    pub fn location(&self) -> String {
+        crate::store::resolve_location(self.db.as_deref())
+    }
+
+    /// Opens the store. The default location (nothing given) is made on first use, with its data
+    /// directory; a given path only with `--create-store`, and never in a directory that is missing.
+    pub async fn open(
+        &self,
+    ) -> Result<std::sync::Arc<dyn crate::store::Store>, crate::store::StoreError> {
+        use crate::store::{open_as, Create, StoreError};
+        let given = self.db.as_deref().is_some_and(|d| !d.is_empty());
+        if !given {
+            let dir = crate::store::default_data_dir();
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot create the data directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            return open_as(&self.location(), Create::IfMissing).await;
+        }
+        let create = if self.create {
+            Create::IfMissing
+        } else {
+            Create::Never
+        };
+        open_as(&self.location(), create).await
+    }
+}
+
 /// A problem with how codestep was called or configured (exit code 2).
 #[derive(Debug)]
 pub struct UsageError(pub String);
@@ -125,7 +175,7 @@ pub enum Exit {
 
 /// Loads stored connectors for `codestep run --workspace W --connector N...`, decrypted as the step starts.
 fn stored_connectors(
-    db: Option<String>,
+    db: StoreArg,
     workspace: &str,
     names: &[String],
 ) -> Result<Vec<crate::connector::Connector>, UsageError> {
@@ -134,9 +184,7 @@ fn stored_connectors(
         .build()
         .map_err(|e| UsageError(format!("cannot start a runtime: {e}")))?;
     rt.block_on(async {
-        let store = crate::store::open(&crate::store::resolve_location(db.as_deref()))
-            .await
-            .map_err(|e| UsageError(e.to_string()))?;
+        let store = db.open().await.map_err(|e| UsageError(e.to_string()))?;
         let vault = crate::vault::Vault::load(&crate::store::default_key_file(), false)
             .map_err(|e| UsageError(e.to_string()))?
             .vault;
@@ -165,18 +213,24 @@ fn block_on(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> i32 
 pub fn main() -> i32 {
     let cli = Cli::parse();
     logging::init();
+    let db = StoreArg {
+        db: cli.db,
+        create: cli.create_store,
+    };
     let outcome = match cli.command {
-        Command::Run(args) => run::run(args, cli.db),
-        Command::Serve(args) => serve::run(args, cli.db).map(|code| {
+        Command::Run(args) => run::run(args, db),
+        Command::Serve(args) => serve::run(args, db).map(|code| {
             if code == 0 {
                 Exit::Ok
             } else {
                 Exit::StepFailed
             }
         }),
-        Command::Workspace(c) => return block_on(manage::run_workspace(c, cli.db)),
-        Command::Connector(c) => return block_on(manage::run_connector(c, cli.db)),
-        Command::Key(c) => return block_on(manage::run_key(c, cli.db)),
+        Command::Workspace(c) => return block_on(manage::run_workspace(c, db)),
+        Command::Connector(c) => return block_on(manage::run_connector(c, db)),
+        Command::Key(c) => return block_on(manage::run_key(c, db)),
+        Command::Token(c) => return block_on(tokens::run_token(c, db)),
+        Command::Audit(a) => return block_on(tokens::run_audit(a, db)),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "codestep", &mut script);

@@ -7,7 +7,7 @@ use clap::Args;
 use crate::connector::{load_connectors_file, Connector};
 use crate::engine::{Executor, ExecutorConfig, LimitOverrides, Limits, StepRequest};
 
-use super::{Exit, UsageError};
+use super::{Exit, StoreArg, UsageError};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -58,7 +58,7 @@ fn read_input(arg: &str) -> Result<serde_json::Value, UsageError> {
     serde_json::from_str(&text).map_err(|e| UsageError(format!("{from}: not valid JSON: {e}")))
 }
 
-pub fn run(args: RunArgs, db: Option<String>) -> Result<Exit, UsageError> {
+pub fn run(args: RunArgs, db: StoreArg) -> Result<Exit, UsageError> {
     let code = std::fs::read_to_string(&args.step).map_err(|e| {
         UsageError(format!(
             "{}: cannot read the step: {e}",

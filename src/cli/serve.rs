@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::UsageError;
+use super::{StoreArg, UsageError};
 use crate::api::{self, ServeOptions, DEFAULT_MAX_BODY};
 use crate::engine::{Executor, ExecutorConfig, Limits};
 
@@ -140,7 +140,7 @@ fn operator_token() -> Result<String, UsageError> {
     Ok(token)
 }
 
-pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
+pub fn run(args: ServeArgs, db: StoreArg) -> Result<i32, UsageError> {
     let egress = args.net.egress_config()?;
     let workers = args
         .workers
@@ -173,10 +173,8 @@ pub fn run(args: ServeArgs, db: Option<String>) -> Result<i32, UsageError> {
         max_body_bytes: args.max_body_bytes,
     };
     let result = rt.block_on(async {
-        let location = crate::store::resolve_location(db.as_deref());
-        let store = crate::store::open(&location)
-            .await
-            .map_err(|e| UsageError(e.to_string()))?;
+        let location = db.location();
+        let store = db.open().await.map_err(|e| UsageError(e.to_string()))?;
         let loaded = crate::vault::Vault::load(&crate::store::default_key_file(), true)
             .map_err(|e| UsageError(e.to_string()))?;
         // The wrong key would fail every run that needs a secret: refuse to start instead, and leave

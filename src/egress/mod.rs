@@ -11,6 +11,7 @@
 mod client;
 mod headers;
 mod inject;
+pub mod probe;
 mod redirect;
 mod scrub;
 pub mod ssrf;

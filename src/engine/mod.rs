@@ -266,6 +266,9 @@ enum Backend {
 pub struct Executor {
     backend: Option<Backend>,
     http: Option<tokio::runtime::Runtime>,
+    /// The egress path and its runtime, for `probe`.
+    egress: Egress,
+    http_handle: tokio::runtime::Handle,
     worker_count: usize,
     sandboxed: bool,
 }
@@ -294,7 +297,7 @@ impl Executor {
         let mode = config.mode.clone();
         let shared = Arc::new(Shared {
             config,
-            egress,
+            egress: egress.clone(),
             http: http.handle().clone(),
         });
         let (backend, sandboxed) = match &mode {
@@ -312,7 +315,9 @@ impl Executor {
         };
         Ok(Executor {
             backend: Some(backend),
+            http_handle: http.handle().clone(),
             http: Some(http),
+            egress,
             worker_count,
             sandboxed,
         })
@@ -341,6 +346,24 @@ impl Executor {
         match &self.backend {
             Some(Backend::Process(p)) => p.pids(),
             _ => Vec::new(),
+        }
+    }
+
+    /// Sends one GET through `connector` on the egress path the steps use ("test connection"). It
+    /// runs here, in the supervisor, where the secrets are; no isolate is involved.
+    pub async fn probe(
+        &self,
+        connector: crate::connector::Connector,
+        url: url::Url,
+        timeout: std::time::Duration,
+    ) -> (crate::egress::probe::ProbeReport, FetchRecord) {
+        let egress = self.egress.clone();
+        let task = self
+            .http_handle
+            .spawn(async move { egress.probe(&connector, &url, timeout).await });
+        match task.await {
+            Ok(done) => done,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
 

@@ -42,6 +42,11 @@ pub const SQLITE: &[Migration] = &[
         name: "runs",
         sql: include_str!("../../migrations/sqlite/0004_runs.sql"),
     },
+    Migration {
+        version: 5,
+        name: "token_scopes",
+        sql: include_str!("../../migrations/sqlite/0005_token_scopes.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -64,6 +69,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 4,
         name: "runs",
         sql: include_str!("../../migrations/postgres/0004_runs.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "token_scopes",
+        sql: include_str!("../../migrations/postgres/0005_token_scopes.sql"),
     },
 ];
 

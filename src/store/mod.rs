@@ -10,6 +10,7 @@
 //! and hands the store a [`Sealed`] value.
 
 #[doc(hidden)]
+pub mod access;
 pub mod db;
 mod error;
 pub mod migrate;
@@ -32,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::connector::Placement;
 use crate::vault::Sealed;
 
+pub use access::{Actor, Scope, Scopes};
 pub use error::{Invalid, StoreError};
 pub use ops::{
     check_master_keys, create_api_token, create_connector, decrypt_secret, hash_api_token,
@@ -153,13 +155,22 @@ pub struct SecretRow {
 pub struct AuditEntry {
     pub id: i64,
     pub at: Millis,
-    /// Who: `cli:USER`, `token:ID`, …
+    /// Who: `cli:USER`, `operator`, `token "LABEL"`, …
     pub actor: String,
+    /// The client address of the API call that made it; `None` for the CLI.
+    pub address: Option<String>,
     /// What: `workspace.create`, `connector.update`, `key.rotate`, …
     pub action: String,
     pub workspace: String,
     pub connector: Option<String>,
     pub detail: String,
+}
+
+/// What a new token may do, and until when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub scopes: Scopes,
+    pub expires_at: Option<Millis>,
 }
 
 /// A workspace API token. The token itself is never stored: only its SHA-256 ([`ops::hash_api_token`]).
@@ -172,6 +183,9 @@ pub struct ApiToken {
     pub created_at: Millis,
     pub last_used_at: Option<Millis>,
     pub revoked_at: Option<Millis>,
+    pub scopes: Scopes,
+    /// When it stops working; `None` for never.
+    pub expires_at: Option<Millis>,
 }
 
 /// One `fetch()` a step made, as kept for the operator: the engine's own record, with its run. Host and
@@ -550,17 +564,17 @@ pub trait Store: Send + Sync {
     /// The schema version the store is at.
     async fn schema_version(&self) -> Result<u32, StoreError>;
 
-    async fn create_workspace(&self, name: &str, actor: &str) -> Result<Workspace, StoreError>;
+    async fn create_workspace(&self, name: &str, actor: &Actor) -> Result<Workspace, StoreError>;
     async fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError>;
     async fn workspace(&self, name: &str) -> Result<Workspace, StoreError>;
     /// Deletes a workspace and all its connectors; returns how many connectors went with it.
-    async fn delete_workspace(&self, name: &str, actor: &str) -> Result<u64, StoreError>;
+    async fn delete_workspace(&self, name: &str, actor: &Actor) -> Result<u64, StoreError>;
 
     /// Inserts a connector. A name already used in the workspace (ignoring case) is a `Conflict`.
     async fn insert_connector(
         &self,
         row: NewConnectorRow,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<ConnectorRecord, StoreError>;
     /// The workspace's connectors, by name.
     async fn list_connectors(&self, workspace: &str) -> Result<Vec<ConnectorRecord>, StoreError>;
@@ -578,19 +592,21 @@ pub trait Store: Send + Sync {
         workspace_id: &str,
         connector_id: &str,
         changes: ConnectorChanges,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<ConnectorRecord, StoreError>;
     async fn delete_connector(
         &self,
         workspace: &str,
         name: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), StoreError>;
 
-    /// The newest audit entries first, optionally only one workspace's.
+    /// The newest audit entries first, optionally only one workspace's, optionally only those older
+    /// than the entry with id `before` (the cursor of the previous page).
     async fn audit_log(
         &self,
         workspace: Option<&str>,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError>;
 
@@ -605,7 +621,7 @@ pub trait Store: Send + Sync {
         &self,
         rekey: Rekey,
         to_version: u32,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<u64, StoreError>;
 
     /// Stores a new API token of `workspace` by its hash. Writes a `token.create` audit entry.
@@ -614,11 +630,12 @@ pub trait Store: Send + Sync {
         workspace: &str,
         name: &str,
         token_hash: &[u8],
-        actor: &str,
+        grant: &TokenGrant,
+        actor: &Actor,
     ) -> Result<ApiToken, StoreError>;
     /// The workspace's tokens (revoked ones included), oldest first.
     async fn list_api_tokens(&self, workspace: &str) -> Result<Vec<ApiToken>, StoreError>;
-    /// The live (not revoked) token with this hash, if any; records its use (`last_used_at`, to the
+    /// The live (not revoked, not expired) token with this hash, if any; records its use (`last_used_at`, to the
     /// nearest [`TOKEN_USE_RESOLUTION_MS`], so that authenticating is a read, not a write, nearly always).
     async fn authenticate_api_token(
         &self,
@@ -629,7 +646,7 @@ pub trait Store: Send + Sync {
         &self,
         workspace: &str,
         token_id: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), StoreError>;
 
     /// Records a finished run and its fetch records in one transaction: a run is in the history
@@ -789,10 +806,25 @@ pub(crate) fn fetch_log_terms(q: &FetchLogQuery, mut next: usize) -> (Vec<String
     (terms, values)
 }
 
-/// Opens the store at `location`: a `postgres://` / `postgresql://` URL, or a SQLite file path
-/// (created with its directory if missing). Applies pending migrations; fails with a clear message if the
-/// store was written by a newer schema version.
+/// Whether opening a SQLite store may make a new file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// Only an existing store: a mistyped path is an error, not a new empty store.
+    Never,
+    /// Make the file when it is missing (its directory must exist).
+    IfMissing,
+}
+
+/// Opens the store at `location`, creating a missing SQLite file (in a directory that must exist).
+/// See [`open_as`].
 pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_as(location, Create::IfMissing).await
+}
+
+/// Opens the store at `location`: a `postgres://` / `postgresql://` URL, or a SQLite file path, made
+/// only as `create` allows. Applies pending migrations; fails with a clear message if the store was
+/// written by a newer schema version.
+pub async fn open_as(location: &str, create: Create) -> Result<Arc<dyn Store>, StoreError> {
     // A mistyped URL must not silently become a new, empty SQLite file named after it (and holding its
     // password in its name): any scheme but ours is refused, naming only the scheme.
     if let Some((scheme, rest)) = location.split_once("://") {
@@ -825,6 +857,11 @@ pub async fn open(location: &str) -> Result<Arc<dyn Store>, StoreError> {
         let path = location.strip_prefix("sqlite://").unwrap_or(location);
         if path.is_empty() {
             return Err(StoreError::Config("the store location is empty".into()));
+        }
+        if create == Create::Never && !Path::new(path).exists() {
+            return Err(StoreError::Config(format!(
+                "there is no store at {path}: check the path, or pass --create-store to make a new one there"
+            )));
         }
         Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
     }

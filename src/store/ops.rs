@@ -86,7 +86,7 @@ pub async fn create_connector(
     workspace: &str,
     spec: &ConnectorSpec,
     secret: &Secret,
-    actor: &str,
+    actor: &super::Actor,
 ) -> Result<ConnectorRecord, StoreError> {
     let connector = spec.validate(secret.clone())?;
     let ws = store.workspace(workspace).await?;
@@ -143,7 +143,7 @@ pub async fn update_connector(
     workspace: &str,
     name: &str,
     update: ConnectorUpdate,
-    actor: &str,
+    actor: &super::Actor,
 ) -> Result<ConnectorRecord, StoreError> {
     if update.is_empty() {
         return Err(StoreError::invalid(
@@ -353,7 +353,7 @@ pub struct RotationReport {
 pub async fn rotate_keys(
     store: &dyn Store,
     vault: &Vault,
-    actor: &str,
+    actor: &super::Actor,
     fail_after: Option<u64>,
 ) -> Result<(Vault, RotationReport), StoreError> {
     // Refuse early if a loaded key version is not the one the store knows for that version.
@@ -431,7 +431,8 @@ pub async fn create_api_token(
     store: &dyn Store,
     workspace: &str,
     name: &str,
-    actor: &str,
+    grant: &super::TokenGrant,
+    actor: &super::Actor,
 ) -> Result<(Secret, super::ApiToken), StoreError> {
     use base64::Engine as _;
     if name.is_empty() || name.len() > 64 || name.contains(['\r', '\n', '\0']) {
@@ -440,6 +441,9 @@ pub async fn create_api_token(
             "must be 1 to 64 characters without CR, LF or NUL",
         ));
     }
+    if grant.expires_at.is_some_and(|at| at <= super::now_millis()) {
+        return Err(StoreError::invalid("expires_at", "must be in the future"));
+    }
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
     getrandom::fill(&mut bytes[..]).map_err(|e| StoreError::backend("os", "making a token", e))?;
     let token = Secret::new(format!(
@@ -447,7 +451,13 @@ pub async fn create_api_token(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes[..])
     ));
     let record = store
-        .create_api_token(workspace, name, &hash_api_token(token.expose()), actor)
+        .create_api_token(
+            workspace,
+            name,
+            &hash_api_token(token.expose()),
+            grant,
+            actor,
+        )
         .await?;
     Ok((token, record))
 }

@@ -3,7 +3,7 @@
 use super::db::Row;
 use super::{
     patterns_from_json, placement_from_json, ApiToken, ConnectorRecord, FetchAttempt, RunRecord,
-    StoreError, Workspace,
+    Scopes, StoreError, Workspace,
 };
 use crate::vault::Sealed;
 
@@ -49,7 +49,8 @@ pub(crate) fn connector_row(r: &Row) -> Result<ConnectorRecord, StoreError> {
 }
 
 pub(crate) const TOKEN_SELECT: &str =
-    "SELECT t.id, t.workspace_id, w.name, t.name, t.created_at, t.last_used_at, t.revoked_at
+    "SELECT t.id, t.workspace_id, w.name, t.name, t.created_at, t.last_used_at, t.revoked_at,
+            t.scopes, t.expires_at
      FROM api_tokens t JOIN workspaces w ON w.id = t.workspace_id";
 
 pub(crate) fn token_row(r: &Row) -> Result<ApiToken, StoreError> {
@@ -61,6 +62,8 @@ pub(crate) fn token_row(r: &Row) -> Result<ApiToken, StoreError> {
         created_at: r.int(4)?,
         last_used_at: r.opt_int(5)?,
         revoked_at: r.opt_int(6)?,
+        scopes: Scopes::from_stored(&r.text(7)?)?,
+        expires_at: r.opt_int(8)?,
     })
 }
 

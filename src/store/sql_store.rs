@@ -20,10 +20,10 @@ use super::rows::{
 };
 use super::{
     dense_series, minute_of, name_key, new_id, now_millis, page_of, patterns_to_json,
-    placement_to_json, stored_outcome, window_start, ApiToken, AuditEntry, BucketDeltas,
+    placement_to_json, stored_outcome, window_start, Actor, ApiToken, AuditEntry, BucketDeltas,
     ConnectorChanges, ConnectorRecord, Counts, FetchAttempt, FetchLogEntry, FetchLogPage,
     FetchLogQuery, Millis, NewConnectorRow, Rekey, RunCursor, RunPage, RunQuery, RunRecord,
-    SecretRow, SeriesPoint, Store, Workspace, PRUNE_MAX_BATCH, TOKEN_USE_RESOLUTION_MS,
+    SecretRow, SeriesPoint, Store, TokenGrant, Workspace, PRUNE_MAX_BATCH, TOKEN_USE_RESOLUTION_MS,
 };
 use crate::vault::Sealed;
 
@@ -54,7 +54,7 @@ impl<B: Backend> SqlStore<B> {
 
 async fn audit(
     tx: &mut dyn Tx,
-    actor: &str,
+    actor: &Actor,
     action: &str,
     workspace_id: Option<&str>,
     workspace: &str,
@@ -62,11 +62,12 @@ async fn audit(
     detail: &str,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO audit_log (at, actor, action, workspace_id, workspace, connector, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_log (at, actor, address, action, workspace_id, workspace, connector, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         params![
             now_millis(),
-            actor,
+            actor.who.as_ref(),
+            actor.address.as_deref(),
             action,
             workspace_id,
             workspace,
@@ -296,13 +297,13 @@ impl<B: Backend> Store for SqlStore<B> {
             .await
     }
 
-    async fn create_workspace(&self, name: &str, actor: &str) -> Result<Workspace, StoreError> {
+    async fn create_workspace(&self, name: &str, actor: &Actor) -> Result<Workspace, StoreError> {
         let ws = Workspace {
             id: new_id(),
             name: name.to_string(),
             created_at: now_millis(),
         };
-        let actor = actor.to_string();
+        let actor = actor.clone();
         self.write(job(move |tx| {
             Box::pin(async move {
                 let taken = tx
@@ -361,8 +362,8 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
-    async fn delete_workspace(&self, name: &str, actor: &str) -> Result<u64, StoreError> {
-        let (name, actor) = (name.to_string(), actor.to_string());
+    async fn delete_workspace(&self, name: &str, actor: &Actor) -> Result<u64, StoreError> {
+        let (name, actor) = (name.to_string(), actor.clone());
         self.write(job(move |tx| {
             Box::pin(async move {
                 let ws = find_workspace(tx, &name).await?;
@@ -400,9 +401,9 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn insert_connector(
         &self,
         row: NewConnectorRow,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<ConnectorRecord, StoreError> {
-        let actor = actor.to_string();
+        let actor = actor.clone();
         let share = B::DIALECT.for_share();
         self.write(job(move |tx| {
             Box::pin(async move {
@@ -554,12 +555,12 @@ impl<B: Backend> Store for SqlStore<B> {
         workspace_id: &str,
         connector_id: &str,
         changes: ConnectorChanges,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<ConnectorRecord, StoreError> {
         let (workspace_id, connector_id, actor) = (
             workspace_id.to_string(),
             connector_id.to_string(),
-            actor.to_string(),
+            actor.clone(),
         );
         let lock = B::DIALECT.for_update("c");
         self.write(job(move |tx| {
@@ -618,9 +619,9 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         workspace: &str,
         name: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), StoreError> {
-        let (workspace, name, actor) = (workspace.to_string(), name.to_string(), actor.to_string());
+        let (workspace, name, actor) = (workspace.to_string(), name.to_string(), actor.clone());
         self.write(job(move |tx| {
             Box::pin(async move {
                 let rec = connector_by_name(tx, &workspace, &name).await?;
@@ -650,6 +651,7 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn audit_log(
         &self,
         workspace: Option<&str>,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let workspace = workspace.map(str::to_string);
@@ -660,9 +662,11 @@ impl<B: Backend> Store for SqlStore<B> {
                     None => None,
                 };
                 tx.query(
-                    "SELECT id, at, actor, action, workspace, connector, detail FROM audit_log
-                     WHERE (CAST($1 AS TEXT) IS NULL OR workspace_id = $1) ORDER BY id DESC LIMIT $2",
-                    params![ws_id, i64::from(limit)],
+                    "SELECT id, at, actor, action, workspace, connector, detail, address FROM audit_log
+                     WHERE (CAST($1 AS TEXT) IS NULL OR workspace_id = $1)
+                       AND (CAST($2 AS BIGINT) IS NULL OR id < $2)
+                     ORDER BY id DESC LIMIT $3",
+                    params![ws_id, before, i64::from(limit)],
                 )
                 .await
                 .context("reading the audit trail")?
@@ -676,6 +680,7 @@ impl<B: Backend> Store for SqlStore<B> {
                         workspace: r.text(4)?,
                         connector: r.opt_text(5)?,
                         detail: r.text(6)?,
+                        address: r.opt_text(7)?,
                     })
                 })
                 .collect()
@@ -734,9 +739,9 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         rekey: Rekey,
         to_version: u32,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<u64, StoreError> {
-        let actor = actor.to_string();
+        let actor = actor.clone();
         let lock = B::DIALECT.for_update("c");
         self.write(job(move |tx| {
             Box::pin(async move {
@@ -794,13 +799,15 @@ impl<B: Backend> Store for SqlStore<B> {
         workspace: &str,
         name: &str,
         token_hash: &[u8],
-        actor: &str,
+        grant: &TokenGrant,
+        actor: &Actor,
     ) -> Result<ApiToken, StoreError> {
-        let (workspace, name, hash, actor) = (
+        let (workspace, name, hash, grant, actor) = (
             workspace.to_string(),
             name.to_string(),
             token_hash.to_vec(),
-            actor.to_string(),
+            grant.clone(),
+            actor.clone(),
         );
         let id = new_id();
         self.write(job(move |tx| {
@@ -814,10 +821,21 @@ impl<B: Backend> Store for SqlStore<B> {
                     created_at: now_millis(),
                     last_used_at: None,
                     revoked_at: None,
+                    scopes: grant.scopes,
+                    expires_at: grant.expires_at,
                 };
                 tx.execute(
-                    "INSERT INTO api_tokens (id, workspace_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    params![&token.id, &token.workspace_id, &token.name, hash, token.created_at],
+                    "INSERT INTO api_tokens (id, workspace_id, name, token_hash, created_at, scopes, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    params![
+                        &token.id,
+                        &token.workspace_id,
+                        &token.name,
+                        hash,
+                        token.created_at,
+                        token.scopes.to_stored(),
+                        token.expires_at
+                    ],
                 )
                 .await
                 .context("creating a token")?;
@@ -828,7 +846,16 @@ impl<B: Backend> Store for SqlStore<B> {
                     Some(&ws.id),
                     &ws.name,
                     None,
-                    &format!("token {} ({:?})", token.id, token.name),
+                    &format!(
+                        "token {} ({:?}), scopes {}{}",
+                        token.id,
+                        token.name,
+                        token.scopes,
+                        token
+                            .expires_at
+                            .map(|at| format!(", expires {}", super::format_time(at)))
+                            .unwrap_or_default()
+                    ),
                 )
                 .await?;
                 Ok(token)
@@ -867,8 +894,11 @@ impl<B: Backend> Store for SqlStore<B> {
             .read(job(move |tx| {
                 Box::pin(async move {
                     tx.query_opt(
-                        &format!("{TOKEN_SELECT} WHERE t.token_hash = $1 AND t.revoked_at IS NULL"),
-                        params![hash],
+                        &format!(
+                            "{TOKEN_SELECT} WHERE t.token_hash = $1 AND t.revoked_at IS NULL
+                             AND (t.expires_at IS NULL OR t.expires_at > $2)"
+                        ),
+                        params![hash, now_millis()],
                     )
                     .await
                     .context("checking a token")?
@@ -903,13 +933,10 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         workspace: &str,
         token_id: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<(), StoreError> {
-        let (workspace, token_id, actor) = (
-            workspace.to_string(),
-            token_id.to_string(),
-            actor.to_string(),
-        );
+        let (workspace, token_id, actor) =
+            (workspace.to_string(), token_id.to_string(), actor.clone());
         self.write(job(move |tx| {
             Box::pin(async move {
                 let ws = find_workspace(tx, &workspace).await?;

@@ -282,7 +282,8 @@ impl Backend for Sqlite {
 }
 
 impl SqlStore<Sqlite> {
-    /// Opens (creating if needed) the SQLite file at `path` and migrates it.
+    /// Opens (creating the file if needed, in a directory that must exist) the SQLite file at `path`
+    /// and migrates it.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let path = path.to_path_buf();
         let p = path.clone();
@@ -341,13 +342,14 @@ impl SqlStore<Sqlite> {
 /// Creates the directory and the file, private to its owner (it holds sealed secrets), before SQLite
 /// opens it.
 fn create_file(path: &Path) -> Result<(), StoreError> {
+    // A path into a directory that does not exist is a mistake to report, not a tree to make.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Config(format!(
-                "cannot create the store directory {}: {e}",
+        if !dir.is_dir() {
+            return Err(StoreError::Config(format!(
+                "the store's directory {} does not exist: check the path, or create the directory first",
                 dir.display()
-            ))
-        })?;
+            )));
+        }
     }
     if !path.exists() {
         use std::os::unix::fs::OpenOptionsExt;

@@ -56,7 +56,14 @@ impl Api {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
             let app = api::router(state, opts.max_body_bytes);
-            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .await
+                .unwrap()
+            });
             format!("http://{addr}")
         });
         Api {
@@ -122,7 +129,7 @@ impl Api {
             "POST",
             &format!("/v1/workspaces/{name}/tokens"),
             Some(OP_TOKEN),
-            Some(json!({ "label": "tests" })),
+            Some(json!({ "label": "tests", "scopes": ["run", "read", "manage"] })),
         );
         assert_eq!(s, StatusCode::CREATED, "{body}");
         body["token"].as_str().unwrap().to_string()
@@ -166,7 +173,7 @@ fn tokens_and_workspace_isolation() {
     );
     assert_eq!(
         api.call("GET", "/v1/me", Some(&acme), None).1,
-        json!({ "kind": "workspace", "workspace": "acme" })
+        json!({ "kind": "workspace", "workspace": "acme", "label": "tests", "scopes": ["run", "read", "manage"] })
     );
 
     // Every workspace endpoint, called by beta's token on acme's workspace: 404, with nothing of acme in it.
@@ -224,11 +231,6 @@ fn tokens_and_workspace_isolation() {
     for (method, path, body) in [
         ("GET", "/v1/workspaces", None),
         ("POST", "/v1/workspaces", Some(json!({ "name": "evil" }))),
-        (
-            "POST",
-            "/v1/workspaces/beta/tokens",
-            Some(json!({ "label": "more" })),
-        ),
         ("DELETE", "/v1/workspaces/acme", None),
     ] {
         assert_eq!(
@@ -831,13 +833,11 @@ fn every_status_bad_input_gets_is_documented_and_is_json() {
         ("GET", "/v1/workspaces", "/v1/workspaces"),
         ("POST", "/v1/workspaces", "/v1/workspaces"),
         ("DELETE", "/v1/workspaces/{ws}", "/v1/workspaces/acme"),
-        (
-            "POST",
-            "/v1/workspaces/{ws}/tokens",
-            "/v1/workspaces/acme/tokens",
-        ),
     ] {
-        let body = Some(("application/json", br#"{"name":"x","label":"x"}"#.to_vec()));
+        let body = Some((
+            "application/json",
+            br#"{"name":"x","label":"x","scopes":["run"]}"#.to_vec(),
+        ));
         check(method, template, path, Some(&t), body);
     }
     // Query strings that do not parse, and a token label that breaks the rules.
@@ -856,7 +856,10 @@ fn every_status_bad_input_gets_is_documented_and_is_json() {
         let path = template.replace("{ws}", "acme").replace("{name}", "stripe");
         check("GET", template, &format!("{path}?{query}"), Some(&t), None);
     }
-    let body = Some(("application/json", br#"{"label":""}"#.to_vec()));
+    let body = Some((
+        "application/json",
+        br#"{"label":"","scopes":["run"]}"#.to_vec(),
+    ));
     check(
         "POST",
         "/v1/workspaces/{ws}/tokens",
@@ -942,7 +945,7 @@ fn validation_errors_carry_their_field_typed() {
         "POST",
         "/v1/workspaces/acme/tokens",
         Some(OP_TOKEN),
-        Some(json!({ "label": "" })),
+        Some(json!({ "label": "", "scopes": ["run"] })),
     );
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["field"], "label", "{v}");

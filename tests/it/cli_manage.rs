@@ -55,7 +55,10 @@ impl Env {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_codestep"));
-        cmd.arg("--db").arg(&self.db).args(args);
+        cmd.arg("--db")
+            .arg(&self.db)
+            .arg("--create-store")
+            .args(args);
         cmd.env("HOME", self.home())
             .env_remove("XDG_DATA_HOME")
             .env_remove("CODESTEP_DB")
@@ -339,7 +342,7 @@ async fn workspace_and_connector_lifecycle() {
 
     // The audit trail names the CLI user and never holds a secret.
     let s = store::open(env.db.to_str().unwrap()).await.unwrap();
-    let log = s.audit_log(None, 100).await.unwrap();
+    let log = s.audit_log(None, None, 100).await.unwrap();
     assert!(log.iter().all(|e| e.actor == "cli:tester"));
     assert!(log
         .iter()
@@ -1244,7 +1247,8 @@ fn connector_test_reports_status_and_timing_never_the_secret() {
     let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(json["status"], 200);
     assert!(json["duration_ms"].as_f64().unwrap() >= 0.0);
-    assert_eq!(json["body_bytes"], 5);
+    assert_eq!(json["ok"], true);
+    assert!(json["excerpt"].is_null(), "only error answers are quoted");
 
     let r = test(&server.url("api.test", "/denied"), &[]);
     assert_eq!(r.code, 1);
@@ -1516,7 +1520,7 @@ async fn sigkill_during_rotation_keeps_every_secret_readable() {
                 "w",
                 &spec,
                 &codestep::connector::Secret::new(SECRET2.into()),
-                "test",
+                &store::Actor::named("test"),
             )
             .await
             .unwrap();
@@ -1650,5 +1654,252 @@ fn every_printing_command_speaks_json() {
         text
     );
     assert!(text.starts_with("NAME"), "{text}");
+    env.assert_no_secret_seen();
+}
+
+#[tokio::test]
+async fn tokens_with_scopes_and_the_audit_trail_from_the_cli() {
+    let env = Env::new();
+    env.ok(&["workspace", "create", "acme"]);
+    let made = env.ok(&[
+        "token",
+        "create",
+        "--workspace",
+        "acme",
+        "--label",
+        "orchestrator",
+        "--scope",
+        "run",
+        "--expires-in",
+        "30d",
+        "--output",
+        "json",
+    ]);
+    let made: serde_json::Value = serde_json::from_str(&made.stdout).unwrap();
+    let token = made["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("cst_"));
+    assert_eq!(made["scopes"], serde_json::json!(["run"]));
+    assert!(made["expires_at"].is_string());
+    // The store holds it, with its scopes, and authenticates it by hash.
+    let s = store::open(env.db.to_str().unwrap()).await.unwrap();
+    let found = s
+        .authenticate_api_token(&store::hash_api_token(&token))
+        .await
+        .unwrap()
+        .expect("the new token authenticates");
+    assert_eq!(found.scopes.to_string(), "run");
+
+    // Listing never prints a token.
+    let list = env.ok(&["token", "list", "--workspace", "acme"]);
+    assert!(list.stdout.contains("orchestrator") && list.stdout.contains("active"));
+    assert!(!list.stdout.contains(&token), "token list printed a token");
+    let id = made["id"].as_str().unwrap();
+    env.ok(&["token", "revoke", "--workspace", "acme", id]);
+    assert!(s
+        .authenticate_api_token(&store::hash_api_token(&token))
+        .await
+        .unwrap()
+        .is_none());
+    let list = env.ok(&["token", "list", "--workspace", "acme", "--output", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(list[0]["state"], "revoked");
+    assert!(!list.to_string().contains(&token));
+
+    // Usage errors: no scope, an unknown scope, a bad duration.
+    for args in [
+        &["token", "create", "--workspace", "acme", "--label", "x"][..],
+        &[
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--label",
+            "x",
+            "--scope",
+            "admin",
+        ],
+        &[
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--label",
+            "x",
+            "--scope",
+            "run",
+            "--expires-in",
+            "soon",
+        ],
+    ] {
+        let r = env.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+    }
+
+    // The audit trail: newest first, who did it, never a secret.
+    env.create_with_secret(
+        &[
+            "--workspace",
+            "acme",
+            "--name",
+            "stripe",
+            "--preset",
+            "stripe",
+        ],
+        SECRET,
+    );
+    let audit = env.ok(&["audit", "--workspace", "acme", "--output", "json"]);
+    let audit: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "connector.create",
+            "token.revoke",
+            "token.create",
+            "workspace.create"
+        ]
+    );
+    assert_eq!(audit[0]["who"], "cli:tester");
+    assert_eq!(audit[0]["connector"], "stripe");
+    assert!(audit[0]["address"].is_null());
+    let older = env.ok(&[
+        "audit",
+        "--workspace",
+        "acme",
+        "--limit",
+        "2",
+        "--before",
+        &audit[1]["id"].to_string(),
+        "--output",
+        "json",
+    ]);
+    let older: serde_json::Value = serde_json::from_str(&older.stdout).unwrap();
+    assert_eq!(older[0]["action"], "token.create");
+    assert_eq!(older.as_array().unwrap().len(), 2);
+    let text = env.ok(&["audit", "--workspace", "acme"]).stdout;
+    assert!(
+        text.starts_with("ID") && text.contains("connector.create"),
+        "{text}"
+    );
+    env.assert_no_secret_seen();
+}
+
+/// A command with `--db` and no `--create-store`, as a user with a typo would run it.
+fn bare(env: &Env, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_codestep"))
+        .args(args)
+        .env("HOME", env.home())
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("CODESTEP_DB")
+        .env_remove("CODESTEP_KEY_FILE")
+        .env_remove("CODESTEP_MASTER_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn only_an_explicit_create_makes_a_store_and_a_failing_command_makes_no_key() {
+    let mut env = Env::new();
+    env.master_key = None;
+    let typo = env.dir.path().join("codestpe.db");
+    let typo = typo.to_str().unwrap();
+    // A path that is not a store: refused, and nothing is made.
+    for args in [
+        &["--db", typo, "workspace", "list"][..],
+        &["--db", typo, "connector", "list", "--workspace", "acme"],
+        &["--db", typo, "token", "list", "--workspace", "acme"],
+    ] {
+        let r = bare(&env, args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("there is no store at"), "{}", r.stderr);
+        assert!(r.stderr.contains("--create-store"), "{}", r.stderr);
+        assert!(!Path::new(typo).exists(), "{args:?} made a store");
+    }
+    // A directory that does not exist is an error even with --create-store.
+    let deep = env.dir.path().join("no/such/dir/c.db");
+    let r = bare(
+        &env,
+        &[
+            "--db",
+            deep.to_str().unwrap(),
+            "--create-store",
+            "workspace",
+            "list",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    assert!(!env.dir.path().join("no").exists());
+    // `serve` too refuses a store that is not there.
+    let r = bare(
+        &env,
+        &[
+            "--db",
+            typo,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--in-process",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("there is no store at"), "{}", r.stderr);
+    assert!(!Path::new(typo).exists());
+    assert!(!env.key_file().exists(), "serve made a key for no store");
+
+    // With --create-store the store is made; a connector whose secret breaks a rule fails after
+    // the key would have been needed, and leaves no key file behind.
+    let db = env.db.to_str().unwrap().to_string();
+    let r = bare(
+        &env,
+        &["--db", &db, "--create-store", "workspace", "create", "acme"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !env.key_file().exists(),
+        "no key is needed to make a workspace"
+    );
+    let bad = env.create_with_secret(
+        &[
+            "--workspace",
+            "acme",
+            "--name",
+            "stripe",
+            "--preset",
+            "stripe",
+        ],
+        "bad\u{1}secret",
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        !env.key_file().exists(),
+        "a failing command left a key file: {}",
+        bad.stderr
+    );
+    let good = env.create_with_secret(
+        &[
+            "--workspace",
+            "acme",
+            "--name",
+            "stripe",
+            "--preset",
+            "stripe",
+        ],
+        SECRET,
+    );
+    assert_eq!(good.code, 0, "{}", good.stderr);
+    assert!(env.key_file().exists());
+    assert!(good.stderr.contains("created a new master key file"));
     env.assert_no_secret_seen();
 }

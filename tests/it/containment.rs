@@ -709,7 +709,7 @@ fn serve_without_seccomp(extra: &[&str]) -> (Option<std::process::ExitStatus>, S
     let prog_addr = &prog as *const libc::sock_fprog as usize;
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(crate::support::codestep_binary());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--db"])
+    cmd.args(["serve", "--create-store", "--listen", "127.0.0.1:0", "--db"])
         .arg(dir.path().join("c.db"))
         .args(extra)
         .env("CODESTEP_OPERATOR_TOKEN", OP)

@@ -81,6 +81,7 @@ fn start_codestep(dir: &Path, ca_file: &Path, operator_token: &str) -> (ChildGua
     let log = dir.join("serve.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_codestep"))
         .arg("serve")
+        .arg("--create-store")
         .args(["--listen", "127.0.0.1:0"])
         .arg("--db")
         .arg(dir.join("c.db"))
@@ -419,7 +420,7 @@ async fn dashboard_in_headless_chromium() {
         .call(
             reqwest::Method::POST,
             "/v1/workspaces/acme/tokens",
-            Some(json!({ "label": "dashboard test" })),
+            Some(json!({ "label": "dashboard test", "scopes": ["run", "read", "manage"] })),
         )
         .await;
     assert_eq!(st, 201, "create token");

@@ -8,6 +8,7 @@ mod dashboard;
 mod egress;
 mod engine;
 mod fetch_conformance;
+mod governance;
 mod hostile_worker;
 mod multinode;
 mod security;

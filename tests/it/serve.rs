@@ -158,7 +158,14 @@ fn serve_refuses_a_master_key_the_store_does_not_know() {
     }
     let other_key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
     let out = std::process::Command::new(crate::support::codestep_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+        .args([
+            "serve",
+            "--create-store",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db,
+        ])
         .env("CODESTEP_MASTER_KEY", other_key)
         .env("CODESTEP_OPERATOR_TOKEN", OP)
         .output()
@@ -181,7 +188,15 @@ fn logs_are_json_lines_with_access_run_and_start_events() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(crate::support::codestep_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--db"])
+        .args([
+            "serve",
+            "--create-store",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--db",
+        ])
         .arg(dir.path().join("c.db"))
         .env("CODESTEP_MASTER_KEY", base64_key())
         .env("CODESTEP_OPERATOR_TOKEN", OP)

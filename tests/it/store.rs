@@ -11,7 +11,14 @@ use codestep::store::{
 };
 use codestep::vault::{Keyring, MasterKey, Vault, VaultError};
 
-const ACTOR: &str = "test:store";
+const ACTOR: &store::Actor = &store::Actor::named("test:store");
+
+fn all_scopes() -> store::TokenGrant {
+    store::TokenGrant {
+        scopes: store::Scopes::all(),
+        expires_at: None,
+    }
+}
 const SECRET_A: &str = "sk_test_AAAAAAAAAAAAAAAAAAAA";
 const SECRET_B: &str = "sk_test_BBBBBBBBBBBBBBBBBBBB";
 const SECRET_C: &str = "sk_test_CCCCCCCCCCCCCCCCCCCC";
@@ -305,7 +312,8 @@ async fn older_schema_is_upgraded_in_place(b: Backend) {
     // Make it a schema-1 store, as an older codestep left it.
     f.raw_exec(
         "DROP TABLE runs; DROP TABLE blocked_buckets; DROP TABLE fetch_buckets; DROP TABLE fetch_attempts;
-         DROP TABLE api_tokens; DELETE FROM codestep_schema WHERE version >= 2",
+         DROP TABLE api_tokens; ALTER TABLE audit_log DROP COLUMN address;
+         DELETE FROM codestep_schema WHERE version >= 2",
     )
     .await;
     let reopened = f.reopen().await;
@@ -313,7 +321,7 @@ async fn older_schema_is_upgraded_in_place(b: Backend) {
         reopened.schema_version().await.unwrap(),
         store::migrate::latest(store::migrate::SQLITE)
     );
-    store::create_api_token(&*reopened, "w", "t", ACTOR)
+    store::create_api_token(&*reopened, "w", "t", &all_scopes(), ACTOR)
         .await
         .unwrap();
     assert_eq!(decrypt(&f, &vault, "w", "c").await.unwrap(), SECRET_A);
@@ -372,14 +380,17 @@ async fn workspaces_are_unique_ignoring_case(b: Backend) {
 async fn connector_lifecycle_with_audit_trail(b: Backend) {
     let f = fixture(b).await;
     let vault = vault_with(&[(1, 1)]);
-    f.store.create_workspace("w", "cli:alice").await.unwrap();
+    f.store
+        .create_workspace("w", &store::Actor::named("cli:alice"))
+        .await
+        .unwrap();
     let rec = store::create_connector(
         &*f.store,
         &vault,
         "w",
         &header_spec("Stripe", "https://api.stripe.com/v1/*"),
         &secret(SECRET_A),
-        "cli:alice",
+        &store::Actor::named("cli:alice"),
     )
     .await
     .unwrap();
@@ -404,13 +415,13 @@ async fn connector_lifecycle_with_audit_trail(b: Backend) {
             secret: Some(secret(SECRET_B)),
             ..Default::default()
         },
-        "token:t1",
+        &store::Actor::named("token:t1"),
     )
     .await
     .unwrap();
     assert_eq!(decrypt(&f, &vault, "w", "stripe").await.unwrap(), SECRET_B);
     f.store
-        .delete_connector("w", "STRIPE", "cli:bob")
+        .delete_connector("w", "STRIPE", &store::Actor::named("cli:bob"))
         .await
         .unwrap();
     let err = f.store.connector("w", "stripe").await.unwrap_err();
@@ -424,7 +435,7 @@ async fn connector_lifecycle_with_audit_trail(b: Backend) {
         Err(StoreError::NotFound(_))
     ));
 
-    let log = f.store.audit_log(Some("w"), 100).await.unwrap();
+    let log = f.store.audit_log(Some("w"), None, 100).await.unwrap();
     let summary: Vec<(String, String, Option<String>)> = log
         .iter()
         .map(|e| (e.actor.clone(), e.action.clone(), e.connector.clone()))
@@ -637,7 +648,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
     assert!(err.to_string().contains("nothing to change"), "{err}");
     let details: Vec<String> = f
         .store
-        .audit_log(Some("w"), 3)
+        .audit_log(Some("w"), None, 3)
         .await
         .unwrap()
         .into_iter()
@@ -966,7 +977,7 @@ async fn rotation_reencrypts_every_secret(b: Backend) {
     seed_three(&f, &v1).await;
     let before: Vec<_> = f.store.list_connectors("w1").await.unwrap();
 
-    let (v2, report) = store::rotate_keys(&*f.store, &v1, "cli:ops", None)
+    let (v2, report) = store::rotate_keys(&*f.store, &v1, &store::Actor::named("cli:ops"), None)
         .await
         .unwrap();
     assert_eq!(
@@ -994,7 +1005,7 @@ async fn rotation_reencrypts_every_secret(b: Backend) {
     assert_all_decrypt(&f, &reloaded, Some(2)).await;
     let msg = decrypt(&f, &v1, "w1", "a").await.unwrap_err().to_string();
     assert!(msg.contains("version 2"), "{msg}");
-    let log = f.store.audit_log(None, 1).await.unwrap();
+    let log = f.store.audit_log(None, None, 1).await.unwrap();
     assert_eq!(log[0].action, "key.rotate");
     assert_eq!(log[0].actor, "cli:ops");
     assert!(
@@ -1006,9 +1017,10 @@ async fn rotation_reencrypts_every_secret(b: Backend) {
     );
 
     // Rotating again moves to version 3.
-    let (v3, report) = store::rotate_keys(&*f.store, &reloaded, "cli:ops", None)
-        .await
-        .unwrap();
+    let (v3, report) =
+        store::rotate_keys(&*f.store, &reloaded, &store::Actor::named("cli:ops"), None)
+            .await
+            .unwrap();
     assert_eq!(report.version, 3);
     assert_all_decrypt(&f, &v3, Some(3)).await;
 }
@@ -1032,7 +1044,7 @@ async fn interrupted_rotation_keeps_every_secret_readable(b: Backend) {
     assert_all_decrypt(&f, &v1, Some(1)).await;
     assert!(f
         .store
-        .audit_log(None, 10)
+        .audit_log(None, None, 10)
         .await
         .unwrap()
         .iter()
@@ -1217,7 +1229,7 @@ async fn deleting_a_workspace_deletes_its_connectors(b: Backend) {
     // A new workspace of the same name starts empty.
     f.store.create_workspace("w1", ACTOR).await.unwrap();
     assert!(f.store.list_connectors("w1").await.unwrap().is_empty());
-    let log = f.store.audit_log(None, 100).await.unwrap();
+    let log = f.store.audit_log(None, None, 100).await.unwrap();
     assert!(log
         .iter()
         .any(|e| e.action == "workspace.delete" && e.detail.contains("2 connector(s)")));
@@ -1264,9 +1276,15 @@ async fn api_tokens_are_stored_hashed(b: Backend) {
     let f = fixture(b).await;
     f.store.create_workspace("w", ACTOR).await.unwrap();
     f.store.create_workspace("other", ACTOR).await.unwrap();
-    let (token, rec) = store::create_api_token(&*f.store, "w", "ci", "cli:alice")
-        .await
-        .unwrap();
+    let (token, rec) = store::create_api_token(
+        &*f.store,
+        "w",
+        "ci",
+        &all_scopes(),
+        &store::Actor::named("cli:alice"),
+    )
+    .await
+    .unwrap();
     assert!(token.expose().starts_with("cst_") && token.expose().len() == 47);
     assert_eq!(format!("{token:?}"), "[redacted]");
     assert_eq!(
@@ -1328,7 +1346,7 @@ async fn api_tokens_are_stored_hashed(b: Backend) {
         "a token is revoked only through its own workspace"
     );
     f.store
-        .revoke_api_token("w", &rec.id, "cli:bob")
+        .revoke_api_token("w", &rec.id, &store::Actor::named("cli:bob"))
         .await
         .unwrap();
     assert!(f
@@ -1342,14 +1360,14 @@ async fn api_tokens_are_stored_hashed(b: Backend) {
         .is_some());
     let actions: Vec<String> = f
         .store
-        .audit_log(Some("w"), 2)
+        .audit_log(Some("w"), None, 2)
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.action)
         .collect();
     assert_eq!(actions, vec!["token.revoke", "token.create"]);
-    let err = store::create_api_token(&*f.store, "w", "", ACTOR)
+    let err = store::create_api_token(&*f.store, "w", "", &all_scopes(), ACTOR)
         .await
         .unwrap_err();
     assert!(err.to_string().starts_with("token name:"), "{err}");
@@ -2427,6 +2445,8 @@ async fn monitoring_upgrade_backfills_outcomes_and_counts(b: Backend) {
          DROP TABLE fetch_buckets; DROP TABLE blocked_buckets;";
     f.raw_exec(&format!(
         "{drop_indexes} ALTER TABLE fetch_attempts DROP COLUMN outcome; ALTER TABLE fetch_attempts DROP COLUMN connector_key;
+         ALTER TABLE api_tokens DROP COLUMN scopes; ALTER TABLE api_tokens DROP COLUMN expires_at;
+         ALTER TABLE audit_log DROP COLUMN address;
          DELETE FROM codestep_schema WHERE version >= 3"
     ))
     .await;
@@ -2596,7 +2616,10 @@ async fn postgres_store_reconnects_after_its_connection_is_dropped() {
         fresh_location(Backend::Postgres, &dir).await
     );
     let store = store::open(&location).await.unwrap();
-    store.create_workspace("before", "test").await.unwrap();
+    store
+        .create_workspace("before", &store::Actor::named("test"))
+        .await
+        .unwrap();
     let admin = pg_admin().await;
     let killed = admin
         .query(
@@ -2609,7 +2632,7 @@ async fn postgres_store_reconnects_after_its_connection_is_dropped() {
     // The client notices the closed connection asynchronously.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     store
-        .create_workspace("after", "test")
+        .create_workspace("after", &store::Actor::named("test"))
         .await
         .expect("the store reconnects");
     let names: Vec<String> = store
@@ -2698,7 +2721,7 @@ async fn reads_do_not_wait_behind_a_write(b: Backend) {
     )
     .await
     .unwrap();
-    let (token, _) = store::create_api_token(&*f.store, "w", "ci", ACTOR)
+    let (token, _) = store::create_api_token(&*f.store, "w", "ci", &all_scopes(), ACTOR)
         .await
         .unwrap();
     let hash = store::hash_api_token(token.expose());
@@ -2766,7 +2789,7 @@ async fn authentications_go_on_while_retention_runs(b: Backend) {
     };
     store.create_workspace("w", ACTOR).await.unwrap();
     let ws = store.workspace("w").await.unwrap();
-    let (token, _) = store::create_api_token(&*store, "w", "ci", ACTOR)
+    let (token, _) = store::create_api_token(&*store, "w", "ci", &all_scopes(), ACTOR)
         .await
         .unwrap();
     let hash = store::hash_api_token(token.expose());

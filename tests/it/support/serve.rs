@@ -19,7 +19,14 @@ impl Serve {
     pub fn start(db: &str, extra: &[String]) -> Serve {
         let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         let mut child = Command::new(super::codestep_binary())
-            .args(["serve", "--listen", "127.0.0.1:0", "--db", db])
+            .args([
+                "serve",
+                "--create-store",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                db,
+            ])
             .args(if extra.iter().any(|a| a == "--workers") {
                 &[][..]
             } else {

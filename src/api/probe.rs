@@ -1,0 +1,104 @@
+//! "Test connection" over HTTP: one GET through a stored connector, to a URL the caller gives. The
+//! request runs on the egress path in this process, where the secrets are, and is recorded like any
+//! other use of the secret.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::json::{ApiJson, ApiPath};
+use super::state::AppState;
+use crate::egress::probe::{without_query, ProbeReport};
+use crate::store::{self, FetchAttempt, StoreError};
+
+/// How long a test may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://api.stripe.com/v1/balance"}))]
+pub struct TestConnection {
+    /// The URL to GET; it must match one of the connector's patterns.
+    pub url: String,
+}
+
+/// The outcome of a test: what the upstream answered, or why there was no answer.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(example = json!({"connector": "stripe", "url": "https://api.stripe.com/v1/balance", "status": 401,
+    "status_text": "Unauthorized", "duration_ms": 212.4, "redirects": 0, "ok": false, "error": null,
+    "excerpt": "{\"error\":{\"message\":\"Invalid API Key provided: sk_test_****\"}}"}))]
+pub struct TestReport {
+    pub connector: String,
+    /// The URL asked for, without its query.
+    pub url: String,
+    pub status: Option<u16>,
+    pub status_text: Option<String>,
+    pub duration_ms: f64,
+    pub redirects: u32,
+    /// True when the upstream answered below 400.
+    pub ok: bool,
+    /// Why the request got no answer (blocked, unreachable, timed out, …).
+    pub error: Option<String>,
+    /// The start of an error answer's body, with the connector's secret scrubbed out; at most 300 bytes.
+    pub excerpt: Option<String>,
+}
+
+impl From<ProbeReport> for TestReport {
+    fn from(r: ProbeReport) -> Self {
+        TestReport {
+            connector: r.connector,
+            url: r.url,
+            status: r.status,
+            status_text: r.status_text,
+            duration_ms: r.duration_ms,
+            redirects: r.redirects,
+            ok: r.ok,
+            error: r.error,
+            excerpt: r.excerpt,
+        }
+    }
+}
+
+/// Test a connector: send one GET through it and report the answer (never the secret).
+#[utoipa::path(post, path = "/v1/workspaces/{ws}/connectors/{name}/test", tag = "connectors",
+    operation_id = "test_connector",
+    params(("ws" = String, Path), ("name" = String, Path)), request_body = TestConnection,
+    responses((status = 200, body = TestReport, description = "the test ran; `ok` says whether the upstream accepted it"),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn test(
+    State(st): State<AppState>,
+    _caller: Caller,
+    ApiPath((ws, name)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<TestConnection>,
+) -> Result<Json<TestReport>, ApiError> {
+    let url = url::Url::parse(&body.url)
+        .map_err(|e| StoreError::invalid("url", format!("not a valid URL: {e}")))?;
+    let (workspace, mut connectors) =
+        store::load_run(&*st.store, &st.vault, &ws, std::slice::from_ref(&name)).await?;
+    let connector = connectors.remove(0);
+    if !connector.matches(&url) {
+        return Err(StoreError::invalid(
+            "url",
+            format!(
+                "{} matches no pattern of connector {:?}",
+                without_query(&url),
+                connector.name
+            ),
+        )
+        .into());
+    }
+    let (report, record) = st.executor.probe(connector, url, PROBE_TIMEOUT).await;
+    st.store
+        .record_fetch_attempts(
+            Some(&workspace.id),
+            &[FetchAttempt::from_record(&record, None)],
+        )
+        .await?;
+    Ok(Json(report.into()))
+}
