@@ -372,6 +372,29 @@ fn tokens_are_created_with_scopes_listed_without_secrets_and_revoked() {
             "{body}: {v}"
         );
     }
+    // Another workspace's token id is not this workspace's to revoke: 404, and it keeps working.
+    let (s, _) = api.call(
+        "POST",
+        "/v1/workspaces",
+        Some(OP_TOKEN),
+        Some(json!({ "name": "beta" })),
+    );
+    assert_eq!(s, StatusCode::CREATED);
+    let (beta_t, beta_id) = token(&api, "beta", OP_TOKEN, "beta", &["read"]);
+    assert_eq!(
+        api.call(
+            "DELETE",
+            &format!("/v1/workspaces/acme/tokens/{beta_id}"),
+            Some(&manage_t),
+            None
+        )
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.call("GET", "/v1/me", Some(&beta_t), None).0,
+        StatusCode::OK
+    );
     // A manage token can revoke itself; then it is gone too.
     assert_eq!(
         api.call(
