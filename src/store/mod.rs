@@ -34,9 +34,9 @@ use crate::vault::Sealed;
 
 pub use error::{Invalid, StoreError};
 pub use ops::{
-    check_master_keys, create_api_token, create_connector, decrypt_secret, hash_api_token,
-    load_run, load_step_connectors, rotate_keys, update_connector, validate_workspace_name,
-    ConnectorUpdate, RotationReport,
+    check_master_keys, create_api_token, create_connector, decrypt_secret, decrypt_secrets,
+    hash_api_token, load_run, load_step_connectors, rotate_keys, update_connector,
+    validate_workspace_name, ConnectorUpdate, RotationReport,
 };
 pub use postgres::{PostgresStore, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS, POOL_SIZE_ENV};
 pub use sql_store::SqlStore;

@@ -121,7 +121,7 @@ impl Env {
         let c = store::load_step_connectors(&*store, &self.vault(), ws, &[name.to_string()])
             .await
             .unwrap_or_else(|e| panic!("{ws}/{name}: {e}"));
-        c[0].secret.expose().to_string()
+        c[0].secret("secret").unwrap().expose().to_string()
     }
 
     fn assert_no_secret_seen(&self) {
@@ -1507,7 +1507,7 @@ async fn sigkill_during_rotation_keeps_every_secret_readable() {
             let spec = codestep::connector::ConnectorSpec {
                 name: format!("s{i}"),
                 patterns: vec!["https://api.example.com/*".into()],
-                placement: codestep::connector::Placement::Query { param: "k".into() },
+                placement: codestep::connector::Placement::query("k".into()),
                 scrub_echo: false,
             };
             store::create_connector(

@@ -43,10 +43,7 @@ fn bearer(name: &str, pattern: String, secret: &str) -> Connector {
     connector(
         name,
         vec![pattern],
-        Placement::Header {
-            name: "Authorization".into(),
-            template: "Bearer {{secret}}".into(),
-        },
+        Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
         false,
         secret,
     )
@@ -56,9 +53,7 @@ fn query(name: &str, pattern: String, secret: &str) -> Connector {
     connector(
         name,
         vec![pattern],
-        Placement::Query {
-            param: "api_key".into(),
-        },
+        Placement::query("api_key".into()),
         false,
         secret,
     )
@@ -165,10 +160,7 @@ fn js_set_credentials_are_replaced_not_kept() {
         vec![connector(
             "both",
             vec![server.pattern("api.test")],
-            Placement::Header {
-                name: "authorization".into(),
-                template: "Token {{secret}}".into(),
-            },
+            Placement::header("authorization".into(), "Token {{secret}}".into()),
             false,
             SECRET,
         )],
@@ -200,10 +192,7 @@ fn echoing_server_with_scrubbing_leaks_nothing() {
         vec![connector(
             "echo",
             vec![server.pattern("api.test")],
-            Placement::Header {
-                name: "Authorization".into(),
-                template: "Bearer {{secret}}".into(),
-            },
+            Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
             true,
             SECRET,
         )],
@@ -303,7 +292,7 @@ fn redirect_to_a_host_of_another_connector_carries_only_that_connectors_secret()
             connector(
                 "other",
                 vec![server.pattern("other.test")],
-                Placement::Header { name: "X-Api-Key".into(), template: "{{secret}}".into() },
+                Placement::header("X-Api-Key".into(), "{{secret}}".into()),
                 false,
                 OTHER_SECRET,
             ),
@@ -696,10 +685,7 @@ fn js_cannot_ask_for_a_compressed_echo_that_scrubbing_cannot_see() {
         vec![connector(
             "echo",
             vec![server.pattern("api.test")],
-            Placement::Header {
-                name: "Authorization".into(),
-                template: "Bearer {{secret}}".into(),
-            },
+            Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
             true,
             SECRET,
         )],
@@ -812,10 +798,7 @@ fn response_headers_hide_every_spelling_of_the_secret() {
         vec![connector(
             "aws",
             vec![server.pattern("api.test")],
-            Placement::Header {
-                name: "X-Api-Key".into(),
-                template: "{{secret}}".into(),
-            },
+            Placement::header("X-Api-Key".into(), "{{secret}}".into()),
             false,
             B64,
         )],

@@ -177,10 +177,7 @@ fn header_spec(name: &str, pattern: &str) -> ConnectorSpec {
     ConnectorSpec {
         name: name.into(),
         patterns: vec![pattern.into()],
-        placement: Placement::Header {
-            name: "Authorization".into(),
-            template: "Bearer {{secret}}".into(),
-        },
+        placement: Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
         scrub_echo: false,
     }
 }
@@ -401,7 +398,7 @@ async fn connector_lifecycle_with_audit_trail(b: Backend) {
         "w",
         "stripe",
         ConnectorUpdate {
-            secret: Some(secret(SECRET_B)),
+            secrets: Some(secret(SECRET_B).into()),
             ..Default::default()
         },
         "token:t1",
@@ -532,7 +529,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
             ..Default::default()
         },
         ConnectorUpdate {
-            placement: Some(Placement::Query { param: "k".into() }),
+            placement: Some(Placement::query("k".into())),
             ..Default::default()
         },
     ] {
@@ -556,7 +553,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
                 "https://api.example.com/v2/*".into(),
                 "https://*.example.org".into(),
             ]),
-            secret: Some(secret(SECRET_A)),
+            secrets: Some(secret(SECRET_A).into()),
             ..Default::default()
         },
         ACTOR,
@@ -569,9 +566,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
     assert!(after_patterns.updated_at > orig.updated_at);
     assert_eq!(after_patterns.created_at, orig.created_at);
 
-    let q = Placement::Query {
-        param: "api_key".into(),
-    };
+    let q = Placement::query("api_key".into());
     let after_placement = store::update_connector(
         &*f.store,
         &vault,
@@ -580,7 +575,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
         ConnectorUpdate {
             placement: Some(q.clone()),
             scrub_echo: Some(true),
-            secret: Some(secret(SECRET_A)),
+            secrets: Some(secret(SECRET_A).into()),
             ..Default::default()
         },
         ACTOR,
@@ -612,7 +607,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
         "w",
         "api",
         ConnectorUpdate {
-            secret: Some(secret(SECRET_C)),
+            secrets: Some(secret(SECRET_C).into()),
             ..Default::default()
         },
         ACTOR,
@@ -679,8 +674,8 @@ async fn persistence_across_reopen(b: Backend) {
         store::load_step_connectors(&*reopened, &vault2, "w", &["two".into(), "one".into()])
             .await
             .unwrap();
-    assert_eq!(loaded[0].secret.expose(), SECRET_B);
-    assert_eq!(loaded[1].secret.expose(), SECRET_A);
+    assert_eq!(loaded[0].secret("secret").unwrap().expose(), SECRET_B);
+    assert_eq!(loaded[1].secret("secret").unwrap().expose(), SECRET_A);
 }
 
 async fn tamper_bit_flip_and_truncation(b: Backend) {
@@ -1171,7 +1166,7 @@ async fn load_step_connectors_keeps_order_and_rejects_unknown(b: Backend) {
         .unwrap();
     let got: Vec<(&str, &str)> = loaded
         .iter()
-        .map(|c| (c.name.as_str(), c.secret.expose()))
+        .map(|c| (c.name.as_str(), c.secret("secret").unwrap().expose()))
         .collect();
     assert_eq!(
         got,
