@@ -80,18 +80,19 @@ pub fn preset_names() -> Vec<&'static str> {
     PRESETS.iter().map(|p| p.id.as_str()).collect()
 }
 
-/// A preset parameter's value: 1 to 63 of `[a-z0-9-]` (regions, service names, data centres).
+/// A preset parameter's value: 1 to 63 of `[A-Za-z0-9-]` (regions, service names, data centres,
+/// account ids). Nothing that could change the JSON or URL it is put into.
 fn check_param(name: &str, value: &str) -> Result<(), String> {
     let ok = !value.is_empty()
         && value.len() <= 63
         && value
             .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-');
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "parameter {name}: {value:?} must be 1 to 63 of a-z, 0-9 and `-`"
+            "parameter {name}: {value:?} must be 1 to 63 of A-Z, a-z, 0-9 and `-`"
         ))
     }
 }
@@ -200,7 +201,7 @@ mod tests {
         assert!(e.contains("needs the parameter region"), "{e}");
         let e = preset(
             "aws",
-            &params(&[("region", "us-east-1"), ("service", "S3/x")]),
+            &params(&[("region", "us-east-1"), ("service", "s3/x")]),
         )
         .unwrap_err();
         assert!(e.contains("parameter service"), "{e}");
@@ -230,7 +231,12 @@ mod tests {
         let mut ids = std::collections::HashSet::new();
         for p in presets() {
             assert!(ids.insert(p.id.clone()), "duplicate id {}", p.id);
-            let given = params(&[("region", "us-east-1"), ("service", "sts"), ("dc", "us6")]);
+            let given = params(&[
+                ("region", "us-east-1"),
+                ("service", "sts"),
+                ("dc", "us6"),
+                ("account_sid", "AC0123"),
+            ]);
             let given: BTreeMap<String, String> = given
                 .into_iter()
                 .filter(|(k, _)| p.params.iter().any(|q| &q.name == k))

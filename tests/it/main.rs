@@ -10,6 +10,7 @@ mod engine;
 mod fetch_conformance;
 mod hostile_worker;
 mod multinode;
+mod placements;
 mod security;
 mod serve;
 mod store;
