@@ -392,18 +392,18 @@ impl ConnectorSpec {
             }
         }
         match &self.placement.kind {
-            PlacementKind::Basic { username, .. } => {
-                if template::render(username, &secrets, "").contains(':') {
-                    return Err(self.error(
-                        field(
-                            template::secret_names(username)
-                                .first()
-                                .copied()
-                                .unwrap_or("secret"),
-                        ),
-                        "the username must not contain `:`",
-                    ));
-                }
+            PlacementKind::Basic { username, .. }
+                if template::render(username, &secrets, "").contains(':') =>
+            {
+                return Err(self.error(
+                    field(
+                        template::secret_names(username)
+                            .first()
+                            .copied()
+                            .unwrap_or("secret"),
+                    ),
+                    "the username must not contain `:`",
+                ));
             }
             PlacementKind::Path { template } => {
                 for name in template::secret_names(template) {

@@ -257,14 +257,15 @@ async fn presets_send_what_each_vendor_expects() {
         Ok(())
     });
     // id, params, secrets, method, logical URL (host, path and query), what the vendor must receive.
-    let cases: Vec<(
-        &str,
-        Vec<(&str, &str)>,
-        Vec<(&str, &str)>,
-        &str,
-        (&str, &str),
+    type Case = (
+        &'static str,
+        Vec<(&'static str, &'static str)>,
+        Vec<(&'static str, &'static str)>,
+        &'static str,
+        (&'static str, &'static str),
         Check,
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         (
             "stripe",
             vec![],
