@@ -5,13 +5,17 @@
 //!   { "name": "stripe", "preset": "stripe", "secret_env": "STRIPE_KEY" },
 //!   { "name": "weather", "patterns": ["https://api.weather.test/v1/*"],
 //!     "placement": { "type": "query", "param": "appid" }, "scrub_echo": true,
-//!     "secret_file": "weather.key" }
+//!     "secret_file": "weather.key" },
+//!   { "name": "dd", "preset": "datadog", "secrets": { "api_key": "…", "app_key": "…" } },
+//!   { "name": "aws", "preset": "aws", "params": { "region": "eu-west-1", "service": "sqs" },
+//!     "secrets": { "access_key_id": "…", "secret_access_key": "…" } }
 //! ]
 //! ```
 //!
-//! Each entry has exactly one of `secret` (inline), `secret_env` (an environment variable name) or
-//! `secret_file` (a path, relative to the connectors file's directory; one trailing newline is removed).
-//! `preset` fills `patterns` and `placement` when they are absent. Unknown fields and duplicate names
+//! Each entry has exactly one of `secret` (inline), `secret_env` (an environment variable name),
+//! `secret_file` (a path, relative to the connectors file's directory; one trailing newline is removed)
+//! — each the one secret, named `secret` — or `secrets` (named secrets, inline).
+//! `preset` fills `patterns` and `placement` when they are absent, with its `params`. Unknown fields and duplicate names
 //! (case-insensitive) are refused. Errors name the entry and the field, never a secret value.
 
 use std::cell::Cell;
