@@ -501,9 +501,18 @@ impl Placement {
         out
     }
 
-    /// Whether this placement lets `method` (as the egress path normalised it) through.
+    /// Whether this placement lets `method` (as the egress path normalised it: the six standard
+    /// methods upper-cased, any other as given, as Fetch does) through. Listed methods are normalised
+    /// the same way, then compared exactly: `patch` is not `PATCH`.
     pub fn allows_method(&self, method: &str) -> bool {
-        self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+        const STANDARD: [&str; 6] = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
+        let normal = |m: &str| -> String {
+            match STANDARD.iter().find(|s| s.eq_ignore_ascii_case(m)) {
+                Some(s) => s.to_string(),
+                None => m.to_string(),
+            }
+        };
+        self.methods.is_empty() || self.methods.iter().any(|m| normal(m) == method)
     }
 }
 
@@ -761,6 +770,14 @@ mod tests {
         }
         let e = err(&s, "sk_live_5\x1b");
         assert!(e.contains("control character") && !e.contains("sk_live"));
+    }
+
+    #[test]
+    fn methods_compare_as_fetch_normalises_them() {
+        let p = Placement::query("k".into()).with_methods(&["get", "PATCH"]);
+        assert!(p.allows_method("GET") && p.allows_method("PATCH"));
+        assert!(!p.allows_method("patch") && !p.allows_method("POST"));
+        assert!(Placement::query("k".into()).allows_method("DELETE"));
     }
 
     #[test]
