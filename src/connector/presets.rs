@@ -244,10 +244,10 @@ mod tests {
             let (patterns, placement) = p.spec(&given).unwrap();
             let mut secrets = Secrets::new();
             for s in &p.secrets {
-                let value = if placement.type_name() == "path"
-                    && !placement.secret_names().is_empty()
-                    && matches!(&placement.kind, crate::connector::PlacementKind::Path { template } if template.starts_with("{{"))
-                {
+                // A whole-path webhook's secret is a path.
+                let whole_path = matches!(&placement.kind,
+                    crate::connector::PlacementKind::Path { template } if template.starts_with("{{"));
+                let value = if whole_path {
                     "/services/T0/B0/x0".to_string()
                 } else {
                     "s3cr3t-value".to_string()
