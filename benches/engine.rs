@@ -129,10 +129,7 @@ fn main() {
     let connector = ConnectorSpec {
         name: "stripe".into(),
         patterns: vec![server.pattern("api.test")],
-        placement: Placement::Header {
-            name: "Authorization".into(),
-            template: "Bearer {{secret}}".into(),
-        },
+        placement: Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
         scrub_echo: false,
     }
     .validate(Secret::new("sk_test_bench".into()))

@@ -39,10 +39,7 @@ async fn setup(location: &str) -> Setup {
         let spec = ConnectorSpec {
             name: name.into(),
             patterns: vec![format!("https://api.{name}.example/*")],
-            placement: Placement::Header {
-                name: "Authorization".into(),
-                template: "Bearer {{secret}}".into(),
-            },
+            placement: Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
             scrub_echo: false,
         };
         store::create_connector(

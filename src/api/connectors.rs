@@ -12,7 +12,9 @@ use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiPath};
 use super::monitoring::{window_start, Stats24h};
 use super::state::AppState;
-use crate::connector::{preset, preset_names, ConnectorSpec, Placement, Secret};
+use std::collections::BTreeMap;
+
+use crate::connector::{preset, presets, ConnectorSpec, Placement, Preset, Secret, Secrets};
 use crate::store::{self, counts_for, format_time, ConnectorRecord, ConnectorUpdate};
 
 /// A connector as the API shows it: everything but the secret.
@@ -20,8 +22,7 @@ use crate::store::{self, counts_for, format_time, ConnectorRecord, ConnectorUpda
 pub struct ConnectorView {
     pub name: String,
     pub patterns: Vec<String>,
-    /// `{"type":"header","name":…,"template":…}` or `{"type":"query","param":…}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::connector::PlacementJson)]
     pub placement: Placement,
     pub scrub_echo: bool,
     pub created_at: String,
@@ -49,32 +50,95 @@ pub struct ConnectorList {
     pub items: Vec<ConnectorView>,
 }
 
-/// A new connector: a preset, or patterns with a placement; and its secret.
+/// A new connector: a preset (with its `params`), or patterns with a placement; and its secrets, as
+/// `secret` (the one secret, named `secret`) or `secrets` (by name), never both.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "datadog", "preset": "datadog",
+    "secrets": {"api_key": "…", "app_key": "…"}}))]
 pub struct CreateConnector {
     pub name: String,
+    /// A preset id from `GET /v1/presets`.
     pub preset: Option<String>,
+    /// Preset parameters, like `{"region": "us-east-1", "service": "sts"}` for `aws`.
+    pub params: Option<BTreeMap<String, String>>,
     pub patterns: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::connector::PlacementJson>)]
     pub placement: Option<Placement>,
-    /// Write-only.
-    #[schema(value_type = String, format = Password)]
-    pub secret: SecretInput,
+    /// Write-only: the secret, when the placement uses only `{{secret}}`.
+    #[schema(value_type = Option<String>, format = Password)]
+    pub secret: Option<SecretInput>,
+    /// Write-only: the secrets by name, when the placement uses `{{secret.NAME}}`.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub secrets: Option<BTreeMap<String, SecretInput>>,
     #[serde(default)]
     pub scrub_echo: bool,
 }
 
-/// Changes to a connector; what is absent stays as it is. `secret` alone rotates the secret.
+/// Changes to a connector; what is absent stays as it is. `secret` or `secrets` alone rotates the
+/// secrets (the whole set). Changing `patterns` or `placement` (its methods and removed headers
+/// included), or turning `scrub_echo` off, needs the whole set of secrets in the same request.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConnector {
     pub patterns: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::connector::PlacementJson>)]
     pub placement: Option<Placement>,
     #[schema(value_type = Option<String>, format = Password)]
     pub secret: Option<SecretInput>,
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    pub secrets: Option<BTreeMap<String, SecretInput>>,
     pub scrub_echo: Option<bool>,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message);
+    e.field = Some(field.into());
+    e
+}
+
+/// `secret` or `secrets` as one set; `None` when neither is given.
+fn secret_set(
+    secret: Option<SecretInput>,
+    secrets: Option<BTreeMap<String, SecretInput>>,
+) -> Result<Option<Secrets>, ApiError> {
+    match (secret, secrets) {
+        (Some(_), Some(_)) => Err(invalid("secrets", "give `secret` or `secrets`, not both")),
+        (Some(s), None) => Ok(Some(Secrets::single(s.0))),
+        (None, Some(map)) => {
+            if map.len() > crate::connector::MAX_SECRETS {
+                return Err(invalid(
+                    "secrets",
+                    format!("at most {} secrets", crate::connector::MAX_SECRETS),
+                ));
+            }
+            let mut set = Secrets::new();
+            for (name, value) in map {
+                set.insert(&name, value.0);
+            }
+            Ok(Some(set))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The built-in presets.
+#[derive(Serialize, ToSchema)]
+pub struct PresetList {
+    pub items: Vec<Preset>,
+}
+
+/// List the built-in connector presets.
+///
+/// For each: the patterns and placement it creates, the secrets and parameters it needs, and a URL
+/// that checks them. Any valid token may read it.
+#[utoipa::path(get, path = "/v1/presets", tag = "connectors", operation_id = "list_presets",
+    responses((status = 200, body = PresetList)),
+    security(("token" = [])))]
+pub async fn list_presets(_caller: Caller) -> Json<PresetList> {
+    Json(PresetList {
+        items: presets().to_vec(),
+    })
 }
 
 /// Deserialised straight into the zeroizing secret type.
@@ -136,19 +200,14 @@ pub async fn create(
     ApiPath(ws): ApiPath<String>,
     ApiJson(body): ApiJson<CreateConnector>,
 ) -> Result<(StatusCode, Json<ConnectorView>), ApiError> {
+    let params = body.params.unwrap_or_default();
     let (patterns, placement) = match (&body.preset, body.patterns, body.placement) {
-        (Some(name), None, None) => preset(name).ok_or_else(|| {
-            let mut e = ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                format!(
-                    "preset: unknown preset {name:?}; known presets: {}",
-                    preset_names().join(", ")
-                ),
-            );
-            e.field = Some("preset".into());
-            e
-        })?,
+        (Some(name), None, None) => {
+            preset(name, &params).map_err(|m| invalid("preset", format!("preset: {m}")))?
+        }
+        (None, Some(_), Some(_)) if !params.is_empty() => {
+            return Err(invalid("params", "`params` go with a `preset`"))
+        }
         (None, Some(patterns), Some(placement)) => (patterns, placement),
         _ => {
             return Err(ApiError::new(
@@ -164,15 +223,11 @@ pub async fn create(
         placement,
         scrub_echo: body.scrub_echo,
     };
-    let record = store::create_connector(
-        &*st.store,
-        &st.vault,
-        &ws,
-        &spec,
-        &body.secret.0,
-        &caller.actor(),
-    )
-    .await?;
+    let secrets = secret_set(body.secret, body.secrets)?
+        .ok_or_else(|| invalid("secret", "give `secret` or `secrets`"))?;
+    let record =
+        store::create_connector(&*st.store, &st.vault, &ws, &spec, secrets, &caller.actor())
+            .await?;
     Ok((StatusCode::CREATED, Json(ConnectorView::new(record, None))))
 }
 
@@ -191,7 +246,7 @@ pub async fn update(
         patterns: body.patterns,
         placement: body.placement,
         scrub_echo: body.scrub_echo,
-        secret: body.secret.map(|s| s.0),
+        secrets: secret_set(body.secret, body.secrets)?,
     };
     let record =
         store::update_connector(&*st.store, &st.vault, &ws, &name, update, &caller.actor()).await?;

@@ -98,6 +98,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list))
         .routes(routes!(runs::run, history::list))
         .routes(routes!(history::get))
+        .routes(routes!(connectors::list_presets))
         .routes(routes!(connectors::list, connectors::create))
         .routes(routes!(
             connectors::get,

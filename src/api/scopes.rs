@@ -24,6 +24,7 @@ const RULES: &[(&str, &str, Rule)] = &[
     ("GET", "/health", Rule::Public),
     ("GET", "/metrics", Rule::Public),
     ("GET", "/v1/me", Rule::AnyToken),
+    ("GET", "/v1/presets", Rule::AnyToken),
     ("GET", "/v1/workspaces", Rule::Operator),
     ("POST", "/v1/workspaces", Rule::Operator),
     ("DELETE", "/v1/workspaces/{ws}", Rule::Operator),

@@ -15,7 +15,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::StoreArg;
-use crate::connector::{preset, preset_names, ConnectorSpec, Placement, Secret};
+use crate::connector::{preset, presets, ConnectorSpec, Placement, PlacementKind, Secret, Secrets};
 use crate::store::{self, ConnectorRecord, ConnectorUpdate, Store, StoreError};
 use crate::vault::{KeySource, Vault, VaultError};
 
@@ -109,6 +109,11 @@ pub enum ConnectorCmd {
     },
     /// Send one GET through the connector and report the status and timing (never the secret).
     Test(TestArgs),
+    /// List the built-in presets: patterns, placement, the secrets and parameters each needs.
+    Presets {
+        #[command(flatten)]
+        output: OutputArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,9 +135,12 @@ pub struct CreateArgs {
     /// Connector name: letters, digits, '_' or '-', up to 64 characters.
     #[arg(long)]
     pub name: String,
-    /// Use a built-in preset's patterns and placement (stripe, github, …).
-    #[arg(long, conflicts_with_all = ["pattern", "header", "template", "query_param"])]
+    /// Use a built-in preset's patterns and placement (`codestep connector presets` lists them).
+    #[arg(long, conflicts_with_all = ["pattern", "header", "template", "query_param", "placement_json"])]
     pub preset: Option<String>,
+    /// A preset parameter (repeatable), like --param region=us-east-1 --param service=sts for aws.
+    #[arg(long = "param", value_name = "NAME=VALUE", requires = "preset")]
+    pub param: Vec<String>,
     /// A URL pattern the secret may be sent to (repeatable, 1 to 20), like https://api.example.com/v1/*.
     #[arg(long = "pattern", value_name = "URL", requires = "placement")]
     pub pattern: Vec<String>,
@@ -164,20 +172,30 @@ pub struct PlacementArgs {
     /// Put the secret in this query parameter instead.
     #[arg(long = "query-param", value_name = "NAME")]
     pub query_param: Option<String>,
+    /// Any placement as JSON (header with several headers, basic, path, aws_sigv4, methods,
+    /// remove_headers), like '{"type":"path","template":"/bot{{secret}}{{path}}"}'.
+    #[arg(long = "placement-json", value_name = "JSON", conflicts_with_all = ["header", "template", "query_param"])]
+    pub placement_json: Option<String>,
 }
 
 impl PlacementArgs {
-    fn placement(&self) -> Option<Placement> {
-        match (&self.header, &self.template, &self.query_param) {
-            (Some(name), Some(template), None) => Some(Placement::Header {
-                name: name.clone(),
-                template: template.clone(),
-            }),
-            (None, None, Some(param)) => Some(Placement::Query {
-                param: param.clone(),
-            }),
-            _ => None,
+    fn given(&self) -> bool {
+        self.header.is_some() || self.query_param.is_some() || self.placement_json.is_some()
+    }
+
+    fn placement(&self) -> Result<Option<Placement>, Failure> {
+        if let Some(json) = &self.placement_json {
+            return serde_json::from_str(json)
+                .map(Some)
+                .map_err(|e| Failure::usage(format!("--placement-json: {e}")));
         }
+        Ok(match (&self.header, &self.template, &self.query_param) {
+            (Some(name), Some(template), None) => {
+                Some(Placement::header(name.clone(), template.clone()))
+            }
+            (None, None, Some(param)) => Some(Placement::query(param.clone())),
+            _ => None,
+        })
     }
 }
 
@@ -190,6 +208,10 @@ pub struct SecretArgs {
     /// Read the secret from this file (one trailing newline is dropped).
     #[arg(long, value_name = "F")]
     pub secret_file: Option<PathBuf>,
+    /// A named secret (repeatable), read from a file (NAME=@FILE) or standard input (NAME=-, once);
+    /// for placements that use {{secret.NAME}}. One trailing newline is dropped.
+    #[arg(long = "secret-named", value_name = "NAME=@FILE|NAME=-")]
+    pub secret_named: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -341,24 +363,20 @@ fn strip_one_newline(s: &mut Zeroizing<String>) {
     }
 }
 
-/// Reads the secret from where `args` says; `None` if neither option was given.
-fn read_secret(args: &SecretArgs) -> Result<Option<Secret>, Failure> {
-    let (bytes, from) = if args.secret_stdin {
+/// Reads one secret from standard input or a file; `from` names the option for messages.
+fn read_one(stdin: bool, file: Option<&std::path::Path>, from: &str) -> Result<Secret, Failure> {
+    let bytes = if stdin {
         let mut buf = Zeroizing::new(Vec::with_capacity(16 * 1024));
-        std::io::stdin().read_to_end(&mut buf).map_err(|e| {
-            Failure::usage(format!("--secret-stdin: cannot read standard input: {e}"))
-        })?;
-        (buf, "--secret-stdin".to_string())
-    } else if let Some(path) = &args.secret_file {
-        let buf = Zeroizing::new(std::fs::read(path).map_err(|e| {
-            Failure::usage(format!(
-                "--secret-file {}: cannot read the file: {e}",
-                path.display()
-            ))
-        })?);
-        (buf, format!("--secret-file {}", path.display()))
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| Failure::usage(format!("{from}: cannot read standard input: {e}")))?;
+        buf
     } else {
-        return Ok(None);
+        let path = file.expect("a file when not stdin");
+        Zeroizing::new(
+            std::fs::read(path)
+                .map_err(|e| Failure::usage(format!("{from}: cannot read the file: {e}")))?,
+        )
     };
     let mut text = Zeroizing::new(
         std::str::from_utf8(&bytes)
@@ -366,14 +384,72 @@ fn read_secret(args: &SecretArgs) -> Result<Option<Secret>, Failure> {
             .to_string(),
     );
     strip_one_newline(&mut text);
-    Ok(Some(Secret::new(std::mem::take(&mut *text))))
+    Ok(Secret::new(std::mem::take(&mut *text)))
+}
+
+/// Reads the secrets from where `args` says; `None` if no option was given.
+fn read_secret(args: &SecretArgs) -> Result<Option<Secrets>, Failure> {
+    if args.secret_stdin {
+        return read_one(true, None, "--secret-stdin").map(|s| Some(s.into()));
+    }
+    if let Some(path) = &args.secret_file {
+        let from = format!("--secret-file {}", path.display());
+        return read_one(false, Some(path), &from).map(|s| Some(s.into()));
+    }
+    if args.secret_named.is_empty() {
+        return Ok(None);
+    }
+    let mut set = Secrets::new();
+    let mut stdin_used = false;
+    for arg in &args.secret_named {
+        let Some((name, source)) = arg.split_once('=') else {
+            return Err(Failure::usage(format!(
+                "--secret-named {arg:?}: give NAME=@FILE or NAME=- (the secret is never taken as an argument)"
+            )));
+        };
+        let from = format!("--secret-named {name}");
+        if set.get(name).is_some() {
+            return Err(Failure::usage(format!("{from}: given twice")));
+        }
+        let secret = if source == "-" {
+            if stdin_used {
+                return Err(Failure::usage(format!(
+                    "{from}: only one secret can come from standard input"
+                )));
+            }
+            stdin_used = true;
+            read_one(true, None, &from)?
+        } else if let Some(path) = source.strip_prefix('@') {
+            read_one(false, Some(std::path::Path::new(path)), &from)?
+        } else {
+            return Err(Failure::usage(format!(
+                "{from}: give NAME=@FILE or NAME=- (the secret is never taken as an argument)"
+            )));
+        };
+        set.insert(name, secret);
+    }
+    Ok(Some(set))
 }
 
 fn placement_text(p: &Placement) -> String {
-    match p {
-        Placement::Header { name, template } => format!("header {name}: {template}"),
-        Placement::Query { param } => format!("query ?{param}="),
+    let mut out = match &p.kind {
+        PlacementKind::Header { headers } => headers
+            .iter()
+            .map(|h| format!("header {}: {}", h.name, h.template))
+            .collect::<Vec<_>>()
+            .join("; "),
+        PlacementKind::Query { param, value } => format!("query ?{param}={value}"),
+        PlacementKind::Basic { username, password } => format!("basic {username}:{password}"),
+        PlacementKind::Path { template } => format!("path {template}"),
+        PlacementKind::AwsSigv4 { region, service } => format!("aws_sigv4 {region}/{service}"),
+    };
+    if !p.methods.is_empty() {
+        out.push_str(&format!("; methods {}", p.methods.join(",")));
     }
+    if !p.remove_headers.is_empty() {
+        out.push_str(&format!("; removes {}", p.remove_headers.join(",")));
+    }
+    out
 }
 
 fn connector_json(r: &ConnectorRecord) -> serde_json::Value {
@@ -383,7 +459,7 @@ fn connector_json(r: &ConnectorRecord) -> serde_json::Value {
         "patterns": r.patterns,
         "placement": r.placement,
         "scrub_echo": r.scrub_echo,
-        "secret": { "set": true, "key_version": r.sealed.key_version },
+        "secret": { "set": true, "names": r.placement.secret_names(), "key_version": r.sealed.key_version },
         "created_at": store::format_time(r.created_at),
         "updated_at": store::format_time(r.updated_at),
     })
@@ -589,24 +665,59 @@ async fn connector(cmd: ConnectorCmd, db: StoreArg) -> Outcome {
             Ok(())
         }
         ConnectorCmd::Test(args) => test(args, db).await,
+        ConnectorCmd::Presets { output } => {
+            match output.format {
+                OutputFormat::Json => {
+                    print_json(&serde_json::to_value(presets()).expect("presets serialise"))
+                }
+                OutputFormat::Text => print_table(
+                    &["ID", "NAME", "PLACEMENT", "SECRETS", "PARAMS"],
+                    &presets()
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.id.clone(),
+                                p.name.clone(),
+                                placement_text(&p.placement),
+                                p.secrets
+                                    .iter()
+                                    .map(|s| s.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(","),
+                                p.params
+                                    .iter()
+                                    .map(|s| s.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(","),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+            Ok(())
+        }
     }
 }
 
 fn no_secret_source() -> Failure {
-    Failure::usage("--secret-stdin or --secret-file: one is required (the secret is never taken as an argument)")
+    Failure::usage("--secret-stdin, --secret-file or --secret-named: one is required (the secret is never taken as an argument)")
 }
 
 async fn create(args: CreateArgs, db: StoreArg) -> Outcome {
     let (patterns, placement) = match &args.preset {
-        Some(name) => preset(name).ok_or_else(|| {
-            Failure::usage(format!(
-                "--preset: unknown preset {name:?}; known presets: {}",
-                preset_names().join(", ")
-            ))
-        })?,
+        Some(name) => {
+            let mut params = std::collections::BTreeMap::new();
+            for p in &args.param {
+                let (k, v) = p
+                    .split_once('=')
+                    .ok_or_else(|| Failure::usage(format!("--param {p:?}: give NAME=VALUE")))?;
+                params.insert(k.to_string(), v.to_string());
+            }
+            preset(name, &params).map_err(|m| Failure::usage(format!("--preset: {m}")))?
+        }
         None => {
-            let placement = args.placement.placement().ok_or_else(|| {
-                Failure::usage("--header with --template, or --query-param: one placement is required with --pattern")
+            let placement = args.placement.placement()?.ok_or_else(|| {
+                Failure::usage("--header with --template, --query-param or --placement-json: one placement is required with --pattern")
             })?;
             (args.pattern.clone(), placement)
         }
@@ -624,7 +735,7 @@ async fn create(args: CreateArgs, db: StoreArg) -> Outcome {
     store.workspace(&args.workspace).await?;
     let rec = load_vault_for(|vault| async move {
         Ok(
-            store::create_connector(&*store, &vault, &args.workspace, &spec, &secret, &actor())
+            store::create_connector(&*store, &vault, &args.workspace, &spec, secret, &actor())
                 .await?,
         )
     })
@@ -641,8 +752,8 @@ async fn create(args: CreateArgs, db: StoreArg) -> Outcome {
 }
 
 async fn update(args: UpdateArgs, db: StoreArg) -> Outcome {
-    let placement = args.placement.placement();
-    if args.placement.query_param.is_some() || args.placement.header.is_some() {
+    let placement = args.placement.placement()?;
+    if args.placement.given() {
         // clap enforced the pairs; this only guards against a half-given placement.
         placement.as_ref().ok_or_else(|| {
             Failure::usage("--header with --template, or --query-param: give one placement")
@@ -653,15 +764,15 @@ async fn update(args: UpdateArgs, db: StoreArg) -> Outcome {
         patterns: (!args.pattern.is_empty()).then(|| args.pattern.clone()),
         placement,
         scrub_echo: args.scrub_echo,
-        secret,
+        secrets: secret,
     };
     if update.is_empty() {
         return Err(Failure::usage(
-            "nothing to change: give --pattern, --header/--template, --query-param, --scrub-echo, --secret-stdin or --secret-file",
+            "nothing to change: give --pattern, --header/--template, --query-param, --placement-json, --scrub-echo, --secret-stdin, --secret-file or --secret-named",
         ));
     }
     let store = open_store(db).await?;
-    let with_secret = update.secret.is_some();
+    let with_secret = update.secrets.is_some();
     let apply = |vault: Vault| async move {
         Ok(store::update_connector(
             &*store,

@@ -5,13 +5,17 @@
 //!   { "name": "stripe", "preset": "stripe", "secret_env": "STRIPE_KEY" },
 //!   { "name": "weather", "patterns": ["https://api.weather.test/v1/*"],
 //!     "placement": { "type": "query", "param": "appid" }, "scrub_echo": true,
-//!     "secret_file": "weather.key" }
+//!     "secret_file": "weather.key" },
+//!   { "name": "dd", "preset": "datadog", "secrets": { "api_key": "…", "app_key": "…" } },
+//!   { "name": "aws", "preset": "aws", "params": { "region": "eu-west-1", "service": "sqs" },
+//!     "secrets": { "access_key_id": "…", "secret_access_key": "…" } }
 //! ]
 //! ```
 //!
-//! Each entry has exactly one of `secret` (inline), `secret_env` (an environment variable name) or
-//! `secret_file` (a path, relative to the connectors file's directory; one trailing newline is removed).
-//! `preset` fills `patterns` and `placement` when they are absent. Unknown fields and duplicate names
+//! Each entry has exactly one of `secret` (inline), `secret_env` (an environment variable name),
+//! `secret_file` (a path, relative to the connectors file's directory; one trailing newline is removed)
+//! — each the one secret, named `secret` — or `secrets` (named secrets, inline).
+//! `preset` fills `patterns` and `placement` when they are absent, with its `params`. Unknown fields and duplicate names
 //! (case-insensitive) are refused. Errors name the entry and the field, never a secret value.
 
 use std::cell::Cell;
@@ -23,8 +27,8 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::model::{Connector, ConnectorSpec, Placement};
-use super::presets::{preset, preset_names};
-use super::secret::Secret;
+use super::presets::preset;
+use super::secret::{Secret, Secrets};
 
 /// Why the connectors file could not be loaded.
 #[derive(Debug)]
@@ -73,6 +77,12 @@ struct Entry {
     secret_env: Option<String>,
     #[serde(default)]
     secret_file: Option<PathBuf>,
+    /// Named secrets, inline: `{"api_key": "…", "app_key": "…"}`.
+    #[serde(default)]
+    secrets: Option<std::collections::BTreeMap<String, InlineSecret>>,
+    /// Preset parameters, like `{"region": "us-east-1", "service": "sts"}`.
+    #[serde(default)]
+    params: std::collections::BTreeMap<String, String>,
 }
 
 /// Deserialises the top-level array while remembering which entry is being read, so a syntax or shape
@@ -158,15 +168,7 @@ fn build(
 
     let (mut patterns, mut placement) = (entry.patterns, entry.placement);
     if let Some(name) = &entry.preset {
-        let (p, pl) = preset(name).ok_or_else(|| {
-            field(
-                "preset",
-                format!(
-                    "unknown preset {name:?} (known: {})",
-                    preset_names().join(", ")
-                ),
-            )
-        })?;
+        let (p, pl) = preset(name, &entry.params).map_err(|m| field("preset", m))?;
         patterns.get_or_insert(p);
         placement.get_or_insert(pl);
     }
@@ -179,18 +181,25 @@ fn build(
         entry.secret.is_some(),
         entry.secret_env.is_some(),
         entry.secret_file.is_some(),
+        entry.secrets.is_some(),
     ];
     if sources.iter().filter(|s| **s).count() != 1 {
         return Err(field(
             "secret",
-            "give exactly one of secret, secret_env, secret_file".into(),
+            "give exactly one of secret, secret_env, secret_file, secrets".into(),
         ));
     }
-    let secret = if let Some(InlineSecret(s)) = entry.secret {
-        s
+    let secrets: Secrets = if let Some(map) = entry.secrets {
+        let mut set = Secrets::new();
+        for (name, InlineSecret(value)) in map {
+            set.insert(&name, value);
+        }
+        set
+    } else if let Some(InlineSecret(s)) = entry.secret {
+        s.into()
     } else if let Some(var) = &entry.secret_env {
         match std::env::var(var) {
-            Ok(v) => Secret::new(v),
+            Ok(v) => Secret::new(v).into(),
             Err(std::env::VarError::NotPresent) => {
                 return Err(field(
                     "secret_env",
@@ -219,7 +228,7 @@ fn build(
         } else if text.ends_with('\n') {
             text.truncate(text.len() - 1);
         }
-        Secret::new(text)
+        Secret::new(text).into()
     } else {
         unreachable!("exactly one secret source was checked above")
     };
@@ -230,7 +239,7 @@ fn build(
         placement,
         scrub_echo: entry.scrub_echo,
     }
-    .validate(secret)
+    .validate(secrets)
     .map_err(BuildError::Validation)
 }
 
@@ -288,19 +297,19 @@ mod tests {
         let cs = load_connectors_file(&path).unwrap();
         assert_eq!(cs.len(), 3);
         assert_eq!(cs[0].patterns[0].to_string(), "https://api.stripe.com/*");
-        assert_eq!(cs[0].secret.expose(), "sk_file_secret");
-        assert_eq!(cs[1].secret.expose(), "wk_123");
+        assert!(cs[0].secrets.get("secret").unwrap().expose() == "sk_file_secret");
+        assert!(cs[1].secrets.get("secret").unwrap().expose() == "wk_123");
         assert!(cs[1].scrub_echo);
         assert_eq!(
             cs[1].patterns[0].to_string(),
             "https://api.weather.test/v1/*"
         );
-        assert_eq!(cs[2].secret.expose(), path_var);
+        assert!(cs[2].secrets.get("secret").unwrap().expose() == path_var);
         assert_eq!(
             cs[2].patterns[0].to_string(),
             "https://api.github.com/repos/*"
         );
-        assert!(matches!(cs[2].placement, Placement::Header { .. }));
+        assert_eq!(cs[2].placement.type_name(), "header");
     }
 
     #[test]

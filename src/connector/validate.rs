@@ -5,12 +5,19 @@
 
 use std::fmt;
 
-use super::model::{Connector, ConnectorSpec, Placement};
+use zeroize::Zeroizing;
+
+use super::model::{Connector, ConnectorSpec, Placement, PlacementKind};
 use super::pattern::UrlPattern;
-use super::secret::Secret;
+use super::secret::{Secret, Secrets, DEFAULT_SECRET_NAME};
+use super::template::{self, is_secret_name, Part};
 
 pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_PATTERNS: usize = 20;
+/// Most headers one header placement sets.
+pub const MAX_HEADERS: usize = 8;
+/// Most names in `remove_headers`, and most `methods`.
+pub const MAX_LISTED: usize = 32;
 /// The placeholder a header template must contain.
 pub const SECRET_PLACEHOLDER: &str = "{{secret}}";
 
@@ -130,46 +137,185 @@ impl ConnectorSpec {
             patterns.push(pattern);
         }
 
-        match &self.placement {
-            Placement::Header { name, template } => {
-                if !is_http_token(name) {
+        self.check_placement()?;
+        Ok(patterns)
+    }
+
+    /// The rules every secret template keeps: no CR, LF or NUL, known placeholders only, at least one
+    /// secret, and `{{path}}` only where allowed.
+    fn template_rules<'t>(
+        &self,
+        field: &str,
+        template: &'t str,
+        path_allowed: bool,
+    ) -> Result<Vec<Part<'t>>, ValidationError> {
+        if has_crlf_nul(template) {
+            return Err(self.error(field, "must not contain CR, LF or NUL"));
+        }
+        let parts = template::parse(template).map_err(|m| self.error(field, m))?;
+        if !parts.iter().any(|p| matches!(p, Part::Secret(_))) {
+            return Err(self.error(
+                field,
+                format!("must contain {SECRET_PLACEHOLDER} or {{{{secret.NAME}}}}"),
+            ));
+        }
+        if !path_allowed && parts.contains(&Part::Path) {
+            return Err(self.error(field, "{{path}} is only for path placements"));
+        }
+        Ok(parts)
+    }
+
+    fn check_placement(&self) -> Result<(), ValidationError> {
+        let p = &self.placement;
+        let template_rules = |f: &str, t, path_allowed| self.template_rules(f, t, path_allowed);
+        match &p.kind {
+            PlacementKind::Header { headers } => {
+                if headers.is_empty() || headers.len() > MAX_HEADERS {
                     return Err(self.error(
-                        "placement.name",
-                        format!("{name:?} is not a valid HTTP header name"),
+                        "placement.headers",
+                        format!("must list 1 to {MAX_HEADERS} headers"),
                     ));
                 }
-                if is_transport_header(&name.to_ascii_lowercase()) {
-                    return Err(self.error(
-                        "placement.name",
-                        format!("{name:?} is a transport header and cannot carry a secret"),
-                    ));
-                }
-                if has_crlf_nul(template) {
-                    return Err(self.error("placement.template", "must not contain CR, LF or NUL"));
-                }
-                if !template.contains(SECRET_PLACEHOLDER) {
-                    return Err(self.error(
-                        "placement.template",
-                        format!("must contain {SECRET_PLACEHOLDER}"),
-                    ));
-                }
-                if !is_header_value_safe(template) {
-                    return Err(self.error(
-                        "placement.template",
-                        "contains a control character not allowed in a header value",
-                    ));
+                let single = headers.len() == 1;
+                for (i, h) in headers.iter().enumerate() {
+                    let at = |f: &str| {
+                        if single {
+                            format!("placement.{f}")
+                        } else {
+                            format!("placement.headers[{i}].{f}")
+                        }
+                    };
+                    let name = &h.name;
+                    if !is_http_token(name) {
+                        return Err(self.error(
+                            at("name"),
+                            format!("{name:?} is not a valid HTTP header name"),
+                        ));
+                    }
+                    if is_transport_header(&name.to_ascii_lowercase()) {
+                        return Err(self.error(
+                            at("name"),
+                            format!("{name:?} is a transport header and cannot carry a secret"),
+                        ));
+                    }
+                    if headers[..i]
+                        .iter()
+                        .any(|o| o.name.eq_ignore_ascii_case(name))
+                    {
+                        return Err(self.error(at("name"), format!("{name:?} is listed twice")));
+                    }
+                    template_rules(&at("template"), &h.template, false)?;
+                    if !is_header_value_safe(&h.template) {
+                        return Err(self.error(
+                            at("template"),
+                            "contains a control character not allowed in a header value",
+                        ));
+                    }
                 }
             }
-            Placement::Query { param } => {
+            PlacementKind::Basic { username, password } => {
+                if has_crlf_nul(username) {
+                    return Err(self.error("placement.username", "must not contain CR, LF or NUL"));
+                }
+                let parts =
+                    template::parse(username).map_err(|m| self.error("placement.username", m))?;
+                if parts.contains(&Part::Path) {
+                    return Err(
+                        self.error("placement.username", "{{path}} is only for path placements")
+                    );
+                }
+                if parts
+                    .iter()
+                    .any(|p| matches!(p, Part::Text(t) if t.contains(':')))
+                {
+                    return Err(self.error(
+                        "placement.username",
+                        "must not contain `:` (Basic authentication separates the username from the password with it)",
+                    ));
+                }
+                if username.is_empty() {
+                    return Err(self.error("placement.username", "must not be empty"));
+                }
+                template_rules("placement.password", password, false)?;
+            }
+            PlacementKind::Query { param, value } => {
                 if param.is_empty() {
                     return Err(self.error("placement.param", "must not be empty"));
                 }
                 if has_crlf_nul(param) {
                     return Err(self.error("placement.param", "must not contain CR, LF or NUL"));
                 }
+                template_rules("placement.value", value, false)?;
+            }
+            PlacementKind::Path { template } => {
+                let parts = template_rules("placement.template", template, true)?;
+                let paths = parts.iter().filter(|p| **p == Part::Path).count();
+                if paths > 1 || (paths == 1 && parts.last() != Some(&Part::Path)) {
+                    return Err(
+                        self.error("placement.template", "may hold {{path}} once, at its end")
+                    );
+                }
+                match parts.first() {
+                    Some(Part::Text(t)) if t.starts_with('/') => {}
+                    Some(Part::Secret(_)) => {}
+                    _ => {
+                        return Err(self.error(
+                            "placement.template",
+                            "must start with `/` or with a secret that is a path",
+                        ))
+                    }
+                }
+                for part in &parts {
+                    if let Part::Text(t) = part {
+                        if let Some(why) = path_piece_problem(t) {
+                            return Err(self.error("placement.template", why));
+                        }
+                    }
+                }
+            }
+            PlacementKind::AwsSigv4 { region, service } => {
+                for (field, v) in [("placement.region", region), ("placement.service", service)] {
+                    let ok = !v.is_empty()
+                        && v.len() <= 64
+                        && v.bytes()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+                    if !ok {
+                        return Err(self.error(
+                            field,
+                            format!(
+                                "{v:?} must be 1 to 64 of a-z, 0-9 and `-` (like us-east-1 or s3)"
+                            ),
+                        ));
+                    }
+                }
             }
         }
-        Ok(patterns)
+        if p.remove_headers.len() > MAX_LISTED {
+            return Err(self.error(
+                "placement.remove_headers",
+                format!("at most {MAX_LISTED} names"),
+            ));
+        }
+        for (i, name) in p.remove_headers.iter().enumerate() {
+            if !is_http_token(name) {
+                return Err(self.error(
+                    format!("placement.remove_headers[{i}]"),
+                    format!("{name:?} is not a valid HTTP header name"),
+                ));
+            }
+        }
+        if p.methods.len() > MAX_LISTED {
+            return Err(self.error("placement.methods", format!("at most {MAX_LISTED} methods")));
+        }
+        for (i, m) in p.methods.iter().enumerate() {
+            if !is_http_token(m) {
+                return Err(self.error(
+                    format!("placement.methods[{i}]"),
+                    format!("{m:?} is not an HTTP method"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the public part of the connector (name, patterns, placement) without a secret, for
@@ -178,41 +324,240 @@ impl ConnectorSpec {
         self.checked_patterns().map(|_| ())
     }
 
-    /// Checks every rule and binds the secret. Patterns come out normalised.
-    pub fn validate(&self, secret: Secret) -> Result<Connector, ValidationError> {
+    /// Checks every rule and binds the secrets (one [`Secret`] is the secret named `secret`). Patterns
+    /// come out normalised.
+    pub fn validate(&self, secrets: impl Into<Secrets>) -> Result<Connector, ValidationError> {
+        let secrets: Secrets = secrets.into();
         let patterns = self.checked_patterns()?;
-        let value = secret.expose();
-        if value.is_empty() {
-            return Err(self.error("secret", "must not be empty"));
+        let needed = self.placement.secret_names();
+        let field = |name: &str| {
+            if name == DEFAULT_SECRET_NAME {
+                "secret".to_string()
+            } else {
+                format!("secrets.{name}")
+            }
+        };
+        for name in &needed {
+            if secrets.get(name).is_none() {
+                return Err(self.error(
+                    field(name),
+                    format!(
+                        "missing: this {} placement needs the secrets {}",
+                        self.placement.type_name(),
+                        needed.join(", ")
+                    ),
+                ));
+            }
         }
-        if has_crlf_nul(value) {
-            return Err(self.error("secret", "must not contain CR, LF or NUL"));
+        for name in secrets.names() {
+            if !is_secret_name(name) {
+                return Err(self.error(
+                    field(name),
+                    "a secret name is 1 to 32 of a-z, 0-9 and `_`, starting with a letter",
+                ));
+            }
+            if !needed.iter().any(|n| n == name) {
+                return Err(self.error(
+                    field(name),
+                    format!(
+                        "not used: this {} placement uses the secrets {}",
+                        self.placement.type_name(),
+                        needed.join(", ")
+                    ),
+                ));
+            }
         }
-        if matches!(self.placement, Placement::Header { .. }) && !is_header_value_safe(value) {
-            return Err(self.error(
-                "secret",
-                "contains a control character not allowed in a header value",
-            ));
+        let in_header = |name: &str| match &self.placement.kind {
+            PlacementKind::Header { headers } => headers
+                .iter()
+                .any(|h| template::secret_names(&h.template).contains(&name)),
+            PlacementKind::Basic { username, .. } => {
+                template::secret_names(username).contains(&name)
+            }
+            _ => false,
+        };
+        for (name, secret) in secrets.iter() {
+            let value = secret.expose();
+            if value.is_empty() {
+                return Err(self.error(field(name), "must not be empty"));
+            }
+            if has_crlf_nul(value) {
+                return Err(self.error(field(name), "must not contain CR, LF or NUL"));
+            }
+            if in_header(name) && !is_header_value_safe(value) {
+                return Err(self.error(
+                    field(name),
+                    "contains a control character not allowed in a header value",
+                ));
+            }
+        }
+        match &self.placement.kind {
+            PlacementKind::Basic { username, .. }
+                if template::render(username, &secrets, "").contains(':') =>
+            {
+                return Err(self.error(
+                    field(
+                        template::secret_names(username)
+                            .first()
+                            .copied()
+                            .unwrap_or("secret"),
+                    ),
+                    "the username must not contain `:`",
+                ));
+            }
+            PlacementKind::Path { template } => {
+                for name in template::secret_names(template) {
+                    let value = secrets.get(name).map(|s| s.expose()).unwrap_or("");
+                    if let Some(why) = path_piece_problem(value) {
+                        return Err(self.error(field(name), format!("as a path, it {why}")));
+                    }
+                }
+                let rendered = template::render(template, &secrets, "");
+                if !rendered.starts_with('/') {
+                    return Err(self.error(
+                        field(template::secret_names(template)[0]),
+                        "as a path, it must start with `/`",
+                    ));
+                }
+                if let Some(why) = path_problem(&rendered) {
+                    return Err(
+                        self.error("placement.template", format!("the rendered path {why}"))
+                    );
+                }
+            }
+            _ => {}
         }
         Ok(Connector {
             name: self.name.clone(),
             patterns,
             placement: self.placement.clone(),
             scrub_echo: self.scrub_echo,
-            secret,
+            secrets,
         })
     }
 }
 
-impl Connector {
-    /// The header value or query value this connector injects. Only the egress path calls this.
-    pub fn rendered_secret(&self) -> zeroize::Zeroizing<String> {
-        zeroize::Zeroizing::new(match &self.placement {
-            Placement::Header { template, .. } => {
-                template.replace(SECRET_PLACEHOLDER, self.secret.expose())
+/// Why a piece of a path (template text or a secret) is refused: what a URL parser would re-read,
+/// re-encode or resolve. `None` when it is fine. Never quotes the piece.
+fn path_piece_problem(s: &str) -> Option<&'static str> {
+    if s.contains(['?', '#']) {
+        return Some("must not contain `?` or `#`");
+    }
+    if s.contains('%') {
+        return Some("must not contain `%` (give it unencoded)");
+    }
+    if s.contains('\\') {
+        return Some("must not contain `\\`");
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must not contain whitespace or control characters");
+    }
+    if !s.is_ascii() {
+        return Some("must be ASCII");
+    }
+    None
+}
+
+/// Why a whole rendered path is refused: dot segments (a parser would resolve them) or empty segments.
+fn path_problem(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Some("must not hold `.` or `..` segments");
+    }
+    if path.contains("//") {
+        return Some("must not hold `//`");
+    }
+    None
+}
+
+impl Placement {
+    /// The secret names this placement uses, sorted, each once.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut out: Vec<String> = match &self.kind {
+            PlacementKind::Header { headers } => headers
+                .iter()
+                .flat_map(|h| template::secret_names(&h.template))
+                .map(String::from)
+                .collect(),
+            PlacementKind::Basic { username, password } => template::secret_names(username)
+                .into_iter()
+                .chain(template::secret_names(password))
+                .map(String::from)
+                .collect(),
+            PlacementKind::Query { value, .. } => template::secret_names(value)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            PlacementKind::Path { template } => template::secret_names(template)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            PlacementKind::AwsSigv4 { .. } => {
+                vec![AWS_ACCESS_KEY_ID.into(), AWS_SECRET_ACCESS_KEY.into()]
             }
-            Placement::Query { .. } => self.secret.expose().to_string(),
-        })
+        };
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Whether this placement lets `method` (as the egress path normalised it: the six standard
+    /// methods upper-cased, any other as given, as Fetch does) through. Listed methods are normalised
+    /// the same way, then compared exactly: `patch` is not `PATCH`.
+    pub fn allows_method(&self, method: &str) -> bool {
+        const STANDARD: [&str; 6] = ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"];
+        let normal = |m: &str| -> String {
+            match STANDARD.iter().find(|s| s.eq_ignore_ascii_case(m)) {
+                Some(s) => s.to_string(),
+                None => m.to_string(),
+            }
+        };
+        self.methods.is_empty() || self.methods.iter().any(|m| normal(m) == method)
+    }
+}
+
+/// The secret names of an `aws_sigv4` placement.
+pub const AWS_ACCESS_KEY_ID: &str = "access_key_id";
+pub const AWS_SECRET_ACCESS_KEY: &str = "secret_access_key";
+
+impl Connector {
+    /// Renders one of this connector's templates. Only the egress path calls this.
+    pub fn render(&self, template: &str, path: &str) -> Zeroizing<String> {
+        template::render(template, &self.secrets, path)
+    }
+
+    /// A secret by name. Only the egress path calls this.
+    pub fn secret(&self, name: &str) -> Option<&Secret> {
+        self.secrets.get(name)
+    }
+
+    /// Every form in which this connector's secrets leave the host, besides the secrets themselves:
+    /// rendered header values, the Basic credential and its base64, the rendered query value, the
+    /// rendered path (without the step's part). Echo scrubbing looks for these too.
+    pub fn rendered_forms(&self) -> Vec<Zeroizing<String>> {
+        use base64::Engine as _;
+        let mut out = Vec::new();
+        match &self.placement.kind {
+            PlacementKind::Header { headers } => {
+                for h in headers {
+                    out.push(self.render(&h.template, ""));
+                }
+            }
+            PlacementKind::Basic { username, password } => {
+                let mut pair = self.render(username, "");
+                pair.push(':');
+                pair.push_str(&self.render(password, ""));
+                out.push(Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()),
+                ));
+                out.push(Zeroizing::new(format!("Basic {}", out[0].as_str())));
+                out.push(pair);
+            }
+            PlacementKind::Query { value, .. } => out.push(self.render(value, "")),
+            PlacementKind::Path { template } => out.push(self.render(template, "")),
+            PlacementKind::AwsSigv4 { .. } => {}
+        }
+        out
     }
 
     /// The first connector whose patterns match wins (security model, "URL patterns").
@@ -237,10 +582,7 @@ mod tests {
     }
 
     fn bearer() -> Placement {
-        Placement::Header {
-            name: "Authorization".into(),
-            template: "Bearer {{secret}}".into(),
-        }
+        Placement::header("Authorization".into(), "Bearer {{secret}}".into())
     }
 
     fn err(s: &ConnectorSpec, secret: &str) -> String {
@@ -266,7 +608,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.patterns[0].to_string(), "https://api.stripe.com/*");
         assert_eq!(c.patterns[1].to_string(), "https://*.stripe.com/v1/*");
-        assert_eq!(c.rendered_secret().as_str(), format!("Bearer {SECRET}"));
+        assert_eq!(c.rendered_forms()[0].as_str(), format!("Bearer {SECRET}"));
         assert!(!format!("{c:?}").contains(SECRET));
     }
 
@@ -343,10 +685,7 @@ mod tests {
 
     #[test]
     fn header_placement_rules() {
-        let h = |name: &str, template: &str| Placement::Header {
-            name: name.into(),
-            template: template.into(),
-        };
+        let h = |name: &str, template: &str| Placement::header(name.into(), template.into());
         let e = err(
             &spec("c", &["https://a.com"], h("Bad Name", "{{secret}}")),
             SECRET,
@@ -401,7 +740,7 @@ mod tests {
 
     #[test]
     fn query_placement_rules() {
-        let q = |p: &str| Placement::Query { param: p.into() };
+        let q = |p: &str| Placement::query(p.into());
         assert!(err(&spec("c", &["https://a.com"], q("")), SECRET)
             .contains("placement.param: must not be empty"));
         assert!(err(&spec("c", &["https://a.com"], q("a\nb")), SECRET).contains("CR, LF or NUL"));
@@ -431,6 +770,14 @@ mod tests {
         }
         let e = err(&s, "sk_live_5\x1b");
         assert!(e.contains("control character") && !e.contains("sk_live"));
+    }
+
+    #[test]
+    fn methods_compare_as_fetch_normalises_them() {
+        let p = Placement::query("k".into()).with_methods(&["get", "PATCH"]);
+        assert!(p.allows_method("GET") && p.allows_method("PATCH"));
+        assert!(!p.allows_method("patch") && !p.allows_method("POST"));
+        assert!(Placement::query("k".into()).allows_method("DELETE"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod inject;
 pub mod probe;
 mod redirect;
 mod scrub;
+mod sigv4;
 pub mod ssrf;
 mod target;
 
@@ -28,7 +29,7 @@ use reqwest::header::HeaderName;
 use reqwest::Method;
 use serde::Serialize;
 
-use crate::connector::{Connector, Placement};
+use crate::connector::Connector;
 
 pub use headers::{check_request_header_sizes, MAX_REQUEST_HEADERS, MAX_REQUEST_HEADER_BYTES};
 pub use redirect::MAX_REDIRECTS;
@@ -429,7 +430,13 @@ impl Egress {
 
             let mut hop_headers = js_headers.clone();
             scrub::drop_piecewise_headers(connector, &mut hop_headers);
-            let injected = inject::inject(connector, &url, &mut hop_headers)?;
+            let payload = match (&body, &stream) {
+                (Some(b), _) => inject::Payload::Buffered(b),
+                (None, Some(_)) => inject::Payload::Streamed,
+                (None, None) => inject::Payload::None,
+            };
+            let injected =
+                inject::inject(connector, &url, method.as_str(), &mut hop_headers, payload)?;
             let send_body = match (&body, stream.take()) {
                 (Some(b), _) => Some(reqwest::Body::from(b.clone())),
                 (None, Some(s)) => Some(reqwest::Body::wrap_stream(s)),
@@ -466,7 +473,7 @@ impl Egress {
                     RedirectMode::Manual => {
                         let mut headers = headers::response_headers(response.headers());
                         let shown_location =
-                            manual_location(&injected.shown, location.as_bytes(), connector);
+                            manual_location(&injected, location.as_bytes(), connector);
                         for (n, v) in headers.iter_mut() {
                             if n == "location" {
                                 *v = shown_location.clone();
@@ -498,11 +505,9 @@ impl Egress {
                 drop(response);
 
                 let mut next = redirect::resolve_location(&injected.shown, location.as_bytes())?;
-                // An upstream may echo our query back into Location; the parameter is ours, not the
-                // next hop's, which gets its own injection or none.
-                if let Placement::Query { param } = &connector.placement {
-                    inject::remove_query_param(&mut next, param);
-                }
+                // An upstream may echo our query or our placed path back into Location; those are
+                // ours, not the next hop's, which gets its own injection or none.
+                inject::to_logical(connector, &injected.sent, &mut next);
                 if header_scrubber.leaks(next.as_str().as_bytes()) {
                     return Err(FetchError::RedirectRefused(format!(
                         "fetch to {host}: redirect refused because its location contains a credential"
@@ -603,12 +608,10 @@ async fn finish(
 
 /// The Location JS sees for `redirect: "manual"`: absolute, without the injected parameter. Any other
 /// trace of the secret is replaced by the caller's header scrubbing.
-fn manual_location(shown: &url::Url, location: &[u8], connector: &Connector) -> String {
-    match redirect::resolve_location(shown, location) {
+fn manual_location(injected: &inject::Injected, location: &[u8], connector: &Connector) -> String {
+    match redirect::resolve_location(&injected.shown, location) {
         Ok(mut next) => {
-            if let Placement::Query { param } = &connector.placement {
-                inject::remove_query_param(&mut next, param);
-            }
+            inject::to_logical(connector, &injected.sent, &mut next);
             next.to_string()
         }
         Err(_) => String::from_utf8_lossy(location).into_owned(),

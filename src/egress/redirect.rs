@@ -4,10 +4,10 @@
 use reqwest::Method;
 use url::Url;
 
-use crate::connector::{Connector, Placement};
+use crate::connector::{Connector, PlacementKind};
 
 use super::inject::HeaderList;
-use super::FetchError;
+use super::{sigv4, FetchError};
 
 pub const MAX_REDIRECTS: u32 = 10;
 
@@ -37,14 +37,21 @@ pub(crate) fn drop_body_headers(headers: &mut HeaderList) {
     });
 }
 
-/// Drops the headers JS set that carry credentials: `Authorization` and any header a connector of the
-/// step injects. Called once the chain leaves the first request's origin.
+/// Drops the headers JS set that carry credentials: `Authorization`, the AWS signing headers, and any
+/// header a connector of the step injects. Called once the chain leaves the first request's origin.
 pub(crate) fn drop_credential_headers(headers: &mut HeaderList, connectors: &[Connector]) {
     headers.retain(|(n, _)| {
-        n.as_str() != "authorization"
-            && !connectors.iter().any(|c| match &c.placement {
-                Placement::Header { name, .. } => n.as_str().eq_ignore_ascii_case(name),
-                Placement::Query { .. } => false,
+        let n = n.as_str();
+        n != "authorization"
+            && !sigv4::is_signing_header(n)
+            && !connectors.iter().any(|c| match &c.placement.kind {
+                PlacementKind::Header { headers } => {
+                    headers.iter().any(|h| n.eq_ignore_ascii_case(&h.name))
+                }
+                PlacementKind::Basic { .. }
+                | PlacementKind::Query { .. }
+                | PlacementKind::Path { .. }
+                | PlacementKind::AwsSigv4 { .. } => false,
             })
     });
 }

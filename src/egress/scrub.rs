@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use url::form_urlencoded;
 use zeroize::Zeroizing;
 
-use crate::connector::{Connector, Placement, SECRET_PLACEHOLDER};
+use crate::connector::Connector;
 
 pub const REDACTED: &str = "[redacted]";
 
@@ -43,28 +43,33 @@ impl Scrubber {
         let mut needles: Vec<Zeroizing<Vec<u8>>> = Vec::new();
         let mut lowered: Vec<Needle> = Vec::new();
         for c in connectors {
-            let secret = c.secret.expose();
-            if secret.is_empty() {
-                continue;
-            }
-            lowered.push(Needle::new(Zeroizing::new(
-                secret.to_ascii_lowercase().into_bytes(),
-            )));
             let mut add = |v: Vec<u8>| {
                 let v = Zeroizing::new(v);
                 if !v.is_empty() && !needles.iter().any(|n| **n == *v) {
                     needles.push(v);
                 }
             };
-            if let Placement::Header { template, .. } = &c.placement {
-                add(template.replace(SECRET_PLACEHOLDER, secret).into_bytes());
+            // Each rendered form holds secrets: header values, the Basic credential and its base64,
+            // the query value, the placed path.
+            for form in c.rendered_forms() {
+                add(form.as_bytes().to_vec());
             }
-            add(secret.as_bytes().to_vec());
-            // How the query injection spells it, and the all-escaped form servers use when re-encoding.
-            add(form_urlencoded::byte_serialize(secret.as_bytes())
-                .collect::<String>()
-                .into_bytes());
-            add(percent_encode_all(secret.as_bytes()));
+            for secret in c.secrets.values() {
+                let secret = secret.expose();
+                if secret.is_empty() {
+                    continue;
+                }
+                lowered.push(Needle::new(Zeroizing::new(
+                    secret.to_ascii_lowercase().into_bytes(),
+                )));
+                add(secret.as_bytes().to_vec());
+                // How the query injection spells it, and the all-escaped form servers use when
+                // re-encoding.
+                add(form_urlencoded::byte_serialize(secret.as_bytes())
+                    .collect::<String>()
+                    .into_bytes());
+                add(percent_encode_all(secret.as_bytes()));
+            }
         }
         Scrubber::from_needles(needles, lowered)
     }
@@ -421,7 +426,7 @@ pub(crate) fn drop_piecewise_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connector::{ConnectorSpec, Secret};
+    use crate::connector::{ConnectorSpec, Placement, Secret};
 
     fn conn(secret: &str, placement: Placement) -> Connector {
         ConnectorSpec {
@@ -438,10 +443,7 @@ mod tests {
     fn replaces_template_secret_and_encodings() {
         let c = conn(
             "sk live/1",
-            Placement::Header {
-                name: "Authorization".into(),
-                template: "Bearer {{secret}}".into(),
-            },
+            Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
         );
         let s = Scrubber::new([&c]);
         let body =
@@ -459,10 +461,7 @@ mod tests {
     fn other_spellings_blank_the_whole_text() {
         let c = conn(
             "AKIA+x/Yz==",
-            Placement::Header {
-                name: "X-Key".into(),
-                template: "{{secret}}".into(),
-            },
+            Placement::header("X-Key".into(), "{{secret}}".into()),
         );
         let s = Scrubber::new([&c]);
         for text in [
@@ -481,7 +480,7 @@ mod tests {
 
     #[test]
     fn handles_many_and_adjacent_occurrences() {
-        let c = conn("abc", Placement::Query { param: "k".into() });
+        let c = conn("abc", Placement::query("k".into()));
         let s = Scrubber::new([&c]);
         assert_eq!(
             s.bytes(b"abcabcxabc".to_vec()),
@@ -672,15 +671,9 @@ mod tests {
                         .map(|_| *rng.pick(SECRET_ALPHA) as char)
                         .collect();
                     let placement = match rng.range(0, 2) {
-                        0 => Placement::Query { param: "k".into() },
-                        1 => Placement::Header {
-                            name: "Authorization".into(),
-                            template: "Bearer {{secret}}".into(),
-                        },
-                        _ => Placement::Header {
-                            name: "X-Key".into(),
-                            template: "{{secret}}".into(),
-                        },
+                        0 => Placement::query("k".into()),
+                        1 => Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
+                        _ => Placement::header("X-Key".into(), "{{secret}}".into()),
                     };
                     conn(&secret, placement)
                 })
@@ -741,10 +734,7 @@ mod tests {
     fn holds_back_only_a_possible_start() {
         let c = conn(
             "sk live/1",
-            Placement::Header {
-                name: "Authorization".into(),
-                template: "Bearer {{secret}}".into(),
-            },
+            Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
         );
         let longest = Scrubber::new([&c]).longest();
         assert!(longest == "Bearer sk live/1".len(), "case 7");
@@ -771,10 +761,7 @@ mod tests {
         let mut rng = Rng(0x5EED_0003);
         let c = conn(
             "sk live/1",
-            Placement::Header {
-                name: "Authorization".into(),
-                template: "Bearer {{secret}}".into(),
-            },
+            Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
         );
         // A long needle whose prefixes repeat: quadratic for a naive search on a body of `a`s.
         let long = {

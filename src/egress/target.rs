@@ -150,9 +150,7 @@ mod tests {
         crate::connector::ConnectorSpec {
             name: "c".into(),
             patterns: vec![pattern.into()],
-            placement: crate::connector::Placement::Query {
-                param: "key".into(),
-            },
+            placement: crate::connector::Placement::query("key".into()),
             scrub_echo: false,
         }
         .validate(crate::connector::Secret::new("sk_target_test".into()))

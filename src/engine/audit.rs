@@ -33,7 +33,8 @@ impl SecretSearch {
         SecretSearch {
             needles: connectors
                 .iter()
-                .map(|c| Zeroizing::new(c.secret.expose().as_bytes().to_vec()))
+                .flat_map(|c| c.secrets.values())
+                .map(|s| Zeroizing::new(s.expose().as_bytes().to_vec()))
                 .filter(|n| !n.is_empty())
                 .collect(),
             carry: Zeroizing::new(Vec::new()),
@@ -73,7 +74,7 @@ mod tests {
         let spec = ConnectorSpec {
             name: "c".into(),
             patterns: vec!["https://a.test/*".into()],
-            placement: Placement::Query { param: "k".into() },
+            placement: Placement::query("k".into()),
             scrub_echo: false,
         };
         let c = spec.validate(Secret::new("s3cr3t-value".into())).unwrap();

@@ -36,9 +36,9 @@ use crate::vault::Sealed;
 pub use access::{Actor, Scope, Scopes};
 pub use error::{Invalid, StoreError};
 pub use ops::{
-    check_master_keys, create_api_token, create_connector, decrypt_secret, hash_api_token,
-    load_run, load_step_connectors, rotate_keys, update_connector, validate_workspace_name,
-    ConnectorUpdate, RotationReport,
+    check_master_keys, create_api_token, create_connector, decrypt_secret, decrypt_secrets,
+    hash_api_token, load_run, load_step_connectors, rotate_keys, update_connector,
+    validate_workspace_name, ConnectorUpdate, RotationReport,
 };
 pub use postgres::{PostgresStore, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS, POOL_SIZE_ENV};
 pub use sql_store::SqlStore;
@@ -100,9 +100,11 @@ pub struct ConnectorChanges {
 
 impl ConnectorChanges {
     /// Security model, "Who decides where a secret goes": whoever may edit a connector could otherwise
-    /// point its secret at a host of their own. Changing its patterns or placement, or turning its echo
-    /// scrubbing off (it is `scrubbing_now`), needs the secret again in the same change; rotating the
-    /// secret alone, or turning scrubbing on, needs nothing more.
+    /// point its secret at a host of their own. Changing its patterns or placement (every field of it:
+    /// the kind, its templates, `methods`, `remove_headers`), or turning its echo scrubbing off (it is
+    /// `scrubbing_now`), needs the secrets again in the same change; `sealed` is always the whole set,
+    /// which validation checked against the placement. Rotating the secrets alone, or turning
+    /// scrubbing on, needs nothing more.
     pub fn check_secret_rule(&self, scrubbing_now: bool) -> Result<(), StoreError> {
         let redirects_secret = self.patterns.is_some()
             || self.placement.is_some()

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::connector::{Connector, ConnectorSpec, Placement, Secret, UrlPattern};
+use crate::connector::{Connector, ConnectorSpec, Placement, Secret, Secrets, UrlPattern};
 use crate::vault::{SecretContext, Vault, VaultError};
 
 use super::{
@@ -79,16 +79,18 @@ pub async fn check_master_keys(store: &dyn Store, vault: &Vault) -> Result<(), S
     Ok(())
 }
 
-/// Validates `spec` with `secret`, seals the secret and stores a new connector in `workspace`.
+/// Validates `spec` with its secrets (one [`Secret`] is the secret named `secret`), seals them (one
+/// ciphertext for the set, see [`Secrets::encode`]) and stores a new connector in `workspace`.
 pub async fn create_connector(
     store: &dyn Store,
     vault: &Vault,
     workspace: &str,
     spec: &ConnectorSpec,
-    secret: &Secret,
+    secrets: impl Into<Secrets>,
     actor: &super::Actor,
 ) -> Result<ConnectorRecord, StoreError> {
-    let connector = spec.validate(secret.clone())?;
+    let secrets: Secrets = secrets.into();
+    let connector = spec.validate(secrets.clone())?;
     let ws = store.workspace(workspace).await?;
     ensure_current_key(store, vault).await?;
     let id = new_id();
@@ -98,7 +100,7 @@ pub async fn create_connector(
                 workspace_id: &ws.id,
                 connector_id: &id,
             },
-            secret,
+            &secrets.encode(),
         )
         .map_err(vault_err("encrypting the secret"))?;
     let row = NewConnectorRow {
@@ -123,7 +125,8 @@ pub struct ConnectorUpdate {
     pub patterns: Option<Vec<String>>,
     pub placement: Option<Placement>,
     pub scrub_echo: Option<bool>,
-    pub secret: Option<Secret>,
+    /// The whole new set of secrets: rotation replaces every one.
+    pub secrets: Option<Secrets>,
 }
 
 impl ConnectorUpdate {
@@ -131,7 +134,7 @@ impl ConnectorUpdate {
         self.patterns.is_none()
             && self.placement.is_none()
             && self.scrub_echo.is_none()
-            && self.secret.is_none()
+            && self.secrets.is_none()
     }
 }
 
@@ -172,9 +175,9 @@ pub async fn update_connector(
         scrub_echo: update.scrub_echo,
         sealed: None,
     };
-    match &update.secret {
-        Some(secret) => {
-            let connector = spec.validate(secret.clone())?;
+    match &update.secrets {
+        Some(secrets) => {
+            let connector = spec.validate(secrets.clone())?;
             if update.patterns.is_some() {
                 changes.patterns = Some(normalised_patterns(&connector));
             }
@@ -185,7 +188,7 @@ pub async fn update_connector(
                         workspace_id: &current.workspace_id,
                         connector_id: &current.id,
                     },
-                    secret,
+                    &secrets.encode(),
                 )
                 .map_err(vault_err("encrypting the secret"))?;
             changes.sealed = Some(sealed);
@@ -213,7 +216,27 @@ pub async fn update_connector(
         .await
 }
 
-/// Decrypts a stored connector's secret. A failure says whether the master key is wrong (its check
+/// Decrypts a stored connector's secrets. A failure says whether the master key is wrong or the row
+/// does not authenticate; a plaintext that is not a secret set is reported without its content.
+pub async fn decrypt_secrets(
+    store: &dyn Store,
+    vault: &Vault,
+    record: &ConnectorRecord,
+) -> Result<Secrets, StoreError> {
+    let plain = decrypt_secret(store, vault, record).await?;
+    Secrets::decode(&plain).map_err(|m| {
+        StoreError::invalid(
+            "secret",
+            format!(
+                "connector {:?} in workspace {:?}: {m}",
+                record.name, record.workspace_name
+            ),
+        )
+    })
+}
+
+/// Decrypts a stored connector's sealed plaintext: for a connector with one secret named `secret`,
+/// that secret; otherwise the encoded set ([`decrypt_secrets`] reads it). A failure says whether the master key is wrong (its check
 /// value differs from the one recorded for that version) or the row itself does not authenticate.
 pub async fn decrypt_secret(
     store: &dyn Store,
@@ -313,7 +336,7 @@ pub async fn load_run(
     let mut out: Vec<Connector> = Vec::with_capacity(names.len());
     for (name, record) in names.iter().zip(records) {
         let record = record.ok_or_else(|| StoreError::connector_not_found(&ws.name, name))?;
-        let secret = decrypt_secret(store, vault, &record).await?;
+        let secret = decrypt_secrets(store, vault, &record).await?;
         let spec = ConnectorSpec {
             name: record.name.clone(),
             patterns: record.patterns.clone(),

@@ -1066,3 +1066,97 @@ fn openapi_document_lints_clean() {
         "redocly lint warns:\n{text}"
     );
 }
+
+#[test]
+fn presets_are_listed_and_create_connectors_with_named_secrets() {
+    let api = Api::start(1, 4, None);
+    let t = api.workspace("acme");
+    assert_eq!(
+        api.call("GET", "/v1/presets", None, None).0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, v) = api.call("GET", "/v1/presets", Some(&t), None);
+    assert_eq!(s, StatusCode::OK);
+    let items = v["items"].as_array().unwrap();
+    assert!(items.len() >= 19);
+    let dd = items.iter().find(|p| p["id"] == "datadog").unwrap();
+    assert_eq!(dd["secrets"][1]["name"], "app_key");
+    assert_eq!(dd["placement"]["headers"][0]["name"], "DD-API-KEY");
+    let stripe = items.iter().find(|p| p["id"] == "stripe").unwrap();
+    assert_eq!(stripe["check_url"], "https://api.stripe.com/v1/balance");
+
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "dd", "preset": "datadog", "secrets": { "api_key": SECRET, "app_key": "app-key-value" } })),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    no_secret(&v);
+    assert!(!v.to_string().contains("app-key-value"));
+    // One missing secret is named; `secret` and `secrets` together are refused.
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "dd2", "preset": "datadog", "secret": SECRET })),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["field"], "secrets.api_key", "{v}");
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "dd2", "preset": "datadog", "secret": "x", "secrets": {"api_key": "y"} })),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["field"], "secrets", "{v}");
+    // A preset parameter fills the patterns and placement.
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "aws", "preset": "aws", "params": {"region": "eu-west-1", "service": "sts"},
+                     "secrets": { "access_key_id": "AKIDAPI", "secret_access_key": SECRET } })),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["placement"],
+        json!({"type": "aws_sigv4", "region": "eu-west-1", "service": "sts"})
+    );
+    assert_eq!(v["patterns"][0], "https://sts.eu-west-1.amazonaws.com/*");
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "aws2", "preset": "aws", "secrets": { "access_key_id": "a", "secret_access_key": "b" } })),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["field"], "preset", "{v}");
+    // Restricting methods needs the whole set again; rotation replaces the whole set.
+    let (s, v) = api.call(
+        "PATCH",
+        "/v1/workspaces/acme/connectors/dd",
+        Some(&t),
+        Some(json!({ "placement": {"type": "header", "headers": [
+            {"name": "DD-API-KEY", "template": "{{secret.api_key}}"},
+            {"name": "DD-APPLICATION-KEY", "template": "{{secret.app_key}}"}], "methods": ["GET"]} })),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["field"], "secret", "{v}");
+    let (s, v) = api.call(
+        "PATCH",
+        "/v1/workspaces/acme/connectors/dd",
+        Some(&t),
+        Some(json!({ "secrets": { "api_key": "rotated" } })),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["field"], "secrets.app_key", "{v}");
+    let (s, _) = api.call(
+        "PATCH",
+        "/v1/workspaces/acme/connectors/dd",
+        Some(&t),
+        Some(json!({ "secrets": { "api_key": "rotated", "app_key": "rotated-too" } })),
+    );
+    assert_eq!(s, StatusCode::OK);
+}

@@ -124,7 +124,7 @@ impl Env {
         let c = store::load_step_connectors(&*store, &self.vault(), ws, &[name.to_string()])
             .await
             .unwrap_or_else(|e| panic!("{ws}/{name}: {e}"));
-        c[0].secret.expose().to_string()
+        c[0].secret("secret").unwrap().expose().to_string()
     }
 
     fn assert_no_secret_seen(&self) {
@@ -247,7 +247,7 @@ async fn workspace_and_connector_lifecycle() {
     assert_eq!(arr[1]["scrub_echo"], true);
     assert_eq!(
         arr[1]["secret"],
-        serde_json::json!({"set": true, "key_version": 1})
+        serde_json::json!({"set": true, "names": ["secret"], "key_version": 1})
     );
 
     let show = env
@@ -649,7 +649,7 @@ fn validation_messages_name_field_and_rule() {
             ],
             2,
             vec![
-                "--secret-stdin or --secret-file",
+                "--secret-stdin, --secret-file or --secret-named",
                 "never taken as an argument",
             ],
         ),
@@ -1511,7 +1511,7 @@ async fn sigkill_during_rotation_keeps_every_secret_readable() {
             let spec = codestep::connector::ConnectorSpec {
                 name: format!("s{i}"),
                 patterns: vec!["https://api.example.com/*".into()],
-                placement: codestep::connector::Placement::Query { param: "k".into() },
+                placement: codestep::connector::Placement::query("k".into()),
                 scrub_echo: false,
             };
             store::create_connector(
@@ -1901,5 +1901,129 @@ fn only_an_explicit_create_makes_a_store_and_a_failing_command_makes_no_key() {
     assert_eq!(good.code, 0, "{}", good.stderr);
     assert!(env.key_file().exists());
     assert!(good.stderr.contains("created a new master key file"));
+    env.assert_no_secret_seen();
+}
+
+#[tokio::test]
+async fn presets_and_named_secrets_from_files_and_stdin() {
+    let env = Env::new();
+    let r = env.ok(&["connector", "presets", "--output", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "stripe",
+        "datadog",
+        "aws",
+        "telegram",
+        "twilio",
+        "slack-webhook",
+    ] {
+        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    }
+    let text = env.ok(&["connector", "presets"]).stdout;
+    assert!(
+        text.starts_with("ID") && text.contains("api_key,app_key"),
+        "{text}"
+    );
+
+    env.ok(&["workspace", "create", "w"]);
+    let key = env.dir.path().join("api.key");
+    std::fs::write(&key, format!("{SECRET}\n")).unwrap();
+    let at_key = format!("api_key=@{}", key.display());
+    let base = [
+        "connector",
+        "create",
+        "--workspace",
+        "w",
+        "--name",
+        "dd",
+        "--preset",
+        "datadog",
+    ];
+    // A value on the command line is refused: secrets come from files or stdin only.
+    let r = env.run(&[&base[..], &["--secret-named", "api_key=inline-value"]].concat());
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("NAME=@FILE") && !r.stderr.contains("inline-value"),
+        "{}",
+        r.stderr
+    );
+    // A missing one is named.
+    let r = env.run(&[&base[..], &["--secret-named", &at_key]].concat());
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("secrets.app_key"), "{}", r.stderr);
+    let r = env.run_with_stdin(
+        &[
+            &base[..],
+            &["--secret-named", &at_key, "--secret-named", "app_key=-"],
+        ]
+        .concat(),
+        Some(format!("{SECRET2}\n").as_bytes()),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let store = store::open(env.db.to_str().unwrap()).await.unwrap();
+    let c = store::load_step_connectors(&*store, &env.vault(), "w", &["dd".to_string()])
+        .await
+        .unwrap();
+    assert!(c[0].secrets.get("api_key").unwrap().expose() == SECRET);
+    assert!(c[0].secrets.get("app_key").unwrap().expose() == SECRET2);
+
+    // Preset parameters, and any placement as JSON.
+    let r = env.run_with_stdin(
+        &[
+            "connector",
+            "create",
+            "--workspace",
+            "w",
+            "--name",
+            "aws",
+            "--preset",
+            "aws",
+            "--param",
+            "region=eu-west-1",
+            "--param",
+            "service=sqs",
+            "--secret-named",
+            &at_key.replace("api_key", "access_key_id"),
+            "--secret-named",
+            "secret_access_key=-",
+            "--output",
+            "json",
+        ],
+        Some(SECRET2.as_bytes()),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["placement"]["service"], "sqs");
+    assert_eq!(
+        v["secret"]["names"],
+        serde_json::json!(["access_key_id", "secret_access_key"])
+    );
+    let r = env.create_with_secret(
+        &[
+            "--workspace",
+            "w",
+            "--name",
+            "tg",
+            "--pattern",
+            "https://api.telegram.org/*",
+            "--placement-json",
+            r#"{"type":"path","template":"/bot{{secret}}{{path}}","methods":["GET","POST"]}"#,
+        ],
+        "123:tok",
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let shown = env
+        .ok(&["connector", "show", "--workspace", "w", "--name", "tg"])
+        .stdout;
+    assert!(
+        shown.contains("path /bot{{secret}}{{path}}; methods GET,POST"),
+        "{shown}"
+    );
     env.assert_no_secret_seen();
 }

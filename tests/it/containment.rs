@@ -431,10 +431,7 @@ pub(crate) fn connector(server: &TestServer, scrub_echo: bool) -> Connector {
     ConnectorSpec {
         name: "svc".into(),
         patterns: vec![server.pattern("api.test")],
-        placement: Placement::Header {
-            name: "Authorization".into(),
-            template: "Bearer {{secret}}".into(),
-        },
+        placement: Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
         scrub_echo,
     }
     .validate(Secret::new(SECRET.into()))

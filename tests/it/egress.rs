@@ -35,23 +35,15 @@ fn connector(
 }
 
 fn bearer() -> Placement {
-    Placement::Header {
-        name: "Authorization".into(),
-        template: "Bearer {{secret}}".into(),
-    }
+    Placement::header("Authorization".into(), "Bearer {{secret}}".into())
 }
 
 fn header(name: &str) -> Placement {
-    Placement::Header {
-        name: name.into(),
-        template: "{{secret}}".into(),
-    }
+    Placement::header(name.into(), "{{secret}}".into())
 }
 
 fn query(param: &str) -> Placement {
-    Placement::Query {
-        param: param.into(),
-    }
+    Placement::query(param.into())
 }
 
 fn get(url: &str) -> FetchRequest {

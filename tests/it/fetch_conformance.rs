@@ -838,10 +838,7 @@ fn net() -> Net {
     let connector = ConnectorSpec {
         name: "test-api".into(),
         patterns: vec![server.pattern("api.test")],
-        placement: Placement::Header {
-            name: "X-Api-Key".into(),
-            template: "{{secret}}".into(),
-        },
+        placement: Placement::header("X-Api-Key".into(), "{{secret}}".into()),
         scrub_echo: false,
     }
     .validate(Secret::new(SECRET.into()))

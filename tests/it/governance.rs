@@ -20,6 +20,7 @@ fn expected_rules() -> HashMap<(&'static str, &'static str), &'static str> {
         (("GET", "/health"), "public"),
         (("GET", "/metrics"), "public"),
         (("GET", "/v1/me"), "any"),
+        (("GET", "/v1/presets"), "any"),
         (("GET", "/v1/workspaces"), "operator"),
         (("POST", "/v1/workspaces"), "operator"),
         (("DELETE", "/v1/workspaces/{ws}"), "operator"),

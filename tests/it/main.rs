@@ -11,6 +11,7 @@ mod fetch_conformance;
 mod governance;
 mod hostile_worker;
 mod multinode;
+mod placements;
 mod security;
 mod serve;
 mod store;

@@ -43,10 +43,7 @@ fn bearer(name: &str, pattern: String, secret: &str) -> Connector {
     connector(
         name,
         vec![pattern],
-        Placement::Header {
-            name: "Authorization".into(),
-            template: "Bearer {{secret}}".into(),
-        },
+        Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
         false,
         secret,
     )
@@ -56,9 +53,7 @@ fn query(name: &str, pattern: String, secret: &str) -> Connector {
     connector(
         name,
         vec![pattern],
-        Placement::Query {
-            param: "api_key".into(),
-        },
+        Placement::query("api_key".into()),
         false,
         secret,
     )
@@ -165,10 +160,7 @@ fn js_set_credentials_are_replaced_not_kept() {
         vec![connector(
             "both",
             vec![server.pattern("api.test")],
-            Placement::Header {
-                name: "authorization".into(),
-                template: "Token {{secret}}".into(),
-            },
+            Placement::header("authorization".into(), "Token {{secret}}".into()),
             false,
             SECRET,
         )],
@@ -200,10 +192,7 @@ fn echoing_server_with_scrubbing_leaks_nothing() {
         vec![connector(
             "echo",
             vec![server.pattern("api.test")],
-            Placement::Header {
-                name: "Authorization".into(),
-                template: "Bearer {{secret}}".into(),
-            },
+            Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
             true,
             SECRET,
         )],
@@ -303,7 +292,7 @@ fn redirect_to_a_host_of_another_connector_carries_only_that_connectors_secret()
             connector(
                 "other",
                 vec![server.pattern("other.test")],
-                Placement::Header { name: "X-Api-Key".into(), template: "{{secret}}".into() },
+                Placement::header("X-Api-Key".into(), "{{secret}}".into()),
                 false,
                 OTHER_SECRET,
             ),
@@ -696,10 +685,7 @@ fn js_cannot_ask_for_a_compressed_echo_that_scrubbing_cannot_see() {
         vec![connector(
             "echo",
             vec![server.pattern("api.test")],
-            Placement::Header {
-                name: "Authorization".into(),
-                template: "Bearer {{secret}}".into(),
-            },
+            Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
             true,
             SECRET,
         )],
@@ -812,10 +798,7 @@ fn response_headers_hide_every_spelling_of_the_secret() {
         vec![connector(
             "aws",
             vec![server.pattern("api.test")],
-            Placement::Header {
-                name: "X-Api-Key".into(),
-                template: "{{secret}}".into(),
-            },
+            Placement::header("X-Api-Key".into(), "{{secret}}".into()),
             false,
             B64,
         )],
@@ -863,6 +846,128 @@ fn a_secret_in_a_redirect_host_or_a_header_name_is_hidden() {
         visible.as_bytes(),
         &SECRET.to_lowercase(),
         "the step result, lowercased",
+    );
+    assert_clean(&res);
+}
+
+/// The placements beyond header and query, end to end in a worker process: a path secret, a Basic
+/// password and AWS keys, against an upstream that echoes the request everywhere it can (headers,
+/// body, a redirect to a URL holding the placed path). The step gathers everything it can see, tries a
+/// forbidden method and a path the webhook does not serve; none of it, nor its heap, holds a secret.
+#[test]
+fn path_basic_and_sigv4_secrets_stay_out_of_js() {
+    let server = TestServer::start(|r| {
+        let echo = |reply: Reply| {
+            reply
+                .header("x-echo-path", &r.path)
+                .header("x-echo-auth", r.header("authorization").unwrap_or(""))
+        };
+        if r.path.ends_with("/hop") {
+            echo(Reply::redirect(
+                302,
+                &format!(
+                    "https://api.test:{}{}",
+                    r.port,
+                    r.path.replace("/hop", "/landed")
+                ),
+            ))
+        } else if r.path.ends_with("/away") {
+            echo(Reply::redirect(
+                302,
+                &format!("https://other.test:{}{}", r.port, r.path),
+            ))
+        } else {
+            echo(Reply::echo(r))
+        }
+    });
+    let exec = executor(&server);
+    let path = |template: &str| -> Placement {
+        serde_json::from_str(&format!(
+            r#"{{"type":"path","template":"{template}","methods":["GET"]}}"#
+        ))
+        .unwrap()
+    };
+    let tg = connector(
+        "tg",
+        vec![server.pattern("api.test")],
+        path("/bot{{secret}}{{path}}"),
+        true,
+        SECRET,
+    );
+    let basic = connector(
+        "basic",
+        vec![server.pattern("other.test")],
+        serde_json::from_str(r#"{"type":"basic","username":"user"}"#).unwrap(),
+        true,
+        OTHER_SECRET,
+    );
+    let mut aws_secrets = codestep::connector::Secrets::new();
+    aws_secrets.insert("access_key_id", Secret::new("AKIDSECURITYTEST01".into()));
+    aws_secrets.insert(
+        "secret_access_key",
+        Secret::new(format!("{OTHER_SECRET}/aws")),
+    );
+    let aws = ConnectorSpec {
+        name: "aws".into(),
+        patterns: vec![server.pattern("a.wild.test")],
+        placement: serde_json::from_str(
+            r#"{"type":"aws_sigv4","region":"us-east-1","service":"sts"}"#,
+        )
+        .unwrap(),
+        scrub_echo: true,
+    }
+    .validate(aws_secrets)
+    .unwrap();
+    let res = run(
+        &exec,
+        r#"export default async ({ base, other, wild }) => {
+            const seen = [];
+            const look = async (p) => {
+                try {
+                    const r = await p;
+                    seen.push(r.url, [...r.headers], await r.text());
+                } catch (e) { seen.push(String(e)); }
+            };
+            await look(fetch(base + "/getMe"));
+            await look(fetch(base + "/hop"));
+            await look(fetch(base + "/hop", { redirect: "manual" }));
+            await look(fetch(base + "/away"));
+            await look(fetch(base + "/getMe", { method: "POST", body: "x" }));
+            await look(fetch(other + "/x", { headers: { authorization: "Basic bogus" } }));
+            await look(fetch(wild + "/?Action=GetCallerIdentity", { headers: { "x-amz-date": "1", authorization: "x" } }));
+            return seen;
+        }"#,
+        json!({
+            "base": server.url("api.test", ""),
+            "other": server.url("other.test", ""),
+            "wild": server.url("a.wild.test", ""),
+        }),
+        vec![tg, basic, aws],
+    );
+    let out = output(&res);
+    let text = out.to_string();
+    assert!(
+        text.contains("/landed"),
+        "the followed redirect shows the logical path"
+    );
+    assert!(text.contains("does not allow the method POST"), "{text}");
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("user:{OTHER_SECRET}"),
+    );
+    assert_no_secret(text.as_bytes(), &b64, "the step output (Basic credential)");
+    assert_no_secret(
+        text.as_bytes(),
+        "AKIDSECURITYTEST01",
+        "the step output (AWS key id)",
+    );
+    let seen = server.requests();
+    assert!(seen.iter().any(|r| r.path == format!("/bot{SECRET}/getMe")));
+    assert!(
+        !seen
+            .iter()
+            .any(|r| r.host == "other.test" && r.path.contains("bot")),
+        "the path never went to another host"
     );
     assert_clean(&res);
 }

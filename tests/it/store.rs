@@ -184,10 +184,7 @@ fn header_spec(name: &str, pattern: &str) -> ConnectorSpec {
     ConnectorSpec {
         name: name.into(),
         patterns: vec![pattern.into()],
-        placement: Placement::Header {
-            name: "Authorization".into(),
-            template: "Bearer {{secret}}".into(),
-        },
+        placement: Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
         scrub_echo: false,
     }
 }
@@ -269,6 +266,8 @@ both_backends!(
     authentications_go_on_while_retention_runs,
     a_run_reads_its_connectors_in_one_call,
     run_history_pages_filters_and_keeps_a_runs_requests,
+    a_row_written_before_named_secrets_still_decrypts_and_injects,
+    named_secrets_are_one_sealed_set_and_the_secret_rule_needs_all_of_them,
 );
 
 async fn migrations_apply_once_and_persist(b: Backend) {
@@ -412,7 +411,7 @@ async fn connector_lifecycle_with_audit_trail(b: Backend) {
         "w",
         "stripe",
         ConnectorUpdate {
-            secret: Some(secret(SECRET_B)),
+            secrets: Some(secret(SECRET_B).into()),
             ..Default::default()
         },
         &store::Actor::named("token:t1"),
@@ -543,7 +542,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
             ..Default::default()
         },
         ConnectorUpdate {
-            placement: Some(Placement::Query { param: "k".into() }),
+            placement: Some(Placement::query("k".into())),
             ..Default::default()
         },
     ] {
@@ -567,7 +566,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
                 "https://api.example.com/v2/*".into(),
                 "https://*.example.org".into(),
             ]),
-            secret: Some(secret(SECRET_A)),
+            secrets: Some(secret(SECRET_A).into()),
             ..Default::default()
         },
         ACTOR,
@@ -580,9 +579,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
     assert!(after_patterns.updated_at > orig.updated_at);
     assert_eq!(after_patterns.created_at, orig.created_at);
 
-    let q = Placement::Query {
-        param: "api_key".into(),
-    };
+    let q = Placement::query("api_key".into());
     let after_placement = store::update_connector(
         &*f.store,
         &vault,
@@ -591,7 +588,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
         ConnectorUpdate {
             placement: Some(q.clone()),
             scrub_echo: Some(true),
-            secret: Some(secret(SECRET_A)),
+            secrets: Some(secret(SECRET_A).into()),
             ..Default::default()
         },
         ACTOR,
@@ -623,7 +620,7 @@ async fn update_touches_only_what_is_given(b: Backend) {
         "w",
         "api",
         ConnectorUpdate {
-            secret: Some(secret(SECRET_C)),
+            secrets: Some(secret(SECRET_C).into()),
             ..Default::default()
         },
         ACTOR,
@@ -690,8 +687,8 @@ async fn persistence_across_reopen(b: Backend) {
         store::load_step_connectors(&*reopened, &vault2, "w", &["two".into(), "one".into()])
             .await
             .unwrap();
-    assert_eq!(loaded[0].secret.expose(), SECRET_B);
-    assert_eq!(loaded[1].secret.expose(), SECRET_A);
+    assert_eq!(loaded[0].secret("secret").unwrap().expose(), SECRET_B);
+    assert_eq!(loaded[1].secret("secret").unwrap().expose(), SECRET_A);
 }
 
 async fn tamper_bit_flip_and_truncation(b: Backend) {
@@ -1183,7 +1180,7 @@ async fn load_step_connectors_keeps_order_and_rejects_unknown(b: Backend) {
         .unwrap();
     let got: Vec<(&str, &str)> = loaded
         .iter()
-        .map(|c| (c.name.as_str(), c.secret.expose()))
+        .map(|c| (c.name.as_str(), c.secret("secret").unwrap().expose()))
         .collect();
     assert_eq!(
         got,
@@ -3037,4 +3034,182 @@ async fn unknown_store_locations_are_refused() {
         assert!(err.contains("scheme") || err.contains("key=value"), "{err}");
         assert!(!std::path::Path::new(location).exists());
     }
+}
+
+/// A connector row as codestep wrote it before named secrets existed: the placement JSON of that time
+/// and the secret sealed alone. It must load, decrypt as the one secret named `secret`, and inject.
+async fn a_row_written_before_named_secrets_still_decrypts_and_injects(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    let server = crate::support::TestServer::start(crate::support::Reply::echo);
+    let rec = store::create_connector(
+        &*f.store,
+        &vault,
+        "w",
+        &ConnectorSpec {
+            name: "legacy".into(),
+            patterns: vec![server.pattern("api.test")],
+            placement: Placement::query("k".into()),
+            scrub_echo: false,
+        },
+        &secret(SECRET_C),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    // Overwrite with exactly what the old code stored.
+    f.raw_exec(&format!(
+        r#"UPDATE connectors SET placement = '{{"type":"header","name":"Authorization","template":"Bearer {{{{secret}}}}"}}' WHERE id = '{}'"#,
+        rec.id
+    ))
+    .await;
+    let old = vault
+        .seal(
+            &codestep::vault::SecretContext {
+                workspace_id: &ws.id,
+                connector_id: &rec.id,
+            },
+            &secret(SECRET_A),
+        )
+        .unwrap();
+    f.raw_set_secret(&rec.id, &old.ciphertext, &old.nonce, old.key_version)
+        .await;
+
+    let loaded = store::load_step_connectors(&*f.store, &vault, "w", &["legacy".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded[0].secrets.names().collect::<Vec<_>>(),
+        vec!["secret"]
+    );
+    let egress = codestep::egress::Egress::new(crate::support::egress_config()).unwrap();
+    let (res, _) = egress
+        .fetch(
+            &loaded,
+            codestep::egress::FetchRequest {
+                method: "GET".into(),
+                url: server.url("api.test", "/x"),
+                headers: vec![],
+                body: None,
+                redirect: codestep::egress::RedirectMode::Follow,
+            },
+            &codestep::egress::RequestLimits::default(),
+        )
+        .await;
+    assert!(res.is_ok());
+    let seen = &server.requests()[0];
+    assert!(seen.header("authorization") == Some(&format!("Bearer {SECRET_A}")[..]));
+    // And a single secret is still sealed the old way, so older nodes read new rows too.
+    let rec = f.store.connector("w", "legacy").await.unwrap();
+    assert!(decrypt(&f, &vault, "w", "legacy").await.unwrap() == SECRET_A);
+    assert_eq!(
+        rec.placement,
+        Placement::header("Authorization".into(), "Bearer {{secret}}".into())
+    );
+}
+
+async fn named_secrets_are_one_sealed_set_and_the_secret_rule_needs_all_of_them(b: Backend) {
+    let f = fixture(b).await;
+    let vault = vault_with(&[(1, 1)]);
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    let placement: Placement = serde_json::from_str(
+        r#"{"type":"header","headers":[{"name":"DD-API-KEY","template":"{{secret.api_key}}"},{"name":"DD-APPLICATION-KEY","template":"{{secret.app_key}}"}]}"#,
+    )
+    .unwrap();
+    let set = |a: &str, b: &str| {
+        let mut s = codestep::connector::Secrets::new();
+        s.insert("api_key", secret(a));
+        s.insert("app_key", secret(b));
+        s
+    };
+    let spec = ConnectorSpec {
+        name: "dd".into(),
+        patterns: vec!["https://api.datadoghq.com/*".into()],
+        placement: placement.clone(),
+        scrub_echo: false,
+    };
+    let e = store::create_connector(&*f.store, &vault, "w", &spec, &secret(SECRET_A), ACTOR)
+        .await
+        .unwrap_err();
+    no_secret_in(&e.to_string());
+    assert!(e.to_string().contains("secrets.api_key"), "{e}");
+    store::create_connector(
+        &*f.store,
+        &vault,
+        "w",
+        &spec,
+        set(SECRET_A, SECRET_B),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    let rec = f.store.connector("w", "dd").await.unwrap();
+    let got = store::decrypt_secrets(&*f.store, &vault, &rec)
+        .await
+        .unwrap();
+    assert!(got.get("api_key").unwrap().expose() == SECRET_A);
+    assert!(got.get("app_key").unwrap().expose() == SECRET_B);
+
+    // Restricting methods or removing headers changes how the secrets are placed: it needs them all.
+    let restricted = placement.clone().with_methods(&["GET"]);
+    let e = store::update_connector(
+        &*f.store,
+        &vault,
+        "w",
+        "dd",
+        ConnectorUpdate {
+            placement: Some(restricted.clone()),
+            ..Default::default()
+        },
+        ACTOR,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("needs its secret again"), "{e}");
+    let mut half = codestep::connector::Secrets::new();
+    half.insert("api_key", secret(SECRET_C));
+    let e = store::update_connector(
+        &*f.store,
+        &vault,
+        "w",
+        "dd",
+        ConnectorUpdate {
+            placement: Some(restricted.clone()),
+            secrets: Some(half),
+            ..Default::default()
+        },
+        ACTOR,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("secrets.app_key"), "{e}");
+    no_secret_in(&e.to_string());
+    let rec = store::update_connector(
+        &*f.store,
+        &vault,
+        "w",
+        "dd",
+        ConnectorUpdate {
+            placement: Some(restricted.clone()),
+            secrets: Some(set(SECRET_C, SECRET_A)),
+            ..Default::default()
+        },
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rec.placement, restricted);
+
+    // Key rotation re-encrypts the set as it is.
+    let v12 = vault_with(&[(1, 1), (2, 2)]);
+    let (v, _) = store::rotate_keys(&*f.store, &v12, ACTOR, None)
+        .await
+        .unwrap();
+    let loaded = store::load_step_connectors(&*f.store, &v, "w", &["dd".into()])
+        .await
+        .unwrap();
+    assert!(loaded[0].secrets.get("api_key").unwrap().expose() == SECRET_C);
+    assert!(loaded[0].secrets.get("app_key").unwrap().expose() == SECRET_A);
+    assert_eq!(loaded[0].placement.methods, vec!["GET".to_string()]);
 }

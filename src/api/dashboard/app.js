@@ -87,11 +87,17 @@
     return h("td", { class: "nowrap" }, h("time", { datetime: ts || "", text: fmtTime(ts) }));
   }
 
-  /** "header Authorization: Bearer {{secret}}" / "query ?api_key=" */
+  /** "header Authorization: Bearer {{secret}}" / "query ?api_key=" / "path /bot{{secret}}{{path}}" … */
   function placementText(p) {
     if (!p || typeof p !== "object") return "";
+    if (p.type === "header" && Array.isArray(p.headers)) {
+      return "header " + p.headers.map((h) => (h.name || "") + ": " + (h.template || "")).join("; ");
+    }
     if (p.type === "header") return "header " + (p.name || "") + ": " + (p.template || "");
     if (p.type === "query") return "query ?" + (p.param || "") + "=";
+    if (p.type === "basic") return "basic " + (p.username || "") + ":" + (p.password || "{{secret}}");
+    if (p.type === "path") return "path " + (p.template || "");
+    if (p.type === "aws_sigv4") return "aws_sigv4 " + (p.region || "") + "/" + (p.service || "");
     return String(p.type || "");
   }
 

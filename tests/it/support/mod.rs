@@ -60,6 +60,30 @@ pub const TLS_NAMES: &[&str] = &[
     "api.stripe.com",
 ];
 
+/// The vendors' API hosts the preset tests send to (`placements::presets_send_what_each_vendor_expects`).
+/// They are on the leaf certificate and map to 127.0.0.1 like [`TEST_HOSTS`].
+pub const PRESET_HOSTS: &[&str] = &[
+    "api.stripe.com",
+    "api.openai.com",
+    "api.anthropic.com",
+    "api.github.com",
+    "slack.com",
+    "hooks.slack.com",
+    "discord.com",
+    "api.telegram.org",
+    "api.notion.com",
+    "api.airtable.com",
+    "api.hubapi.com",
+    "api.twilio.com",
+    "api.sendgrid.com",
+    "api.resend.com",
+    "us6.api.mailchimp.com",
+    "api.linear.app",
+    "generativelanguage.googleapis.com",
+    "api.datadoghq.com",
+    "sts.us-east-1.amazonaws.com",
+];
+
 /// Names the test `EgressConfig` maps to 127.0.0.1 (`localhost` is left to real DNS on purpose, so a
 /// test can check the SSRF guard on a genuinely resolved name).
 pub const TEST_HOSTS: &[&str] = &[
@@ -96,7 +120,13 @@ pub fn pki() -> &'static Pki {
         let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
 
         let leaf_key = KeyPair::generate().expect("leaf key");
-        let names: Vec<String> = TLS_NAMES.iter().map(|s| s.to_string()).collect();
+        let mut names: Vec<String> = TLS_NAMES.iter().map(|s| s.to_string()).collect();
+        names.extend(
+            PRESET_HOSTS
+                .iter()
+                .filter(|h| !TLS_NAMES.contains(h))
+                .map(|s| s.to_string()),
+        );
         let mut leaf = CertificateParams::new(names).expect("leaf params");
         leaf.distinguished_name
             .push(DnType::CommonName, "codestep test server");
@@ -120,6 +150,7 @@ pub fn ca_pem() -> Vec<u8> {
 pub fn test_resolve_map() -> HashMap<String, Vec<IpAddr>> {
     TEST_HOSTS
         .iter()
+        .chain(PRESET_HOSTS)
         .map(|h| (h.to_string(), vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]))
         .collect()
 }
