@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiPath};
-use super::monitoring::{window_start, Stats24h};
+use super::monitoring::{stats_for, Stats24h};
 use super::state::AppState;
 use crate::connector::{preset, preset_names, ConnectorSpec, Placement, Secret};
-use crate::store::{self, counts_for, format_time, ConnectorRecord, ConnectorUpdate};
+use crate::store::{self, format_time, ConnectorRecord, ConnectorUpdate};
 
 /// A connector as the API shows it: everything but the secret.
 #[derive(Serialize, ToSchema)]
@@ -98,12 +98,13 @@ pub async fn list(
 ) -> Result<Json<ConnectorList>, ApiError> {
     caller.allow(&ws)?;
     let records = st.store.list_connectors(&ws).await?;
-    let counts = st.store.connector_counts(&ws, window_start()).await?;
+    let names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+    let mut stats = stats_for(&st, &ws, &names).await?;
     let items = records
         .into_iter()
         .map(|r| {
-            let stats = Stats24h::from_counts(Some(&counts_for(&counts, &r.name)));
-            ConnectorView::new(r, Some(stats))
+            let s = stats.remove(&r.name);
+            ConnectorView::new(r, s)
         })
         .collect();
     Ok(Json(ConnectorList { items }))
@@ -121,9 +122,10 @@ pub async fn get(
 ) -> Result<Json<ConnectorView>, ApiError> {
     caller.allow(&ws)?;
     let record = st.store.connector(&ws, &name).await?;
-    let counts = st.store.connector_counts(&ws, window_start()).await?;
-    let stats = Stats24h::from_counts(Some(&counts_for(&counts, &record.name)));
-    Ok(Json(ConnectorView::new(record, Some(stats))))
+    let stats = stats_for(&st, &ws, std::slice::from_ref(&record.name))
+        .await?
+        .remove(&record.name);
+    Ok(Json(ConnectorView::new(record, stats)))
 }
 
 /// Create a connector: patterns and placement (or a preset) and its secret, encrypted at rest.

@@ -86,7 +86,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(system::metrics))
         .routes(routes!(workspaces::me))
         .routes(routes!(workspaces::list, workspaces::create))
-        .routes(routes!(workspaces::delete))
+        .routes(routes!(workspaces::delete, workspaces::update))
         .routes(routes!(workspaces::create_token))
         .routes(routes!(runs::run, history::list))
         .routes(routes!(history::get))

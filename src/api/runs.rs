@@ -92,6 +92,11 @@ async fn execute(
     let run_id = new_id();
     let step_hash = store::sha256_hex(body.code.as_bytes());
     let started_at = store::now_millis();
+    // Kept only when the workspace opts in; then sealed before the run, so its plaintext is never
+    // held longer than the run needs it.
+    let input_json = workspace
+        .keep_run_io
+        .then(|| serde_json::to_string(&body.input).unwrap_or_else(|_| "null".into()));
     let mut request = StepRequest::new(body.code, body.input);
     request.connectors = connectors;
     request.limits = body.limits;
@@ -111,6 +116,22 @@ async fn execute(
         .collect();
     st.metrics.run(&result, waited, &attempts);
     let logs = serde_json::to_string(&result.logs).unwrap_or_else(|_| "[]".into());
+    let io = match &input_json {
+        Some(input) => {
+            let output = result.output.as_ref().map(|o| o.get());
+            match store::seal_run_io(&*st.store, &st.vault, &workspace.id, &run_id, input, output)
+                .await
+            {
+                Ok(io) => Some(io),
+                // The run happened and may have used a secret: it is recorded without them.
+                Err(e) => {
+                    tracing::error!(run_id = %run_id, error = %e, "could not seal a run's input and output");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let history = RunRecord {
         id: run_id.clone(),
         workspace_id: workspace.id.clone(),
@@ -125,6 +146,7 @@ async fn execute(
         output_bytes: result.output.as_ref().map_or(0, |o| o.get().len() as u64),
         logs_dropped: result.stats.logs_dropped as u64,
         logs,
+        io,
     };
     // A run is acknowledged only once it is in the history with every use of a secret it made: a
     // write that fails (a node losing its database for a moment) is tried again, then reported.

@@ -13,9 +13,14 @@ use super::state::AppState;
 use crate::store::{self, format_time, Workspace};
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"name": "acme", "created_at": "2026-11-25T14:00:00Z", "keep_run_io": false}))]
 pub struct WorkspaceView {
+    #[schema(example = "acme")]
     pub name: String,
+    #[schema(format = DateTime, example = "2026-11-25T14:00:00Z")]
     pub created_at: String,
+    /// Whether runs keep their input and output in the history (encrypted at rest).
+    pub keep_run_io: bool,
 }
 
 impl From<Workspace> for WorkspaceView {
@@ -23,8 +28,20 @@ impl From<Workspace> for WorkspaceView {
         WorkspaceView {
             name: w.name,
             created_at: format_time(w.created_at),
+            keep_run_io: w.keep_run_io,
         }
     }
+}
+
+/// A workspace's settings to change; what is absent stays as it is.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"keep_run_io": true}))]
+pub struct UpdateWorkspace {
+    /// Keep each run's input and output in the run history, encrypted at rest like connector
+    /// secrets (off by default: then only the output's size is kept). Runs recorded before keep
+    /// what they had.
+    pub keep_run_io: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -127,6 +144,26 @@ pub async fn delete(
     caller.require_operator()?;
     st.store.delete_workspace(&ws, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change a workspace's settings (operator token or the workspace's own).
+#[utoipa::path(patch, path = "/v1/workspaces/{ws}", tag = "workspaces", operation_id = "update_workspace",
+    params(("ws" = String, Path, description = "workspace name")),
+    request_body = UpdateWorkspace,
+    responses((status = 200, body = WorkspaceView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn update(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(ws): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateWorkspace>,
+) -> Result<Json<WorkspaceView>, ApiError> {
+    caller.allow(&ws)?;
+    let workspace = match body.keep_run_io {
+        Some(keep) => st.store.set_keep_run_io(&ws, keep, &caller.actor()).await?,
+        None => st.store.workspace(&ws).await?,
+    };
+    Ok(Json(workspace.into()))
 }
 
 /// Create a workspace token; it is shown once and stored only as a hash.

@@ -9,6 +9,7 @@
 //! ever holds a query string or a secret.
 
 mod client;
+mod excerpt;
 mod headers;
 mod inject;
 mod redirect;
@@ -29,6 +30,7 @@ use serde::Serialize;
 
 use crate::connector::{Connector, Placement};
 
+pub use excerpt::EXCERPT_MAX_BYTES;
 pub use headers::{check_request_header_sizes, MAX_REQUEST_HEADERS, MAX_REQUEST_HEADER_BYTES};
 pub use redirect::MAX_REDIRECTS;
 pub use scrub::REDACTED;
@@ -143,6 +145,8 @@ pub struct ResponseBody {
     read: usize,
     max: usize,
     host: String,
+    /// For an error status: the start of the body, always scrubbed (see `excerpt`).
+    excerpt: Option<excerpt::Excerpt>,
 }
 
 impl ResponseBody {
@@ -163,6 +167,9 @@ impl ResponseBody {
                         self.response = None;
                         return Err(FetchError::ResponseBodyTooLarge);
                     }
+                    if let Some(e) = self.excerpt.as_mut() {
+                        e.push(&chunk);
+                    }
                     let out = match self.echo.as_mut() {
                         Some(s) => s.push(&chunk),
                         None => chunk.to_vec(),
@@ -173,11 +180,24 @@ impl ResponseBody {
                 }
                 None => {
                     self.response = None;
+                    if let Some(e) = self.excerpt.as_mut() {
+                        e.finish();
+                    }
                     let rest = self.echo.take().map(|s| s.finish()).unwrap_or_default();
                     return Ok((!rest.is_empty()).then_some(rest));
                 }
             }
         }
+    }
+}
+
+impl ResponseBody {
+    /// For an error response: the excerpt of its body read so far (scrubbed, capped), when it changed
+    /// since the last call. `None` for other responses.
+    pub fn excerpt_update(&mut self) -> Option<String> {
+        self.excerpt
+            .as_mut()
+            .and_then(excerpt::Excerpt::take_update)
     }
 }
 
@@ -260,6 +280,13 @@ pub struct FetchRecord {
     pub blocked: bool,
     /// Redirects followed.
     pub redirects: u32,
+    /// For a response with a status of 400 or more: its status text (`Unauthorized`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_text: Option<String>,
+    /// For a response with a status of 400 or more: the start of its body as far as it was read, at
+    /// most [`EXCERPT_MAX_BYTES`], always scrubbed of the connectors' secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_excerpt: Option<String>,
 }
 
 impl FetchRecord {
@@ -279,6 +306,8 @@ impl FetchRecord {
             duration_ms: 0.0,
             blocked: false,
             redirects: 0,
+            status_text: None,
+            error_excerpt: None,
         }
     }
 
@@ -335,8 +364,17 @@ impl Egress {
                 .await?;
             let mut body = Vec::new();
             let mut reader = opened.body;
+            if opened.status >= 400 {
+                record.status_text = Some(opened.status_text.clone());
+            }
             while let Some(chunk) = reader.next().await? {
                 body.extend_from_slice(&chunk);
+                if let Some(e) = reader.excerpt_update() {
+                    record.error_excerpt = Some(e);
+                }
+            }
+            if let Some(e) = reader.excerpt_update() {
+                record.error_excerpt = Some(e);
             }
             Ok(FetchResponse {
                 status: opened.status,
@@ -596,6 +634,7 @@ async fn finish(
             read: 0,
             max: limits.max_response_body,
             host: host.to_string(),
+            excerpt: (status.as_u16() >= 400).then(|| excerpt::Excerpt::new(used)),
         },
     })
 }

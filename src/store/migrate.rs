@@ -42,6 +42,11 @@ pub const SQLITE: &[Migration] = &[
         name: "runs",
         sql: include_str!("../../migrations/sqlite/0004_runs.sql"),
     },
+    Migration {
+        version: 7,
+        name: "run_io_and_error_excerpts",
+        sql: include_str!("../../migrations/sqlite/0007_run_io_and_error_excerpts.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -64,6 +69,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 4,
         name: "runs",
         sql: include_str!("../../migrations/postgres/0004_runs.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "run_io_and_error_excerpts",
+        sql: include_str!("../../migrations/postgres/0007_run_io_and_error_excerpts.sql"),
     },
 ];
 
