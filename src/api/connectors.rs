@@ -17,14 +17,21 @@ use crate::store::{self, format_time, ConnectorRecord, ConnectorUpdate};
 
 /// A connector as the API shows it: everything but the secret.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"name": "stripe", "patterns": ["https://api.stripe.com/*"],
+    "placement": {"type": "header", "name": "Authorization", "template": "Bearer {{secret}}"}, "scrub_echo": false,
+    "created_at": "2026-11-25T14:00:00Z", "updated_at": "2026-11-25T14:00:00Z",
+    "stats": {"requests_24h": 120, "errors_24h": 3, "error_rate_24h": 0.025, "alert": true, "health": "some_errors",
+              "recent_requests": 10, "recent_errors": 1, "last_error_at": "2026-11-25T13:58:00Z"}}))]
 pub struct ConnectorView {
+    #[schema(example = "stripe")]
     pub name: String,
     pub patterns: Vec<String>,
     /// `{"type":"header","name":…,"template":…}` or `{"type":"query","param":…}`.
-    #[schema(value_type = Object)]
     pub placement: Placement,
     pub scrub_echo: bool,
+    #[schema(format = DateTime, example = "2026-11-25T14:00:00Z")]
     pub created_at: String,
+    #[schema(format = DateTime, example = "2026-11-25T14:00:00Z")]
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats24h>,
@@ -45,6 +52,11 @@ impl ConnectorView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"items": [{"name": "stripe", "patterns": ["https://api.stripe.com/*"],
+    "placement": {"type": "header", "name": "Authorization", "template": "Bearer {{secret}}"}, "scrub_echo": false,
+    "created_at": "2026-11-25T14:00:00Z", "updated_at": "2026-11-25T14:00:00Z",
+    "stats": {"requests_24h": 120, "errors_24h": 3, "error_rate_24h": 0.025, "alert": true, "health": "some_errors",
+              "recent_requests": 10, "recent_errors": 1, "last_error_at": "2026-11-25T13:58:00Z"}}]}))]
 pub struct ConnectorList {
     pub items: Vec<ConnectorView>,
 }
@@ -52,11 +64,14 @@ pub struct ConnectorList {
 /// A new connector: a preset, or patterns with a placement; and its secret.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "weather", "patterns": ["https://api.weather.example/v1/*"],
+    "placement": {"type": "query", "param": "appid"}, "secret": "the-api-key", "scrub_echo": false}))]
 pub struct CreateConnector {
     pub name: String,
+    /// A preset instead of patterns and placement: `stripe`, `github`, `openai`, `anthropic` or `slack`.
+    #[schema(example = "stripe")]
     pub preset: Option<String>,
     pub patterns: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
     pub placement: Option<Placement>,
     /// Write-only.
     #[schema(value_type = String, format = Password)]
@@ -68,9 +83,9 @@ pub struct CreateConnector {
 /// Changes to a connector; what is absent stays as it is. `secret` alone rotates the secret.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"patterns": ["https://api.stripe.com/v1/*"], "secret": "the-current-secret"}))]
 pub struct UpdateConnector {
     pub patterns: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
     pub placement: Option<Placement>,
     #[schema(value_type = Option<String>, format = Password)]
     pub secret: Option<SecretInput>,

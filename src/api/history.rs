@@ -121,45 +121,6 @@ pub struct RunList {
     pub next: Option<String>,
 }
 
-/// The level of a console message.
-#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Debug,
-    Log,
-    Info,
-    Warn,
-    Error,
-}
-
-/// One console message of a run.
-#[derive(Serialize, ToSchema)]
-pub struct LogLine {
-    pub level: LogLevel,
-    #[schema(example = "got 200")]
-    pub message: String,
-    /// When it was logged, in Unix milliseconds.
-    #[schema(example = 1795615200120_u64)]
-    pub time: u64,
-}
-
-impl From<LogEntry> for LogLine {
-    fn from(e: LogEntry) -> Self {
-        use crate::engine::Level;
-        LogLine {
-            level: match e.level {
-                Level::Debug => LogLevel::Debug,
-                Level::Log => LogLevel::Log,
-                Level::Info => LogLevel::Info,
-                Level::Warn => LogLevel::Warn,
-                Level::Error => LogLevel::Error,
-            },
-            message: e.message,
-            time: e.time,
-        }
-    }
-}
-
 /// One fetch of a run: where it went (host and path, never the query) and how it ended.
 #[derive(Serialize, ToSchema)]
 pub struct RunRequest {
@@ -224,7 +185,7 @@ pub struct RunDetail {
     #[serde(flatten)]
     pub run: RunSummary,
     /// The step's console log, capped as the step's log is.
-    pub logs: Vec<LogLine>,
+    pub logs: Vec<LogEntry>,
     /// Console messages beyond the cap.
     #[schema(example = 0)]
     pub logs_dropped: u64,
@@ -233,10 +194,10 @@ pub struct RunDetail {
     /// Whether the run's input and output were kept (the workspace's `keep_run_io` when it ran).
     pub io_kept: bool,
     /// The run's input, when kept.
-    #[schema(schema_with = super::json::any_json)]
+    #[schema(schema_with = crate::engine::any_json_schema)]
     pub input: Option<serde_json::Value>,
     /// The run's output, when kept and the run produced one.
-    #[schema(schema_with = super::json::any_json)]
+    #[schema(schema_with = crate::engine::any_json_schema)]
     pub output: Option<serde_json::Value>,
 }
 
@@ -359,7 +320,7 @@ pub async fn get(
     };
     Ok(Json(RunDetail {
         run: RunSummary::from(&run),
-        logs: logs.into_iter().map(LogLine::from).collect(),
+        logs,
         logs_dropped: run.logs_dropped,
         requests: requests.into_iter().map(RunRequest::from).collect(),
         io_kept: run.io.is_some(),

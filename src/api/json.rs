@@ -123,23 +123,6 @@ fn serde_field(message: &str) -> Option<String> {
         })
 }
 
-/// The schema of a value that may be any JSON (a step's input or output): every JSON type named, so
-/// the document says so instead of leaving the property untyped.
-pub fn any_json() -> utoipa::openapi::schema::Object {
-    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
-    ObjectBuilder::new()
-        .schema_type(SchemaType::Array(vec![
-            Type::Object,
-            Type::Array,
-            Type::String,
-            Type::Number,
-            Type::Boolean,
-            Type::Null,
-        ]))
-        .description(Some("any JSON value"))
-        .build()
-}
-
 #[cfg(test)]
 mod tests {
     use super::serde_field;

@@ -333,7 +333,7 @@ fn page(items: Vec<FetchLogEntry>, next: Option<i64>) -> (Vec<LogItem>, Option<S
 }
 
 /// A connector's requests and errors over the last 24 hours, with an hourly series.
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/stats", tag = "monitoring",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/stats", tag = "monitoring", operation_id = "get_connector_stats",
     params(("ws" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = ConnectorStats), (status = 404, body = ErrorBody)), security(("token" = [])))]
 pub async fn stats(
@@ -365,7 +365,7 @@ pub async fn stats(
 }
 
 /// A connector's error log, newest first, with filters and a cursor.
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/errors", tag = "monitoring",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/errors", tag = "monitoring", operation_id = "list_connector_errors",
     params(("ws" = String, Path), ("name" = String, Path), LogParams),
     responses((status = 200, body = LogPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
@@ -427,7 +427,7 @@ pub struct BlockedParams {
 }
 
 /// Requests of a workspace's steps that no connector allowed, newest first.
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/blocked", tag = "monitoring",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/blocked", tag = "monitoring", operation_id = "list_blocked_requests",
     params(("ws" = String, Path), BlockedParams),
     responses((status = 200, body = BlockedPage), (status = 404, body = ErrorBody)), security(("token" = [])))]
 pub async fn blocked(

@@ -45,18 +45,21 @@ pub struct UpdateWorkspace {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"items": [{"name": "acme", "created_at": "2026-11-25T14:00:00Z", "keep_run_io": false}]}))]
 pub struct WorkspaceList {
     pub items: Vec<WorkspaceView>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "acme"}))]
 pub struct CreateWorkspace {
     pub name: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"label": "orchestrator"}))]
 pub struct CreateToken {
     /// A label for the token, such as what uses it.
     pub label: String,
@@ -64,6 +67,8 @@ pub struct CreateToken {
 
 /// The new token, shown this once; only its hash is stored.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "5b1f0c2e9d8a4b7c6e5f4a3b2c1d0e9f", "workspace": "acme", "label": "orchestrator",
+    "token": "cst_3q9vX2mK8pL5nR7tW1yZ4bC6dF0gH2jS"}))]
 pub struct NewToken {
     pub id: String,
     pub workspace: String,
@@ -71,25 +76,33 @@ pub struct NewToken {
     pub token: String,
 }
 
+/// Which kind of token called.
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Operator,
+    Workspace,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"kind": "workspace", "workspace": "acme"}))]
 pub struct Me {
-    /// `operator` or `workspace`.
-    pub kind: String,
+    pub kind: TokenKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace: Option<String>,
 }
 
 /// Who the calling token is.
-#[utoipa::path(get, path = "/v1/me", tag = "auth",
+#[utoipa::path(get, path = "/v1/me", tag = "auth", operation_id = "get_me",
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)), security(("token" = [])))]
 pub async fn me(caller: Caller) -> Json<Me> {
     Json(match caller {
         Caller::Operator => Me {
-            kind: "operator".into(),
+            kind: TokenKind::Operator,
             workspace: None,
         },
         Caller::Workspace { name, .. } => Me {
-            kind: "workspace".into(),
+            kind: TokenKind::Workspace,
             workspace: Some(name),
         },
     })

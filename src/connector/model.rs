@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::secret::Secret;
 
 /// Where the secret goes on a matching request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Placement {
     /// A request header, rendered from a template that contains `{{secret}}`.

@@ -261,9 +261,10 @@ impl std::error::Error for FetchError {}
 
 /// One line per `fetch()` call, for logs and metrics. Describes the last hop attempted. The store
 /// keeps these as they are (`store::FetchAttempt` is this type), with the run that made them.
-#[derive(Serialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq, utoipa::ToSchema)]
 pub struct FetchRecord {
     /// When the fetch started, in Unix milliseconds (monitoring counts it in that minute).
+    #[schema(example = 1795615200012_i64)]
     pub at_ms: i64,
     /// The run that made the fetch: set when the server records it (`None` inside the engine).
     #[serde(skip_serializing_if = "Option::is_none")]

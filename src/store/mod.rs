@@ -344,6 +344,7 @@ pub const HEALTH_SAMPLE: u32 = 10;
 /// * `ok`: no error in the last 24 hours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ConnectorHealth)]
 pub enum Health {
     Ok,
     SomeErrors,

@@ -922,8 +922,9 @@ fn every_status_bad_input_gets_is_documented_and_is_json() {
         run["responses"]["429"]
     );
     let input = &doc["components"]["schemas"]["RunBody"]["properties"]["input"];
-    assert!(
-        input.get("type").is_none(),
+    assert_eq!(
+        input["type"],
+        json!(["object", "array", "string", "number", "boolean", "null"]),
         "input is documented as {input}"
     );
     let (s, v) = api.call(
@@ -1244,4 +1245,161 @@ fn run_io_is_kept_only_on_opt_in_and_error_excerpts_are_scrubbed() {
     let later = run("plain-marker-off-again");
     assert_eq!(detail(&later)["io_kept"], false);
     assert_eq!(detail(&on)["input"]["marker"], "plain-marker-kept-on");
+}
+
+/// "Every schema is typed, with enums, formats and examples": walks the served document and lists
+/// every property without a type (or a `$ref`, or typed alternatives), every timestamp-named
+/// property or parameter that is neither `format: date-time` nor documented Unix milliseconds, every
+/// operation whose 2xx JSON body has no example, and every operation id that does not say what it
+/// does (`verb_noun`, unique).
+#[test]
+fn openapi_schemas_are_typed_with_formats_and_examples() {
+    let api = Api::start(1, 4, None);
+    let (s, doc) = api.call("GET", "/openapi.json", None, None);
+    assert_eq!(s, StatusCode::OK);
+    let schemas = doc["components"]["schemas"].as_object().unwrap().clone();
+    let resolve = |v: &Value| -> Value {
+        match v["$ref"].as_str() {
+            Some(r) => schemas[r.trim_start_matches("#/components/schemas/")].clone(),
+            None => v.clone(),
+        }
+    };
+    let mut problems = Vec::new();
+
+    fn typed(p: &Value) -> bool {
+        if p.get("type").is_some() || p.get("$ref").is_some() {
+            return true;
+        }
+        ["oneOf", "anyOf", "allOf"].iter().any(|k| {
+            p[*k]
+                .as_array()
+                .is_some_and(|alts| !alts.is_empty() && alts.iter().all(typed))
+        })
+    }
+    /// `type: object` and nothing said about what is in it: a value with a type left untyped.
+    fn bare_object(p: &Value) -> bool {
+        p["type"] == "object"
+            && [
+                "properties",
+                "additionalProperties",
+                "oneOf",
+                "anyOf",
+                "allOf",
+                "$ref",
+            ]
+            .iter()
+            .all(|k| p.get(*k).is_none())
+    }
+    fn timestamp_named(name: &str) -> bool {
+        name.ends_with("_at") || ["timestamp", "time", "start", "since", "until"].contains(&name)
+    }
+    fn dated(p: &Value) -> bool {
+        let is_date = |p: &Value| p["format"] == "date-time";
+        let is_ms = |p: &Value| {
+            p["type"].to_string().contains("integer")
+                && p["description"]
+                    .as_str()
+                    .is_some_and(|d| d.to_lowercase().contains("milliseconds"))
+        };
+        is_date(p)
+            || is_ms(p)
+            || ["oneOf", "anyOf"].iter().any(|k| {
+                p[*k]
+                    .as_array()
+                    .is_some_and(|alts| alts.iter().any(|a| is_date(a) || is_ms(a)))
+            })
+    }
+    fn walk(at: &str, schema: &Value, problems: &mut Vec<String>) {
+        if let Some(props) = schema["properties"].as_object() {
+            for (name, p) in props {
+                let here = format!("{at}.{name}");
+                if !typed(p) {
+                    problems.push(format!("{here}: no type"));
+                }
+                if bare_object(p) {
+                    problems.push(format!("{here}: an object without properties"));
+                }
+                if timestamp_named(name) && !dated(p) {
+                    problems.push(format!(
+                        "{here}: a time without format date-time or documented milliseconds"
+                    ));
+                }
+                walk(&here, p, problems);
+            }
+        }
+        if schema.get("items").is_some() {
+            walk(&format!("{at}[]"), &schema["items"], problems);
+        }
+        for k in ["oneOf", "anyOf", "allOf"] {
+            for (i, alt) in schema[k].as_array().into_iter().flatten().enumerate() {
+                walk(&format!("{at}/{k}{i}"), alt, problems);
+            }
+        }
+    }
+    for (name, schema) in &schemas {
+        walk(name, schema, &mut problems);
+    }
+
+    let mut ids = std::collections::HashSet::new();
+    let id_shape = |id: &str| {
+        let mut parts = id.split('_');
+        parts.next().is_some_and(|verb| {
+            [
+                "get", "list", "create", "update", "delete", "run", "rotate", "test",
+            ]
+            .contains(&verb)
+        }) && parts.next().is_some()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let at = format!("{} {path}", method.to_uppercase());
+            let id = op["operationId"].as_str().unwrap_or_default();
+            if !id_shape(id) {
+                problems.push(format!("{at}: operation id {id:?} is not verb_noun"));
+            }
+            if !ids.insert(id.to_string()) {
+                problems.push(format!("{at}: operation id {id:?} is used twice"));
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap_or_default();
+                if !typed(&p["schema"]) {
+                    problems.push(format!("{at}: parameter {name} has no type"));
+                }
+                if timestamp_named(name) && !dated(&p["schema"]) {
+                    problems.push(format!(
+                        "{at}: parameter {name} is a time without format date-time"
+                    ));
+                }
+            }
+            if let Some(body) = op["requestBody"]["content"]["application/json"].as_object() {
+                let schema = resolve(&body["schema"]);
+                if body.get("example").is_none() && schema.get("example").is_none() {
+                    problems.push(format!("{at}: request body without an example"));
+                }
+            }
+            for (status, resp) in op["responses"].as_object().unwrap() {
+                if !status.starts_with('2') {
+                    continue;
+                }
+                if let Some(body) = resp["content"]["application/json"].as_object() {
+                    let schema = resolve(&body["schema"]);
+                    if !typed(&body["schema"]) || bare_object(&schema) {
+                        problems.push(format!("{at} {status}: untyped body"));
+                    }
+                    if body.get("example").is_none() && schema.get("example").is_none() {
+                        problems.push(format!("{at} {status}: body without an example"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
