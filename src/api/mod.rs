@@ -168,6 +168,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     .route("/", get(system::dashboard_index))
     .route("/app.js", get(system::dashboard_js))
     .route("/style.css", get(system::dashboard_css))
+    .route("/favicon.svg", get(system::dashboard_favicon))
     .fallback(|| async { ApiError::not_found("no such endpoint") })
     .method_not_allowed_fallback(|| async {
         ApiError::new(

@@ -57,6 +57,7 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
 const STYLE_CSS: &str = include_str!("dashboard/style.css");
+const FAVICON_SVG: &str = include_str!("dashboard/favicon.svg");
 
 /// The dashboard has no inline script or style and loads nothing from elsewhere, so it can be locked
 /// down: no framing, no other origins, no MIME sniffing, no referrer.
@@ -87,4 +88,8 @@ pub async fn dashboard_js() -> Response {
 
 pub async fn dashboard_css() -> Response {
     static_file("text/css; charset=utf-8", STYLE_CSS)
+}
+
+pub async fn dashboard_favicon() -> Response {
+    static_file("image/svg+xml", FAVICON_SVG)
 }
