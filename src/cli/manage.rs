@@ -74,7 +74,8 @@ pub enum WorkspaceCmd {
         name: String,
         /// Keep each run's input and output in the run history, encrypted at rest with the master key
         /// (on/off; off by default: then only the output's size is kept).
-        #[arg(long, value_name = "on|off", value_parser = clap::builder::BoolishValueParser::new())]
+        #[arg(long, value_name = "on|off", action = clap::ArgAction::Set,
+              value_parser = clap::builder::BoolishValueParser::new())]
         keep_run_io: bool,
         #[command(flatten)]
         output: OutputArg,
