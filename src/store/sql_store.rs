@@ -264,7 +264,7 @@ impl<B: Backend> SqlStore<B> {
             (
                 "connector_series",
                 series_sql(B::DIALECT).into(),
-                vec![ws.id.clone().into(), key.into(), since.into()],
+                vec![ws.id.clone().into(), key.clone().into(), since.into()],
             ),
             (
                 "blocked_count",
@@ -272,6 +272,21 @@ impl<B: Backend> SqlStore<B> {
                 vec![ws.id.clone().into(), since.into()],
             ),
             ("fetch_log", log_sql, log_bind),
+            (
+                "recent_outcomes",
+                RECENT_OUTCOMES_SQL.into(),
+                vec![
+                    ws.id.clone().into(),
+                    key.clone().into(),
+                    since.into(),
+                    i64::from(super::HEALTH_SAMPLE).into(),
+                ],
+            ),
+            (
+                "last_error",
+                last_error_sql(),
+                vec![ws.id.clone().into(), key.clone().into()],
+            ),
             (
                 "prune",
                 PRUNE_SELECT_SQL.into(),

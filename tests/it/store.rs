@@ -2562,6 +2562,18 @@ async fn monitoring_reads_are_index_scans(b: Backend) {
                 ),
             }
         }
+        // Health: a connector's newest attempts and its last error, straight off their indexes.
+        for (read, index) in [
+            ("recent_outcomes", "fetch_attempts_by_connector"),
+            ("last_error", "fetch_attempts_errors"),
+        ] {
+            let plan = &plans[read];
+            assert!(plan.contains(index), "{read}: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE") && !plan.contains("Sort"),
+                "{read}: {plan}"
+            );
+        }
         if b == Backend::Sqlite {
             // Newest first straight off the index: no sort step.
             assert!(!log.contains("TEMP B-TREE"), "{q:?}: {log}");
