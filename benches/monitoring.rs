@@ -76,6 +76,8 @@ fn synthetic(i: usize, n: usize, now: Millis, rng: &mut Rng) -> FetchAttempt {
         error: error.map(str::to_string),
         blocked,
         redirects: 0,
+        status_text: None,
+        error_excerpt: None,
         duration_ms: (r % 400) as f64 / 3.0,
     }
 }

@@ -49,6 +49,9 @@ impl From<AuditEntry> for AuditView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"items": [{"id": 42, "at": "2026-12-04T10:00:00Z", "who": "token \"deploy\"",
+    "address": "203.0.113.7", "action": "connector.update", "connector": "stripe", "detail": "patterns, secret"}],
+    "next": 41}))]
 pub struct AuditList {
     pub items: Vec<AuditView>,
     /// The `before` of the next (older) page; null on the last page.

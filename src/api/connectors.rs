@@ -10,22 +10,30 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiPath};
-use super::monitoring::{window_start, Stats24h};
+use super::monitoring::{stats_for, Stats24h};
 use super::state::AppState;
 use std::collections::BTreeMap;
 
 use crate::connector::{preset, presets, ConnectorSpec, Placement, Preset, Secret, Secrets};
-use crate::store::{self, counts_for, format_time, ConnectorRecord, ConnectorUpdate};
+use crate::store::{self, format_time, ConnectorRecord, ConnectorUpdate};
 
 /// A connector as the API shows it: everything but the secret.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"name": "stripe", "patterns": ["https://api.stripe.com/*"],
+    "placement": {"type": "header", "name": "Authorization", "template": "Bearer {{secret}}"}, "scrub_echo": false,
+    "created_at": "2026-11-25T14:00:00Z", "updated_at": "2026-11-25T14:00:00Z",
+    "stats": {"requests_24h": 120, "errors_24h": 3, "error_rate_24h": 0.025, "alert": true, "health": "some_errors",
+              "recent_requests": 10, "recent_errors": 1, "last_error_at": "2026-11-25T13:58:00Z"}}))]
 pub struct ConnectorView {
+    #[schema(example = "stripe")]
     pub name: String,
     pub patterns: Vec<String>,
     #[schema(value_type = crate::connector::PlacementJson)]
     pub placement: Placement,
     pub scrub_echo: bool,
+    #[schema(format = DateTime, example = "2026-11-25T14:00:00Z")]
     pub created_at: String,
+    #[schema(format = DateTime, example = "2026-11-25T14:00:00Z")]
     pub updated_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<Stats24h>,
@@ -46,6 +54,11 @@ impl ConnectorView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"items": [{"name": "stripe", "patterns": ["https://api.stripe.com/*"],
+    "placement": {"type": "header", "name": "Authorization", "template": "Bearer {{secret}}"}, "scrub_echo": false,
+    "created_at": "2026-11-25T14:00:00Z", "updated_at": "2026-11-25T14:00:00Z",
+    "stats": {"requests_24h": 120, "errors_24h": 3, "error_rate_24h": 0.025, "alert": true, "health": "some_errors",
+              "recent_requests": 10, "recent_errors": 1, "last_error_at": "2026-11-25T13:58:00Z"}}]}))]
 pub struct ConnectorList {
     pub items: Vec<ConnectorView>,
 }
@@ -80,6 +93,7 @@ pub struct CreateConnector {
 /// included), or turning `scrub_echo` off, needs the whole set of secrets in the same request.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"patterns": ["https://api.stripe.com/v1/*"], "secret": "the-current-secret"}))]
 pub struct UpdateConnector {
     pub patterns: Option<Vec<String>>,
     #[schema(value_type = Option<crate::connector::PlacementJson>)]
@@ -124,6 +138,12 @@ fn secret_set(
 
 /// The built-in presets.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"items": [{"id": "stripe", "name": "Stripe", "docs_url": "https://docs.stripe.com/keys",
+    "key_help": "Create a secret or restricted key under Developers → API keys in the Stripe dashboard.",
+    "patterns": ["https://api.stripe.com/*"],
+    "placement": {"type": "header", "name": "Authorization", "template": "Bearer {{secret}}"},
+    "secrets": [{"name": "secret", "label": "Secret key (sk_… or rk_…)"}], "params": [],
+    "check_url": "https://api.stripe.com/v1/balance"}]}))]
 pub struct PresetList {
     pub items: Vec<Preset>,
 }
@@ -161,12 +181,13 @@ pub async fn list(
     ApiPath(ws): ApiPath<String>,
 ) -> Result<Json<ConnectorList>, ApiError> {
     let records = st.store.list_connectors(&ws).await?;
-    let counts = st.store.connector_counts(&ws, window_start()).await?;
+    let names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+    let mut stats = stats_for(&st, &ws, &names).await?;
     let items = records
         .into_iter()
         .map(|r| {
-            let stats = Stats24h::from_counts(Some(&counts_for(&counts, &r.name)));
-            ConnectorView::new(r, Some(stats))
+            let s = stats.remove(&r.name);
+            ConnectorView::new(r, s)
         })
         .collect();
     Ok(Json(ConnectorList { items }))
@@ -183,9 +204,10 @@ pub async fn get(
     ApiPath((ws, name)): ApiPath<(String, String)>,
 ) -> Result<Json<ConnectorView>, ApiError> {
     let record = st.store.connector(&ws, &name).await?;
-    let counts = st.store.connector_counts(&ws, window_start()).await?;
-    let stats = Stats24h::from_counts(Some(&counts_for(&counts, &record.name)));
-    Ok(Json(ConnectorView::new(record, Some(stats))))
+    let stats = stats_for(&st, &ws, std::slice::from_ref(&record.name))
+        .await?
+        .remove(&record.name);
+    Ok(Json(ConnectorView::new(record, stats)))
 }
 
 /// Create a connector: patterns and placement (or a preset) and its secret, encrypted at rest.

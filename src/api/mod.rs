@@ -92,7 +92,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(system::metrics))
         .routes(routes!(workspaces::me))
         .routes(routes!(workspaces::list, workspaces::create))
-        .routes(routes!(workspaces::delete))
+        .routes(routes!(workspaces::delete, workspaces::update))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::revoke))
         .routes(routes!(audit::list))
@@ -178,6 +178,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     .route("/", get(system::dashboard_index))
     .route("/app.js", get(system::dashboard_js))
     .route("/style.css", get(system::dashboard_css))
+    .route("/favicon.svg", get(system::dashboard_favicon))
     .fallback(|| async { ApiError::not_found("no such endpoint") })
     .method_not_allowed_fallback(|| async {
         ApiError::new(

@@ -12,7 +12,8 @@ use super::error::{ApiError, ErrorBody};
 use super::json::{ApiPath, ApiQuery};
 use super::state::AppState;
 use crate::store::{
-    counts_for, format_time, Counts, FetchLogEntry, FetchLogQuery, Millis, Outcome,
+    counts_for, format_time, Counts, FetchLogEntry, FetchLogQuery, Health, Millis, Outcome,
+    RecentOutcomes, HEALTH_SAMPLE,
 };
 
 const HOUR_MS: Millis = 3_600_000;
@@ -30,33 +31,97 @@ pub fn window_start() -> Millis {
     now_ms() - DAY_MS
 }
 
-#[derive(Serialize, ToSchema, Clone, Copy)]
+/// A connector's last 24 hours: counts, error rate, when it last failed and its health.
+#[derive(Serialize, ToSchema, Clone)]
+#[schema(example = json!(stats_example()))]
 pub struct Stats24h {
+    /// Requests in the rolling last 24 hours (blocked ones aside).
+    #[schema(example = 120)]
     pub requests_24h: u64,
+    /// Of those, errors: a status of 400 or more, a network error or a timeout.
+    #[schema(example = 3)]
     pub errors_24h: u64,
+    /// `errors_24h / requests_24h`, from 0 to 1; 0 without requests.
+    #[schema(example = 0.025)]
+    pub error_rate_24h: f64,
     /// Set while the connector has errors in the window.
     pub alert: bool,
+    pub health: Health,
+    /// How many of its newest requests `health` looked at (at most 10), and how many of them failed.
+    #[schema(example = 10)]
+    pub recent_requests: u32,
+    #[schema(example = 1)]
+    pub recent_errors: u32,
+    /// When it last failed, as far as the records go back; null if never.
+    #[schema(format = DateTime, example = "2026-11-25T13:58:00Z")]
+    pub last_error_at: Option<String>,
+}
+
+fn stats_example() -> serde_json::Value {
+    serde_json::json!({
+        "requests_24h": 120, "errors_24h": 3, "error_rate_24h": 0.025, "alert": true, "health": "some_errors",
+        "recent_requests": 10, "recent_errors": 1, "last_error_at": "2026-11-25T13:58:00Z"
+    })
 }
 
 impl Stats24h {
-    pub fn from_counts(c: Option<&Counts>) -> Self {
-        let c = c.copied().unwrap_or_default();
+    pub fn new(c: Counts, recent: &RecentOutcomes) -> Self {
+        let recent_errors = recent.recent.iter().filter(|o| o.is_error()).count() as u32;
         Stats24h {
             requests_24h: c.requests,
             errors_24h: c.errors,
+            error_rate_24h: if c.requests == 0 {
+                0.0
+            } else {
+                (c.errors as f64 / c.requests as f64).min(1.0)
+            },
             alert: c.alert(),
+            health: Health::of(c, &recent.recent),
+            recent_requests: recent.recent.len() as u32,
+            recent_errors,
+            last_error_at: recent.last_error_at.map(format_time),
         }
     }
 }
 
+/// The 24 h stats of each of `names` (keyed by the name as given), in two reads.
+pub async fn stats_for(
+    st: &AppState,
+    ws: &str,
+    names: &[String],
+) -> Result<std::collections::HashMap<String, Stats24h>, ApiError> {
+    let since = window_start();
+    let counts = st.store.connector_counts(ws, since).await?;
+    let recent = st
+        .store
+        .recent_outcomes(ws, names, since, HEALTH_SAMPLE)
+        .await?;
+    Ok(names
+        .iter()
+        .map(|n| {
+            let r = recent.get(n).cloned().unwrap_or_default();
+            (n.clone(), Stats24h::new(counts_for(&counts, n), &r))
+        })
+        .collect())
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct SeriesPointView {
+    /// The start of the hour.
+    #[schema(format = DateTime, example = "2026-11-25T13:00:00Z")]
     pub start: String,
+    #[schema(example = 12)]
     pub requests: u64,
+    #[schema(example = 1)]
     pub errors: u64,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "requests_24h": 120, "errors_24h": 3, "error_rate_24h": 0.025, "alert": true, "health": "some_errors",
+    "recent_requests": 10, "recent_errors": 1, "last_error_at": "2026-11-25T13:58:00Z",
+    "series": [{"start": "2026-11-25T13:00:00Z", "requests": 12, "errors": 1}]
+}))]
 pub struct ConnectorStats {
     #[serde(flatten)]
     pub totals: Stats24h,
@@ -64,17 +129,44 @@ pub struct ConnectorStats {
     pub series: Vec<SeriesPointView>,
 }
 
+/// One fetch attempt in the error log or the blocked list: host and path, never the query.
 #[derive(Serialize, ToSchema)]
 pub struct LogItem {
+    #[schema(format = DateTime, example = "2026-11-25T13:58:00Z")]
     pub timestamp: String,
+    #[schema(example = 401)]
     pub status: Option<u16>,
+    /// The status's text, for a status of 400 or more.
+    #[schema(example = "Unauthorized")]
+    pub status_text: Option<String>,
+    /// The start of the upstream's error body, at most 300 bytes, scrubbed of the connector's secret.
+    #[schema(
+        example = "{\"error\":{\"message\":\"Invalid API Key provided: sk_live_[redacted]\"}}"
+    )]
+    pub error_excerpt: Option<String>,
+    #[schema(example = "GET")]
     pub method: String,
+    #[schema(example = "api.stripe.com")]
     pub host: String,
+    #[schema(example = "/v1/charges")]
     pub path: String,
-    pub outcome: String,
+    pub outcome: Outcome,
+    #[schema(example = 84.2)]
     pub duration_ms: f64,
+    #[schema(example = "stripe")]
     pub connector: Option<String>,
+    /// The run that made it: `GET /v1/workspaces/{ws}/runs/{id}`.
+    #[schema(example = "3f0c9b6e2d1a4c7e8f9a0b1c2d3e4f50")]
     pub run_id: Option<String>,
+}
+
+fn log_item_example() -> serde_json::Value {
+    serde_json::json!({
+        "timestamp": "2026-11-25T13:58:00Z", "status": 401, "status_text": "Unauthorized",
+        "error_excerpt": "{\"error\":{\"message\":\"Invalid API Key provided: sk_live_[redacted]\"}}",
+        "method": "GET", "host": "api.stripe.com", "path": "/v1/charges", "outcome": "http_error",
+        "duration_ms": 84.2, "connector": "stripe", "run_id": "3f0c9b6e2d1a4c7e8f9a0b1c2d3e4f50"
+    })
 }
 
 impl From<FetchLogEntry> for LogItem {
@@ -83,10 +175,12 @@ impl From<FetchLogEntry> for LogItem {
         LogItem {
             timestamp: format_time(a.at_ms),
             status: a.status,
+            status_text: a.status_text,
+            error_excerpt: a.error_excerpt,
             method: a.method,
             host: a.host,
             path: a.path,
-            outcome: e.outcome.as_str().to_string(),
+            outcome: e.outcome,
             duration_ms: a.duration_ms,
             connector: a.connector,
             run_id: a.run_id,
@@ -95,16 +189,26 @@ impl From<FetchLogEntry> for LogItem {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"items": [log_item_example()], "next": "4127"}))]
 pub struct LogPage {
     pub items: Vec<LogItem>,
     /// The `before` cursor of the next page; null on the last page.
+    #[schema(example = "4127")]
     pub next: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"count_24h": 2, "items": [{
+    "timestamp": "2026-11-25T13:58:00Z", "status": null, "status_text": null, "error_excerpt": null,
+    "method": "GET", "host": "evil.example", "path": "/collect", "outcome": "blocked", "duration_ms": 0.1,
+    "connector": null, "run_id": "3f0c9b6e2d1a4c7e8f9a0b1c2d3e4f50"}], "next": null}))]
 pub struct BlockedPage {
+    /// Requests blocked by policy in the rolling last 24 hours.
+    #[schema(example = 2)]
     pub count_24h: u64,
     pub items: Vec<LogItem>,
+    /// The `before` cursor of the next page; null on the last page.
+    #[schema(example = "4127")]
     pub next: Option<String>,
 }
 
@@ -117,9 +221,14 @@ pub struct LogParams {
     pub limit: Option<u32>,
     /// The `next` cursor of the previous page.
     pub before: Option<String>,
+    /// Attempts at or after this time.
+    #[param(format = DateTime, example = "2026-11-25T14:00:00Z")]
     pub since: Option<String>,
+    /// Attempts at or before this time.
+    #[param(format = DateTime, example = "2026-11-25T15:00:00Z")]
     pub until: Option<String>,
     /// `http_error`, `network_error` or `timeout`.
+    #[param(value_type = Option<Outcome>)]
     pub outcome: Option<String>,
 }
 
@@ -224,7 +333,7 @@ fn page(items: Vec<FetchLogEntry>, next: Option<i64>) -> (Vec<LogItem>, Option<S
 }
 
 /// A connector's requests and errors over the last 24 hours, with an hourly series.
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/stats", tag = "monitoring",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/stats", tag = "monitoring", operation_id = "get_connector_stats",
     params(("ws" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = ConnectorStats), (status = 404, body = ErrorBody)), security(("token" = [])))]
 pub async fn stats(
@@ -234,8 +343,10 @@ pub async fn stats(
 ) -> Result<Json<ConnectorStats>, ApiError> {
     let connector = st.store.connector(&ws, &name).await?;
     let now = now_ms();
-    let counts = st.store.connector_counts(&ws, now - DAY_MS).await?;
-    let totals = Stats24h::from_counts(Some(&counts_for(&counts, &connector.name)));
+    let totals = stats_for(&st, &ws, std::slice::from_ref(&connector.name))
+        .await?
+        .remove(&connector.name)
+        .unwrap_or_else(|| Stats24h::new(Counts::default(), &RecentOutcomes::default()));
     // 24 whole hours ending with the current one.
     let first_hour = now - now.rem_euclid(HOUR_MS) - 23 * HOUR_MS;
     let series = st
@@ -253,7 +364,7 @@ pub async fn stats(
 }
 
 /// A connector's error log, newest first, with filters and a cursor.
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/errors", tag = "monitoring",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/errors", tag = "monitoring", operation_id = "list_connector_errors",
     params(("ws" = String, Path), ("name" = String, Path), LogParams),
     responses((status = 200, body = LogPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
@@ -314,7 +425,7 @@ pub struct BlockedParams {
 }
 
 /// Requests of a workspace's steps that no connector allowed, newest first.
-#[utoipa::path(get, path = "/v1/workspaces/{ws}/blocked", tag = "monitoring",
+#[utoipa::path(get, path = "/v1/workspaces/{ws}/blocked", tag = "monitoring", operation_id = "list_blocked_requests",
     params(("ws" = String, Path), BlockedParams),
     responses((status = 200, body = BlockedPage), (status = 404, body = ErrorBody)), security(("token" = [])))]
 pub async fn blocked(

@@ -20,27 +20,32 @@ use crate::store::{self, new_id, FetchAttempt, RunRecord};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "export default async (input) => (await fetch(\"https://api.stripe.com/v1/balance\")).status",
+    "input": {"limit": 10}, "connectors": ["stripe"], "limits": {"timeout_ms": 5000}}))]
 pub struct RunBody {
     /// The step: an ES module whose default export is `(input, ctx) => value`.
     pub code: String,
     /// Any JSON value (null when absent).
     #[serde(default)]
-    #[schema(value_type = Value)]
+    #[schema(schema_with = crate::engine::any_json_schema)]
     pub input: serde_json::Value,
     /// Stored connectors of this workspace, in priority order.
     #[serde(default)]
     pub connectors: Vec<String>,
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub limits: LimitOverrides,
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"run_id": "3f0c9b6e2d1a4c7e8f9a0b1c2d3e4f50", "ok": true, "output": 200,
+    "logs": [{"level": "log", "message": "got 200", "time": 1795615200120_u64}],
+    "requests": [{"at_ms": 1795615200012_i64, "connector": "stripe", "method": "GET", "host": "api.stripe.com",
+                  "path": "/v1/balance", "status": 200, "error": null, "duration_ms": 3.1, "blocked": false, "redirects": 0}],
+    "stats": {"duration_ms": 14.2, "fetches": 1, "logs_dropped": 0}}))]
 pub struct RunResponse {
     pub run_id: String,
     /// `ok`, `output`, `error`, `logs`, `requests` and `stats`, as `codestep run` prints them.
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     pub result: StepResult,
 }
 
@@ -48,7 +53,7 @@ pub struct RunResponse {
 const RETRY_AFTER_SECS: u64 = 1;
 
 /// Run a step with some of the workspace's connectors and wait for its result.
-#[utoipa::path(post, path = "/v1/workspaces/{ws}/runs", tag = "runs", params(("ws" = String, Path)),
+#[utoipa::path(post, path = "/v1/workspaces/{ws}/runs", tag = "runs", operation_id = "run_step", params(("ws" = String, Path)),
     request_body = RunBody,
     responses((status = 200, body = RunResponse, description = "the step ran (it may still have failed: see `ok`)",
                headers(("Server-Timing" = String, description = "`store;dur=MS`: the run's time in the store"))),
@@ -91,6 +96,11 @@ async fn execute(
     let run_id = new_id();
     let step_hash = store::sha256_hex(body.code.as_bytes());
     let started_at = store::now_millis();
+    // Kept only when the workspace opts in; then sealed before the run, so its plaintext is never
+    // held longer than the run needs it.
+    let input_json = workspace
+        .keep_run_io
+        .then(|| serde_json::to_string(&body.input).unwrap_or_else(|_| "null".into()));
     let mut request = StepRequest::new(body.code, body.input);
     request.connectors = connectors;
     request.limits = body.limits;
@@ -110,6 +120,22 @@ async fn execute(
         .collect();
     st.metrics.run(&result, waited, &attempts);
     let logs = serde_json::to_string(&result.logs).unwrap_or_else(|_| "[]".into());
+    let io = match &input_json {
+        Some(input) => {
+            let output = result.output.as_ref().map(|o| o.get());
+            match store::seal_run_io(&*st.store, &st.vault, &workspace.id, &run_id, input, output)
+                .await
+            {
+                Ok(io) => Some(io),
+                // The run happened and may have used a secret: it is recorded without them.
+                Err(e) => {
+                    tracing::error!(run_id = %run_id, error = %e, "could not seal a run's input and output");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let history = RunRecord {
         id: run_id.clone(),
         workspace_id: workspace.id.clone(),
@@ -124,6 +150,7 @@ async fn execute(
         output_bytes: result.output.as_ref().map_or(0, |o| o.get().len() as u64),
         logs_dropped: result.stats.logs_dropped as u64,
         logs,
+        io,
     };
     // A run is acknowledged only once it is in the history with every use of a secret it made: a
     // write that fails (a node losing its database for a moment) is tried again, then reported.

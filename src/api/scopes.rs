@@ -29,6 +29,11 @@ const RULES: &[(&str, &str, Rule)] = &[
     ("POST", "/v1/workspaces", Rule::Operator),
     ("DELETE", "/v1/workspaces/{ws}", Rule::Operator),
     (
+        "PATCH",
+        "/v1/workspaces/{ws}",
+        Rule::Workspace(Scope::Manage),
+    ),
+    (
         "GET",
         "/v1/workspaces/{ws}/tokens",
         Rule::Workspace(Scope::Manage),

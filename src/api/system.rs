@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::state::AppState;
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "workers": 2, "workers_alive": 2}))]
 pub struct Health {
     /// `ok`; `store_unavailable` when the store does not answer; `no_workers` while no worker process
     /// is up (at start, or while they are being replaced).
@@ -22,7 +23,7 @@ pub struct Health {
 
 /// For load balancers: 200 when this node can run steps (its store answers and a worker is up), 503
 /// otherwise.
-#[utoipa::path(get, path = "/health", tag = "system",
+#[utoipa::path(get, path = "/health", tag = "system", operation_id = "get_health",
     responses((status = 200, body = Health),
               (status = 503, body = Health, description = "the store does not answer, or no worker is up")),
     security(()))]
@@ -44,7 +45,7 @@ pub async fn health(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "system",
+#[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "get_metrics",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")),
     security(()))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
@@ -56,6 +57,7 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
 const STYLE_CSS: &str = include_str!("dashboard/style.css");
+const FAVICON_SVG: &str = include_str!("dashboard/favicon.svg");
 
 /// The dashboard has no inline script or style and loads nothing from elsewhere, so it can be locked
 /// down: no framing, no other origins, no MIME sniffing, no referrer.
@@ -86,4 +88,8 @@ pub async fn dashboard_js() -> Response {
 
 pub async fn dashboard_css() -> Response {
     static_file("text/css; charset=utf-8", STYLE_CSS)
+}
+
+pub async fn dashboard_favicon() -> Response {
+    static_file("image/svg+xml", FAVICON_SVG)
 }

@@ -30,6 +30,8 @@ pub struct CreateToken {
 
 /// The new token, shown this once; only its hash is stored.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"id": "5b1f0c2e9d8a4b7c6e5f4a3b2c1d0e9f", "workspace": "acme", "label": "orchestrator",
+    "scopes": ["run"], "expires_at": "2027-06-30T00:00:00Z", "token": "cst_3q9vX2mK8pL5nR7tW1yZ4bC6dF0gH2jS"}))]
 pub struct NewToken {
     pub id: String,
     pub workspace: String,
@@ -91,6 +93,9 @@ impl From<ApiToken> for TokenView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"items": [{"id": "5b1f0c2e9d8a4b7c6e5f4a3b2c1d0e9f", "label": "orchestrator",
+    "scopes": ["run"], "created_at": "2026-12-01T09:00:00Z", "last_used_at": "2026-12-04T10:05:00Z",
+    "expires_at": null, "revoked_at": null, "state": "active"}]}))]
 pub struct TokenList {
     pub items: Vec<TokenView>,
 }

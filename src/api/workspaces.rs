@@ -13,9 +13,14 @@ use super::state::AppState;
 use crate::store::{self, format_time, Scope, Workspace};
 
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"name": "acme", "created_at": "2026-11-25T14:00:00Z", "keep_run_io": false}))]
 pub struct WorkspaceView {
+    #[schema(example = "acme")]
     pub name: String,
+    #[schema(format = DateTime, example = "2026-11-25T14:00:00Z")]
     pub created_at: String,
+    /// Whether runs keep their input and output in the history (encrypted at rest).
+    pub keep_run_io: bool,
 }
 
 impl From<Workspace> for WorkspaceView {
@@ -23,17 +28,31 @@ impl From<Workspace> for WorkspaceView {
         WorkspaceView {
             name: w.name,
             created_at: format_time(w.created_at),
+            keep_run_io: w.keep_run_io,
         }
     }
 }
 
+/// A workspace's settings to change; what is absent stays as it is.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"keep_run_io": true}))]
+pub struct UpdateWorkspace {
+    /// Keep each run's input and output in the run history, encrypted at rest like connector
+    /// secrets (off by default: then only the output's size is kept). Runs recorded before keep
+    /// what they had.
+    pub keep_run_io: Option<bool>,
+}
+
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"items": [{"name": "acme", "created_at": "2026-11-25T14:00:00Z", "keep_run_io": false}]}))]
 pub struct WorkspaceList {
     pub items: Vec<WorkspaceView>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "acme"}))]
 pub struct CreateWorkspace {
     pub name: String,
 }
@@ -59,7 +78,7 @@ pub enum MeKind {
 }
 
 /// Who the calling token is, and what it may do.
-#[utoipa::path(get, path = "/v1/me", tag = "auth", operation_id = "who_am_i",
+#[utoipa::path(get, path = "/v1/me", tag = "auth", operation_id = "get_me",
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)), security(("token" = [])))]
 pub async fn me(caller: Caller) -> Json<Me> {
     let label = caller.label().to_string();
@@ -125,4 +144,24 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     st.store.delete_workspace(&ws, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change a workspace's settings.
+#[utoipa::path(patch, path = "/v1/workspaces/{ws}", tag = "workspaces", operation_id = "update_workspace",
+    params(("ws" = String, Path, description = "workspace name")),
+    request_body = UpdateWorkspace,
+    responses((status = 200, body = WorkspaceView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn update(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath(ws): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateWorkspace>,
+) -> Result<Json<WorkspaceView>, ApiError> {
+    let workspace = match body.keep_run_io {
+        Some(keep) => st.store.set_keep_run_io(&ws, keep, &caller.actor()).await?,
+        None => st.store.workspace(&ws).await?,
+    };
+    Ok(Json(workspace.into()))
 }

@@ -69,6 +69,18 @@ pub enum WorkspaceCmd {
         #[command(flatten)]
         output: OutputArg,
     },
+    /// Change a workspace's settings.
+    Set {
+        /// The workspace to change.
+        name: String,
+        /// Keep each run's input and output in the run history, encrypted at rest with the master key
+        /// (on/off; off by default: then only the output's size is kept).
+        #[arg(long, value_name = "on|off", action = clap::ArgAction::Set,
+              value_parser = clap::builder::BoolishValueParser::new())]
+        keep_run_io: bool,
+        #[command(flatten)]
+        output: OutputArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -466,7 +478,8 @@ fn connector_json(r: &ConnectorRecord) -> serde_json::Value {
 }
 
 fn workspace_json(ws: &store::Workspace, connectors: usize) -> serde_json::Value {
-    json!({"name": ws.name, "connectors": connectors, "created_at": store::format_time(ws.created_at)})
+    json!({"name": ws.name, "connectors": connectors, "created_at": store::format_time(ws.created_at),
+           "keep_run_io": ws.keep_run_io})
 }
 
 pub(super) fn print_json(value: &serde_json::Value) {
@@ -555,6 +568,28 @@ async fn workspace(cmd: WorkspaceCmd, db: StoreArg) -> Outcome {
                         })
                         .collect::<Vec<_>>(),
                 ),
+            }
+        }
+        WorkspaceCmd::Set {
+            name,
+            keep_run_io,
+            output,
+        } => {
+            let store = open_store(db).await?;
+            let ws = store.set_keep_run_io(&name, keep_run_io, &actor()).await?;
+            let connectors = store.list_connectors(&ws.name).await?.len();
+            if output.json() {
+                print_json(&workspace_json(&ws, connectors));
+            } else {
+                println!(
+                    "workspace {:?}: run input and output are {}",
+                    ws.name,
+                    if ws.keep_run_io {
+                        "kept, encrypted"
+                    } else {
+                        "not kept"
+                    }
+                );
             }
         }
         WorkspaceCmd::Delete {
@@ -898,6 +933,7 @@ async fn key(cmd: KeyCmd, db: StoreArg) -> Outcome {
                     "added_version": report.added_version,
                     "key_source": vault.origin(),
                     "reencrypted": report.reencrypted,
+                    "runs_reencrypted": report.runs_reencrypted,
                 }));
             } else {
                 if report.added_version {
@@ -911,6 +947,12 @@ async fn key(cmd: KeyCmd, db: StoreArg) -> Outcome {
                     "re-encrypted {} secret(s) with master key version {}",
                     report.reencrypted, report.version
                 );
+                if report.runs_reencrypted > 0 {
+                    println!(
+                        "re-encrypted the kept input and output of {} run(s)",
+                        report.runs_reencrypted
+                    );
+                }
             }
             if *vault.source() == KeySource::Env && vault.versions().len() == 1 {
                 eprintln!(

@@ -9,6 +9,7 @@
 //! ever holds a query string or a secret.
 
 mod client;
+mod excerpt;
 mod headers;
 mod inject;
 pub mod probe;
@@ -31,6 +32,7 @@ use serde::Serialize;
 
 use crate::connector::Connector;
 
+pub use excerpt::EXCERPT_MAX_BYTES;
 pub use headers::{check_request_header_sizes, MAX_REQUEST_HEADERS, MAX_REQUEST_HEADER_BYTES};
 pub use redirect::MAX_REDIRECTS;
 pub use scrub::REDACTED;
@@ -145,6 +147,8 @@ pub struct ResponseBody {
     read: usize,
     max: usize,
     host: String,
+    /// For an error status: the start of the body, always scrubbed (see `excerpt`).
+    excerpt: Option<excerpt::Excerpt>,
 }
 
 impl ResponseBody {
@@ -165,6 +169,9 @@ impl ResponseBody {
                         self.response = None;
                         return Err(FetchError::ResponseBodyTooLarge);
                     }
+                    if let Some(e) = self.excerpt.as_mut() {
+                        e.push(&chunk);
+                    }
                     let out = match self.echo.as_mut() {
                         Some(s) => s.push(&chunk),
                         None => chunk.to_vec(),
@@ -175,11 +182,24 @@ impl ResponseBody {
                 }
                 None => {
                     self.response = None;
+                    if let Some(e) = self.excerpt.as_mut() {
+                        e.finish();
+                    }
                     let rest = self.echo.take().map(|s| s.finish()).unwrap_or_default();
                     return Ok((!rest.is_empty()).then_some(rest));
                 }
             }
         }
+    }
+}
+
+impl ResponseBody {
+    /// For an error response: the excerpt of its body read so far (scrubbed, capped), when it changed
+    /// since the last call. `None` for other responses.
+    pub fn excerpt_update(&mut self) -> Option<String> {
+        self.excerpt
+            .as_mut()
+            .and_then(excerpt::Excerpt::take_update)
     }
 }
 
@@ -243,9 +263,10 @@ impl std::error::Error for FetchError {}
 
 /// One line per `fetch()` call, for logs and metrics. Describes the last hop attempted. The store
 /// keeps these as they are (`store::FetchAttempt` is this type), with the run that made them.
-#[derive(Serialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Clone, Debug, PartialEq, utoipa::ToSchema)]
 pub struct FetchRecord {
     /// When the fetch started, in Unix milliseconds (monitoring counts it in that minute).
+    #[schema(example = 1795615200012_i64)]
     pub at_ms: i64,
     /// The run that made the fetch: set when the server records it (`None` inside the engine).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -262,6 +283,13 @@ pub struct FetchRecord {
     pub blocked: bool,
     /// Redirects followed.
     pub redirects: u32,
+    /// For a response with a status of 400 or more: its status text (`Unauthorized`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_text: Option<String>,
+    /// For a response with a status of 400 or more: the start of its body as far as it was read, at
+    /// most [`EXCERPT_MAX_BYTES`], always scrubbed of the connectors' secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_excerpt: Option<String>,
 }
 
 impl FetchRecord {
@@ -281,6 +309,8 @@ impl FetchRecord {
             duration_ms: 0.0,
             blocked: false,
             redirects: 0,
+            status_text: None,
+            error_excerpt: None,
         }
     }
 
@@ -337,8 +367,17 @@ impl Egress {
                 .await?;
             let mut body = Vec::new();
             let mut reader = opened.body;
+            if opened.status >= 400 {
+                record.status_text = Some(opened.status_text.clone());
+            }
             while let Some(chunk) = reader.next().await? {
                 body.extend_from_slice(&chunk);
+                if let Some(e) = reader.excerpt_update() {
+                    record.error_excerpt = Some(e);
+                }
+            }
+            if let Some(e) = reader.excerpt_update() {
+                record.error_excerpt = Some(e);
             }
             Ok(FetchResponse {
                 status: opened.status,
@@ -602,6 +641,7 @@ async fn finish(
             read: 0,
             max: limits.max_response_body,
             host: host.to_string(),
+            excerpt: (status.as_u16() >= 400).then(|| excerpt::Excerpt::new(used)),
         },
     })
 }

@@ -8,15 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 use url::Url;
 
-use super::scrub::Scrubber;
 use super::{Egress, FetchRecord, FetchRequest, RedirectMode, RequestLimits};
 use crate::connector::Connector;
-
-/// How much of an error body a report quotes.
-pub const EXCERPT_BYTES: usize = 300;
-/// How much of a body is read to quote from: scrubbing runs over all of it before the cut, so a
-/// secret the upstream echoed is never left half-replaced at the edge of the excerpt.
-const EXCERPT_READ: usize = 64 * 1024;
 
 /// What a probe found. Holds no secret: the URL is shown without its query, and the error text and
 /// excerpt pass through the connector's scrubber whatever its echo-scrubbing setting.
@@ -44,27 +37,6 @@ pub fn without_query(url: &Url) -> String {
     u.set_query(None);
     u.set_fragment(None);
     u.to_string()
-}
-
-/// The start of an error body as text a person can read: scrubbed first, then cut at a character
-/// boundary.
-pub fn error_excerpt(scrubber_of: &[Connector], body: &[u8]) -> Option<String> {
-    let body = &body[..body.len().min(EXCERPT_READ)];
-    let text = String::from_utf8_lossy(body).into_owned();
-    let text = Scrubber::new(scrubber_of).string(text);
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let mut cut = text.len().min(EXCERPT_BYTES);
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let mut out = text[..cut].to_string();
-    if cut < text.len() {
-        out.push('…');
-    }
-    Some(out)
 }
 
 impl Egress {
@@ -103,9 +75,8 @@ impl Egress {
         match result {
             Ok(resp) => {
                 report.ok = resp.status < 400;
-                if !report.ok {
-                    report.excerpt = error_excerpt(connectors, &resp.body);
-                }
+                // Kept by the egress path as the body was read, always scrubbed (see `excerpt`).
+                report.excerpt = record.error_excerpt.clone();
                 report.status = Some(resp.status);
                 report.status_text = Some(resp.status_text);
             }

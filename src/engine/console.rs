@@ -12,8 +12,9 @@ pub const MAX_TOTAL_BYTES: usize = 1024 * 1024;
 /// One message longer than this is cut.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = LogLevel)]
 pub enum Level {
     Debug,
     Log,
@@ -35,7 +36,7 @@ impl Level {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogEntry {
     pub level: Level,
     pub message: String,

@@ -423,14 +423,21 @@ async fn run_fetch(
             let _ = inner.out.send(GatewayMsg::Head {
                 id,
                 status: opened.status,
-                status_text: opened.status_text,
+                status_text: opened.status_text.clone(),
                 headers: opened.headers,
                 url: opened.url,
                 redirected: opened.redirected,
             });
             head_sent = true;
+            if opened.status >= 400 {
+                record.status_text = Some(opened.status_text);
+            }
             let mut body = opened.body;
             while let Some(chunk) = body.next().await? {
+                // An error body's excerpt, as far as it was read (JS may stop reading).
+                if let Some(e) = body.excerpt_update() {
+                    record.error_excerpt = Some(e);
+                }
                 // Sent ahead of what JS read by at most one window: a step that never reads a body
                 // makes the gateway hold at most that much.
                 let n = chunk.len().clamp(1, RESPONSE_WINDOW) as u32;
@@ -440,6 +447,9 @@ async fn run_fetch(
                     .map_err(|_| FetchError::Aborted)?
                     .forget();
                 let _ = inner.out.send(GatewayMsg::Chunk { id, data: chunk });
+            }
+            if let Some(e) = body.excerpt_update() {
+                record.error_excerpt = Some(e);
             }
             let _ = inner.out.send(GatewayMsg::End { id });
             Ok::<(), FetchError>(())

@@ -39,8 +39,9 @@ impl Default for Limits {
 }
 
 /// What a caller may ask for on one step. Each field, when set, is still capped by the operator.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"timeout_ms": 5000, "max_fetches": 10}))]
 pub struct LimitOverrides {
     pub timeout_ms: Option<u64>,
     pub cpu_time_ms: Option<u64>,

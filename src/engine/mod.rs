@@ -131,8 +131,9 @@ impl StepRequest {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = StepErrorKind)]
 pub enum ErrorKind {
     /// The step threw, or its module did not load.
     Error,
@@ -150,15 +151,16 @@ pub enum ErrorKind {
     Internal,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepError {
     pub kind: ErrorKind,
+    #[schema(example = "step exceeded its wall time of 30000 ms")]
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct StepStats {
     pub duration_ms: f64,
     pub fetches: u32,
@@ -170,11 +172,12 @@ pub struct StepStats {
 }
 
 /// What a step produced. Serialises to the JSON object `codestep run` prints.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct StepResult {
     pub ok: bool,
     /// The output's JSON text, checked but not parsed (see `output_value`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = any_json_schema)]
     pub output: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
@@ -190,6 +193,23 @@ impl StepResult {
             .as_ref()
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
     }
+}
+
+/// The schema of a value that may be any JSON (a step's input or output): every JSON type named, so
+/// the OpenAPI document says so instead of leaving the property untyped.
+pub fn any_json_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![
+            Type::Object,
+            Type::Array,
+            Type::String,
+            Type::Number,
+            Type::Boolean,
+            Type::Null,
+        ]))
+        .description(Some("any JSON value"))
+        .build()
 }
 
 /// What every pool shares: the configuration, and the gateway's egress path and runtime.

@@ -47,6 +47,11 @@ pub const SQLITE: &[Migration] = &[
         name: "token_scopes",
         sql: include_str!("../../migrations/sqlite/0005_token_scopes.sql"),
     },
+    Migration {
+        version: 6,
+        name: "run_io_and_error_excerpts",
+        sql: include_str!("../../migrations/sqlite/0006_run_io_and_error_excerpts.sql"),
+    },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -74,6 +79,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "token_scopes",
         sql: include_str!("../../migrations/postgres/0005_token_scopes.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "run_io_and_error_excerpts",
+        sql: include_str!("../../migrations/postgres/0006_run_io_and_error_excerpts.sql"),
     },
 ];
 

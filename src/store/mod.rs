@@ -37,8 +37,8 @@ pub use access::{Actor, Scope, Scopes};
 pub use error::{Invalid, StoreError};
 pub use ops::{
     check_master_keys, create_api_token, create_connector, decrypt_secret, decrypt_secrets,
-    hash_api_token, load_run, load_step_connectors, rotate_keys, update_connector,
-    validate_workspace_name, ConnectorUpdate, RotationReport,
+    hash_api_token, load_run, load_step_connectors, open_run_io, rotate_keys, seal_run_io,
+    update_connector, validate_workspace_name, ConnectorUpdate, RotationReport,
 };
 pub use postgres::{PostgresStore, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS, POOL_SIZE_ENV};
 pub use sql_store::SqlStore;
@@ -59,6 +59,8 @@ pub struct Workspace {
     pub id: String,
     pub name: String,
     pub created_at: Millis,
+    /// Whether runs keep their input and output (sealed with the vault). Off by default.
+    pub keep_run_io: bool,
 }
 
 /// A stored connector. The secret is only present sealed.
@@ -219,7 +221,19 @@ impl crate::egress::FetchRecord {
 
 /// How a fetch attempt ended. Serialised (and parsed) as `ok`, `http_error`, `network_error`, `timeout`
 /// or `blocked`, the same strings as [`Outcome::as_str`] and the stored column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A response with a status below 400.
@@ -325,6 +339,50 @@ impl Counts {
     }
 }
 
+/// A connector's most recent attempts, for its health ([`Store::recent_outcomes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecentOutcomes {
+    /// The outcomes of its newest attempts in the window, newest first, blocked ones aside.
+    pub recent: Vec<Outcome>,
+    /// When it last failed (any time the records still hold).
+    pub last_error_at: Option<Millis>,
+}
+
+/// How many of a connector's newest attempts its health looks at.
+pub const HEALTH_SAMPLE: u32 = 10;
+
+/// How a connector is doing, from its 24 h counts and its newest attempts:
+///
+/// * `idle`: no request in the last 24 hours;
+/// * `failing`: more than half of its last [`HEALTH_SAMPLE`] requests (in the last 24 h, blocked ones
+///   aside) failed: it is failing now, not merely had errors;
+/// * `some_errors`: it had errors in the last 24 hours, but most recent requests succeed;
+/// * `ok`: no error in the last 24 hours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ConnectorHealth)]
+pub enum Health {
+    Ok,
+    SomeErrors,
+    Failing,
+    Idle,
+}
+
+impl Health {
+    pub fn of(counts: Counts, recent: &[Outcome]) -> Health {
+        let failed = recent.iter().filter(|o| o.is_error()).count();
+        if counts.requests == 0 && recent.is_empty() {
+            Health::Idle
+        } else if !recent.is_empty() && failed * 2 > recent.len() {
+            Health::Failing
+        } else if counts.errors > 0 || failed > 0 {
+            Health::SomeErrors
+        } else {
+            Health::Ok
+        }
+    }
+}
+
 /// The counts of `connector` in a [`Store::connector_counts`] result, looking the name up ignoring
 /// case (zero if it made no request in the window).
 pub fn counts_for(counts: &HashMap<String, Counts>, connector: &str) -> Counts {
@@ -408,8 +466,30 @@ pub(crate) fn stored_outcome(s: &str) -> Result<Outcome, StoreError> {
         .map_err(|_| StoreError::Schema(format!("a fetch record has an unknown outcome {s:?}")))
 }
 
+/// A run's input and output as the history keeps them when the workspace opts in: sealed with the
+/// vault, bound to the workspace, the run and the field ([`RunIoContext`](crate::vault::RunIoContext)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedRunIo {
+    /// The input's JSON text, sealed.
+    pub input: Sealed,
+    /// The output's JSON text, sealed; `None` when the run produced none (it failed).
+    pub output: Option<Sealed>,
+}
+
+/// One sealed run input and output with where it belongs, as handed to a re-encryption callback.
+#[derive(Clone, Debug)]
+pub struct RunIoRow {
+    pub workspace_id: String,
+    pub run_id: String,
+    pub io: SealedRunIo,
+}
+
+/// Re-encrypts one run's input and output; used by [`Store::reencrypt_run_io`].
+pub type RekeyRunIo = Arc<dyn Fn(&RunIoRow) -> Result<SealedRunIo, StoreError> + Send + Sync>;
+
 /// One run as the history keeps it: who asked, which step (its code's hash), how it ended, its log
-/// and how many fetches it made. Never its input or output, only the output's size.
+/// and how many fetches it made. Its input and output only when the workspace keeps them, sealed
+/// (`io`); else only the output's size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRecord {
     pub id: String,
@@ -429,6 +509,8 @@ pub struct RunRecord {
     pub logs_dropped: u64,
     /// The step's console log, as JSON (an array of `LogEntry`).
     pub logs: String,
+    /// The sealed input and output, when the workspace kept them.
+    pub io: Option<SealedRunIo>,
 }
 
 /// Which runs [`Store::runs`] returns.
@@ -626,6 +708,19 @@ pub trait Store: Send + Sync {
         actor: &Actor,
     ) -> Result<u64, StoreError>;
 
+    /// Re-encrypts every stored run input and output with `rekey`, in one transaction, as
+    /// [`Store::reencrypt_secrets`] does for secrets. Returns how many runs were re-encrypted.
+    async fn reencrypt_run_io(&self, rekey: RekeyRunIo) -> Result<u64, StoreError>;
+
+    /// Turns keeping run input and output on or off for `workspace`. Writes a `workspace.update`
+    /// audit entry. Runs recorded before keep what they had.
+    async fn set_keep_run_io(
+        &self,
+        workspace: &str,
+        keep: bool,
+        actor: &Actor,
+    ) -> Result<Workspace, StoreError>;
+
     /// Stores a new API token of `workspace` by its hash. Writes a `token.create` audit entry.
     async fn create_api_token(
         &self,
@@ -711,6 +806,17 @@ pub trait Store: Send + Sync {
         since: Millis,
         bucket: Millis,
     ) -> Result<Vec<SeriesPoint>, StoreError>;
+
+    /// For each of `connectors` (names compared ignoring case; keyed by the name as given): the
+    /// outcomes of its newest `sample` attempts since `since` and when it last failed. Two index
+    /// reads per connector, in one read.
+    async fn recent_outcomes(
+        &self,
+        workspace: &str,
+        connectors: &[String],
+        since: Millis,
+        sample: u32,
+    ) -> Result<HashMap<String, RecentOutcomes>, StoreError>;
 
     /// The workspace's fetch log, newest first (by row id), filtered by `q` and paginated with the
     /// `before` cursor. The per-connector error log and the blocked list are index scans.

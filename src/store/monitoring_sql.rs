@@ -3,7 +3,7 @@
 
 use super::db::{Dialect, Value};
 use super::rows::FETCH_COLUMNS;
-use super::{fetch_log_terms, name_key, FetchLogQuery};
+use super::{fetch_log_terms, name_key, FetchLogQuery, ERRORS_SQL};
 
 // SQLite: a bare column beside MAX() takes its value from the row holding the maximum, so each
 // connector is named as it was last recorded. PostgreSQL says the same with an ordered aggregate.
@@ -23,6 +23,20 @@ const SERIES_POSTGRES: &str = "SELECT minute, requests, errors FROM fetch_bucket
 pub(crate) const BLOCKED_COUNT_SQL: &str =
     "SELECT CAST(COALESCE(SUM(requests), 0) AS BIGINT) FROM blocked_buckets
      WHERE workspace_id = $1 AND minute >= $2";
+/// A connector's newest attempts in the window, blocked ones aside: a backward scan of the connector
+/// index that stops after `$4` rows.
+pub(crate) const RECENT_OUTCOMES_SQL: &str = "SELECT outcome FROM fetch_attempts
+     WHERE workspace_id = $1 AND connector_key = $2 AND at >= $3 AND outcome <> 'blocked'
+     ORDER BY id DESC LIMIT $4";
+
+/// When a connector last failed: the newest row of the partial index of errors.
+pub(crate) fn last_error_sql() -> String {
+    format!(
+        "SELECT at FROM fetch_attempts WHERE workspace_id = $1 AND connector_key = $2 AND {ERRORS_SQL}
+         ORDER BY id DESC LIMIT 1"
+    )
+}
+
 pub(crate) const PRUNE_SELECT_SQL: &str =
     "SELECT id FROM fetch_attempts WHERE at < $1 ORDER BY at LIMIT $2";
 

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 
 use crate::connector::{Connector, ConnectorSpec, Placement, Secret, Secrets, UrlPattern};
-use crate::vault::{SecretContext, Vault, VaultError};
+use crate::vault::{RunIoContext, SecretContext, Vault, VaultError};
 
 use super::{
-    new_id, ConnectorChanges, ConnectorRecord, NewConnectorRow, SecretRow, Store, StoreError,
-    Workspace,
+    new_id, ConnectorChanges, ConnectorRecord, NewConnectorRow, RunIoRow, SealedRunIo, SecretRow,
+    Store, StoreError, Workspace,
 };
 
 /// Workspace names: 1 to 64 characters of ASCII letters, digits, `-`, `_` and `.`, starting with a
@@ -365,6 +365,8 @@ pub struct RotationReport {
     /// The version every secret is now sealed with.
     pub version: u32,
     pub reencrypted: u64,
+    /// Runs whose kept input and output were re-encrypted.
+    pub runs_reencrypted: u64,
 }
 
 /// `codestep key rotate`: for a key file, adds a new key version to the file first (keeping every old
@@ -432,13 +434,96 @@ pub async fn rotate_keys(
             })
     });
     let reencrypted = store.reencrypt_secrets(rekey, version, actor).await?;
+    // Then the runs' kept input and output, in a transaction of their own: until it commits they
+    // are still sealed with versions the keys still hold.
+    let io_vault = vault.clone();
+    let rekey_io: super::RekeyRunIo = Arc::new(move |row: &RunIoRow| {
+        let reseal = |field: &str, sealed: &crate::vault::Sealed| {
+            let ctx = RunIoContext {
+                workspace_id: &row.workspace_id,
+                run_id: &row.run_id,
+                field,
+            };
+            let plain = io_vault.open_run_io(&ctx, sealed)?;
+            io_vault.seal_run_io(&ctx, &plain)
+        };
+        let wrap = |source| StoreError::Vault {
+            context: format!("the input or output of run {:?}", row.run_id),
+            source,
+        };
+        Ok(SealedRunIo {
+            input: reseal("input", &row.io.input).map_err(wrap)?,
+            output: row
+                .io
+                .output
+                .as_ref()
+                .map(|o| reseal("output", o))
+                .transpose()
+                .map_err(wrap)?,
+        })
+    });
+    let runs_reencrypted = store.reencrypt_run_io(rekey_io).await?;
     Ok((
         vault,
         RotationReport {
             added_version,
             version,
             reencrypted,
+            runs_reencrypted,
         },
+    ))
+}
+
+/// Seals a run's input and output (their JSON text) for a workspace that keeps them. Records the
+/// current key's check value first, as sealing a secret does, so one version never means two keys.
+pub async fn seal_run_io(
+    store: &dyn Store,
+    vault: &Vault,
+    workspace_id: &str,
+    run_id: &str,
+    input: &str,
+    output: Option<&str>,
+) -> Result<SealedRunIo, StoreError> {
+    ensure_current_key(store, vault).await?;
+    let seal = |field: &str, text: &str| {
+        let ctx = RunIoContext {
+            workspace_id,
+            run_id,
+            field,
+        };
+        vault
+            .seal_run_io(&ctx, text.as_bytes())
+            .map_err(vault_err(format!("sealing the {field} of run {run_id:?}")))
+    };
+    Ok(SealedRunIo {
+        input: seal("input", input)?,
+        output: output.map(|o| seal("output", o)).transpose()?,
+    })
+}
+
+/// A run's kept input and output, decrypted: their JSON text (the output `None` when the run had
+/// none). Fails if the stored data was edited or moved to another run.
+pub fn open_run_io(
+    vault: &Vault,
+    run: &super::RunRecord,
+    io: &SealedRunIo,
+) -> Result<(String, Option<String>), StoreError> {
+    let open = |field: &str, sealed: &crate::vault::Sealed| {
+        let ctx = RunIoContext {
+            workspace_id: &run.workspace_id,
+            run_id: &run.id,
+            field,
+        };
+        let bytes = vault
+            .open_run_io(&ctx, sealed)
+            .map_err(vault_err(format!("the {field} of run {:?}", run.id)))?;
+        String::from_utf8(bytes).map_err(|_| {
+            StoreError::Schema(format!("the {field} of run {:?} is not UTF-8", run.id))
+        })
+    };
+    Ok((
+        open("input", &io.input)?,
+        io.output.as_ref().map(|o| open("output", o)).transpose()?,
     ))
 }
 

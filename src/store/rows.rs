@@ -1,17 +1,21 @@
 //! Result rows into the store's types: the column lists the statements select, and the conversions.
 
-use super::db::Row;
+use super::db::{Row, Value};
 use super::{
     patterns_from_json, placement_from_json, ApiToken, ConnectorRecord, FetchAttempt, RunRecord,
-    Scopes, StoreError, Workspace,
+    Scopes, SealedRunIo, StoreError, Workspace,
 };
 use crate::vault::Sealed;
+
+/// The columns [`workspace_row`] reads.
+pub(crate) const WORKSPACE_COLUMNS: &str = "id, name, created_at, keep_run_io";
 
 pub(crate) fn workspace_row(r: &Row) -> Result<Workspace, StoreError> {
     Ok(Workspace {
         id: r.text(0)?,
         name: r.text(1)?,
         created_at: r.int(2)?,
+        keep_run_io: r.bool(3)?,
     })
 }
 
@@ -68,7 +72,8 @@ pub(crate) fn token_row(r: &Row) -> Result<ApiToken, StoreError> {
 }
 
 pub(crate) const FETCH_COLUMNS: &str =
-    "at, run_id, connector, method, host, path, status, error, blocked, redirects, duration_ms";
+    "at, run_id, connector, method, host, path, status, error, blocked, redirects, duration_ms, \
+     status_text, error_excerpt";
 
 /// A [`FetchAttempt`] from the [`FETCH_COLUMNS`] starting at column `i`.
 pub(crate) fn fetch_attempt_at(r: &Row, i: usize) -> Result<FetchAttempt, StoreError> {
@@ -84,6 +89,8 @@ pub(crate) fn fetch_attempt_at(r: &Row, i: usize) -> Result<FetchAttempt, StoreE
         blocked: r.bool(i + 8)?,
         redirects: r.int(i + 9)?.clamp(0, i64::from(u32::MAX)) as u32,
         duration_ms: r.real(i + 10)?,
+        status_text: r.opt_text(i + 11)?,
+        error_excerpt: r.opt_text(i + 12)?,
     })
 }
 
@@ -93,7 +100,35 @@ pub(crate) fn count(v: i64) -> u64 {
 
 pub(crate) const RUN_COLUMNS: &str =
     "id, workspace_id, started_at, ended_at, step_hash, token, outcome, \
-     error_message, duration_ms, fetches, output_bytes, logs_dropped, logs";
+     error_message, duration_ms, fetches, output_bytes, logs_dropped, logs, \
+     input_ciphertext, input_nonce, output_ciphertext, output_nonce, io_key_version";
+
+/// The sealed run input and output in the five columns from `i` (ciphertext and nonce of the input,
+/// of the output, key version), if there are any.
+pub(crate) fn run_io_at(r: &Row, i: usize, run: &str) -> Result<Option<SealedRunIo>, StoreError> {
+    let Some(version) = r.opt_int(i + 4)? else {
+        return Ok(None);
+    };
+    let key_version = u32::try_from(version)
+        .map_err(|_| StoreError::Schema(format!("run {run:?} has an impossible key version")))?;
+    let sealed = |c: usize| -> Result<Option<Sealed>, StoreError> {
+        if matches!(r.0.get(c), None | Some(Value::Null)) {
+            return Ok(None);
+        }
+        Ok(Some(Sealed {
+            ciphertext: r.blob(c)?,
+            nonce: r.blob(c + 1)?,
+            key_version,
+        }))
+    };
+    let input = sealed(i)?.ok_or_else(|| {
+        StoreError::Schema(format!("run {run:?} has a key version but no sealed input"))
+    })?;
+    Ok(Some(SealedRunIo {
+        input,
+        output: sealed(i + 2)?,
+    }))
+}
 
 pub(crate) fn run_row(r: &Row) -> Result<RunRecord, StoreError> {
     Ok(RunRecord {
@@ -110,5 +145,6 @@ pub(crate) fn run_row(r: &Row) -> Result<RunRecord, StoreError> {
         output_bytes: count(r.int(10)?),
         logs_dropped: count(r.int(11)?),
         logs: r.text(12)?,
+        io: run_io_at(r, 13, &r.text(0)?)?,
     })
 }

@@ -12,24 +12,26 @@ use super::db::{job, params, Backend, Dialect, Row, Tx, Value};
 use super::error::{Context, StoreError};
 use super::migrate;
 use super::monitoring_sql::{
-    counts_sql, fetch_log_sql, series_sql, BLOCKED_COUNT_SQL, PRUNE_SELECT_SQL,
+    counts_sql, fetch_log_sql, last_error_sql, series_sql, BLOCKED_COUNT_SQL, PRUNE_SELECT_SQL,
+    RECENT_OUTCOMES_SQL,
 };
 use super::rows::{
-    connector_row, count, fetch_attempt_at, key_version, run_row, token_row, workspace_row,
-    CONNECTOR_SELECT, FETCH_COLUMNS, RUN_COLUMNS, TOKEN_SELECT,
+    connector_row, count, fetch_attempt_at, key_version, run_io_at, run_row, token_row,
+    workspace_row, CONNECTOR_SELECT, FETCH_COLUMNS, RUN_COLUMNS, TOKEN_SELECT, WORKSPACE_COLUMNS,
 };
 use super::{
     dense_series, minute_of, name_key, new_id, now_millis, page_of, patterns_to_json,
     placement_to_json, stored_outcome, window_start, Actor, ApiToken, AuditEntry, BucketDeltas,
     ConnectorChanges, ConnectorRecord, Counts, FetchAttempt, FetchLogEntry, FetchLogPage,
-    FetchLogQuery, Millis, NewConnectorRow, Rekey, RunCursor, RunPage, RunQuery, RunRecord,
-    SecretRow, SeriesPoint, Store, TokenGrant, Workspace, PRUNE_MAX_BATCH, TOKEN_USE_RESOLUTION_MS,
+    FetchLogQuery, Millis, NewConnectorRow, RecentOutcomes, Rekey, RekeyRunIo, RunCursor, RunIoRow,
+    RunPage, RunQuery, RunRecord, SecretRow, SeriesPoint, Store, TokenGrant, Workspace,
+    PRUNE_MAX_BATCH, TOKEN_USE_RESOLUTION_MS,
 };
 use crate::vault::Sealed;
 
 /// The longest pause between two SQLite retention batches (see `prune_fetch_attempts`).
 const PRUNE_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(100);
-/// Rows per multi-row INSERT: a run at the default fetch limit (100) is one statement, and 14 values
+/// Rows per multi-row INSERT: a run at the default fetch limit (100) is one statement, and 16 values
 /// a row stay far below either backend's bind-value limit. Each row count is its own cached statement,
 /// so this also bounds how many a connection keeps.
 const ROWS_PER_INSERT: usize = 128;
@@ -88,7 +90,7 @@ fn attempt_statements(
 ) -> Vec<(String, Vec<Value>)> {
     let mut statements = Vec::new();
     for chunk in attempts.chunks(ROWS_PER_INSERT) {
-        let mut bind = Vec::with_capacity(chunk.len() * 14);
+        let mut bind = Vec::with_capacity(chunk.len() * 16);
         for a in chunk {
             bind.extend_from_slice(params![
                 a.at_ms,
@@ -104,13 +106,15 @@ fn attempt_statements(
                 a.redirects,
                 a.duration_ms,
                 a.outcome().as_str(),
-                a.connector_key()
+                a.connector_key(),
+                a.status_text.as_deref(),
+                a.error_excerpt.as_deref()
             ]);
         }
         let sql = format!(
             "INSERT INTO fetch_attempts (at, workspace_id, run_id, connector, method, host, path, status, error,
-                blocked, redirects, duration_ms, outcome, connector_key) VALUES {}",
-            values_rows(chunk.len(), 14)
+                blocked, redirects, duration_ms, outcome, connector_key, status_text, error_excerpt) VALUES {}",
+            values_rows(chunk.len(), 16)
         );
         statements.push((sql, bind));
     }
@@ -119,7 +123,7 @@ fn attempt_statements(
 
 async fn find_workspace(tx: &mut dyn Tx, name: &str) -> Result<Workspace, StoreError> {
     tx.query_opt(
-        "SELECT id, name, created_at FROM workspaces WHERE name_key = $1",
+        &format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE name_key = $1"),
         params![name_key(name)],
     )
     .await
@@ -261,7 +265,7 @@ impl<B: Backend> SqlStore<B> {
             (
                 "connector_series",
                 series_sql(B::DIALECT).into(),
-                vec![ws.id.clone().into(), key.into(), since.into()],
+                vec![ws.id.clone().into(), key.clone().into(), since.into()],
             ),
             (
                 "blocked_count",
@@ -269,6 +273,21 @@ impl<B: Backend> SqlStore<B> {
                 vec![ws.id.clone().into(), since.into()],
             ),
             ("fetch_log", log_sql, log_bind),
+            (
+                "recent_outcomes",
+                RECENT_OUTCOMES_SQL.into(),
+                vec![
+                    ws.id.clone().into(),
+                    key.clone().into(),
+                    since.into(),
+                    i64::from(super::HEALTH_SAMPLE).into(),
+                ],
+            ),
+            (
+                "last_error",
+                last_error_sql(),
+                vec![ws.id.clone().into(), key.clone().into()],
+            ),
             (
                 "prune",
                 PRUNE_SELECT_SQL.into(),
@@ -302,6 +321,7 @@ impl<B: Backend> Store for SqlStore<B> {
             id: new_id(),
             name: name.to_string(),
             created_at: now_millis(),
+            keep_run_io: false,
         };
         let actor = actor.clone();
         self.write(job(move |tx| {
@@ -341,7 +361,7 @@ impl<B: Backend> Store for SqlStore<B> {
         self.read(job(|tx| {
             Box::pin(async move {
                 tx.query(
-                    "SELECT id, name, created_at FROM workspaces ORDER BY name_key",
+                    &format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY name_key"),
                     &[],
                 )
                 .await
@@ -524,7 +544,7 @@ impl<B: Backend> Store for SqlStore<B> {
                         &format!(
                             "SELECT w.id, w.name, w.created_at, c.id, c.workspace_id, w.name, c.name, c.patterns,
                                 c.placement, c.scrub_echo, c.secret_ciphertext, c.secret_nonce, c.key_version,
-                                c.created_at, c.updated_at, c.name_key
+                                c.created_at, c.updated_at, c.name_key, w.keep_run_io
                              FROM workspaces w LEFT JOIN connectors c ON c.workspace_id = w.id AND {wanted}
                              WHERE w.name_key = $1"
                         ),
@@ -535,7 +555,12 @@ impl<B: Backend> Store for SqlStore<B> {
                 let first = rows
                     .first()
                     .ok_or_else(|| StoreError::workspace_not_found(&workspace))?;
-                let ws = workspace_row(first)?;
+                let ws = workspace_row(&Row(vec![
+                    first.0[0].clone(),
+                    first.0[1].clone(),
+                    first.0[2].clone(),
+                    first.0[16].clone(),
+                ]))?;
                 let mut found: HashMap<String, ConnectorRecord> = HashMap::new();
                 for r in &rows {
                     if r.opt_text(3)?.is_some() {
@@ -794,6 +819,88 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
     }
 
+    async fn reencrypt_run_io(&self, rekey: RekeyRunIo) -> Result<u64, StoreError> {
+        let lock = B::DIALECT.for_update("runs");
+        self.write(job(move |tx| {
+            Box::pin(async move {
+                let rows = tx
+                    .query(
+                        &format!(
+                            "SELECT id, workspace_id, input_ciphertext, input_nonce, output_ciphertext, output_nonce,
+                                io_key_version
+                             FROM runs WHERE io_key_version IS NOT NULL ORDER BY id{lock}"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .context("reading sealed run input and output")?;
+                let mut count = 0u64;
+                for r in &rows {
+                    let run_id = r.text(0)?;
+                    let Some(io) = run_io_at(r, 2, &run_id)? else {
+                        continue;
+                    };
+                    let row = RunIoRow {
+                        workspace_id: r.text(1)?,
+                        run_id,
+                        io,
+                    };
+                    let io = rekey(&row)?;
+                    tx.execute(
+                        "UPDATE runs SET input_ciphertext = $1, input_nonce = $2, output_ciphertext = $3,
+                            output_nonce = $4, io_key_version = $5 WHERE id = $6",
+                        params![
+                            io.input.ciphertext.as_slice(),
+                            io.input.nonce.as_slice(),
+                            io.output.as_ref().map(|o| o.ciphertext.as_slice()),
+                            io.output.as_ref().map(|o| o.nonce.as_slice()),
+                            io.input.key_version,
+                            row.run_id.as_str()
+                        ],
+                    )
+                    .await
+                    .context("re-encrypting a run's input and output")?;
+                    count += 1;
+                }
+                Ok(count)
+            })
+        }))
+        .await
+    }
+
+    async fn set_keep_run_io(
+        &self,
+        workspace: &str,
+        keep: bool,
+        actor: &Actor,
+    ) -> Result<Workspace, StoreError> {
+        let (workspace, actor) = (workspace.to_string(), actor.clone());
+        self.write(job(move |tx| {
+            Box::pin(async move {
+                let mut ws = find_workspace(tx, &workspace).await?;
+                tx.execute(
+                    "UPDATE workspaces SET keep_run_io = $1 WHERE id = $2",
+                    params![keep, ws.id.as_str()],
+                )
+                .await
+                .context("changing a workspace's settings")?;
+                audit(
+                    tx,
+                    &actor,
+                    "workspace.update",
+                    Some(&ws.id),
+                    &ws.name,
+                    None,
+                    &format!("keep_run_io {}", if keep { "on" } else { "off" }),
+                )
+                .await?;
+                ws.keep_run_io = keep;
+                Ok(ws)
+            })
+        }))
+        .await
+    }
+
     async fn create_api_token(
         &self,
         workspace: &str,
@@ -1007,10 +1114,12 @@ impl<B: Backend> Store for SqlStore<B> {
             Box::pin(async move {
                 // Idempotent on the run id: a retry after a commit whose answer was lost finds the
                 // run there and writes nothing twice.
+                let io = run.io.as_ref();
                 let inserted = tx.execute(
                     "INSERT INTO runs (id, workspace_id, started_at, ended_at, step_hash, token, outcome,
-                        error_message, duration_ms, fetches, output_bytes, logs_dropped, logs)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                        error_message, duration_ms, fetches, output_bytes, logs_dropped, logs,
+                        input_ciphertext, input_nonce, output_ciphertext, output_nonce, io_key_version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
                      ON CONFLICT (id) DO NOTHING",
                     params![
                         run.id.as_str(),
@@ -1025,7 +1134,12 @@ impl<B: Backend> Store for SqlStore<B> {
                         i64::from(run.fetches),
                         run.output_bytes as i64,
                         run.logs_dropped as i64,
-                        run.logs.as_str()
+                        run.logs.as_str(),
+                        io.map(|io| io.input.ciphertext.as_slice()),
+                        io.map(|io| io.input.nonce.as_slice()),
+                        io.and_then(|io| io.output.as_ref()).map(|o| o.ciphertext.as_slice()),
+                        io.and_then(|io| io.output.as_ref()).map(|o| o.nonce.as_slice()),
+                        io.map(|io| io.input.key_version)
                     ],
                 )
                 .await
@@ -1234,6 +1348,52 @@ impl<B: Backend> Store for SqlStore<B> {
             }))
             .await?;
         dense_series(rows, since, bucket, now_millis())
+    }
+
+    async fn recent_outcomes(
+        &self,
+        workspace: &str,
+        connectors: &[String],
+        since: Millis,
+        sample: u32,
+    ) -> Result<HashMap<String, RecentOutcomes>, StoreError> {
+        let workspace = workspace.to_string();
+        let connectors = connectors.to_vec();
+        let last_error = last_error_sql();
+        self.read(job(move |tx| {
+            Box::pin(async move {
+                let ws = find_workspace(tx, &workspace).await?;
+                let mut out = HashMap::with_capacity(connectors.len());
+                for name in connectors {
+                    let key = name_key(&name);
+                    let recent = tx
+                        .query(
+                            RECENT_OUTCOMES_SQL,
+                            params![ws.id.as_str(), key.as_str(), since, i64::from(sample)],
+                        )
+                        .await
+                        .context("reading recent fetches")?
+                        .iter()
+                        .map(|r| stored_outcome(&r.text(0)?))
+                        .collect::<Result<Vec<_>, StoreError>>()?;
+                    let last_error_at = tx
+                        .query_opt(&last_error, params![ws.id.as_str(), key.as_str()])
+                        .await
+                        .context("reading the last error")?
+                        .map(|r| r.int(0))
+                        .transpose()?;
+                    out.insert(
+                        name,
+                        RecentOutcomes {
+                            recent,
+                            last_error_at,
+                        },
+                    );
+                }
+                Ok(out)
+            })
+        }))
+        .await
     }
 
     async fn fetch_log(

@@ -19,6 +19,7 @@ pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
 
 const AAD_LABEL: &[u8] = b"codestep connector secret v1";
+const RUN_IO_LABEL: &[u8] = b"codestep run io v1";
 const CHECK_LABEL: &[u8] = b"codestep master key check v1";
 
 /// Where a sealed secret belongs. Both ids go into the associated data.
@@ -47,15 +48,44 @@ impl fmt::Debug for Sealed {
     }
 }
 
+/// Where a sealed run input or output belongs: the workspace, the run and which of the two it is.
+/// All three go into the associated data, with a label of its own, so a run's input cannot be passed
+/// off as its output, as another run's, or as a connector secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunIoContext<'a> {
+    pub workspace_id: &'a str,
+    pub run_id: &'a str,
+    /// `input` or `output`.
+    pub field: &'a str,
+}
+
 fn aad(ctx: &SecretContext<'_>, key_version: u32) -> Vec<u8> {
+    aad_of(
+        &[
+            AAD_LABEL,
+            ctx.workspace_id.as_bytes(),
+            ctx.connector_id.as_bytes(),
+        ],
+        key_version,
+    )
+}
+
+pub(crate) fn run_io_aad(ctx: &RunIoContext<'_>, key_version: u32) -> Vec<u8> {
+    aad_of(
+        &[
+            RUN_IO_LABEL,
+            ctx.workspace_id.as_bytes(),
+            ctx.run_id.as_bytes(),
+            ctx.field.as_bytes(),
+        ],
+        key_version,
+    )
+}
+
+fn aad_of(parts: &[&[u8]], key_version: u32) -> Vec<u8> {
     // Length-prefixed fields, so no two different contexts share an encoding.
-    let mut out =
-        Vec::with_capacity(AAD_LABEL.len() + ctx.workspace_id.len() + ctx.connector_id.len() + 24);
-    for part in [
-        AAD_LABEL,
-        ctx.workspace_id.as_bytes(),
-        ctx.connector_id.as_bytes(),
-    ] {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum::<usize>() + 4);
+    for part in parts {
         out.extend_from_slice(&(part.len() as u64).to_be_bytes());
         out.extend_from_slice(part);
     }
@@ -72,13 +102,21 @@ pub(crate) fn seal(
     ctx: &SecretContext<'_>,
     plaintext: &[u8],
 ) -> Result<Sealed, VaultError> {
+    seal_with(key, &aad(ctx, key.version()), plaintext)
+}
+
+/// Seals `plaintext` under `key` with the associated data `ad` (which must bind the key version).
+pub(crate) fn seal_with(
+    key: &MasterKey,
+    ad: &[u8],
+    plaintext: &[u8],
+) -> Result<Sealed, VaultError> {
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce)
         .map_err(|e| VaultError::Random(format!("cannot get random bytes for a nonce: {e}")))?;
     let mut buffer: Vec<u8> = Vec::with_capacity(plaintext.len() + TAG_LEN);
     buffer.extend_from_slice(plaintext);
-    let result =
-        cipher(key).encrypt_in_place(&Nonce::from(nonce), &aad(ctx, key.version()), &mut buffer);
+    let result = cipher(key).encrypt_in_place(&Nonce::from(nonce), ad, &mut buffer);
     if result.is_err() {
         zeroize::Zeroize::zeroize(&mut buffer);
         return Err(VaultError::Random(
@@ -99,6 +137,15 @@ pub(crate) fn open(
     ctx: &SecretContext<'_>,
     sealed: &Sealed,
 ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    open_with(key, &aad(ctx, sealed.key_version), sealed)
+}
+
+/// Opens `sealed` under `key` with the associated data `ad`.
+pub(crate) fn open_with(
+    key: &MasterKey,
+    ad: &[u8],
+    sealed: &Sealed,
+) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     debug_assert_eq!(key.version(), sealed.key_version);
     if sealed.nonce.len() != NONCE_LEN {
         return Err(VaultError::Malformed(format!(
@@ -116,11 +163,7 @@ pub(crate) fn open(
     nonce.copy_from_slice(&sealed.nonce);
     let mut buffer = Zeroizing::new(sealed.ciphertext.clone());
     cipher(key)
-        .decrypt_in_place(
-            &Nonce::from(nonce),
-            &aad(ctx, sealed.key_version),
-            &mut *buffer,
-        )
+        .decrypt_in_place(&Nonce::from(nonce), ad, &mut *buffer)
         .map_err(|_| VaultError::Authentication)?;
     Ok(buffer)
 }

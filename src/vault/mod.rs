@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::connector::Secret;
 
-pub use cipher::{Sealed, SecretContext};
+pub use cipher::{RunIoContext, Sealed, SecretContext};
 pub use keys::{Keyring, MasterKey, KEY_FILE_ENV, MASTER_KEY_ENV};
 
 /// What went wrong in the vault. No variant ever carries key material or plaintext.
@@ -188,6 +188,24 @@ impl Vault {
         let plain = cipher::open(key, ctx, sealed)?;
         let text = std::str::from_utf8(&plain).map_err(|_| VaultError::NotUtf8)?;
         Ok(Secret::new(text.to_string()))
+    }
+
+    /// Encrypts a run's input or output (JSON text) for the run and field in `ctx`, with the current
+    /// key version. Only for workspaces that keep run input and output.
+    pub fn seal_run_io(&self, ctx: &RunIoContext<'_>, json: &[u8]) -> Result<Sealed, VaultError> {
+        let key = self.inner.keyring.current();
+        cipher::seal_with(key, &cipher::run_io_aad(ctx, key.version()), json)
+    }
+
+    /// Decrypts what [`Vault::seal_run_io`] sealed for the same run and field.
+    pub fn open_run_io(
+        &self,
+        ctx: &RunIoContext<'_>,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, VaultError> {
+        let key = self.key(sealed.key_version)?;
+        let plain = cipher::open_with(key, &cipher::run_io_aad(ctx, sealed.key_version), sealed)?;
+        Ok(plain.to_vec())
     }
 
     /// Re-encrypts a sealed secret under the current key version (with a fresh nonce).

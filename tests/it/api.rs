@@ -117,6 +117,17 @@ impl Api {
     }
 
     /// Creates a workspace and a token for it; returns the token.
+    /// The bytes of the store's files (the database and its WAL), as they are on disk now.
+    pub fn store_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for name in ["codestep.db", "codestep.db-wal"] {
+            if let Ok(b) = std::fs::read(self._dir.path().join(name)) {
+                out.extend(b);
+            }
+        }
+        out
+    }
+
     pub fn workspace(&self, name: &str) -> String {
         let (s, _) = self.call(
             "POST",
@@ -328,7 +339,8 @@ fn connector_crud_keeps_the_secret_write_only() {
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(
         list["items"][0]["stats"],
-        json!({ "requests_24h": 0, "errors_24h": 0, "alert": false })
+        json!({ "requests_24h": 0, "errors_24h": 0, "error_rate_24h": 0.0, "alert": false, "health": "idle",
+                "recent_requests": 0, "recent_errors": 0, "last_error_at": null })
     );
     no_secret(&list);
     assert!(!list.to_string().contains("rotated-secret-value"));
@@ -504,10 +516,20 @@ fn runs_are_recorded_and_monitored() {
     });
 
     let (_, list) = api.call("GET", "/v1/workspaces/acme/connectors", Some(&t), None);
+    let st = &list["items"][0]["stats"];
     assert_eq!(
-        list["items"][0]["stats"],
-        json!({ "requests_24h": 9, "errors_24h": 2, "alert": true })
+        (&st["requests_24h"], &st["errors_24h"], &st["alert"]),
+        (&json!(9), &json!(2), &json!(true)),
+        "{st}"
     );
+    // Two errors among its last nine requests: some errors, not failing.
+    assert_eq!(st["health"], "some_errors", "{st}");
+    assert_eq!(
+        (&st["recent_requests"], &st["recent_errors"]),
+        (&json!(9), &json!(2))
+    );
+    assert!((st["error_rate_24h"].as_f64().unwrap() - 2.0 / 9.0).abs() < 1e-9);
+    assert!(st["last_error_at"].as_str().unwrap().ends_with('Z'), "{st}");
     let (_, stats) = api.call(
         "GET",
         "/v1/workspaces/acme/connectors/svc/stats",
@@ -903,8 +925,9 @@ fn every_status_bad_input_gets_is_documented_and_is_json() {
         run["responses"]["429"]
     );
     let input = &doc["components"]["schemas"]["RunBody"]["properties"]["input"];
-    assert!(
-        input.get("type").is_none(),
+    assert_eq!(
+        input["type"],
+        json!(["object", "array", "string", "number", "boolean", "null"]),
         "input is documented as {input}"
     );
     let (s, v) = api.call(
@@ -1159,4 +1182,321 @@ fn presets_are_listed_and_create_connectors_with_named_secrets() {
         Some(json!({ "secrets": { "api_key": "rotated", "app_key": "rotated-too" } })),
     );
     assert_eq!(s, StatusCode::OK);
+}
+
+fn holds(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Run input and output are stored only when the workspace opts in, and then sealed: the store's
+/// file holds neither in plain text, and the run's page returns both. An upstream that answers 401
+/// echoing the secret gets its status text and a short excerpt of its body into the history and the
+/// error log, with the secret scrubbed although echo scrubbing is off for the connector.
+#[test]
+fn run_io_is_kept_only_on_opt_in_and_error_excerpts_are_scrubbed() {
+    let upstream = TestServer::start(|req| match req.path.as_str() {
+        "/denied" => Reply::ok(format!(
+            "{{\"error\":\"bad credentials: {}\"}}",
+            req.header("authorization").unwrap_or("")
+        ))
+        .with_status(401),
+        _ => Reply::json(&json!({ "ok": true })),
+    });
+    let api = Api::start(1, 4, Some(&upstream));
+    let t = api.workspace("acme");
+    let other = api.workspace("other");
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors",
+        Some(&t),
+        Some(json!({ "name": "svc", "patterns": [upstream.pattern("api.test")], "placement": { "type": "header", "name": "Authorization", "template": "Bearer {{secret}}" }, "secret": SECRET, "scrub_echo": false })),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let step = r#"export default async ({ url, marker }) => { const r = await fetch(url); await r.text(); return { seen: marker + "-out", status: r.status } }"#;
+    let run = |marker: &str| {
+        let (s, v) = api.call(
+            "POST",
+            "/v1/workspaces/acme/runs",
+            Some(&t),
+            Some(json!({ "code": step, "input": { "url": upstream.url("api.test", "/denied"), "marker": marker }, "connectors": ["svc"] })),
+        );
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["ok"], true, "{v}");
+        v["run_id"].as_str().unwrap().to_string()
+    };
+    let detail = |id: &str| {
+        let (s, v) = api.call(
+            "GET",
+            &format!("/v1/workspaces/acme/runs/{id}"),
+            Some(&t),
+            None,
+        );
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v
+    };
+
+    // Off (the default): nothing of the input or output is stored.
+    let off = run("plain-marker-kept-off");
+    let d = detail(&off);
+    assert_eq!(
+        (
+            d["io_kept"].clone(),
+            d["input"].clone(),
+            d["output"].clone()
+        ),
+        (json!(false), Value::Null, Value::Null),
+        "{d}"
+    );
+    let bytes = api.store_bytes();
+    assert!(!bytes.is_empty());
+    assert!(
+        !holds(&bytes, "plain-marker-kept-off"),
+        "the input is in the store file"
+    );
+
+    // The workspace opts in: its own token may; another workspace's gets the same 404 as nothing.
+    let (s, _) = api.call(
+        "PATCH",
+        "/v1/workspaces/acme",
+        Some(&other),
+        Some(json!({ "keep_run_io": true })),
+    );
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = api.call(
+        "PATCH",
+        "/v1/workspaces/acme",
+        Some(&t),
+        Some(json!({ "keep_run_io": "yes" })),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = api.call(
+        "PATCH",
+        "/v1/workspaces/acme",
+        Some(&t),
+        Some(json!({ "keep_run_io": true })),
+    );
+    assert_eq!(
+        (s, v["keep_run_io"].clone()),
+        (StatusCode::OK, json!(true)),
+        "{v}"
+    );
+
+    let on = run("plain-marker-kept-on");
+    let d = detail(&on);
+    // Checked first, as a bool: the messages below print the run.
+    no_secret(&d);
+    assert_eq!(d["io_kept"], true, "{d}");
+    assert_eq!(d["input"]["marker"], "plain-marker-kept-on", "{d}");
+    assert_eq!(
+        d["output"],
+        json!({ "seen": "plain-marker-kept-on-out", "status": 401 }),
+        "{d}"
+    );
+    let bytes = api.store_bytes();
+    assert!(
+        !holds(&bytes, "plain-marker-kept-on"),
+        "the input or output is in the store file in plain text"
+    );
+    assert!(
+        !holds(&bytes, SECRET),
+        "the secret is in the store file in plain text"
+    );
+
+    // The 401's status text and excerpt, scrubbed although echo scrubbing is off.
+    let req = &d["requests"][0];
+    assert_eq!(
+        (req["status"].clone(), req["status_text"].clone()),
+        (json!(401), json!("Unauthorized")),
+        "{req}"
+    );
+    let excerpt = req["error_excerpt"].as_str().unwrap_or_default();
+    assert!(
+        excerpt.starts_with("{\"error\":\"bad credentials: "),
+        "the excerpt is not the body's start"
+    );
+    assert!(excerpt.contains("[redacted]"));
+    let (_, errors) = api.call(
+        "GET",
+        "/v1/workspaces/acme/connectors/svc/errors",
+        Some(&t),
+        None,
+    );
+    no_secret(&errors);
+    let first = &errors["items"][0];
+    assert_eq!(first["status_text"], "Unauthorized");
+    assert_eq!(first["error_excerpt"].as_str(), Some(excerpt));
+    // The upstream did get the secret, and JS saw the echo (its business): the record did not keep it.
+    assert_eq!(
+        upstream.requests()[0].header("authorization"),
+        Some(format!("Bearer {SECRET}").as_str())
+    );
+
+    // Off again: later runs keep nothing; earlier ones keep what they had.
+    let (s, _) = api.call(
+        "PATCH",
+        "/v1/workspaces/acme",
+        Some(&t),
+        Some(json!({ "keep_run_io": false })),
+    );
+    assert_eq!(s, StatusCode::OK);
+    let later = run("plain-marker-off-again");
+    assert_eq!(detail(&later)["io_kept"], false);
+    assert_eq!(detail(&on)["input"]["marker"], "plain-marker-kept-on");
+}
+
+/// "Every schema is typed, with enums, formats and examples": walks the served document and lists
+/// every property without a type (or a `$ref`, or typed alternatives), every timestamp-named
+/// property or parameter that is neither `format: date-time` nor documented Unix milliseconds, every
+/// operation whose 2xx JSON body has no example, and every operation id that does not say what it
+/// does (`verb_noun`, unique).
+#[test]
+fn openapi_schemas_are_typed_with_formats_and_examples() {
+    let api = Api::start(1, 4, None);
+    let (s, doc) = api.call("GET", "/openapi.json", None, None);
+    assert_eq!(s, StatusCode::OK);
+    let schemas = doc["components"]["schemas"].as_object().unwrap().clone();
+    let resolve = |v: &Value| -> Value {
+        match v["$ref"].as_str() {
+            Some(r) => schemas[r.trim_start_matches("#/components/schemas/")].clone(),
+            None => v.clone(),
+        }
+    };
+    let mut problems = Vec::new();
+
+    fn typed(p: &Value) -> bool {
+        if p.get("type").is_some() || p.get("$ref").is_some() {
+            return true;
+        }
+        ["oneOf", "anyOf", "allOf"].iter().any(|k| {
+            p[*k]
+                .as_array()
+                .is_some_and(|alts| !alts.is_empty() && alts.iter().all(typed))
+        })
+    }
+    /// `type: object` and nothing said about what is in it: a value with a type left untyped.
+    fn bare_object(p: &Value) -> bool {
+        p["type"] == "object"
+            && [
+                "properties",
+                "additionalProperties",
+                "oneOf",
+                "anyOf",
+                "allOf",
+                "$ref",
+            ]
+            .iter()
+            .all(|k| p.get(*k).is_none())
+    }
+    fn timestamp_named(name: &str) -> bool {
+        name.ends_with("_at") || ["timestamp", "time", "start", "since", "until"].contains(&name)
+    }
+    fn dated(p: &Value) -> bool {
+        let is_date = |p: &Value| p["format"] == "date-time";
+        let is_ms = |p: &Value| {
+            p["type"].to_string().contains("integer")
+                && p["description"]
+                    .as_str()
+                    .is_some_and(|d| d.to_lowercase().contains("milliseconds"))
+        };
+        is_date(p)
+            || is_ms(p)
+            || ["oneOf", "anyOf"].iter().any(|k| {
+                p[*k]
+                    .as_array()
+                    .is_some_and(|alts| alts.iter().any(|a| is_date(a) || is_ms(a)))
+            })
+    }
+    fn walk(at: &str, schema: &Value, problems: &mut Vec<String>) {
+        if let Some(props) = schema["properties"].as_object() {
+            for (name, p) in props {
+                let here = format!("{at}.{name}");
+                if !typed(p) {
+                    problems.push(format!("{here}: no type"));
+                }
+                if bare_object(p) {
+                    problems.push(format!("{here}: an object without properties"));
+                }
+                if timestamp_named(name) && !dated(p) {
+                    problems.push(format!(
+                        "{here}: a time without format date-time or documented milliseconds"
+                    ));
+                }
+                walk(&here, p, problems);
+            }
+        }
+        if schema.get("items").is_some() {
+            walk(&format!("{at}[]"), &schema["items"], problems);
+        }
+        for k in ["oneOf", "anyOf", "allOf"] {
+            for (i, alt) in schema[k].as_array().into_iter().flatten().enumerate() {
+                walk(&format!("{at}/{k}{i}"), alt, problems);
+            }
+        }
+    }
+    for (name, schema) in &schemas {
+        walk(name, schema, &mut problems);
+    }
+
+    let mut ids = std::collections::HashSet::new();
+    let id_shape = |id: &str| {
+        let mut parts = id.split('_');
+        parts.next().is_some_and(|verb| {
+            [
+                "get", "list", "create", "update", "delete", "run", "rotate", "test", "revoke",
+            ]
+            .contains(&verb)
+        }) && parts.next().is_some()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    };
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let at = format!("{} {path}", method.to_uppercase());
+            let id = op["operationId"].as_str().unwrap_or_default();
+            if !id_shape(id) {
+                problems.push(format!("{at}: operation id {id:?} is not verb_noun"));
+            }
+            if !ids.insert(id.to_string()) {
+                problems.push(format!("{at}: operation id {id:?} is used twice"));
+            }
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap_or_default();
+                if !typed(&p["schema"]) {
+                    problems.push(format!("{at}: parameter {name} has no type"));
+                }
+                if timestamp_named(name) && !dated(&p["schema"]) {
+                    problems.push(format!(
+                        "{at}: parameter {name} is a time without format date-time"
+                    ));
+                }
+            }
+            if let Some(body) = op["requestBody"]["content"]["application/json"].as_object() {
+                let schema = resolve(&body["schema"]);
+                if body.get("example").is_none() && schema.get("example").is_none() {
+                    problems.push(format!("{at}: request body without an example"));
+                }
+            }
+            for (status, resp) in op["responses"].as_object().unwrap() {
+                if !status.starts_with('2') {
+                    continue;
+                }
+                if let Some(body) = resp["content"]["application/json"].as_object() {
+                    let schema = resolve(&body["schema"]);
+                    if !typed(&body["schema"]) || bare_object(&schema) {
+                        problems.push(format!("{at} {status}: untyped body"));
+                    }
+                    if body.get("example").is_none() && schema.get("example").is_none() {
+                        problems.push(format!("{at} {status}: body without an example"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

@@ -2027,3 +2027,38 @@ async fn presets_and_named_secrets_from_files_and_stdin() {
     );
     env.assert_no_secret_seen();
 }
+
+/// `workspace set --keep-run-io on|off` turns keeping run input and output on and off, says so in
+/// text and JSON, is in the audit trail's reach (the store's), and refuses what is not a boolean.
+#[test]
+fn workspace_set_turns_keeping_run_io_on_and_off() {
+    let env = Env::new();
+    env.ok(&["workspace", "create", "w"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["workspace", "list", "--output", "json"]).stdout).unwrap();
+    assert_eq!(listed[0]["keep_run_io"], false, "off by default");
+    let on: serde_json::Value = serde_json::from_str(
+        &env.ok(&[
+            "workspace",
+            "set",
+            "w",
+            "--keep-run-io",
+            "on",
+            "--output",
+            "json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        (on["name"].clone(), on["keep_run_io"].clone()),
+        ("w".into(), true.into())
+    );
+    let r = env.ok(&["workspace", "set", "W", "--keep-run-io", "off"]);
+    assert!(r.stdout.contains("not kept"), "{}", r.stdout);
+    let r = env.run(&["workspace", "set", "w", "--keep-run-io", "maybe"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = env.run(&["workspace", "set", "nowhere", "--keep-run-io", "on"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("nowhere"), "{}", r.stderr);
+}

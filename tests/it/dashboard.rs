@@ -1041,3 +1041,523 @@ async fn dashboard_in_headless_chromium() {
 
     c.close().await.expect("close the browser");
 }
+
+// ---------- runs, health, error excerpts, the form's errors, phone width and dark mode ----------
+
+/// Where the layout screenshots go: `target/screenshots/`.
+fn screenshots_dir() -> PathBuf {
+    let dir = artifacts_dir().parent().unwrap().join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir
+}
+
+async fn shot(c: &Client, file: &str) -> PathBuf {
+    let png = c.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
+    let path = screenshots_dir().join(file);
+    std::fs::write(&path, png).expect("write screenshot");
+    path
+}
+
+/// A Chrome DevTools command through chromedriver's `goog/cdp/execute` endpoint.
+async fn cdp(c: &Client, webdriver: &str, cmd: &str, params: Value) {
+    let session = c.session_id().await.unwrap().expect("a WebDriver session");
+    let r = reqwest::Client::new()
+        .post(format!("{webdriver}/session/{session}/goog/cdp/execute"))
+        .header("content-type", "application/json")
+        .body(json!({ "cmd": cmd, "params": params }).to_string())
+        .send()
+        .await
+        .expect("CDP command");
+    assert!(r.status().is_success(), "{cmd}: {}", r.status());
+}
+
+/// How wide the page is laid out, and how wide the viewport is.
+async fn widths(c: &Client) -> (u64, u64) {
+    let v = c
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (v[0].as_u64().unwrap(), v[1].as_u64().unwrap())
+}
+
+/// The page's background colour as relative luminance, 0 (black) to 1 (white).
+async fn background_luminance(c: &Client) -> f64 {
+    let v = c
+        .execute(
+            "const m = getComputedStyle(document.documentElement).backgroundColor.match(/\\d+(\\.\\d+)?/g).map(Number);\
+             const lin = (x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); };\
+             return 0.2126 * lin(m[0]) + 0.7152 * lin(m[1]) + 0.0722 * lin(m[2]);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    v.as_f64().unwrap()
+}
+
+async fn goto_hash(c: &Client, base: &str, hash: &str) {
+    c.goto(&format!("{base}/{hash}")).await.expect("navigate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_runs_health_excerpts_form_phone_and_dark() {
+    let dir = tempfile::tempdir().unwrap();
+    // /denied answers 401 and echoes the Authorization header it got, as some APIs do.
+    let upstream = TestServer::start(|req| match req.path.as_str() {
+        "/denied" => Reply::ok(format!(
+            "{{\"error\":\"invalid credentials: {}\"}}",
+            req.header("authorization").unwrap_or("")
+        ))
+        .with_status(401),
+        "/fail" => Reply::status(500),
+        _ => Reply::json(&json!({ "ok": true })),
+    });
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &upstream.ca_pem).unwrap();
+    let operator_token = format!("op_{:032x}", rand::random::<u128>());
+    let (_serve, base) = start_codestep(dir.path(), &ca_file, &operator_token);
+    let http = reqwest::Client::new();
+    let operator = Api {
+        http: http.clone(),
+        base: base.clone(),
+        token: operator_token.clone(),
+        ws: String::new(),
+    };
+    let (st, _) = operator
+        .call(
+            reqwest::Method::POST,
+            "/v1/workspaces",
+            Some(json!({ "name": "acme" })),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, body) = operator
+        .call(
+            reqwest::Method::POST,
+            "/v1/workspaces/acme/tokens",
+            Some(json!({ "label": "orchestrator", "scopes": ["run", "read", "manage"] })),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let token = body["token"].as_str().unwrap().to_string();
+    let api = Api {
+        http: http.clone(),
+        base: base.clone(),
+        token: token.clone(),
+        ws: "acme".into(),
+    };
+    let (st, v) = api
+        .call(
+            reqwest::Method::PATCH,
+            "/v1/workspaces/acme",
+            Some(json!({ "keep_run_io": true })),
+        )
+        .await;
+    assert_eq!((st, v["keep_run_io"].clone()), (200, json!(true)));
+    for name in ["good", "flaky", "down", "quiet"] {
+        let (st, v) = api
+            .call(
+                reqwest::Method::POST,
+                "/v1/workspaces/acme/connectors",
+                Some(json!({ "name": name, "patterns": [upstream.pattern("api.test")],
+                    "placement": { "type": "header", "name": "Authorization", "template": "Bearer {{secret}}" },
+                    "secret": SECRET, "scrub_echo": false })),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    // good: all fine. flaky: one error in five. down: every request refused. quiet: no traffic.
+    for _ in 0..3 {
+        api.run_fetch(&upstream.url("api.test", "/ok"), &["good"])
+            .await;
+    }
+    for path in ["/ok", "/ok", "/fail", "/ok", "/ok"] {
+        api.run_fetch(&upstream.url("api.test", path), &["flaky"])
+            .await;
+    }
+    for _ in 0..3 {
+        api.run_fetch(&upstream.url("api.test", "/denied"), &["down"])
+            .await;
+    }
+    // A run that logs, fetches and then throws.
+    let failed = api
+        .run_step(
+            "export default async (input) => { console.log('starting', input.order); \
+             const r = await fetch(input.url); console.warn('status', r.status); await r.text(); \
+             throw new Error('boom: the order was refused'); }",
+            json!({ "url": upstream.url("api.test", "/denied"), "order": "ord_4711" }),
+            &["down"],
+        )
+        .await;
+    assert_eq!(failed["ok"], false);
+    let failed_id = failed["run_id"].as_str().unwrap().to_string();
+    // Enough runs for a second page (the dashboard asks for 50 at a time).
+    for i in 0..40 {
+        api.run_step("export default (i) => i.n * 2", json!({ "n": i }), &[])
+            .await;
+    }
+    let total_runs = 3 + 5 + 3 + 1 + 40;
+
+    // The favicon is served by the binary, under the page's own policy (no data: URIs needed).
+    let r = http
+        .get(format!("{base}/favicon.svg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("image/svg+xml"));
+    assert!(r.text().await.unwrap().starts_with("<svg"));
+
+    let (_driver, webdriver) = start_chromedriver(dir.path()).await;
+    let profile = dir.path().join("chromium-profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    let c = browser(&webdriver, &profile).await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    let icon = c
+        .execute(
+            "return document.querySelector('link[rel=icon]').href",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(icon, json!(format!("{base}/favicon.svg")));
+    type_into(&c, "[data-testid=token-input]", &token).await;
+    click(&c, "[data-testid=signin-submit]").await;
+    find(&c, &row("quiet", "")).await;
+
+    // ---- health: four states, told apart ----
+    for (name, health, text) in [
+        ("good", "ok", "OK"),
+        ("flaky", "some_errors", "Some errors"),
+        ("down", "failing", "Failing"),
+        ("quiet", "idle", "Idle"),
+    ] {
+        let badge = row(name, &format!("[data-health={health}]"));
+        let shown = wait_text(&c, &badge, Some("[data-testid=refresh]"), health, |_| true).await;
+        assert_eq!(shown, text, "{name}");
+    }
+    assert_eq!(
+        text_now(&c, &row("flaky", "[data-testid=error-rate]"))
+            .await
+            .as_deref(),
+        Some("(20.0 %)")
+    );
+    assert_ne!(
+        text_now(&c, &row("down", "[data-testid=last-error]"))
+            .await
+            .as_deref(),
+        Some("never")
+    );
+    assert_eq!(
+        text_now(&c, &row("good", "[data-testid=last-error]"))
+            .await
+            .as_deref(),
+        Some("never")
+    );
+
+    // ---- the error log: status text and the scrubbed excerpt; its run id leads to the run ----
+    click(&c, &row("down", "[data-testid=connector-link]")).await;
+    let excerpt = wait_text(
+        &c,
+        "[data-testid=error-row] [data-testid=error-excerpt]",
+        None,
+        "an excerpt",
+        |t| !t.is_empty(),
+    )
+    .await;
+    // A bool first: the messages below may print the excerpt.
+    assert!(
+        !excerpt.contains(SECRET),
+        "the excerpt on the page holds the secret"
+    );
+    assert!(
+        excerpt.contains("invalid credentials: [redacted]"),
+        "{excerpt}"
+    );
+    assert_eq!(
+        text_now(
+            &c,
+            "[data-testid=error-row] [data-testid=error-status-text]"
+        )
+        .await
+        .as_deref(),
+        Some("Unauthorized")
+    );
+    assert_page_has_no_secret(&c, "the error log with excerpts").await;
+    click(&c, "[data-testid=error-row] [data-testid=run-link]").await;
+    find(&c, "[data-testid=run-request]").await;
+    let hash: String = c
+        .execute("return location.hash", vec![])
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .into();
+    assert!(hash.starts_with("#/runs/"), "{hash}");
+    wait_text(&c, "[data-testid=run-request-status]", None, "401", |t| {
+        t.starts_with("401 Unauthorized")
+    })
+    .await;
+
+    // ---- the runs page: filters and the older page ----
+    goto_hash(&c, &base, "#/runs").await;
+    wait_until(&c, None, "a first page of runs", |c| async move {
+        count(&c, "[data-testid=run-row]").await == 50
+    })
+    .await;
+    assert!(displayed(&c, "[data-testid=runs-older]").await);
+    click(&c, "[data-testid=runs-older]").await;
+    wait_until(&c, None, "every run after Older", |c| async move {
+        count(&c, "[data-testid=run-row]").await == total_runs
+    })
+    .await;
+    assert!(
+        !displayed(&c, "[data-testid=runs-older]").await,
+        "no more pages"
+    );
+    find(&c, "[data-testid=runs-outcome]")
+        .await
+        .select_by_value("error")
+        .await
+        .unwrap();
+    wait_until(&c, None, "only the failed run", |c| async move {
+        count(&c, "[data-testid=run-row]").await == 1
+    })
+    .await;
+    let r = "[data-testid=run-row]";
+    assert_eq!(
+        text_now(&c, &format!("{r} [data-testid=run-row-outcome]"))
+            .await
+            .as_deref(),
+        Some("error")
+    );
+    assert_eq!(
+        text_now(&c, &format!("{r} [data-testid=run-row-fetches]"))
+            .await
+            .as_deref(),
+        Some("1")
+    );
+    assert!(
+        text_now(&c, r).await.unwrap().contains("orchestrator"),
+        "who ran it"
+    );
+
+    // ---- one run: its error, console, request timeline and kept input ----
+    click(&c, &format!("{r} [data-testid=run-link]")).await;
+    wait_text(&c, "[data-testid=run-id]", None, "the run id", |t| {
+        t == failed_id
+    })
+    .await;
+    let error = wait_text(
+        &c,
+        "[data-testid=run-error]",
+        None,
+        "the run's error",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(error.contains("boom: the order was refused"), "{error}");
+    assert_eq!(count(&c, "[data-testid=run-log]").await, 2);
+    assert!(text_now(&c, "[data-testid=run-logs]")
+        .await
+        .unwrap()
+        .contains("starting ord_4711"));
+    assert_eq!(count(&c, "[data-testid=run-request]").await, 1);
+    let bar_width: f64 = c
+        .execute(
+            "return document.querySelector('[data-testid=run-request-bar]').getBoundingClientRect().width;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    let track_width: f64 = c
+        .execute(
+            "return document.querySelector('[data-testid=run-request-bar]').parentElement.getBoundingClientRect().width;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    // The request took part of the run: its bar is drawn to scale, not across the whole track.
+    assert!(
+        bar_width > 0.0 && bar_width < track_width,
+        "bar {bar_width} px in a track of {track_width} px"
+    );
+    assert!(text_now(&c, "[data-testid=run-request-excerpt]")
+        .await
+        .unwrap()
+        .contains("[redacted]"));
+    assert!(text_now(&c, "[data-testid=run-input]")
+        .await
+        .unwrap()
+        .contains("ord_4711"));
+    assert_page_has_no_secret(&c, "a run's page").await;
+
+    // ---- the add form: every problem at once, each cleared when its field is fixed ----
+    goto_hash(&c, &base, "#/").await;
+    click(&c, "[data-testid=add-connector]").await;
+    click(&c, "[data-testid=f-kind-custom]").await;
+    type_into(&c, "[data-testid=f-template]", "Bearer").await;
+    click(&c, "[data-testid=form-submit]").await;
+    let summary = wait_text(&c, "[data-testid=form-error]", None, "the problems", |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert!(summary.starts_with("4 problems"), "{summary}");
+    for field in ["f-name", "f-patterns", "f-template", "f-secret"] {
+        assert!(
+            !text_now(&c, &format!("[data-testid={field}-error]"))
+                .await
+                .unwrap_or_default()
+                .is_empty(),
+            "{field} shows its problem"
+        );
+    }
+    type_into(&c, "[data-testid=f-name]", "newone").await;
+    wait_until(&c, None, "the name's error cleared", |c| async move {
+        text_now(&c, "[data-testid=f-name-error]")
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    })
+    .await;
+    let summary = text_now(&c, "[data-testid=form-error]").await.unwrap();
+    assert!(
+        summary.starts_with("3 problems") && !summary.contains("name:"),
+        "{summary}"
+    );
+    type_into(&c, "[data-testid=f-template]", "Bearer {{secret}}").await;
+    type_into(&c, "[data-testid=f-patterns]", "http://api.test/*").await;
+    type_into(&c, "[data-testid=f-secret]", SECRET).await;
+    assert_eq!(
+        text_now(&c, "[data-testid=form-error]")
+            .await
+            .unwrap_or_default(),
+        ""
+    );
+    // The client is satisfied; the server is not (https only), and says which pattern.
+    click(&c, "[data-testid=form-submit]").await;
+    let server = wait_text(
+        &c,
+        "[data-testid=f-patterns-error]",
+        None,
+        "the server's error",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(
+        text_now(&c, "[data-testid=form-error]")
+            .await
+            .unwrap()
+            .contains("patterns[0]"),
+        "{server}"
+    );
+    assert_eq!(
+        text_now(&c, "[data-testid=f-name-error]")
+            .await
+            .unwrap_or_default(),
+        ""
+    );
+    type_into(
+        &c,
+        "[data-testid=f-patterns]",
+        &upstream.pattern("api.test"),
+    )
+    .await;
+    wait_until(&c, None, "no stale error", |c| async move {
+        text_now(&c, "[data-testid=f-patterns-error]")
+            .await
+            .unwrap_or_default()
+            .is_empty()
+            && text_now(&c, "[data-testid=form-error]")
+                .await
+                .unwrap_or_default()
+                .is_empty()
+    })
+    .await;
+    assert_page_has_no_secret(&c, "the form after its errors").await;
+    click(&c, "[data-testid=form-cancel]").await;
+
+    // ---- light mode first, then 390 px wide: nothing cut off ----
+    assert!(background_luminance(&c).await > 0.8, "light by default");
+    cdp(
+        &c,
+        &webdriver,
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
+    )
+    .await;
+    for (hash, file, ready) in [
+        ("#/", "phone-connectors.png", "[data-testid=connector-row]"),
+        ("#/runs", "phone-runs.png", "[data-testid=run-row]"),
+        (
+            &format!("#/runs/{failed_id}")[..],
+            "phone-run.png",
+            "[data-testid=run-request]",
+        ),
+        (
+            "#/connectors/down",
+            "phone-connector.png",
+            "[data-testid=error-row]",
+        ),
+    ] {
+        goto_hash(&c, &base, hash).await;
+        find(&c, ready).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (scroll, inner) = widths(&c).await;
+        let wide = c
+            .execute(
+                "return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > 390.5)                 .slice(0, 8).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            scroll <= 390 && inner == 390,
+            "{hash} is {scroll} px wide at 390 px (viewport {inner}): cut off: {wide}"
+        );
+        shot(&c, &format!("dashboard-{file}")).await;
+    }
+
+    // ---- dark mode, as the system asks ----
+    cdp(
+        &c,
+        &webdriver,
+        "Emulation.setEmulatedMedia",
+        json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+    )
+    .await;
+    goto_hash(&c, &base, "#/").await;
+    find(&c, "[data-testid=connector-row]").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        background_luminance(&c).await < 0.05,
+        "the page is dark in dark mode"
+    );
+    let (scroll, _) = widths(&c).await;
+    assert!(scroll <= 390);
+    shot(&c, "dashboard-phone-dark.png").await;
+    cdp(
+        &c,
+        &webdriver,
+        "Emulation.clearDeviceMetricsOverride",
+        json!({}),
+    )
+    .await;
+    goto_hash(&c, &base, &format!("#/runs/{failed_id}")).await;
+    find(&c, "[data-testid=run-request]").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(background_luminance(&c).await < 0.05);
+    let path = shot(&c, "dashboard-run-dark.png").await;
+    eprintln!("screenshots: {}", path.parent().unwrap().display());
+    c.close().await.ok();
+}

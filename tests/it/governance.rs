@@ -24,6 +24,7 @@ fn expected_rules() -> HashMap<(&'static str, &'static str), &'static str> {
         (("GET", "/v1/workspaces"), "operator"),
         (("POST", "/v1/workspaces"), "operator"),
         (("DELETE", "/v1/workspaces/{ws}"), "operator"),
+        (("PATCH", "/v1/workspaces/{ws}"), "manage"),
         (("GET", "/v1/workspaces/{ws}/tokens"), "manage"),
         (("POST", "/v1/workspaces/{ws}/tokens"), "manage"),
         (("DELETE", "/v1/workspaces/{ws}/tokens/{id}"), "manage"),

@@ -242,6 +242,7 @@ both_backends!(
     tamper_wrong_key_version,
     wrong_master_key_is_reported,
     rotation_reencrypts_every_secret,
+    kept_run_io_is_sealed_bound_to_its_run_and_rotated,
     interrupted_rotation_keeps_every_secret_readable,
     rotation_with_env_style_keys,
     concurrent_creates_never_lose_or_duplicate,
@@ -255,6 +256,7 @@ both_backends!(
     monitoring_log_paginates_newest_first,
     monitoring_log_filters,
     monitoring_workspaces_are_isolated,
+    connector_health_tells_some_errors_from_failing,
     monitoring_counts_add_up_with_concurrent_writers,
     monitoring_prune_deletes_in_batches,
     monitoring_prune_does_not_block_writers,
@@ -290,9 +292,14 @@ async fn migrations_apply_once_and_persist(b: Backend) {
         let n: i64 = c
             .query_row("SELECT COUNT(*) FROM codestep_schema", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(n as u32, latest);
+        assert_eq!(n as usize, store::migrate::SQLITE.len());
     }
 }
+
+/// What schema 7 added, taken away again (for tests that make an older store). The runs table is
+/// dropped by those tests, with its columns.
+const UNDO_SCHEMA_6: &str = "ALTER TABLE workspaces DROP COLUMN keep_run_io;
+     ALTER TABLE fetch_attempts DROP COLUMN status_text; ALTER TABLE fetch_attempts DROP COLUMN error_excerpt;";
 
 async fn older_schema_is_upgraded_in_place(b: Backend) {
     let f = fixture(b).await;
@@ -312,6 +319,7 @@ async fn older_schema_is_upgraded_in_place(b: Backend) {
     f.raw_exec(
         "DROP TABLE runs; DROP TABLE blocked_buckets; DROP TABLE fetch_buckets; DROP TABLE fetch_attempts;
          DROP TABLE api_tokens; ALTER TABLE audit_log DROP COLUMN address;
+         ALTER TABLE workspaces DROP COLUMN keep_run_io;
          DELETE FROM codestep_schema WHERE version >= 2",
     )
     .await;
@@ -982,7 +990,8 @@ async fn rotation_reencrypts_every_secret(b: Backend) {
         store::RotationReport {
             added_version: true,
             version: 2,
-            reencrypted: 3
+            reencrypted: 3,
+            runs_reencrypted: 0
         }
     );
     assert_eq!(v2.versions(), vec![1, 2]);
@@ -1090,7 +1099,8 @@ async fn rotation_with_env_style_keys(b: Backend) {
         store::RotationReport {
             added_version: false,
             version: 2,
-            reencrypted: 3
+            reencrypted: 3,
+            runs_reencrypted: 0
         }
     );
     assert_all_decrypt(&f, &v, Some(2)).await;
@@ -1384,6 +1394,8 @@ async fn fetch_attempts_roundtrip(b: Backend) {
         error: None,
         blocked: false,
         redirects: 1,
+        status_text: None,
+        error_excerpt: None,
         duration_ms: 12.5,
     };
     let blocked = store::FetchAttempt {
@@ -1437,6 +1449,8 @@ fn attempt(
         error: error.map(str::to_string),
         blocked: false,
         redirects: 0,
+        status_text: None,
+        error_excerpt: None,
         duration_ms: 3.0,
     }
 }
@@ -1553,6 +1567,8 @@ fn outcomes_are_derived_from_the_record() {
         duration_ms: 1.5,
         blocked: false,
         redirects: 2,
+        status_text: None,
+        error_excerpt: None,
     };
     let a = FetchAttempt::from_record(&rec, Some("r1"));
     assert_eq!(a.at_ms, 1_700_000_000_123);
@@ -2444,7 +2460,7 @@ async fn monitoring_upgrade_backfills_outcomes_and_counts(b: Backend) {
         "{drop_indexes} ALTER TABLE fetch_attempts DROP COLUMN outcome; ALTER TABLE fetch_attempts DROP COLUMN connector_key;
          ALTER TABLE api_tokens DROP COLUMN scopes; ALTER TABLE api_tokens DROP COLUMN expires_at;
          ALTER TABLE audit_log DROP COLUMN address;
-         DELETE FROM codestep_schema WHERE version >= 3"
+         {UNDO_SCHEMA_6} DELETE FROM codestep_schema WHERE version >= 3"
     ))
     .await;
     let s = f.reopen().await;
@@ -2562,6 +2578,18 @@ async fn monitoring_reads_are_index_scans(b: Backend) {
                     "{read}: {plan}"
                 ),
             }
+        }
+        // Health: a connector's newest attempts and its last error, straight off their indexes.
+        for (read, index) in [
+            ("recent_outcomes", "fetch_attempts_by_connector"),
+            ("last_error", "fetch_attempts_errors"),
+        ] {
+            let plan = &plans[read];
+            assert!(plan.contains(index), "{read}: {plan}");
+            assert!(
+                !plan.contains("TEMP B-TREE") && !plan.contains("Sort"),
+                "{read}: {plan}"
+            );
         }
         if b == Backend::Sqlite {
             // Newest first straight off the index: no sort step.
@@ -2803,6 +2831,8 @@ async fn authentications_go_on_while_retention_runs(b: Backend) {
             error: None,
             blocked: false,
             redirects: 0,
+            status_text: None,
+            error_excerpt: None,
             duration_ms: 1.0,
         })
         .collect();
@@ -2909,6 +2939,7 @@ async fn run_history_pages_filters_and_keeps_a_runs_requests(b: Backend) {
             output_bytes: 2,
             logs_dropped: 0,
             logs: r#"[{"level":"log","message":"hi","time":1}]"#.into(),
+            io: None,
         };
         let mut attempts = Vec::new();
         if i % 2 == 1 {
@@ -3212,4 +3243,154 @@ async fn named_secrets_are_one_sealed_set_and_the_secret_rule_needs_all_of_them(
     assert!(loaded[0].secrets.get("api_key").unwrap().expose() == SECRET_C);
     assert!(loaded[0].secrets.get("app_key").unwrap().expose() == SECRET_A);
     assert_eq!(loaded[0].placement.methods, vec!["GET".to_string()]);
+}
+
+/// A workspace that keeps run input and output gets them sealed: bound to the workspace, the run and
+/// the field (moved to another run, or input passed off as output, they fail to open), and
+/// re-encrypted by a key rotation. Off by default.
+async fn kept_run_io_is_sealed_bound_to_its_run_and_rotated(b: Backend) {
+    let f = fixture(b).await;
+    let key_file = f.dir.path().join("master.key");
+    let v1 = Vault::load_file(&key_file, true).unwrap().vault;
+    let ws = f.store.create_workspace("w", ACTOR).await.unwrap();
+    assert!(
+        !ws.keep_run_io,
+        "keeping run input and output is off by default"
+    );
+    assert!(
+        f.store
+            .set_keep_run_io("W", true, ACTOR)
+            .await
+            .unwrap()
+            .keep_run_io
+    );
+    assert!(f.store.workspace("w").await.unwrap().keep_run_io);
+    let audit = f.store.audit_log(Some("w"), None, 1).await.unwrap();
+    assert_eq!(audit[0].action, "workspace.update");
+
+    let io = store::seal_run_io(&*f.store, &v1, &ws.id, "r1", r#"{"a":1}"#, Some("2"))
+        .await
+        .unwrap();
+    assert_eq!(io.input.key_version, 1);
+    let run = |id: &str, io: Option<store::SealedRunIo>| store::RunRecord {
+        id: id.into(),
+        workspace_id: ws.id.clone(),
+        started_at: 1_000,
+        ended_at: 1_005,
+        step_hash: "ab".repeat(32),
+        token: "t".into(),
+        outcome: "ok".into(),
+        error_message: None,
+        duration_ms: 5.0,
+        fetches: 0,
+        output_bytes: 1,
+        logs_dropped: 0,
+        logs: "[]".into(),
+        io,
+    };
+    f.store
+        .record_run(&run("r1", Some(io.clone())), &[])
+        .await
+        .unwrap();
+    f.store.record_run(&run("r2", None), &[]).await.unwrap();
+    let (stored, _) = f.store.run("w", "r1").await.unwrap();
+    assert_eq!(stored.io.as_ref(), Some(&io));
+    assert_eq!(
+        store::open_run_io(&v1, &stored, &io).unwrap(),
+        (r#"{"a":1}"#.to_string(), Some("2".to_string()))
+    );
+    assert!(f.store.run("w", "r2").await.unwrap().0.io.is_none());
+    // Bound to its run and field.
+    assert!(store::open_run_io(&v1, &run("r2", None), &io).is_err());
+    let swapped = store::SealedRunIo {
+        input: io.output.clone().unwrap(),
+        output: Some(io.input.clone()),
+    };
+    assert!(store::open_run_io(&v1, &stored, &swapped).is_err());
+
+    let (v2, report) = store::rotate_keys(&*f.store, &v1, &store::Actor::named("cli:ops"), None)
+        .await
+        .unwrap();
+    assert_eq!((report.version, report.runs_reencrypted), (2, 1));
+    let (rotated, _) = f.store.run("w", "r1").await.unwrap();
+    let rio = rotated.io.clone().unwrap();
+    assert_eq!(rio.input.key_version, 2);
+    assert_eq!(rio.output.as_ref().unwrap().key_version, 2);
+    assert_ne!(rio.input.nonce, io.input.nonce);
+    assert_eq!(
+        store::open_run_io(&v2, &rotated, &rio).unwrap().0,
+        r#"{"a":1}"#
+    );
+    assert!(
+        !f.store
+            .set_keep_run_io("w", false, ACTOR)
+            .await
+            .unwrap()
+            .keep_run_io
+    );
+}
+
+/// Health from the 24 h counts and the newest attempts: idle without requests, some errors when most
+/// recent requests succeed, failing when most of the last ten failed; the last error's time whatever
+/// the window.
+async fn connector_health_tells_some_errors_from_failing(b: Backend) {
+    let f = fixture(b).await;
+    f.store.create_workspace("w", ACTOR).await.unwrap();
+    let ws = f.store.workspace("w").await.unwrap();
+    let now = now_ms();
+    let since = now - 24 * 3_600_000;
+    let mut attempts = Vec::new();
+    // "flaky": an old error two days ago, then two errors among twelve recent requests.
+    attempts.push(status_at(now - 48 * 3_600_000, "flaky", 500));
+    for i in 0..12 {
+        attempts.push(if i == 3 || i == 9 {
+            status_at(now - 60_000 + i, "flaky", 503)
+        } else {
+            ok_at(now - 60_000 + i, "flaky")
+        });
+    }
+    // "down": fine an hour ago, then eight of its last ten failed; blocked attempts do not count.
+    for i in 0..5 {
+        attempts.push(ok_at(now - 3_600_000 + i, "down"));
+    }
+    for i in 0..10 {
+        attempts.push(if i < 2 {
+            ok_at(now - 30_000 + i, "down")
+        } else if i % 2 == 0 {
+            failed_at(now - 30_000 + i, "down", "timeout")
+        } else {
+            status_at(now - 30_000 + i, "down", 401)
+        });
+        attempts.push(blocked_at(now - 30_000 + i));
+    }
+    f.store
+        .record_fetch_attempts(Some(&ws.id), &attempts)
+        .await
+        .unwrap();
+    let names: Vec<String> = ["flaky", "DOWN", "quiet"].map(String::from).to_vec();
+    let recent = f
+        .store
+        .recent_outcomes("w", &names, since, store::HEALTH_SAMPLE)
+        .await
+        .unwrap();
+    let c24 = f.store.connector_counts("w", since).await.unwrap();
+    let health = |n: &str| store::Health::of(store::counts_for(&c24, n), &recent[n].recent);
+    assert_eq!(health("flaky"), store::Health::SomeErrors);
+    assert_eq!(health("DOWN"), store::Health::Failing);
+    assert_eq!(health("quiet"), store::Health::Idle);
+    assert_eq!(recent["flaky"].recent.len(), 10);
+    assert_eq!(
+        recent["DOWN"]
+            .recent
+            .iter()
+            .filter(|o| o.is_error())
+            .count(),
+        8
+    );
+    assert_eq!(recent["flaky"].last_error_at, Some(now - 60_000 + 9));
+    assert_eq!(recent["quiet"], store::RecentOutcomes::default());
+    assert_eq!(
+        store::Health::of(counts(5, 0), &[Outcome::Ok; 5]),
+        store::Health::Ok
+    );
 }

@@ -27,6 +27,11 @@
     formMode: "add", // "add" | "edit"
     editing: null,
     loadSeq: 0,
+    runsCursor: null,
+    runsSeq: 0,
+    currentRun: null,
+    // The add/edit form's problems: input id → message, shown all at once.
+    formErrors: new Map(),
   };
 
   // ---------- small helpers ----------
@@ -107,6 +112,45 @@
 
   function hasAlert(stats) {
     return !!stats && (stats.alert === true || (typeof stats.errors_24h === "number" && stats.errors_24h > 0));
+  }
+
+  /** The server's health (ok | some_errors | failing | idle), or one derived from the counts. */
+  function healthOf(stats) {
+    if (stats && typeof stats.health === "string") return stats.health;
+    if (!stats || !stats.requests_24h) return "idle";
+    return hasAlert(stats) ? "some_errors" : "ok";
+  }
+
+  const HEALTH_TEXT = { ok: "OK", some_errors: "Some errors", failing: "Failing", idle: "Idle" };
+
+  /** The badge for a connector's health; the alert badge when it had errors. */
+  function healthBadge(stats) {
+    const health = healthOf(stats);
+    const bad = health === "some_errors" || health === "failing";
+    const rate = stats && typeof stats.error_rate_24h === "number" ? (stats.error_rate_24h * 100).toFixed(1) + " %" : "";
+    let title = "";
+    if (health === "failing") {
+      title = (stats.recent_errors || 0) + " of its last " + (stats.recent_requests || 0) + " requests failed";
+    } else if (health === "some_errors") {
+      title = fmtNumber(stats.errors_24h) + " errors in the last 24 hours (" + rate + ")";
+    } else if (health === "idle") {
+      title = "No requests in the last 24 hours";
+    } else {
+      title = "No errors in the last 24 hours";
+    }
+    return h("span", {
+      class: "badge " + (bad ? "badge-alert badge-" + health : "badge-ok badge-" + health),
+      "data-testid": bad ? "alert-badge" : "ok-badge",
+      "data-health": health,
+      title,
+      text: HEALTH_TEXT[health] || health,
+    });
+  }
+
+  function runLink(id) {
+    if (!id) return h("span", { class: "muted", text: "" });
+    return h("a", { href: "#/runs/" + encodeURIComponent(id), class: "run-link", "data-testid": "run-link", title: id },
+      h("code", { text: shortId(id) }));
   }
 
   function wsPath(rest) {
@@ -198,6 +242,11 @@
     $("connector-rows").replaceChildren();
     $("log-rows").replaceChildren();
     $("blocked-rows").replaceChildren();
+    $("runs-rows").replaceChildren();
+    $("run-timeline").replaceChildren();
+    $("run-logs").replaceChildren();
+    setText("run-input", "");
+    setText("run-output", "");
     closeDialog($("connector-dialog"));
     closeDialog($("confirm-dialog"));
     show("session", false);
@@ -214,6 +263,12 @@
     show("view-signin", name === "signin");
     show("view-list", name === "list");
     show("view-detail", name === "detail");
+    show("view-runs", name === "runs");
+    show("view-run", name === "run");
+    show("nav", name !== "signin");
+    const inRuns = name === "runs" || name === "run";
+    $("nav-runs").toggleAttribute("aria-current", inRuns);
+    $("nav-connectors").toggleAttribute("aria-current", !inRuns && name !== "signin");
     document.body.dataset.view = name;
   }
 
@@ -224,6 +279,22 @@
     }
     // In-page anchors (the skip link) are not routes.
     if (location.hash && !location.hash.startsWith("#/") && state.view && state.view !== "signin") return;
+    const r = /^#\/runs(?:\/(.+))?$/.exec(location.hash);
+    if (r) {
+      stopTimer();
+      if (r[1]) {
+        let id;
+        try {
+          id = decodeURIComponent(r[1]);
+        } catch (_e) {
+          id = r[1];
+        }
+        openRun(id);
+      } else {
+        openRuns();
+      }
+      return;
+    }
     const m = /^#\/connectors\/(.+)$/.exec(location.hash);
     if (m) {
       let name;
@@ -287,6 +358,7 @@
       .map((c) => {
         const stats = c.stats || {};
         const alert = hasAlert(stats);
+        const health = healthOf(stats);
         const link = h("a", {
           href: "#/connectors/" + encodeURIComponent(c.name),
           class: "name-link",
@@ -295,21 +367,21 @@
         });
         const patterns = h("ul", { class: "patterns" },
           ...(Array.isArray(c.patterns) ? c.patterns : []).map((p) => h("li", {}, h("code", { text: p }))));
-        const status = alert
-          ? h("span", {
-              class: "badge badge-alert",
-              "data-testid": "alert-badge",
-              title: fmtNumber(stats.errors_24h) + " errors in the last 24 hours",
-              text: "Errors",
-            })
-          : h("span", { class: "badge badge-ok", "data-testid": "ok-badge", text: "OK" });
-        return h("tr", { "data-testid": "connector-row", "data-name": c.name, class: alert ? "has-alert" : "" },
-          h("th", { scope: "row" }, link),
-          h("td", {}, patterns),
-          h("td", {}, h("code", { "data-testid": "placement", text: placementText(c.placement) })),
-          h("td", { class: "num", "data-testid": "requests-24h", text: fmtNumber(stats.requests_24h) }),
-          h("td", { class: "num" + (errorCount(c) > 0 ? " bad" : ""), "data-testid": "errors-24h", text: fmtNumber(stats.errors_24h) }),
-          h("td", {}, status));
+        const rate = typeof stats.error_rate_24h === "number" && stats.requests_24h
+          ? h("span", { class: "muted small rate", "data-testid": "error-rate", text: " (" + (stats.error_rate_24h * 100).toFixed(1) + " %)" })
+          : null;
+        const lastError = stats.last_error_at
+          ? h("time", { datetime: stats.last_error_at, "data-testid": "last-error", text: fmtTime(stats.last_error_at) })
+          : h("span", { class: "muted", "data-testid": "last-error", text: "never" });
+        return h("tr", { "data-testid": "connector-row", "data-name": c.name, "data-health": health, class: alert ? "has-alert health-" + health : "" },
+          h("th", { scope: "row", "data-label": "Name" }, link),
+          h("td", { "data-label": "Patterns" }, patterns),
+          h("td", { "data-label": "Placement" }, h("code", { "data-testid": "placement", text: placementText(c.placement) })),
+          h("td", { class: "num", "data-label": "Requests 24 h", "data-testid": "requests-24h", text: fmtNumber(stats.requests_24h) }),
+          h("td", { class: "num" + (errorCount(c) > 0 ? " bad" : ""), "data-label": "Errors 24 h" },
+            h("span", {}, h("span", { "data-testid": "errors-24h", text: fmtNumber(stats.errors_24h) }), rate)),
+          h("td", { class: "nowrap", "data-label": "Last error" }, lastError),
+          h("td", { "data-label": "Health" }, healthBadge(stats)));
       });
     $("connector-rows").replaceChildren(...rows);
     show("connectors-empty", rows.length === 0);
@@ -350,7 +422,7 @@
         h("td", { text: b.method || "" }),
         h("td", { text: b.host || "" }),
         h("td", { class: "path" }, h("code", { text: b.path || "" })),
-        h("td", { class: "run" }, h("code", { title: b.run_id || "", text: shortId(b.run_id) }))));
+        h("td", { class: "run" }, runLink(b.run_id))));
     if (append) $("blocked-rows").append(...rows);
     else $("blocked-rows").replaceChildren(...rows);
     state.blockedCursor = data ? data.next || null : null;
@@ -425,6 +497,10 @@
       if (state.current !== name) return;
       setText("detail-requests", fmtNumber(s.requests_24h));
       setText("detail-errors", fmtNumber(s.errors_24h));
+      const health = healthOf(s);
+      setText("detail-alert", HEALTH_TEXT[health] || health);
+      $("detail-alert").dataset.health = health;
+      $("detail-alert").className = "badge badge-alert badge-" + health;
       show("detail-alert", hasAlert(s));
       renderChart(Array.isArray(s.series) ? s.series : []);
     } catch (e) {
@@ -533,8 +609,11 @@
           h("td", { "data-testid": "error-host", text: e.host || "" }),
           h("td", { class: "path", "data-testid": "error-path" }, h("code", { text: e.path || "" })),
           h("td", { "data-testid": "error-outcome" }, h("span", { class: "outcome outcome-" + safeClass(e.outcome), text: e.outcome || "" })),
+          h("td", { class: "said" },
+            e.status_text ? h("strong", { "data-testid": "error-status-text", text: e.status_text }) : null,
+            e.error_excerpt ? h("code", { class: "excerpt", "data-testid": "error-excerpt", text: e.error_excerpt }) : null),
           h("td", { class: "num nowrap", text: typeof e.duration_ms === "number" ? e.duration_ms.toFixed(1) + " ms" : "" }),
-          h("td", { class: "run" }, h("code", { title: e.run_id || "", text: shortId(e.run_id) }))));
+          h("td", { class: "run" }, runLink(e.run_id))));
       if (more) $("log-rows").append(...rows);
       else $("log-rows").replaceChildren(...rows);
       state.logCursor = data ? data.next || null : null;
@@ -549,6 +628,126 @@
 
   function safeClass(s) {
     return String(s || "").replace(/[^a-z_]/g, "");
+  }
+
+  // ---------- runs ----------
+
+  function fmtDuration(ms) {
+    if (typeof ms !== "number" || !isFinite(ms)) return "";
+    return ms >= 1000 ? (ms / 1000).toFixed(2) + " s" : ms.toFixed(1) + " ms";
+  }
+
+  function outcomeBadge(outcome, testid) {
+    const o = String(outcome || "");
+    return h("span", { class: "outcome outcome-run-" + safeClass(o), "data-testid": testid || null, text: o });
+  }
+
+  async function openRuns() {
+    state.currentRun = null;
+    showView("runs");
+    document.title = "Runs · codestep";
+    await loadRuns(false);
+  }
+
+  async function loadRuns(older) {
+    const seq = ++state.runsSeq;
+    const params = new URLSearchParams({ limit: String(PAGE) });
+    const outcome = $("runs-outcome").value;
+    if (outcome) params.set("outcome", outcome);
+    if (older && state.runsCursor) params.set("before", state.runsCursor);
+    setText("runs-error", "");
+    $("runs-older").disabled = true;
+    try {
+      const data = await api("GET", wsPath("/runs?" + params.toString()));
+      if (seq !== state.runsSeq || state.view !== "runs") return;
+      const items = data && Array.isArray(data.items) ? data.items : [];
+      const rows = items.map((r) =>
+        h("tr", { "data-testid": "run-row", "data-outcome": r.outcome || "", "data-id": r.id || "" },
+          h("td", { class: "nowrap", "data-label": "Started" }, h("time", { datetime: r.started_at || "", text: fmtTime(r.started_at) })),
+          h("td", { "data-label": "Outcome" }, outcomeBadge(r.outcome, "run-row-outcome")),
+          h("td", { class: "num nowrap", "data-label": "Duration", "data-testid": "run-row-duration", text: fmtDuration(r.duration_ms) }),
+          h("td", { class: "num", "data-label": "Fetches", "data-testid": "run-row-fetches", text: fmtNumber(r.fetches) }),
+          h("td", { "data-label": "Who", text: r.token || "" }),
+          h("td", { class: "run", "data-label": "Run" }, runLink(r.id))));
+      if (older) $("runs-rows").append(...rows);
+      else $("runs-rows").replaceChildren(...rows);
+      state.runsCursor = data ? data.next || null : null;
+      show("runs-older", !!state.runsCursor);
+      show("runs-empty", $("runs-rows").children.length === 0);
+    } catch (e) {
+      if (seq === state.runsSeq && e.status !== 401) setText("runs-error", e.message);
+    } finally {
+      $("runs-older").disabled = false;
+    }
+  }
+
+  async function openRun(id) {
+    state.currentRun = id;
+    showView("run");
+    document.title = "Run " + shortId(id) + " · codestep";
+    setText("run-id", id);
+    setText("run-load-error", "");
+    for (const el of ["run-timeline", "run-logs", "run-outcome"]) $(el).replaceChildren();
+    show("run-error", false);
+    try {
+      const run = await api("GET", wsPath("/runs/" + encodeURIComponent(id)));
+      if (state.currentRun !== id || state.view !== "run") return;
+      renderRun(run);
+    } catch (e) {
+      if (e.status !== 401) setText("run-load-error", e.status === 404 ? "There is no run " + id + " in this workspace." : e.message);
+    }
+  }
+
+  function renderRun(run) {
+    $("run-outcome").replaceChildren(outcomeBadge(run.outcome));
+    $("run-started").replaceChildren(h("time", { datetime: run.started_at || "", text: fmtTime(run.started_at) + " UTC" }));
+    setText("run-duration", fmtDuration(run.duration_ms));
+    setText("run-fetches", fmtNumber(run.fetches));
+    setText("run-token", run.token || "");
+    setText("run-step", run.step_hash ? String(run.step_hash).slice(0, 16) + "…" : "");
+    $("run-step").title = run.step_hash || "";
+    if (run.error_message) {
+      $("run-error").replaceChildren(h("strong", { text: (run.outcome || "error") + ": " }), run.error_message);
+      show("run-error", true);
+    }
+    show("run-io", !!run.io_kept);
+    show("run-io-off", !run.io_kept);
+    setText("run-input", run.io_kept ? JSON.stringify(run.input, null, 2) : "");
+    setText("run-output", run.io_kept ? (run.output === null || run.output === undefined ? "(none)" : JSON.stringify(run.output, null, 2)) : "");
+
+    // Requests on one time axis: each bar starts when its request did and lasts as long.
+    const reqs = Array.isArray(run.requests) ? run.requests : [];
+    const t0 = reqs.length ? Math.min(...reqs.map((r) => r.at_ms || 0)) : 0;
+    const end = Math.max(run.duration_ms || 0, ...reqs.map((r) => (r.at_ms || 0) - t0 + (r.duration_ms || 0)), 1);
+    const pct = (v) => Math.max(0, Math.min(100, (v / end) * 100));
+    $("run-timeline").replaceChildren(...reqs.map((r) => {
+      const failed = r.outcome && r.outcome !== "ok";
+      const left = pct((r.at_ms || 0) - t0);
+      const width = Math.max(0.8, Math.min(100 - left, pct(r.duration_ms || 0)));
+      const status = r.status != null ? String(r.status) : (r.blocked ? "blocked" : (r.error || "failed"));
+      // Through the CSSOM: the page's policy allows no inline style attributes.
+      const bar = h("div", { class: "bar", "data-testid": "run-request-bar" });
+      bar.style.marginLeft = left.toFixed(2) + "%";
+      bar.style.width = width.toFixed(2) + "%";
+      return h("li", { class: "req" + (failed ? " req-failed" : ""), "data-testid": "run-request", "data-outcome": r.outcome || "" },
+        h("div", { class: "req-head" },
+          h("span", { class: "req-status", "data-testid": "run-request-status", text: status + (r.status_text ? " " + r.status_text : "") }),
+          h("code", { class: "req-what", text: (r.method || "") + " " + (r.host || "") + (r.path || "") }),
+          h("span", { class: "muted small nowrap", text: fmtDuration(r.duration_ms) + (r.connector ? " · " + r.connector : "") })),
+        h("div", { class: "bar-track", "aria-hidden": "true" }, bar),
+        r.error_excerpt ? h("code", { class: "excerpt", "data-testid": "run-request-excerpt", text: r.error_excerpt }) : null);
+    }));
+    show("run-timeline-empty", reqs.length === 0);
+
+    const logs = Array.isArray(run.logs) ? run.logs : [];
+    $("run-logs").replaceChildren(...logs.map((l) =>
+      h("li", { class: "log log-" + safeClass(l.level), "data-testid": "run-log" },
+        h("span", { class: "log-level", text: l.level || "log" }),
+        h("time", { class: "muted small", text: typeof l.time === "number" ? fmtTime(new Date(l.time).toISOString()) : "" }),
+        h("span", { class: "log-message", text: l.message || "" }))));
+    show("run-logs-empty", logs.length === 0);
+    show("run-logs-dropped", !!run.logs_dropped);
+    setText("run-logs-dropped", run.logs_dropped ? run.logs_dropped + " more messages were dropped (the log was full)." : "");
   }
 
   // ---------- add / edit form ----------
@@ -575,23 +774,118 @@
   }
 
   function clearFormErrors() {
-    setText("form-error", "");
-    for (const node of document.querySelectorAll("#connector-form .field-error")) node.textContent = "";
-    for (const node of document.querySelectorAll("#connector-form [aria-invalid]")) node.removeAttribute("aria-invalid");
+    state.formErrors.clear();
+    renderFormErrors();
   }
 
-  function showFieldError(field, message) {
-    const target = fieldTarget(field);
-    const summary = field && !String(message).includes(field) ? field + ": " + message : message;
-    setText("form-error", summary);
-    if (target && $(target + "-error")) {
-      $(target + "-error").textContent = message;
+  /** Shows every problem of the form at once: each next to its field, and all in the summary. */
+  function renderFormErrors() {
+    for (const node of document.querySelectorAll("#connector-form .field-error")) {
+      const e = state.formErrors.get(node.id.replace(/-error$/, ""));
+      node.textContent = e ? e.message : "";
+    }
+    for (const node of document.querySelectorAll("#connector-form [aria-invalid]")) node.removeAttribute("aria-invalid");
+    for (const target of state.formErrors.keys()) {
       const input = $(target);
-      if (input) {
-        input.setAttribute("aria-invalid", "true");
-        if (!input.hidden && !input.closest("[hidden]")) input.focus();
+      if (input && input.tagName !== "FIELDSET") input.setAttribute("aria-invalid", "true");
+    }
+    const all = [...state.formErrors.values()].map((e) => e.summary);
+    setText("form-error", all.length <= 1 ? all.join("") : all.length + " problems: " + all.join("; "));
+  }
+
+  /** Records a problem (from the checks below or from the server) under the input it concerns. */
+  function addFieldError(field, message) {
+    const target = fieldTarget(field) || "form";
+    const summary = field && !String(message).includes(field) ? field + ": " + message : message;
+    state.formErrors.set(target, { field, message, summary });
+  }
+
+  function focusFirstError() {
+    for (const target of state.formErrors.keys()) {
+      const input = $(target);
+      if (input && !input.hidden && !input.closest("[hidden]") && input.tagName !== "FIELDSET") {
+        input.focus();
+        return;
       }
     }
+  }
+
+  /** The inputs the form uses as it is now (others are hidden). */
+  function activeInputs() {
+    const isAdd = state.formMode === "add";
+    const out = [];
+    if (isAdd) out.push("f-name");
+    if (!isAdd || kind() !== "stripe") {
+      out.push("f-patterns");
+      if (placementKind() === "query") out.push("f-param");
+      else out.push("f-header-name", "f-template");
+    }
+    out.push("f-secret");
+    return out;
+  }
+
+  const FIELD_OF = {
+    "f-name": "name",
+    "f-patterns": "patterns",
+    "f-header-name": "placement.name",
+    "f-template": "placement.template",
+    "f-param": "placement.param",
+    "f-secret": "secret",
+  };
+
+  /** The client-side check of one input: a message, or null when it is fine. */
+  function checkInput(id) {
+    switch (id) {
+      case "f-name": {
+        const v = $("f-name").value.trim();
+        if (!v) return "a name is required";
+        if (!/^[A-Za-z0-9_-]+$/.test(v)) return "use only letters, digits, - and _";
+        if (v.length > 64) return "at most 64 characters";
+        return null;
+      }
+      case "f-patterns": {
+        const n = readPatterns().length;
+        if (n === 0) return "at least one pattern is required";
+        if (n > 20) return "at most 20 patterns";
+        return null;
+      }
+      case "f-header-name": {
+        const v = $("f-header-name").value.trim();
+        if (!v) return "a header name is required";
+        if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(v)) return "not a valid header name";
+        return null;
+      }
+      case "f-template":
+        return $("f-template").value.includes("{{secret}}") ? null : "the template must contain {{secret}}";
+      case "f-param":
+        return $("f-param").value.trim() ? null : "a parameter name is required";
+      case "f-secret":
+        if ($("f-secret").value) return null;
+        return state.formMode === "add" ? "a secret is required" : "changing where the secret goes needs the secret again";
+      default:
+        return null;
+    }
+  }
+
+  /** After an edit: an input whose problem is fixed loses its error; errors of hidden inputs go. */
+  function recheckForm(ev) {
+    const active = activeInputs();
+    for (const target of [...state.formErrors.keys()]) {
+      if (target !== "form" && !active.includes(target) && target !== "f-placement" && target !== "f-kind") {
+        state.formErrors.delete(target);
+      }
+    }
+    const id = ev && ev.target ? ev.target.id : "";
+    if (id && state.formErrors.has(id)) {
+      const problem = checkInput(id);
+      if (problem) addFieldError(FIELD_OF[id], problem);
+      else state.formErrors.delete(id);
+    }
+    // A problem of the whole form, or of a group (placement, kind), is stale once anything changed.
+    if (ev && ev.target && ev.target.name === "placement") state.formErrors.delete("f-placement");
+    if (ev && ev.target && ev.target.name === "kind") state.formErrors.delete("f-kind");
+    state.formErrors.delete("form");
+    renderFormErrors();
   }
 
   function kind() {
@@ -683,24 +977,25 @@
     secretInput.value = "";
     const isAdd = state.formMode === "add";
     const name = $("f-name").value.trim();
+    // Every problem at once, not the first one only.
+    for (const id of activeInputs()) {
+      const problem = id === "f-secret" ? (secret ? null : checkInput(id)) : checkInput(id);
+      if (problem) addFieldError(FIELD_OF[id], problem);
+    }
+    if (state.formErrors.size > 0) {
+      renderFormErrors();
+      focusFirstError();
+      return;
+    }
     let body;
     if (isAdd) {
-      if (!name) return showFieldError("name", "a name is required");
-      if (!secret) return showFieldError("secret", "a secret is required");
       if (kind() === "stripe") {
         body = { name, preset: "stripe", secret };
       } else {
-        const patterns = readPatterns();
-        if (patterns.length === 0) return showFieldError("patterns", "at least one pattern is required");
-        body = { name, patterns, placement: readPlacement(), secret, scrub_echo: $("f-scrub").checked };
+        body = { name, patterns: readPatterns(), placement: readPlacement(), secret, scrub_echo: $("f-scrub").checked };
       }
     } else {
-      const patterns = readPatterns();
-      if (patterns.length === 0) return showFieldError("patterns", "at least one pattern is required");
-      if (!secret) {
-        return showFieldError("secret", "changing where the secret goes needs the secret again");
-      }
-      body = { patterns, placement: readPlacement(), scrub_echo: $("f-scrub").checked, secret };
+      body = { patterns: readPatterns(), placement: readPlacement(), scrub_echo: $("f-scrub").checked, secret };
     }
     const submit = $("form-submit");
     submit.disabled = true;
@@ -723,7 +1018,9 @@
     } catch (e) {
       body = null;
       if (e.status === 401) return;
-      showFieldError(e.field, e.message);
+      addFieldError(e.field, e.message);
+      renderFormErrors();
+      focusFirstError();
     } finally {
       submit.disabled = false;
     }
@@ -844,7 +1141,12 @@
     $("connector-form").addEventListener("submit", submitForm);
     $("connector-form").addEventListener("change", (ev) => {
       if (ev.target && (ev.target.name === "kind" || ev.target.name === "placement")) syncFormVisibility();
+      recheckForm(ev);
     });
+    $("connector-form").addEventListener("input", recheckForm);
+    $("runs-outcome").addEventListener("change", () => loadRuns(false));
+    $("runs-refresh").addEventListener("click", () => loadRuns(false));
+    $("runs-older").addEventListener("click", () => loadRuns(true));
     $("form-cancel").addEventListener("click", () => closeDialog($("connector-dialog")));
     $("connector-dialog").addEventListener("close", () => {
       $("f-secret").value = "";
