@@ -23,8 +23,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://api.stripe.com/v1/balance"}))]
 pub struct TestConnection {
-    /// The URL to GET; it must match one of the connector's patterns.
-    pub url: String,
+    /// The URL to GET; it must match one of the connector's patterns. Without it, the check URL of
+    /// the preset whose patterns the connector has (for presets without parameters).
+    pub url: Option<String>,
 }
 
 /// The outcome of a test: what the upstream answered, or why there was no answer.
@@ -77,11 +78,20 @@ pub async fn test(
     ApiPath((ws, name)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<TestConnection>,
 ) -> Result<Json<TestReport>, ApiError> {
-    let url = url::Url::parse(&body.url)
-        .map_err(|e| StoreError::invalid("url", format!("not a valid URL: {e}")))?;
     let (workspace, mut connectors) =
         store::load_run(&*st.store, &st.vault, &ws, std::slice::from_ref(&name)).await?;
     let connector = connectors.remove(0);
+    let url = match body.url {
+        Some(url) => url,
+        None => preset_check_url(&connector).ok_or_else(|| {
+            StoreError::invalid(
+                "url",
+                "give the URL to test: this connector was not made from a preset with a check URL",
+            )
+        })?,
+    };
+    let url = url::Url::parse(&url)
+        .map_err(|e| StoreError::invalid("url", format!("not a valid URL: {e}")))?;
     if !connector.matches(&url) {
         return Err(StoreError::invalid(
             "url",
@@ -101,4 +111,45 @@ pub async fn test(
         )
         .await?;
     Ok(Json(report.into()))
+}
+
+/// The check URL of the parameterless preset whose patterns are exactly the connector's.
+fn preset_check_url(connector: &crate::connector::Connector) -> Option<String> {
+    let patterns: Vec<String> = connector.patterns.iter().map(|p| p.to_string()).collect();
+    crate::connector::presets()
+        .iter()
+        .find(|p| p.params.is_empty() && p.patterns == patterns)
+        .and_then(|p| p.check_url.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::{preset, ConnectorSpec, Placement, Secret};
+
+    #[test]
+    fn a_preset_connector_is_tested_at_its_check_url() {
+        let (patterns, placement) = preset("stripe", &Default::default()).unwrap();
+        let stripe = ConnectorSpec {
+            name: "pay".into(),
+            patterns,
+            placement,
+            scrub_echo: false,
+        }
+        .validate(Secret::new("sk".into()))
+        .unwrap();
+        assert_eq!(
+            preset_check_url(&stripe).as_deref(),
+            Some("https://api.stripe.com/v1/balance")
+        );
+        let custom = ConnectorSpec {
+            name: "own".into(),
+            patterns: vec!["https://api.stripe.com/v1/charges/*".into()],
+            placement: Placement::header("Authorization".into(), "Bearer {{secret}}".into()),
+            scrub_echo: false,
+        }
+        .validate(Secret::new("sk".into()))
+        .unwrap();
+        assert_eq!(preset_check_url(&custom), None);
+    }
 }

@@ -554,6 +554,15 @@ fn test_connection_reports_the_status_and_a_scrubbed_upstream_error() {
     assert!(excerpt.contains("Invalid API key"), "{excerpt}");
     assert!(excerpt.len() <= 300 + 3);
 
+    // No URL: a connector that is not a preset's has no check URL to fall back on.
+    let (s, v) = api.call(
+        "POST",
+        "/v1/workspaces/acme/connectors/svc/test",
+        Some(&manage_t),
+        Some(json!({})),
+    );
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["field"], "url");
     // A URL outside the connector's patterns is refused before anything is sent.
     let before = upstream.requests().len();
     let (s, v) = api.call(
