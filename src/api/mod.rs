@@ -215,9 +215,13 @@ pub fn state(
     }))
 }
 
-/// Serves until SIGTERM or Ctrl-C, then stops taking connections and lets running steps finish.
-pub async fn serve(state: AppState, opts: ServeOptions) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+/// Serves on `listener` (bound to `opts.listen`) until SIGTERM or Ctrl-C, then stops taking
+/// connections and lets running steps finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    opts: ServeOptions,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tokio::spawn(retention_loop(state.clone(), opts.retention_every));
     let app = router(state, opts.max_body_bytes);

@@ -175,6 +175,10 @@ pub fn run(args: ServeArgs, db: StoreArg) -> Result<i32, UsageError> {
     let result = rt.block_on(async {
         let location = db.location();
         let store = db.open().await.map_err(|e| UsageError(e.to_string()))?;
+        // Before the key: a start that cannot listen must not leave a new key file behind.
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .map_err(|e| UsageError(format!("serve: cannot listen on {}: {e}", opts.listen)))?;
         let loaded = crate::vault::Vault::load(&crate::store::default_key_file(), true)
             .map_err(|e| UsageError(e.to_string()))?;
         // The wrong key would fail every run that needs a secret: refuse to start instead, and leave
@@ -198,7 +202,7 @@ pub fn run(args: ServeArgs, db: StoreArg) -> Result<i32, UsageError> {
             args.isolation.describe(workers)
         );
         let state = api::state(store, loaded.vault, executor, &token, &opts);
-        api::serve(state, opts)
+        api::serve(listener, state, opts)
             .await
             .map_err(|e| UsageError(format!("serve: {e}")))
     });

@@ -1857,6 +1857,25 @@ fn only_an_explicit_create_makes_a_store_and_a_failing_command_makes_no_key() {
     assert!(r.stderr.contains("there is no store at"), "{}", r.stderr);
     assert!(!Path::new(typo).exists());
     assert!(!env.key_file().exists(), "serve made a key for no store");
+    // Nor does a start that cannot listen.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let fresh = env.dir.path().join("fresh.db");
+    let r = bare(
+        &env,
+        &[
+            "--db",
+            fresh.to_str().unwrap(),
+            "--create-store",
+            "serve",
+            "--listen",
+            &addr,
+            "--in-process",
+        ],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot listen"), "{}", r.stderr);
+    assert!(!env.key_file().exists(), "a serve that failed made a key");
 
     // With --create-store the store is made; a connector whose secret breaks a rule fails after
     // the key would have been needed, and leaves no key file behind.
