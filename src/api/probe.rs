@@ -28,48 +28,11 @@ pub struct TestConnection {
     pub url: Option<String>,
 }
 
-/// The outcome of a test: what the upstream answered, or why there was no answer.
-#[derive(serde::Serialize, ToSchema)]
-#[schema(example = json!({"connector": "stripe", "url": "https://api.stripe.com/v1/balance", "status": 401,
-    "status_text": "Unauthorized", "duration_ms": 212.4, "redirects": 0, "ok": false, "error": null,
-    "excerpt": "{\"error\":{\"message\":\"Invalid API Key provided: sk_test_****\"}}"}))]
-pub struct TestReport {
-    pub connector: String,
-    /// The URL asked for, without its query.
-    pub url: String,
-    pub status: Option<u16>,
-    pub status_text: Option<String>,
-    pub duration_ms: f64,
-    pub redirects: u32,
-    /// True when the upstream answered below 400.
-    pub ok: bool,
-    /// Why the request got no answer (blocked, unreachable, timed out, …).
-    pub error: Option<String>,
-    /// The start of an error answer's body, with the connector's secret scrubbed out; at most 300 bytes.
-    pub excerpt: Option<String>,
-}
-
-impl From<ProbeReport> for TestReport {
-    fn from(r: ProbeReport) -> Self {
-        TestReport {
-            connector: r.connector,
-            url: r.url,
-            status: r.status,
-            status_text: r.status_text,
-            duration_ms: r.duration_ms,
-            redirects: r.redirects,
-            ok: r.ok,
-            error: r.error,
-            excerpt: r.excerpt,
-        }
-    }
-}
-
 /// Test a connector: send one GET through it and report the answer (never the secret).
 #[utoipa::path(post, path = "/v1/workspaces/{ws}/connectors/{name}/test", tag = "connectors",
     operation_id = "test_connector",
     params(("ws" = String, Path), ("name" = String, Path)), request_body = TestConnection,
-    responses((status = 200, body = TestReport, description = "the test ran; `ok` says whether the upstream accepted it"),
+    responses((status = 200, body = ProbeReport, description = "the test ran; `ok` says whether the upstream accepted it"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn test(
@@ -77,7 +40,7 @@ pub async fn test(
     _caller: Caller,
     ApiPath((ws, name)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<TestConnection>,
-) -> Result<Json<TestReport>, ApiError> {
+) -> Result<Json<ProbeReport>, ApiError> {
     let (workspace, mut connectors) =
         store::load_run(&*st.store, &st.vault, &ws, std::slice::from_ref(&name)).await?;
     let connector = connectors.remove(0);
@@ -110,7 +73,7 @@ pub async fn test(
             &[FetchAttempt::from_record(&record, None)],
         )
         .await?;
-    Ok(Json(report.into()))
+    Ok(Json(report))
 }
 
 /// The check URL of the parameterless preset whose patterns are exactly the connector's.

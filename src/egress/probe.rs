@@ -13,7 +13,10 @@ use crate::connector::Connector;
 
 /// What a probe found. Holds no secret: the URL is shown without its query, and the error text and
 /// excerpt pass through the connector's scrubber whatever its echo-scrubbing setting.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(example = json!({"connector": "stripe", "url": "https://api.stripe.com/v1/balance", "status": 401,
+    "status_text": "Unauthorized", "duration_ms": 212.4, "redirects": 0, "ok": false, "error": null,
+    "excerpt": "{\"error\":{\"message\":\"Invalid API Key provided: sk_test_****\"}}"}))]
 pub struct ProbeReport {
     pub connector: String,
     /// The URL asked for, without its query.
