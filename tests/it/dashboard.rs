@@ -276,6 +276,15 @@ async fn type_into(c: &Client, css: &str, text: &str) {
         .unwrap_or_else(|e| panic!("type into `{css}`: {e}"));
 }
 
+/// Picks an option of a `<select>` by its value.
+async fn select(c: &Client, css: &str, value: &str) {
+    find(c, css)
+        .await
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("select {value:?} in `{css}`: {e}"));
+}
+
 async fn value_of(c: &Client, css: &str) -> String {
     find(c, css)
         .await
@@ -505,7 +514,7 @@ async fn dashboard_in_headless_chromium() {
     let api_pattern = upstream.pattern("api.test");
     click(&c, "[data-testid=add-connector]").await;
     type_into(&c, "[data-testid=f-name]", "api").await;
-    click(&c, "[data-testid=f-kind-custom]").await;
+    select(&c, "[data-testid=f-kind]", "custom").await;
     type_into(&c, "[data-testid=f-patterns]", "http://api.test/*").await;
     click(&c, "[data-testid=f-placement-header]").await;
     type_into(&c, "[data-testid=f-header-name]", "Authorization").await;
@@ -584,7 +593,7 @@ async fn dashboard_in_headless_chromium() {
     // ---- add a Stripe preset connector ----
     click(&c, "[data-testid=add-connector]").await;
     type_into(&c, "[data-testid=f-name]", "stripe").await;
-    click(&c, "[data-testid=f-kind-stripe]").await;
+    select(&c, "[data-testid=f-kind]", "stripe").await;
     assert!(
         !displayed(&c, "[data-testid=f-patterns]").await,
         "the preset hides the custom fields"
@@ -1004,7 +1013,7 @@ async fn dashboard_in_headless_chromium() {
         .await;
     assert_eq!(st, 200);
     click(&c, "[data-testid=delete-connector]").await;
-    click(&c, "[data-testid=confirm-delete]").await;
+    click(&c, "[data-testid=confirm-ok]").await;
     find(&c, &row("stripe", "")).await;
     wait_until(
         &c,
@@ -1405,7 +1414,7 @@ async fn dashboard_runs_health_excerpts_form_phone_and_dark() {
     // ---- the add form: every problem at once, each cleared when its field is fixed ----
     goto_hash(&c, &base, "#/").await;
     click(&c, "[data-testid=add-connector]").await;
-    click(&c, "[data-testid=f-kind-custom]").await;
+    select(&c, "[data-testid=f-kind]", "custom").await;
     type_into(&c, "[data-testid=f-template]", "Bearer").await;
     click(&c, "[data-testid=form-submit]").await;
     let summary = wait_text(&c, "[data-testid=form-error]", None, "the problems", |t| {
