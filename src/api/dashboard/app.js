@@ -43,6 +43,7 @@
     auditCursor: null,
     auditSeq: 0,
     testFor: null,
+    tokenProblems: {},
   };
 
   // ---------- small helpers ----------
@@ -1732,7 +1733,36 @@
     show("tokens-empty", rows.length === 0);
   }
 
+  /** The create-token form's checks, one field at a time. */
+  function tokenProblem(id) {
+    if (id === "t-label") return $("t-label").value.trim() ? null : "a label is required";
+    if (id === "t-scopes") {
+      return document.querySelector('#token-form input[name="scope"]:checked') ? null : "choose at least one scope";
+    }
+    if (id === "t-expires") {
+      const exp = $("t-expires").value;
+      if (!exp) return null;
+      const d = new Date(exp + "T00:00:00Z");
+      if (isNaN(d.getTime())) return "not a valid date";
+      return d.getTime() <= Date.now() ? "must be in the future" : null;
+    }
+    return null;
+  }
+
+  /** After an edit of the create-token form: a problem that is fixed goes, the others stay. */
+  function recheckToken(ev) {
+    const t = ev && ev.target;
+    const id = t && t.name === "scope" ? "t-scopes" : t && t.id;
+    if (!id || !(id in state.tokenProblems)) return;
+    const p = tokenProblem(id);
+    if (p) state.tokenProblems[id] = p;
+    else delete state.tokenProblems[id];
+    delete state.tokenProblems.form;
+    tokenErrors(state.tokenProblems);
+  }
+
   function tokenErrors(map) {
+    state.tokenProblems = Object.assign({}, map);
     for (const id of ["t-label", "t-expires", "t-scopes"]) {
       const msg = map[id] || "";
       setText(id + "-error", msg);
@@ -1750,15 +1780,11 @@
     const scopes = [...document.querySelectorAll('#token-form input[name="scope"]:checked')].map((i) => i.value);
     const exp = $("t-expires").value;
     const problems = {};
-    if (!label) problems["t-label"] = "a label is required";
-    if (!scopes.length) problems["t-scopes"] = "choose at least one scope";
-    let expiresAt = null;
-    if (exp) {
-      const d = new Date(exp + "T00:00:00Z");
-      if (isNaN(d.getTime())) problems["t-expires"] = "not a valid date";
-      else if (d.getTime() <= Date.now()) problems["t-expires"] = "must be in the future";
-      else expiresAt = exp + "T00:00:00Z";
+    for (const id of ["t-label", "t-scopes", "t-expires"]) {
+      const p = tokenProblem(id);
+      if (p) problems[id] = p;
     }
+    const expiresAt = exp ? exp + "T00:00:00Z" : null;
     tokenErrors(problems);
     if (Object.keys(problems).length) {
       $(Object.keys(problems)[0] === "t-scopes" ? "t-scopes" : Object.keys(problems)[0]).focus();
@@ -1771,6 +1797,7 @@
     try {
       const t = await api("POST", wsPath("/tokens"), body);
       $("token-form").reset();
+      tokenErrors({});
       showNewToken(t);
       await loadTokens();
     } catch (e) {
@@ -1919,7 +1946,8 @@
     $("delete-connector").addEventListener("click", deleteCurrent);
     $("test-form").addEventListener("submit", submitTest);
     $("token-form").addEventListener("submit", submitToken);
-    $("token-form").addEventListener("change", () => tokenErrors({}));
+    $("token-form").addEventListener("change", recheckToken);
+    $("token-form").addEventListener("input", recheckToken);
     $("tokens-refresh").addEventListener("click", () => loadTokens());
     $("new-token-copy").addEventListener("click", copyNewToken);
     $("new-token-done").addEventListener("click", () => {
