@@ -2025,6 +2025,36 @@ async fn dashboard_tokens_audit_presets_test_connection_and_scopes() {
     );
     assert_page_lacks(&c, &all_secrets, "the detail after the edit").await;
 
+    // The edit form for the other kinds: Basic shows its username, AWS its region and both keys.
+    goto_hash(&c, &base, "#/connectors/tw").await;
+    wait_text(&c, "[data-testid=detail-name]", None, "tw", |t| t == "tw").await;
+    click(&c, "[data-testid=edit-connector]").await;
+    assert!(displayed(&c, "[data-testid=f-basic-username]").await);
+    assert_eq!(value_of(&c, "[data-testid=f-basic-username]").await, TW_SID);
+    assert!(displayed(&c, "[data-testid=f-secret]").await);
+    click(&c, "[data-testid=form-cancel]").await;
+    goto_hash(&c, &base, "#/connectors/aws").await;
+    wait_text(&c, "[data-testid=detail-name]", None, "aws", |t| t == "aws").await;
+    find(&c, "[data-testid=rotate-secret-secret_access_key]").await;
+    click(&c, "[data-testid=edit-connector]").await;
+    assert_eq!(
+        value_of(&c, "[data-testid=f-aws-region]").await,
+        "eu-west-1"
+    );
+    type_into(&c, "[data-testid=f-aws-region]", "eu-central-1").await;
+    type_into(&c, "[data-testid=f-secret-access_key_id]", "AKIDEXAMPLE").await;
+    type_into(&c, "[data-testid=f-secret-secret_access_key]", AWS_SECRET).await;
+    click(&c, "[data-testid=form-submit]").await;
+    wait_text(
+        &c,
+        "[data-testid=detail-placement]",
+        None,
+        "the new region",
+        |t| t == "aws_sigv4 eu-central-1/sts",
+    )
+    .await;
+    assert_page_lacks(&c, &all_secrets, "the AWS connector after its edit").await;
+
     // Enough audit entries for two pages: rotations over the API.
     for _ in 0..50 {
         let (st, _) = admin
