@@ -276,6 +276,15 @@ async fn type_into(c: &Client, css: &str, text: &str) {
         .unwrap_or_else(|e| panic!("type into `{css}`: {e}"));
 }
 
+/// Picks an option of a `<select>` by its value.
+async fn select(c: &Client, css: &str, value: &str) {
+    find(c, css)
+        .await
+        .select_by_value(value)
+        .await
+        .unwrap_or_else(|e| panic!("select {value:?} in `{css}`: {e}"));
+}
+
 async fn value_of(c: &Client, css: &str) -> String {
     find(c, css)
         .await
@@ -505,7 +514,7 @@ async fn dashboard_in_headless_chromium() {
     let api_pattern = upstream.pattern("api.test");
     click(&c, "[data-testid=add-connector]").await;
     type_into(&c, "[data-testid=f-name]", "api").await;
-    click(&c, "[data-testid=f-kind-custom]").await;
+    select(&c, "[data-testid=f-kind]", "custom").await;
     type_into(&c, "[data-testid=f-patterns]", "http://api.test/*").await;
     click(&c, "[data-testid=f-placement-header]").await;
     type_into(&c, "[data-testid=f-header-name]", "Authorization").await;
@@ -584,7 +593,7 @@ async fn dashboard_in_headless_chromium() {
     // ---- add a Stripe preset connector ----
     click(&c, "[data-testid=add-connector]").await;
     type_into(&c, "[data-testid=f-name]", "stripe").await;
-    click(&c, "[data-testid=f-kind-stripe]").await;
+    select(&c, "[data-testid=f-kind]", "stripe").await;
     assert!(
         !displayed(&c, "[data-testid=f-patterns]").await,
         "the preset hides the custom fields"
@@ -1004,7 +1013,7 @@ async fn dashboard_in_headless_chromium() {
         .await;
     assert_eq!(st, 200);
     click(&c, "[data-testid=delete-connector]").await;
-    click(&c, "[data-testid=confirm-delete]").await;
+    click(&c, "[data-testid=confirm-ok]").await;
     find(&c, &row("stripe", "")).await;
     wait_until(
         &c,
@@ -1405,7 +1414,7 @@ async fn dashboard_runs_health_excerpts_form_phone_and_dark() {
     // ---- the add form: every problem at once, each cleared when its field is fixed ----
     goto_hash(&c, &base, "#/").await;
     click(&c, "[data-testid=add-connector]").await;
-    click(&c, "[data-testid=f-kind-custom]").await;
+    select(&c, "[data-testid=f-kind]", "custom").await;
     type_into(&c, "[data-testid=f-template]", "Bearer").await;
     click(&c, "[data-testid=form-submit]").await;
     let summary = wait_text(&c, "[data-testid=form-error]", None, "the problems", |t| {
@@ -1509,6 +1518,12 @@ async fn dashboard_runs_health_excerpts_form_phone_and_dark() {
             "phone-connector.png",
             "[data-testid=error-row]",
         ),
+        (
+            "#/tokens",
+            "phone-tokens-list.png",
+            "[data-testid=token-row]",
+        ),
+        ("#/audit", "phone-audit-list.png", "[data-testid=audit-row]"),
     ] {
         goto_hash(&c, &base, hash).await;
         find(&c, ready).await;
@@ -1559,5 +1574,870 @@ async fn dashboard_runs_health_excerpts_form_phone_and_dark() {
     assert!(background_luminance(&c).await < 0.05);
     let path = shot(&c, "dashboard-run-dark.png").await;
     eprintln!("screenshots: {}", path.parent().unwrap().display());
+    c.close().await.ok();
+}
+
+// ---------- tokens, audit, presets, placements, test connection and scopes ----------
+
+const DD_API: &str = "dd_api_5ecret_K3v8Qw1Lx0Zc";
+const DD_APP: &str = "dd_app_5ecret_P7n2Rz6Yt4Mb";
+const DD_APP_ROTATED: &str = "dd_app_rotated_5ecret_W9s1Hq5Ud3";
+const TW_SECRET: &str = "tw_auth_5ecret_J6k4Ne8Vb2Qa";
+const TW_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const AWS_SECRET: &str = "aws_5ecret_key_T1m7Gp3Xc9Lf";
+
+/// Nothing the browser holds (DOM, input values, storage) contains any of `secrets`; checked as bools.
+async fn assert_page_lacks(c: &Client, secrets: &[&str], what: &str) {
+    let html = c.source().await.expect("page source");
+    let values = c
+        .execute(
+            "return JSON.stringify({ inputs: Array.from(document.querySelectorAll('input, textarea')).map(e => e.value), \
+             session: Object.assign({}, sessionStorage), local: Object.assign({}, localStorage) });",
+            vec![],
+        )
+        .await
+        .expect("read inputs and storage");
+    let hay = format!("{html}\n{values}");
+    for s in secrets {
+        assert_no_secret(hay.as_bytes(), s, what);
+    }
+}
+
+/// The page is no wider than the 390 px viewport.
+async fn assert_fits_phone(c: &Client, what: &str) {
+    let (scroll, inner) = widths(c).await;
+    let wide = c
+        .execute(
+            "return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > 390.5)\
+             .slice(0, 8).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        scroll <= 390 && inner == 390,
+        "{what} is {scroll} px wide at 390 px (viewport {inner}): cut off: {wide}"
+    );
+}
+
+fn token_row(label: &str, inner: &str) -> String {
+    format!("tr[data-testid=\"token-row\"][data-label=\"{label}\"] {inner}")
+}
+
+async fn sign_in(c: &Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/#/")).await.unwrap();
+    if displayed(c, "[data-testid=sign-out]").await {
+        click(c, "[data-testid=sign-out]").await;
+    }
+    type_into(c, "[data-testid=token-input]", token).await;
+    click(c, "[data-testid=signin-submit]").await;
+    wait_until(c, None, "the signed-in page", |c| async move {
+        displayed(&c, "[data-testid=sign-out]").await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_tokens_audit_presets_test_connection_and_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{TW_SID}:{TW_SECRET}"))
+    );
+    // A local API that checks what Datadog and Twilio expect; /denied answers 401 and echoes the
+    // credentials it got, as some APIs do.
+    let upstream = TestServer::start(move |req| match req.path.as_str() {
+        "/denied" => Reply::ok(format!(
+            "{{\"error\":\"bad keys: {} {}\"}}",
+            req.header("dd-api-key").unwrap_or(""),
+            req.header("dd-application-key").unwrap_or("")
+        ))
+        .with_status(401),
+        "/dd/ok" => {
+            if req.header("dd-api-key") == Some(DD_API)
+                && req
+                    .header("dd-application-key")
+                    .is_some_and(|k| k == DD_APP || k == DD_APP_ROTATED)
+            {
+                Reply::json(&json!({ "valid": true }))
+            } else {
+                Reply::status(403)
+            }
+        }
+        p if p.starts_with("/twilio") => {
+            if req.header("authorization") == Some(basic.as_str()) {
+                Reply::json(&json!({ "sid": TW_SID }))
+            } else {
+                Reply::status(401)
+            }
+        }
+        _ => Reply::json(&json!({ "ok": true })),
+    });
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &upstream.ca_pem).unwrap();
+    let operator_token = format!("op_{:032x}", rand::random::<u128>());
+    let (_serve, base) = start_codestep(dir.path(), &ca_file, &operator_token);
+    let http = reqwest::Client::new();
+    let as_token = |token: &str| Api {
+        http: http.clone(),
+        base: base.clone(),
+        token: token.to_string(),
+        ws: "acme".into(),
+    };
+    let operator = as_token(&operator_token);
+    let (st, _) = operator
+        .call(
+            reqwest::Method::POST,
+            "/v1/workspaces",
+            Some(json!({ "name": "acme" })),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let mut tokens = Vec::new();
+    for (label, scopes) in [
+        ("admin", json!(["run", "read", "manage"])),
+        ("viewer", json!(["read"])),
+        ("runner", json!(["run"])),
+    ] {
+        let (st, body) = operator
+            .call(
+                reqwest::Method::POST,
+                "/v1/workspaces/acme/tokens",
+                Some(json!({ "label": label, "scopes": scopes })),
+            )
+            .await;
+        assert_eq!(st, 201);
+        tokens.push(body["token"].as_str().unwrap().to_string());
+    }
+    let (admin_token, viewer_token, runner_token) = (&tokens[0], &tokens[1], &tokens[2]);
+    let admin = as_token(admin_token);
+    let all_secrets = [DD_API, DD_APP, DD_APP_ROTATED, TW_SECRET, AWS_SECRET];
+
+    let (_driver, webdriver) = start_chromedriver(dir.path()).await;
+    let profile = dir.path().join("chromium-profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    let c = browser(&webdriver, &profile).await;
+    sign_in(&c, &base, admin_token).await;
+    find(&c, "[data-testid=connectors-empty]").await;
+
+    // ---- Datadog, a two-secret preset: its docs, help and one field per secret ----
+    click(&c, "[data-testid=add-connector]").await;
+    let options = c
+        .execute(
+            "return Array.from(document.querySelectorAll('#f-kind option')).map(o => o.value);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (st, presets) = admin.call(reqwest::Method::GET, "/v1/presets", None).await;
+    assert_eq!(st, 200);
+    let mut expected = vec![json!("custom")];
+    expected.extend(
+        presets["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].clone()),
+    );
+    assert_eq!(
+        options,
+        json!(expected),
+        "every preset the API offers, and Custom"
+    );
+    select(&c, "[data-testid=f-kind]", "datadog").await;
+    assert_eq!(
+        find(&c, "[data-testid=f-preset-docs]")
+            .await
+            .attr("href")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("https://docs.datadoghq.com/account_management/api-app-keys/")
+    );
+    assert!(text_now(&c, "[data-testid=f-preset-help]")
+        .await
+        .unwrap()
+        .contains("application key"));
+    assert!(!displayed(&c, "[data-testid=f-patterns]").await);
+    assert!(!displayed(&c, "[data-testid=f-secret]").await);
+    assert_eq!(
+        text_now(&c, "label[for=f-secret-api_key]").await.as_deref(),
+        Some("API key")
+    );
+    assert_eq!(
+        text_now(&c, "label[for=f-secret-app_key]").await.as_deref(),
+        Some("Application key")
+    );
+    // Every problem at once: the name and both secrets.
+    click(&c, "[data-testid=form-submit]").await;
+    let summary = wait_text(&c, "[data-testid=form-error]", None, "problems", |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert!(summary.starts_with("3 problems"), "{summary}");
+    assert!(summary.contains("secrets.app_key"), "{summary}");
+    type_into(&c, "[data-testid=f-secret-app_key]", DD_APP).await;
+    wait_until(&c, None, "the app key's error cleared", |c| async move {
+        text_now(&c, "[data-testid=f-secret-app_key-error]")
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    })
+    .await;
+    // The preset points at Datadog's hosts; this test's API is local: start from the preset and
+    // change its patterns.
+    type_into(&c, "[data-testid=f-name]", "dd").await;
+    click(&c, "[data-testid=f-preset-customize]").await;
+    assert!(value_of(&c, "[data-testid=f-patterns]")
+        .await
+        .starts_with("https://api.datadoghq.com/*\n"));
+    assert_eq!(
+        value_of(&c, "[data-testid=f-header-name]").await,
+        "DD-API-KEY"
+    );
+    assert_eq!(
+        value_of(&c, "[data-testid=f-template]").await,
+        "{{secret.api_key}}"
+    );
+    assert_eq!(
+        value_of(&c, "[data-testid=f-header-name-1]").await,
+        "DD-APPLICATION-KEY"
+    );
+    assert_eq!(
+        value_of(&c, "[data-testid=f-template-1]").await,
+        "{{secret.app_key}}"
+    );
+    assert_eq!(
+        text_now(&c, "label[for=f-secret-app_key]").await.as_deref(),
+        Some("Application key"),
+        "the preset's labels stay"
+    );
+    type_into(
+        &c,
+        "[data-testid=f-patterns]",
+        &upstream.pattern("api.test"),
+    )
+    .await;
+    type_into(&c, "[data-testid=f-secret-api_key]", DD_API).await;
+    type_into(&c, "[data-testid=f-secret-app_key]", DD_APP).await;
+    click(&c, "[data-testid=form-submit]").await;
+    find(&c, &row("dd", "")).await;
+    assert_eq!(
+        text_now(&c, &row("dd", "[data-testid=placement]"))
+            .await
+            .as_deref(),
+        Some("header DD-API-KEY: {{secret.api_key}}; DD-APPLICATION-KEY: {{secret.app_key}}")
+    );
+    let res = admin
+        .run_fetch(&upstream.url("api.test", "/dd/ok"), &["dd"])
+        .await;
+    assert_eq!(
+        res["output"]["status"],
+        json!(200),
+        "both headers sent: {res}"
+    );
+
+    // ---- Twilio, a Basic preset with a parameter ----
+    click(&c, "[data-testid=add-connector]").await;
+    type_into(&c, "[data-testid=f-name]", "tw").await;
+    select(&c, "[data-testid=f-kind]", "twilio").await;
+    assert!(text_now(&c, "label[for=f-preset-param-account_sid]")
+        .await
+        .unwrap()
+        .contains("Account SID"));
+    assert_eq!(
+        text_now(&c, "label[for=f-secret]").await.as_deref(),
+        Some("Auth token (or API key secret)")
+    );
+    click(&c, "[data-testid=form-submit]").await;
+    wait_text(
+        &c,
+        "[data-testid=f-preset-param-account_sid-error]",
+        None,
+        "the SID is required",
+        |t| !t.is_empty(),
+    )
+    .await;
+    type_into(&c, "[data-testid=f-preset-param-account_sid]", TW_SID).await;
+    click(&c, "[data-testid=f-preset-customize]").await;
+    assert!(displayed(&c, "[data-testid=f-basic-username]").await);
+    assert_eq!(value_of(&c, "[data-testid=f-basic-username]").await, TW_SID);
+    assert_eq!(
+        value_of(&c, "[data-testid=f-basic-password]").await,
+        "{{secret}}"
+    );
+    type_into(
+        &c,
+        "[data-testid=f-patterns]",
+        &upstream.pattern("api.test"),
+    )
+    .await;
+    type_into(&c, "[data-testid=f-secret]", TW_SECRET).await;
+    click(&c, "[data-testid=form-submit]").await;
+    find(&c, &row("tw", "")).await;
+    assert_eq!(
+        text_now(&c, &row("tw", "[data-testid=placement]"))
+            .await
+            .as_deref(),
+        Some(&format!("basic {TW_SID}:{{{{secret}}}}")[..])
+    );
+    let res = admin
+        .run_fetch(&upstream.url("api.test", "/twilio/Accounts"), &["tw"])
+        .await;
+    assert_eq!(res["output"]["status"], json!(200), "Basic auth: {res}");
+
+    // ---- AWS straight from the preset: its parameters reach the server ----
+    click(&c, "[data-testid=add-connector]").await;
+    type_into(&c, "[data-testid=f-name]", "aws").await;
+    select(&c, "[data-testid=f-kind]", "aws").await;
+    type_into(&c, "[data-testid=f-preset-param-region]", "eu-west-1").await;
+    type_into(&c, "[data-testid=f-preset-param-service]", "sts").await;
+    type_into(&c, "[data-testid=f-secret-access_key_id]", "AKIDEXAMPLE").await;
+    type_into(&c, "[data-testid=f-secret-secret_access_key]", AWS_SECRET).await;
+    click(&c, "[data-testid=form-submit]").await;
+    find(&c, &row("aws", "")).await;
+    assert_eq!(
+        text_now(&c, &row("aws", "[data-testid=placement]"))
+            .await
+            .as_deref(),
+        Some("aws_sigv4 eu-west-1/sts")
+    );
+    assert_page_lacks(&c, &all_secrets, "the list after three adds").await;
+
+    // ---- test connection: a 401 with its scrubbed excerpt, the URL rule, then a 200 ----
+    click(&c, &row("dd", "[data-testid=connector-link]")).await;
+    wait_text(&c, "[data-testid=detail-name]", None, "dd", |t| t == "dd").await;
+    let prefilled = value_of(&c, "[data-testid=test-url]").await;
+    assert_eq!(
+        prefilled,
+        upstream.url("api.test", "/"),
+        "pre-filled from the pattern"
+    );
+    type_into(
+        &c,
+        "[data-testid=test-url]",
+        &upstream.url("api.test", "/denied"),
+    )
+    .await;
+    click(&c, "[data-testid=test-submit]").await;
+    wait_text(&c, "[data-testid=test-status]", None, "401", |t| {
+        t == "401 Unauthorized"
+    })
+    .await;
+    assert_eq!(
+        text_now(&c, "[data-testid=test-badge]").await.as_deref(),
+        Some("Failed")
+    );
+    assert!(text_now(&c, "[data-testid=test-time]")
+        .await
+        .unwrap()
+        .ends_with("ms"));
+    let excerpt = text_now(&c, "[data-testid=test-excerpt]").await.unwrap();
+    let body_text = text_now(&c, "body").await.unwrap();
+    // Bools first: the messages below may print the excerpt.
+    let leaked = [DD_API, DD_APP]
+        .iter()
+        .any(|s| excerpt.contains(s) || body_text.contains(s));
+    assert!(
+        !leaked,
+        "the page shows a secret from the upstream's answer"
+    );
+    assert!(excerpt.contains("bad keys: [redacted]"), "{excerpt}");
+    assert_page_lacks(&c, &all_secrets, "the test result").await;
+    type_into(&c, "[data-testid=test-url]", "").await;
+    click(&c, "[data-testid=test-submit]").await;
+    let url_error = wait_text(
+        &c,
+        "[data-testid=test-url-error]",
+        None,
+        "the server's url error",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(url_error.starts_with("url:"), "{url_error}");
+    type_into(
+        &c,
+        "[data-testid=test-url]",
+        &upstream.url("api.test", "/dd/ok"),
+    )
+    .await;
+    click(&c, "[data-testid=test-submit]").await;
+    wait_text(&c, "[data-testid=test-status]", None, "200", |t| {
+        t == "200 OK"
+    })
+    .await;
+    assert_eq!(
+        text_now(&c, "[data-testid=test-badge]").await.as_deref(),
+        Some("Connected")
+    );
+    assert!(!displayed(&c, "[data-testid=test-excerpt]").await);
+
+    // ---- edit a several-header connector: both secrets again; rotation alone needs only the secrets ----
+    assert!(displayed(&c, "[data-testid=rotate-secret-api_key]").await);
+    assert!(displayed(&c, "[data-testid=rotate-secret-app_key]").await);
+    click(&c, "[data-testid=edit-connector]").await;
+    assert_eq!(
+        value_of(&c, "[data-testid=f-header-name-1]").await,
+        "DD-APPLICATION-KEY"
+    );
+    let patterns = format!(
+        "{}\n{}",
+        upstream.pattern("api.test"),
+        upstream.pattern("other.test")
+    );
+    type_into(&c, "[data-testid=f-patterns]", &patterns).await;
+    type_into(&c, "[data-testid=f-secret-api_key]", DD_API).await;
+    click(&c, "[data-testid=form-submit]").await;
+    let problem = wait_text(
+        &c,
+        "[data-testid=f-secret-app_key-error]",
+        None,
+        "the other secret is needed",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(problem.contains("every secret"), "{problem}");
+    type_into(&c, "[data-testid=f-patterns]", &patterns).await;
+    type_into(&c, "[data-testid=f-secret-api_key]", DD_API).await;
+    type_into(&c, "[data-testid=f-secret-app_key]", DD_APP).await;
+    click(&c, "[data-testid=form-submit]").await;
+    wait_until(&c, None, "two patterns after the edit", |c| async move {
+        count(&c, "[data-testid=detail-patterns] li").await == 2
+    })
+    .await;
+    click(&c, "[data-testid=edit-connector]").await;
+    type_into(&c, "[data-testid=f-secret-api_key]", DD_API).await;
+    type_into(&c, "[data-testid=f-secret-app_key]", DD_APP_ROTATED).await;
+    click(&c, "[data-testid=form-submit]").await;
+    wait_text(&c, "[data-testid=detail-status]", None, "rotated", |t| {
+        t.contains("Secrets rotated")
+    })
+    .await;
+    let before = upstream.requests().len();
+    let res = admin
+        .run_fetch(&upstream.url("other.test", "/dd/ok"), &["dd"])
+        .await;
+    assert_eq!(res["output"]["status"], json!(200), "{res}");
+    assert_eq!(
+        upstream.requests()[before].header("dd-application-key"),
+        Some(DD_APP_ROTATED),
+        "the rotated application key is sent"
+    );
+    assert_page_lacks(&c, &all_secrets, "the detail after the edit").await;
+
+    // The edit form for the other kinds: Basic shows its username, AWS its region and both keys.
+    goto_hash(&c, &base, "#/connectors/tw").await;
+    wait_text(&c, "[data-testid=detail-name]", None, "tw", |t| t == "tw").await;
+    click(&c, "[data-testid=edit-connector]").await;
+    assert!(displayed(&c, "[data-testid=f-basic-username]").await);
+    assert_eq!(value_of(&c, "[data-testid=f-basic-username]").await, TW_SID);
+    assert!(displayed(&c, "[data-testid=f-secret]").await);
+    click(&c, "[data-testid=form-cancel]").await;
+    goto_hash(&c, &base, "#/connectors/aws").await;
+    wait_text(&c, "[data-testid=detail-name]", None, "aws", |t| t == "aws").await;
+    find(&c, "[data-testid=rotate-secret-secret_access_key]").await;
+    click(&c, "[data-testid=edit-connector]").await;
+    assert_eq!(
+        value_of(&c, "[data-testid=f-aws-region]").await,
+        "eu-west-1"
+    );
+    type_into(&c, "[data-testid=f-aws-region]", "eu-central-1").await;
+    type_into(&c, "[data-testid=f-secret-access_key_id]", "AKIDEXAMPLE").await;
+    type_into(&c, "[data-testid=f-secret-secret_access_key]", AWS_SECRET).await;
+    click(&c, "[data-testid=form-submit]").await;
+    wait_text(
+        &c,
+        "[data-testid=detail-placement]",
+        None,
+        "the new region",
+        |t| t == "aws_sigv4 eu-central-1/sts",
+    )
+    .await;
+    assert_page_lacks(&c, &all_secrets, "the AWS connector after its edit").await;
+
+    // Enough audit entries for two pages: rotations over the API.
+    for _ in 0..50 {
+        let (st, _) = admin
+            .call(
+                reqwest::Method::PATCH,
+                "/v1/workspaces/acme/connectors/dd",
+                Some(json!({ "secrets": { "api_key": DD_API, "app_key": DD_APP } })),
+            )
+            .await;
+        assert_eq!(st, 200);
+    }
+
+    // ---- tokens: create a run token, see it once, use it, revoke it ----
+    click(&c, "[data-testid=nav-tokens]").await;
+    find(&c, &token_row("admin", "")).await;
+    assert_eq!(
+        text_now(&c, &token_row("viewer", "[data-testid=token-scopes]"))
+            .await
+            .as_deref(),
+        Some("read")
+    );
+    assert_eq!(
+        text_now(&c, &token_row("admin", "[data-testid=token-state]"))
+            .await
+            .as_deref(),
+        Some("Active")
+    );
+    assert_ne!(
+        text_now(&c, &token_row("admin", "[data-testid=token-last-used]"))
+            .await
+            .as_deref(),
+        Some("never"),
+        "the admin token was used"
+    );
+    click(&c, "[data-testid=t-submit]").await;
+    wait_text(&c, "[data-testid=t-form-error]", None, "problems", |t| {
+        t.starts_with("2 problems")
+    })
+    .await;
+    type_into(&c, "[data-testid=t-label]", "ci-runner").await;
+    click(&c, "[data-testid=t-scope-run]").await;
+    let expiry = c
+        .execute(
+            "const d = new Date(Date.now() + 400 * 864e5).toISOString().slice(0, 10); \
+             document.getElementById('t-expires').value = d; return d;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let expiry = expiry.as_str().unwrap().to_string();
+    click(&c, "[data-testid=t-submit]").await;
+    find(&c, "[data-testid=new-token]").await;
+    wait_until(&c, None, "the new token", |c| async move {
+        displayed(&c, "[data-testid=new-token]").await
+    })
+    .await;
+    assert!(text_now(&c, "[data-testid=new-token-warning]")
+        .await
+        .unwrap()
+        .contains("you will not see it again"));
+    let new_token = value_of(&c, "[data-testid=new-token-value]").await;
+    assert!(new_token.len() > 20, "a token is shown");
+    click(&c, "[data-testid=new-token-copy]").await;
+    wait_text(
+        &c,
+        "[data-testid=new-token-copied]",
+        None,
+        "a copy notice",
+        |t| !t.is_empty(),
+    )
+    .await;
+    find(&c, &token_row("ci-runner", "")).await;
+    assert_eq!(
+        text_now(&c, &token_row("ci-runner", "[data-testid=token-scopes]"))
+            .await
+            .as_deref(),
+        Some("run")
+    );
+    assert!(
+        text_now(&c, &token_row("ci-runner", "[data-testid=token-expires]"))
+            .await
+            .unwrap()
+            .starts_with(&expiry)
+    );
+    let ci = as_token(&new_token);
+    let (st, me) = ci.call(reqwest::Method::GET, "/v1/me", None).await;
+    assert_eq!((st, me["scopes"].clone()), (200, json!(["run"])));
+    let res = ci.run_step("export default () => 42", json!({}), &[]).await;
+    assert_eq!(res["output"], json!(42));
+    let (st, _) = ci
+        .call(reqwest::Method::GET, "/v1/workspaces/acme/connectors", None)
+        .await;
+    assert_eq!(st, 403, "a run token may not read connectors");
+    click(&c, "[data-testid=new-token-done]").await;
+    assert!(!displayed(&c, "[data-testid=new-token]").await);
+    assert_page_lacks(&c, &[&new_token], "the tokens page after Done").await;
+    click(&c, &token_row("ci-runner", "[data-testid=token-revoke]")).await;
+    click(&c, "[data-testid=confirm-cancel]").await;
+    assert_eq!(
+        text_now(&c, &token_row("ci-runner", "[data-testid=token-state]"))
+            .await
+            .as_deref(),
+        Some("Active"),
+        "cancel keeps the token"
+    );
+    click(&c, &token_row("ci-runner", "[data-testid=token-revoke]")).await;
+    click(&c, "[data-testid=confirm-ok]").await;
+    wait_text(
+        &c,
+        &token_row("ci-runner", "[data-testid=token-state]"),
+        None,
+        "revoked",
+        |t| t == "Revoked",
+    )
+    .await;
+    let (st, _) = ci.call(reqwest::Method::GET, "/v1/me", None).await;
+    assert_eq!(st, 401, "a revoked token is refused");
+    assert_page_lacks(&c, &[&new_token], "the tokens page after revoking").await;
+
+    // ---- the audit trail: newest first, who and from where, two pages ----
+    click(&c, "[data-testid=nav-audit]").await;
+    find(&c, "[data-testid=audit-row]").await;
+    let first = "[data-testid=audit-row]:first-child";
+    assert_eq!(
+        text_now(&c, &format!("{first} [data-testid=audit-action]"))
+            .await
+            .as_deref(),
+        Some("token.revoke")
+    );
+    assert_eq!(
+        text_now(&c, &format!("{first} [data-testid=audit-who]"))
+            .await
+            .as_deref(),
+        Some("token \"admin\"")
+    );
+    assert_eq!(
+        text_now(&c, &format!("{first} [data-testid=audit-address]"))
+            .await
+            .as_deref(),
+        Some("127.0.0.1")
+    );
+    wait_until(&c, None, "a first page of 50 with Older", |c| async move {
+        count(&c, "[data-testid=audit-row]").await == 50
+            && displayed(&c, "[data-testid=audit-older]").await
+    })
+    .await;
+    let (st, all) = admin
+        .call(
+            reqwest::Method::GET,
+            "/v1/workspaces/acme/audit?limit=500",
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let all_ids: Vec<i64> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        all_ids.len() > 50 && all_ids.len() <= 100,
+        "{}",
+        all_ids.len()
+    );
+    click(&c, "[data-testid=audit-older]").await;
+    let n = all_ids.len();
+    wait_until(&c, None, "every entry after Older", |c| async move {
+        count(&c, "[data-testid=audit-row]").await == n
+    })
+    .await;
+    assert!(
+        !displayed(&c, "[data-testid=audit-older]").await,
+        "no more pages"
+    );
+    let shown: Vec<i64> = serde_json::from_value(
+        c.execute(
+            "return Array.from(document.querySelectorAll('[data-testid=audit-row]')).map(r => Number(r.dataset.id));",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shown, all_ids, "newest first, nothing lost or repeated");
+    let actions: Vec<String> = serde_json::from_value(
+        c.execute(
+            "return Array.from(document.querySelectorAll('[data-testid=audit-row]')).map(r => \
+             r.querySelector('[data-testid=audit-action]').textContent + ' ' + \
+             r.querySelector('[data-testid=audit-connector]').textContent);",
+            vec![],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    for want in [
+        "connector.create dd",
+        "connector.create tw",
+        "connector.update dd",
+        "token.create —",
+    ] {
+        assert!(actions.iter().any(|a| a == want), "{want} in {actions:?}");
+    }
+    assert_page_lacks(&c, &all_secrets, "the audit page").await;
+
+    // ---- the new pages at 390 px, light then dark ----
+    cdp(
+        &c,
+        &webdriver,
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
+    )
+    .await;
+    for dark in [false, true] {
+        let suffix = if dark { "-dark" } else { "" };
+        if dark {
+            cdp(
+                &c,
+                &webdriver,
+                "Emulation.setEmulatedMedia",
+                json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+            )
+            .await;
+        }
+        goto_hash(&c, &base, "#/tokens").await;
+        find(&c, &token_row("ci-runner", "")).await;
+        // A new token on show, at phone width.
+        type_into(&c, "[data-testid=t-label]", &format!("phone{suffix}")).await;
+        click(&c, "[data-testid=t-scope-read]").await;
+        click(&c, "[data-testid=t-submit]").await;
+        wait_until(&c, None, "the new token", |c| async move {
+            displayed(&c, "[data-testid=new-token]").await
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_fits_phone(&c, "the tokens page").await;
+        shot(&c, &format!("dashboard-phone-tokens{suffix}.png")).await;
+        click(&c, "[data-testid=new-token-done]").await;
+
+        goto_hash(&c, &base, "#/audit").await;
+        find(&c, "[data-testid=audit-row]").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_fits_phone(&c, "the audit page").await;
+        shot(&c, &format!("dashboard-phone-audit{suffix}.png")).await;
+
+        goto_hash(&c, &base, "#/connectors/dd").await;
+        find(&c, "[data-testid=rotate-secret-app_key]").await;
+        type_into(
+            &c,
+            "[data-testid=test-url]",
+            &upstream.url("api.test", "/denied"),
+        )
+        .await;
+        click(&c, "[data-testid=test-submit]").await;
+        find(&c, "[data-testid=test-excerpt]").await;
+        wait_text(&c, "[data-testid=test-status]", None, "401", |t| {
+            t.starts_with("401")
+        })
+        .await;
+        c.execute(
+            "document.getElementById('test-card').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_fits_phone(&c, "a connector with a test result").await;
+        shot(&c, &format!("dashboard-phone-test{suffix}.png")).await;
+
+        goto_hash(&c, &base, "#/").await;
+        click(&c, "[data-testid=add-connector]").await;
+        select(&c, "[data-testid=f-kind]", "datadog").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_fits_phone(&c, "the add form with a preset").await;
+        shot(&c, &format!("dashboard-phone-add-preset{suffix}.png")).await;
+        select(&c, "[data-testid=f-kind]", "custom").await;
+        click(&c, "[data-testid=f-placement-aws_sigv4]").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_fits_phone(&c, "the add form, custom").await;
+        shot(&c, &format!("dashboard-phone-add-custom{suffix}.png")).await;
+        click(&c, "[data-testid=form-cancel]").await;
+        if dark {
+            assert!(background_luminance(&c).await < 0.05, "dark");
+        }
+    }
+    cdp(
+        &c,
+        &webdriver,
+        "Emulation.clearDeviceMetricsOverride",
+        json!({}),
+    )
+    .await;
+    cdp(
+        &c,
+        &webdriver,
+        "Emulation.setEmulatedMedia",
+        json!({ "features": [{ "name": "prefers-color-scheme", "value": "light" }] }),
+    )
+    .await;
+
+    // ---- a read token: connectors, monitoring and audit, no edit controls ----
+    sign_in(&c, &base, viewer_token).await;
+    find(&c, &row("dd", "")).await;
+    assert!(displayed(&c, "[data-testid=nav-connectors]").await);
+    assert!(displayed(&c, "[data-testid=nav-audit]").await);
+    assert!(!displayed(&c, "[data-testid=nav-tokens]").await);
+    assert!(!displayed(&c, "[data-testid=nav-runs]").await);
+    assert!(!displayed(&c, "[data-testid=add-connector]").await);
+    click(&c, &row("dd", "[data-testid=connector-link]")).await;
+    wait_text(&c, "[data-testid=detail-name]", None, "dd", |t| t == "dd").await;
+    find(&c, "[data-testid=chart-svg]").await;
+    for control in [
+        "edit-connector",
+        "delete-connector",
+        "rotate-form",
+        "test-form",
+        "rotate-secret-api_key",
+    ] {
+        assert!(
+            !displayed(&c, &format!("[data-testid={control}]")).await,
+            "a read token sees no {control}"
+        );
+    }
+    let visible_buttons = c
+        .execute(
+            "return Array.from(document.querySelectorAll('#view-detail button')).filter(b => b.offsetParent !== null).map(b => b.dataset.testid);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        visible_buttons,
+        json!(["detail-refresh", "filter-apply", "filter-reset"]),
+        "only monitoring controls"
+    );
+    // Forced: a hidden button made visible still meets the server's refusal.
+    c.execute(
+        "document.getElementById('delete-connector').hidden = false; return true;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    click(&c, "[data-testid=delete-connector]").await;
+    click(&c, "[data-testid=confirm-ok]").await;
+    let refused = wait_text(&c, "[data-testid=detail-error]", None, "a refusal", |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert!(refused.to_lowercase().contains("manage"), "{refused}");
+    let viewer = as_token(viewer_token);
+    let (st, _) = viewer
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/workspaces/acme/connectors/dd",
+            None,
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) = viewer
+        .call(
+            reqwest::Method::GET,
+            "/v1/workspaces/acme/connectors/dd",
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "the connector is still there");
+    // The tokens page is not offered: its address leads back to the connectors.
+    goto_hash(&c, &base, "#/tokens").await;
+    find(&c, &row("dd", "")).await;
+    assert!(!displayed(&c, "#view-tokens").await);
+
+    // ---- a run token: only Runs ----
+    sign_in(&c, &base, runner_token).await;
+    find(&c, "[data-testid=run-row]").await;
+    let hash = c.execute("return location.hash", vec![]).await.unwrap();
+    assert_eq!(hash, json!("#/runs"));
+    for nav in ["nav-connectors", "nav-audit", "nav-tokens"] {
+        assert!(
+            !displayed(&c, &format!("[data-testid={nav}]")).await,
+            "{nav}"
+        );
+    }
+    assert!(displayed(&c, "[data-testid=nav-runs]").await);
     c.close().await.ok();
 }
