@@ -4,6 +4,7 @@
 
 import { primordials } from "ext:core/mod.js";
 import "ext:codestep/00_globals.js";
+import "ext:codestep/60_node_globals.js";
 import { fetch, FormData, Headers, Request, Response } from "ext:codestep/50_fetch.js";
 
 const { JSONParse, JSONStringify, ObjectDefineProperty, ObjectFreeze, TypeError } = primordials;

@@ -159,6 +159,10 @@ impl Payload for GatewayMsg {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Job {
     pub code: String,
+    /// The step's other modules and the package files they import, resolved by the supervisor.
+    pub modules: super::modules::ModuleSet,
+    /// `process.env`: only what the operator passes to steps.
+    pub env: Vec<(String, String)>,
     /// The input as JSON text.
     pub input: String,
     /// `ctx` as JSON text.

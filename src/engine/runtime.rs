@@ -5,7 +5,107 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use std::rc::Rc;
+
 use deno_core::{v8, JsRuntime, RuntimeOptions};
+
+use super::modules::loader::StepLoader;
+
+/// The Node modules (`js/node/`), which the snapshot does not hold: they are compiled on first use.
+/// Sorted by specifier, as deno_core looks them up by binary search.
+static NODE_MODULES: &[(&str, &str)] = &[
+    (
+        "ext:codestep/node/_cjs.js",
+        include_str!("../../js/node/_cjs.js"),
+    ),
+    (
+        "ext:codestep/node/assert.js",
+        include_str!("../../js/node/assert.js"),
+    ),
+    (
+        "ext:codestep/node/assert_strict.js",
+        include_str!("../../js/node/assert_strict.js"),
+    ),
+    (
+        "ext:codestep/node/async_hooks.js",
+        include_str!("../../js/node/async_hooks.js"),
+    ),
+    (
+        "ext:codestep/node/buffer.js",
+        include_str!("../../js/node/buffer.js"),
+    ),
+    (
+        "ext:codestep/node/crypto.js",
+        include_str!("../../js/node/crypto.js"),
+    ),
+    (
+        "ext:codestep/node/events.js",
+        include_str!("../../js/node/events.js"),
+    ),
+    (
+        "ext:codestep/node/os.js",
+        include_str!("../../js/node/os.js"),
+    ),
+    (
+        "ext:codestep/node/path.js",
+        include_str!("../../js/node/path.js"),
+    ),
+    (
+        "ext:codestep/node/process.js",
+        include_str!("../../js/node/process.js"),
+    ),
+    (
+        "ext:codestep/node/querystring.js",
+        include_str!("../../js/node/querystring.js"),
+    ),
+    (
+        "ext:codestep/node/stream.js",
+        include_str!("../../js/node/stream.js"),
+    ),
+    (
+        "ext:codestep/node/stream_promises.js",
+        include_str!("../../js/node/stream_promises.js"),
+    ),
+    (
+        "ext:codestep/node/stream_web.js",
+        include_str!("../../js/node/stream_web.js"),
+    ),
+    (
+        "ext:codestep/node/string_decoder.js",
+        include_str!("../../js/node/string_decoder.js"),
+    ),
+    (
+        "ext:codestep/node/timers.js",
+        include_str!("../../js/node/timers.js"),
+    ),
+    (
+        "ext:codestep/node/timers_promises.js",
+        include_str!("../../js/node/timers_promises.js"),
+    ),
+    (
+        "ext:codestep/node/url.js",
+        include_str!("../../js/node/url.js"),
+    ),
+    (
+        "ext:codestep/node/util.js",
+        include_str!("../../js/node/util.js"),
+    ),
+    (
+        "ext:codestep/node/util_types.js",
+        include_str!("../../js/node/util_types.js"),
+    ),
+    (
+        "ext:codestep/node/zlib.js",
+        include_str!("../../js/node/zlib.js"),
+    ),
+];
+
+pub(crate) fn node_module_source(specifier: &str) -> Option<&'static str> {
+    NODE_MODULES
+        .binary_search_by(|(s, _)| (*s).cmp(specifier))
+        .ok()
+        .map(|i| NODE_MODULES[i].1)
+}
 
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/CODESTEP_SNAPSHOT.bin"));
 
@@ -111,6 +211,8 @@ static BUDGET_VTABLE: v8::RustAllocatorVtable<BufferBudget> = v8::RustAllocatorV
 pub struct StepRuntime {
     pub js: JsRuntime,
     pub run_step: v8::Global<v8::Function>,
+    /// Gets the step's modules when its job arrives.
+    pub loader: Rc<StepLoader>,
 }
 
 /// Globals removed before user code runs: every handle to ops or to the bootstrap.
@@ -128,10 +230,13 @@ pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntim
     let params = v8::CreateParams::default()
         .heap_limits(0, heap_bytes)
         .array_buffer_allocator(allocator);
+    let loader = Rc::new(StepLoader::default());
     let mut js = JsRuntime::try_new(RuntimeOptions {
         startup_snapshot: Some(SNAPSHOT),
         extensions: super::extension::extensions(),
         create_params: Some(params),
+        module_loader: Some(loader.clone()),
+        residual_lazy_js_sources: NODE_MODULES,
         ..Default::default()
     })
     .map_err(|e| format!("could not create the step isolate: {e}"))?;
@@ -155,5 +260,9 @@ pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntim
     };
     js.execute_script("ext:codestep/strip_globals.js", STRIP_GLOBALS)
         .map_err(|e| format!("could not strip internal globals: {e}"))?;
-    Ok(StepRuntime { js, run_step })
+    Ok(StepRuntime {
+        js,
+        run_step,
+        loader,
+    })
 }

@@ -10,14 +10,13 @@ use deno_core::error::{CoreError, CoreErrorKind, JsError};
 use deno_core::{v8, JsRuntime, ModuleSpecifier, PollEventLoopOptions};
 
 use super::host::{IsolateHost, Stop};
+use super::modules::loader::{Loaded, StepLoader};
+use super::node_ops::StepModules;
 use super::ops::{LocalFuture, StepHost};
 use super::protocol::{HostMsg, Job, Outcome};
 use super::runtime::{self, BufferBudget, StepRuntime};
 use super::watchdog::{Fired, Watchdog};
 use super::{ErrorKind, StepError};
-
-/// The module specifier a step is loaded as. It names no real file; nothing can be imported from it.
-const STEP_SPECIFIER: &str = "file:///codestep/step.js";
 
 /// Part of the message `js/90_main.js` throws when the step's value cannot become JSON.
 const NOT_JSON: &str = "is not JSON-serialisable";
@@ -164,11 +163,21 @@ pub fn run(
     let timer = watchdog.arm(deadline, limits.cpu_time(), isolate);
     let run_step = step_rt.run_step.clone();
     let max_output = limits.max_output_bytes;
+    let loaded = Rc::new(Loaded::new(job.modules, job.env));
+    step_rt.loader.set(loaded.clone());
+    step_rt
+        .js
+        .op_state()
+        .borrow_mut()
+        .put::<Rc<dyn StepModules>>(loaded.clone());
+    step_rt
+        .js
+        .set_eval_context_code_cache_cbs(Some(StepLoader::eval_cache_callbacks(loaded.clone())));
     let outcome = rt.block_on(async {
         tokio::select! {
             r = tokio::time::timeout_at(
                 deadline.into(),
-                drive(&mut step_rt.js, &run_step, job.code, job.input, job.ctx, max_output),
+                drive(&mut step_rt.js, &run_step, loaded.main(), job.code, job.input, job.ctx, max_output),
             ) => r.ok(),
             // The stop reason is read below; what the driver was doing no longer matters.
             () = host.stopped() => Some(Err(Failure::new(ErrorKind::Limit, "stopped"))),
@@ -247,12 +256,14 @@ pub fn run(
 async fn drive(
     js: &mut JsRuntime,
     run_step: &v8::Global<v8::Function>,
+    main: &str,
     code: String,
     input: String,
     ctx: String,
     max_output: u64,
 ) -> Result<String, Failure> {
-    let spec = ModuleSpecifier::parse(STEP_SPECIFIER).expect("static specifier");
+    let spec = ModuleSpecifier::parse(main)
+        .map_err(|e| Failure::new(ErrorKind::Error, format!("the step's name: {e}")))?;
     let id = js
         .load_main_es_module_from_code(&spec, code)
         .await
