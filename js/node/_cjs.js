@@ -22,6 +22,7 @@ const {
 
 const BUILTINS = {
   __proto__: null,
+  "_empty": "ext:codestep/node/_empty.js",
   "assert": "ext:codestep/node/assert.js",
   "assert/strict": "ext:codestep/node/assert_strict.js",
   "async_hooks": "ext:codestep/node/async_hooks.js",

@@ -48,6 +48,7 @@ deno_core::extension!(
     lazy_loaded_js = [
         dir "js",
         "node/_cjs.js",
+        "node/_empty.js",
         "node/assert.js",
         "node/assert_strict.js",
         "node/async_hooks.js",
@@ -71,6 +72,7 @@ deno_core::extension!(
     ],
     synthetic_esm = [
         "codestep:cjs" = "ext:codestep/node/_cjs.js",
+        "node:_empty" = "ext:codestep/node/_empty.js",
         "node:assert" = "ext:codestep/node/assert.js",
         "node:assert/strict" = "ext:codestep/node/assert_strict.js",
         "node:async_hooks" = "ext:codestep/node/async_hooks.js",

@@ -13,91 +13,38 @@ use super::modules::loader::StepLoader;
 
 /// The Node modules (`js/node/`), which the snapshot does not hold: they are compiled on first use.
 /// Sorted by specifier, as deno_core looks them up by binary search.
-static NODE_MODULES: &[(&str, &str)] = &[
-    (
-        "ext:codestep/node/_cjs.js",
-        include_str!("../../js/node/_cjs.js"),
-    ),
-    (
-        "ext:codestep/node/assert.js",
-        include_str!("../../js/node/assert.js"),
-    ),
-    (
-        "ext:codestep/node/assert_strict.js",
-        include_str!("../../js/node/assert_strict.js"),
-    ),
-    (
-        "ext:codestep/node/async_hooks.js",
-        include_str!("../../js/node/async_hooks.js"),
-    ),
-    (
-        "ext:codestep/node/buffer.js",
-        include_str!("../../js/node/buffer.js"),
-    ),
-    (
-        "ext:codestep/node/crypto.js",
-        include_str!("../../js/node/crypto.js"),
-    ),
-    (
-        "ext:codestep/node/events.js",
-        include_str!("../../js/node/events.js"),
-    ),
-    (
-        "ext:codestep/node/os.js",
-        include_str!("../../js/node/os.js"),
-    ),
-    (
-        "ext:codestep/node/path.js",
-        include_str!("../../js/node/path.js"),
-    ),
-    (
-        "ext:codestep/node/process.js",
-        include_str!("../../js/node/process.js"),
-    ),
-    (
-        "ext:codestep/node/querystring.js",
-        include_str!("../../js/node/querystring.js"),
-    ),
-    (
-        "ext:codestep/node/stream.js",
-        include_str!("../../js/node/stream.js"),
-    ),
-    (
-        "ext:codestep/node/stream_promises.js",
-        include_str!("../../js/node/stream_promises.js"),
-    ),
-    (
-        "ext:codestep/node/stream_web.js",
-        include_str!("../../js/node/stream_web.js"),
-    ),
-    (
-        "ext:codestep/node/string_decoder.js",
-        include_str!("../../js/node/string_decoder.js"),
-    ),
-    (
-        "ext:codestep/node/timers.js",
-        include_str!("../../js/node/timers.js"),
-    ),
-    (
-        "ext:codestep/node/timers_promises.js",
-        include_str!("../../js/node/timers_promises.js"),
-    ),
-    (
-        "ext:codestep/node/url.js",
-        include_str!("../../js/node/url.js"),
-    ),
-    (
-        "ext:codestep/node/util.js",
-        include_str!("../../js/node/util.js"),
-    ),
-    (
-        "ext:codestep/node/util_types.js",
-        include_str!("../../js/node/util_types.js"),
-    ),
-    (
-        "ext:codestep/node/zlib.js",
-        include_str!("../../js/node/zlib.js"),
-    ),
+macro_rules! node_modules {
+    ($($name:literal),* $(,)?) => {
+        &[$((
+            concat!("ext:codestep/node/", $name),
+            include_str!(concat!("../../js/node/", $name)),
+        )),*]
+    };
+}
+
+static NODE_MODULES: &[(&str, &str)] = node_modules![
+    "_cjs.js",
+    "_empty.js",
+    "assert.js",
+    "assert_strict.js",
+    "async_hooks.js",
+    "buffer.js",
+    "crypto.js",
+    "events.js",
+    "os.js",
+    "path.js",
+    "process.js",
+    "querystring.js",
+    "stream.js",
+    "stream_promises.js",
+    "stream_web.js",
+    "string_decoder.js",
+    "timers.js",
+    "timers_promises.js",
+    "url.js",
+    "util.js",
+    "util_types.js",
+    "zlib.js",
 ];
 
 pub(crate) fn node_module_source(specifier: &str) -> Option<&'static str> {

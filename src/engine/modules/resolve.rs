@@ -34,6 +34,9 @@ const MAX_FILE_BYTES: u64 = 32 << 20;
 
 const PACKAGE_PREFIX: &str = "file:///node_modules/";
 
+/// The built-in an ignored module (`"browser": {"x": false}`) resolves to: an empty object.
+pub const EMPTY: &str = "_empty";
+
 /// A package file, read and resolved once.
 struct PackageFile {
     file: ModuleFile,
@@ -240,12 +243,12 @@ impl PackageDir {
         }
         if self.inside(path)?.is_some_and(|p| p.is_dir()) {
             if let Some(m) = self.manifest(path) {
+                let browser = m.get("browser").and_then(Value::as_str);
                 let field = match kind {
-                    Kind::Import => m
-                        .get("module")
-                        .and_then(Value::as_str)
+                    Kind::Import => browser
+                        .or_else(|| m.get("module").and_then(Value::as_str))
                         .or_else(|| m.get("main").and_then(Value::as_str)),
-                    Kind::Require => m.get("main").and_then(Value::as_str),
+                    Kind::Require => browser.or_else(|| m.get("main").and_then(Value::as_str)),
                 };
                 if let Some(main) = field {
                     if let Some(p) = self.probe_file_only(&path.join(main))? {
@@ -379,8 +382,46 @@ impl PackageDir {
         }
     }
 
+    /// A resolved file, through its package's `browser` map (`"./node.js": "./browser.js"` or `false`).
     fn target_of(&self, real: &Path, _specifier: &str) -> Target {
+        let dir = real.parent().unwrap_or(&self.root);
+        if let Some((pkg, m)) = self.package_scope(dir) {
+            if let Some(map) = m.get("browser").and_then(Value::as_object) {
+                if let Ok(rel) = real.strip_prefix(&pkg) {
+                    let rel = format!("./{}", rel.to_string_lossy());
+                    let bare = rel
+                        .strip_suffix(".js")
+                        .map(str::to_string)
+                        .unwrap_or_else(|| rel.clone());
+                    if let Some(v) = map.get(&rel).or_else(|| map.get(&bare)) {
+                        return match v {
+                            Value::Bool(false) => Target::Builtin(EMPTY.to_string()),
+                            Value::String(s) => match self.probe_file_only(&pkg.join(s)) {
+                                Ok(Some(p)) => Target::Module(self.id_of(&p)),
+                                _ => Target::Module(self.id_of(real)),
+                            },
+                            _ => Target::Module(self.id_of(real)),
+                        };
+                    }
+                }
+            }
+        }
         Target::Module(self.id_of(real))
+    }
+
+    /// A bare specifier the importer's package maps in its `browser` field (`"fs": false`).
+    fn browser_alias(&self, specifier: &str, dir: &Path, kind: Kind) -> Option<Target> {
+        let (pkg, m) = self.package_scope(dir)?;
+        let v = m.get("browser")?.as_object()?.get(specifier)?;
+        Some(match v {
+            Value::Bool(false) => Target::Builtin(EMPTY.to_string()),
+            Value::String(s) if s.starts_with("./") => match self.probe_file_only(&pkg.join(s)) {
+                Ok(Some(p)) => Target::Module(self.id_of(&p)),
+                _ => return None,
+            },
+            Value::String(s) => self.resolve_bare(s, &pkg, kind),
+            _ => return None,
+        })
     }
 
     /// Reads a package file (once) and resolves what it imports.
@@ -507,6 +548,9 @@ impl PackageDir {
 
     fn resolve_from_package(&self, specifier: &str, dir: &Path, kind: Kind) -> Target {
         if let Some(name) = builtins::name(specifier) {
+            if let Some(t) = self.browser_alias(specifier, dir, kind) {
+                return t;
+            }
             return Target::Builtin(name.to_string());
         }
         if specifier.starts_with("./")
@@ -516,7 +560,7 @@ impl PackageDir {
         {
             let path = dir.join(specifier);
             return match self.probe(&path, kind) {
-                Ok(Some(real)) => Target::Module(self.id_of(&real)),
+                Ok(Some(real)) => self.target_of(&real, specifier),
                 Ok(None) => Target::Error(format!("cannot import \"{specifier}\": no such file")),
                 Err(why) => Target::Error(format!("cannot import \"{specifier}\": {why}")),
             };
@@ -531,6 +575,9 @@ impl PackageDir {
         }
         if let Some(scheme) = url_like(specifier) {
             return refuse_url(specifier, scheme);
+        }
+        if let Some(t) = self.browser_alias(specifier, dir, kind) {
+            return t;
         }
         self.resolve_bare(specifier, dir, kind)
     }
