@@ -72,6 +72,10 @@ function refused(name, message) {
     e.code = "ERR_CODESTEP_UNAVAILABLE";
     throw e;
   };
+  // The root is an object whose names are listed (so that `__importStar` and `{ ...fs }` copy them);
+  // every member is a function that throws when called, and whose own members do the same.
+  const names = REFUSED_NAMES;
+  const root = {};
   const make = (path) =>
     new Proxy(function () {}, {
       get(_target, key) {
@@ -88,10 +92,40 @@ function refused(name, message) {
         fail(`new ${path}()`);
       },
     });
-  stub = make(`node:${name}`);
+  const member = (key) => (key === "default" ? stub : make(`node:${name}.${key}`));
+  stub = new Proxy(root, {
+    get(_target, key) {
+      if (typeof key === "symbol" || key === "then" || key === "__esModule") return undefined;
+      return member(key);
+    },
+    has(_target, key) {
+      return typeof key === "string" && names.includes(key);
+    },
+    ownKeys() {
+      return names.slice();
+    },
+    getOwnPropertyDescriptor(_target, key) {
+      if (typeof key !== "string" || !names.includes(key)) return undefined;
+      return { value: member(key), writable: false, enumerable: true, configurable: true };
+    },
+    set() {
+      return false;
+    },
+  });
   stubs.set(name, stub);
   return stub;
 }
+
+// The names a refused built-in's stub lists as its own (any other name works too when read directly).
+const REFUSED_NAMES = [
+  "readFile", "readFileSync", "writeFile", "writeFileSync", "existsSync", "statSync", "stat", "lstat",
+  "lstatSync", "readdir", "readdirSync", "mkdir", "mkdirSync", "createReadStream", "createWriteStream",
+  "promises", "constants", "access", "accessSync", "realpathSync", "unlink", "unlinkSync", "spawn",
+  "spawnSync", "exec", "execSync", "execFile", "execFileSync", "fork", "request", "get", "Agent",
+  "globalAgent", "createServer", "connect", "createConnection", "Socket", "isIP", "isIPv4", "isIPv6",
+  "Worker", "isMainThread", "parentPort", "workerData", "lookup", "createInterface", "isatty",
+  "performance", "STATUS_CODES", "METHODS",
+];
 
 const modules = new SafeMap();
 

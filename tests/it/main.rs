@@ -11,6 +11,7 @@ mod fetch_conformance;
 mod governance;
 mod hostile_worker;
 mod multinode;
+mod sdk;
 mod security;
 mod serve;
 mod store;
