@@ -172,6 +172,12 @@ pub struct StepError {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
+    /// Where the error was thrown in the step's own code: `step.js:3:7` (the module name as given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// A few lines of that module around the location, with a caret under the column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -197,6 +203,9 @@ pub struct StepResult {
     pub logs: Vec<LogEntry>,
     pub requests: Vec<FetchRecord>,
     pub stats: StepStats,
+    /// What the step did that worked but was probably not meant (it returned `undefined`, say).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl StepResult {

@@ -180,6 +180,8 @@ pub struct Outcome {
     pub result: Result<String, StepError>,
     pub logs: Vec<LogEntry>,
     pub logs_dropped: usize,
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Outcome {
@@ -189,9 +191,12 @@ impl Outcome {
                 kind,
                 message: message.into(),
                 stack: None,
+                location: None,
+                frame: None,
             }),
             logs: Vec::new(),
             logs_dropped: 0,
+            warnings: Vec::new(),
         }
     }
 }
