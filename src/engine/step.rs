@@ -77,12 +77,15 @@ impl Failure {
         } else {
             ErrorKind::Error
         };
-        let at = js.frames.iter().find_map(|f| match (&f.file_name, f.line_number, f.column_number) {
-            (Some(file), Some(line), Some(col)) if file.starts_with("file:///") => {
-                Some((file.clone(), line, col))
-            }
-            _ => None,
-        });
+        let at =
+            js.frames
+                .iter()
+                .find_map(|f| match (&f.file_name, f.line_number, f.column_number) {
+                    (Some(file), Some(line), Some(col)) if file.starts_with("file:///") => {
+                        Some((file.clone(), line, col))
+                    }
+                    _ => None,
+                });
         Failure {
             kind,
             message,
@@ -117,7 +120,12 @@ fn code_frame(source: &str, line: i64, col: i64) -> Option<String> {
     let first = idx.saturating_sub(2);
     let width = (idx + 2).to_string().len();
     let mut out = String::new();
-    for (i, text) in lines.iter().enumerate().take((idx + 2).min(lines.len())).skip(first) {
+    for (i, text) in lines
+        .iter()
+        .enumerate()
+        .take((idx + 2).min(lines.len()))
+        .skip(first)
+    {
         // Minified code: show a window of the line around the column, not all of it.
         let (shown, offset) = window(text, if i == idx { col } else { 1 });
         out.push_str(&format!(
