@@ -271,7 +271,10 @@ pub fn run(
     let timer = watchdog.arm(deadline, limits.cpu_time(), isolate);
     let run_step = step_rt.run_step.clone();
     let max_output = limits.max_output_bytes;
-    let loaded = Rc::new(Loaded::new(job.modules, job.env));
+    let loaded = match Loaded::new(job.modules, job.env) {
+        Ok(l) => Rc::new(l),
+        Err(e) => return Outcome::failed(ErrorKind::Internal, e),
+    };
     step_rt.loader.set(loaded.clone());
     step_rt
         .js

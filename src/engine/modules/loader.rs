@@ -26,6 +26,8 @@ pub const CJS_SPECIFIER: &str = "codestep:cjs";
 const MAX_CACHE_BYTES: usize = 256 << 20;
 
 thread_local! {
+    /// Package sources by hash, kept for the worker's life (the supervisor sends each once).
+    static SOURCES: RefCell<HashMap<u64, Rc<str>>> = RefCell::new(HashMap::new());
     static CODE_CACHE: RefCell<(HashMap<u64, Rc<[u8]>>, usize)> = RefCell::new((HashMap::new(), 0));
 }
 
@@ -67,13 +69,33 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    pub fn new(set: ModuleSet, env: Vec<(String, String)>) -> Loaded {
-        Loaded {
+    /// Fails when a source the supervisor says this worker has is not here (a protocol error).
+    pub fn new(set: ModuleSet, env: Vec<(String, String)>) -> Result<Loaded, String> {
+        let mut files = HashMap::with_capacity(set.files.len());
+        SOURCES.with(|sources| {
+            let mut sources = sources.borrow_mut();
+            for mut f in set.files {
+                if f.hash != 0 {
+                    if f.cached {
+                        let Some(s) = sources.get(&f.hash) else {
+                            return Err(format!("the worker lost the source of {}", f.id));
+                        };
+                        f.source = s.to_string();
+                        f.cached = false;
+                    } else {
+                        sources.insert(f.hash, Rc::from(f.source.as_str()));
+                    }
+                }
+                files.insert(f.id.clone(), f);
+            }
+            Ok(())
+        })?;
+        Ok(Loaded {
             main: set.main,
             env,
-            files: set.files.into_iter().map(|f| (f.id.clone(), f)).collect(),
+            files,
             links: set.links.into_iter().map(|(r, s, t)| ((r, s), t)).collect(),
-        }
+        })
     }
 
     pub fn main(&self) -> &str {

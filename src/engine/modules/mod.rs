@@ -35,6 +35,9 @@ pub struct ModuleFile {
     pub hash: u64,
     /// CommonJS: the names an ES module may import by name.
     pub exports: Vec<String>,
+    /// The worker already has this source (sent with an earlier job, by hash): `source` is empty.
+    #[serde(default)]
+    pub cached: bool,
 }
 
 /// What a specifier imported by a module resolves to.

@@ -476,6 +476,7 @@ impl PackageDir {
                 hash: hash(&source),
                 source,
                 exports,
+                cached: false,
             },
             links,
         });
@@ -730,6 +731,7 @@ pub fn prepare(
                     source: source.to_string(),
                     hash: 0,
                     exports: Vec::new(),
+                    cached: false,
                 });
             }
             scan(source)
