@@ -66,9 +66,14 @@ const MAX_STEP_MODULES: usize = 256;
 /// The step's own modules: the files its modules import by relative path, read from the step's
 /// directory (and below it) before the step starts. A path that leaves the directory, through `..` or a
 /// symlink, is not read; the import then fails in the step with the module named.
-pub fn read_step_modules(
-    step: &std::path::Path,
-) -> Result<(String, String, Vec<(String, String)>), UsageError> {
+/// A step read from its files: the main module's name and code, and its other modules by name.
+pub struct StepFiles {
+    pub main: String,
+    pub code: String,
+    pub modules: Vec<(String, String)>,
+}
+
+pub fn read_step_modules(step: &std::path::Path) -> Result<StepFiles, UsageError> {
     use crate::engine::modules::{resolve::step_module_name, scan::scan};
     let read = |p: &std::path::Path| {
         std::fs::read_to_string(p)
@@ -128,11 +133,19 @@ pub fn read_step_modules(
             }
         }
     }
-    Ok((main, code, others))
+    Ok(StepFiles {
+        main,
+        code,
+        modules: others,
+    })
 }
 
 pub fn run(args: RunArgs, db: StoreArg) -> Result<Exit, UsageError> {
-    let (main_name, code, modules) = read_step_modules(&args.step)?;
+    let StepFiles {
+        main: main_name,
+        code,
+        modules,
+    } = read_step_modules(&args.step)?;
     let input = read_input(&args.input)?;
     let mut connectors: Vec<Connector> = Vec::new();
     if let Some(path) = &args.connectors {

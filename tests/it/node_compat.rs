@@ -520,7 +520,7 @@ fn outputs_undefined_functions_and_lone_surrogates() {
 #[test]
 fn fetch_answers_data_and_blob_urls_locally_and_sends_a_user_agent() {
     use crate::support::{Reply, TestServer};
-    let server = TestServer::start(|req| Reply::echo(req));
+    let server = TestServer::start(Reply::echo);
     let exec = Executor::new(ExecutorConfig {
         workers: 1,
         mode: process_mode(),

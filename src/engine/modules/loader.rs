@@ -28,7 +28,7 @@ const MAX_CACHE_BYTES: usize = 256 << 20;
 thread_local! {
     /// Package sources by hash, kept for the worker's life (the supervisor sends each once).
     static SOURCES: RefCell<HashMap<u64, Rc<str>>> = RefCell::new(HashMap::new());
-    static CODE_CACHE: RefCell<(HashMap<u64, Rc<[u8]>>, usize)> = RefCell::new((HashMap::new(), 0));
+    static CODE_CACHE: RefCell<CodeCache> = RefCell::new(CodeCache::default());
 }
 
 /// A hash of a built-in Node module's source, computed once per process.
@@ -43,6 +43,15 @@ fn builtin_hash(specifier: &str, source: &str) -> u64 {
         u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
     })
 }
+
+/// Compiled code by source hash, and the bytes it holds.
+#[derive(Default)]
+struct CodeCache(HashMap<u64, Rc<[u8]>>, usize);
+
+/// deno_core's callbacks for the code cache of functions it compiles (`require()`'s modules).
+type GetCodeCache =
+    Box<dyn Fn(&ModuleSpecifier, &[u16]) -> Result<SourceCodeCacheInfo, JsErrorBox>>;
+type CodeCacheReady = Box<dyn Fn(ModuleSpecifier, u64, &[u8])>;
 
 fn cached(hash: u64) -> Option<Rc<[u8]>> {
     CODE_CACHE.with(|c| c.borrow().0.get(&hash).cloned())
@@ -165,12 +174,7 @@ impl StepLoader {
     }
 
     /// The code cache callbacks for `require()`'s compiled functions.
-    pub fn eval_cache_callbacks(
-        loaded: Rc<Loaded>,
-    ) -> (
-        Box<dyn Fn(&ModuleSpecifier, &[u16]) -> Result<SourceCodeCacheInfo, JsErrorBox>>,
-        Box<dyn Fn(ModuleSpecifier, u64, &[u8])>,
-    ) {
+    pub fn eval_cache_callbacks(loaded: Rc<Loaded>) -> (GetCodeCache, CodeCacheReady) {
         let get = Box::new(move |url: &ModuleSpecifier, _source: &[u16]| {
             let hash = loaded.hash_of(url.as_str());
             if hash == 0 {

@@ -282,26 +282,27 @@ pub fn scan(source: &str) -> Scan {
                     }
                 }
             }
-            Some("export") if !after_dot && toks[i].depth == 0 => {
-                if matches!(
-                    ident(&toks, i + 1),
-                    Some("default" | "const" | "let" | "var" | "function" | "class" | "async")
-                ) || punct(&toks, i + 1, b'{')
-                    || punct(&toks, i + 1, b'*')
-                {
-                    out.has_module_syntax = true;
-                }
+            Some("export")
+                if !after_dot
+                    && toks[i].depth == 0
+                    && (matches!(
+                        ident(&toks, i + 1),
+                        Some("default" | "const" | "let" | "var" | "function" | "class" | "async")
+                    ) || punct(&toks, i + 1, b'{')
+                        || punct(&toks, i + 1, b'*')) =>
+            {
+                out.has_module_syntax = true;
             }
             Some("from") if !after_dot => {
                 if let Some(s) = string(&toks, i + 1) {
                     push_unique(&mut out.specifiers, s);
                 }
             }
-            Some("require") if !after_dot => {
-                if punct(&toks, i + 1, b'(') && punct(&toks, i + 3, b')') {
-                    if let Some(s) = string(&toks, i + 2) {
-                        push_unique(&mut out.specifiers, s);
-                    }
+            Some("require")
+                if !after_dot && punct(&toks, i + 1, b'(') && punct(&toks, i + 3, b')') =>
+            {
+                if let Some(s) = string(&toks, i + 2) {
+                    push_unique(&mut out.specifiers, s);
                 }
             }
             _ => {}
