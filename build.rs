@@ -7,6 +7,10 @@
 #[allow(dead_code)]
 mod ops;
 
+#[path = "src/engine/node_ops.rs"]
+#[allow(dead_code)]
+mod node_ops;
+
 #[path = "src/engine/extension.rs"]
 #[allow(dead_code)]
 mod extension;
@@ -17,6 +21,7 @@ fn main() {
     println!("cargo:rerun-if-changed=js");
     println!("cargo:rerun-if-changed=src/engine/ops.rs");
     println!("cargo:rerun-if-changed=src/engine/extension.rs");
+    println!("cargo:rerun-if-changed=src/engine/node_ops.rs");
 
     let output = deno_core::snapshot::create_snapshot(
         deno_core::snapshot::CreateSnapshotOptions {

@@ -47,6 +47,13 @@ import { isNullBodyStatus, networkResponse, Response } from "ext:codestep/40_res
 
 const {
   ArrayPrototypePush,
+  NumberParseInt,
+  StringFromCharCode,
+  StringPrototypeCharCodeAt,
+  StringPrototypeIndexOf,
+  StringPrototypeReplace,
+  StringPrototypeSlice,
+  StringPrototypeStartsWith,
   ObjectPrototypeIsPrototypeOf,
   Promise,
   PromiseResolve,
@@ -57,6 +64,70 @@ const {
 } = primordials;
 
 const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
+const fileImpl = core.loadExtScript("ext:deno_web/09_file.js");
+const base64Impl = core.loadExtScript("ext:deno_web/05_base64.js");
+
+// `data:` and `blob:` URLs are fetched here, locally, as the Fetch standard's scheme fetch says; they
+// never reach the network op.
+const ASCII_WS = /^[\t\n\f\r ]+|[\t\n\f\r ]+$/g;
+
+function percentDecode(s) {
+  const out = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = StringPrototypeCharCodeAt(s, i);
+    if (c === 37 && i + 2 < s.length) {
+      const h = StringPrototypeSlice(s, i + 1, i + 3);
+      if (/^[0-9a-fA-F]{2}$/.test(h)) {
+        ArrayPrototypePush(out, NumberParseInt(h, 16));
+        i += 2;
+        continue;
+      }
+    }
+    // The URL parser has already percent-encoded everything outside ASCII.
+    ArrayPrototypePush(out, c & 0xff);
+  }
+  return new Uint8Array(out);
+}
+
+function dataUrlResponse(url) {
+  let input = StringPrototypeSlice(url, 5);
+  const hash = StringPrototypeIndexOf(input, "#");
+  if (hash >= 0) input = StringPrototypeSlice(input, 0, hash);
+  const comma = StringPrototypeIndexOf(input, ",");
+  if (comma < 0) throw new TypeError("Failed to fetch: the data: URL has no comma");
+  let mimeType = StringPrototypeReplace(StringPrototypeSlice(input, 0, comma), ASCII_WS, "");
+  let body = percentDecode(StringPrototypeSlice(input, comma + 1));
+  const b64 = /;[\t\n\f\r ]*base64[\t\n\f\r ]*$/i;
+  if (b64.test(mimeType)) {
+    let binary = "";
+    for (let i = 0; i < body.length; i++) binary += StringFromCharCode(body[i]);
+    let decoded;
+    try {
+      decoded = base64Impl.atob(binary);
+    } catch {
+      throw new TypeError("Failed to fetch: the data: URL's base64 is invalid");
+    }
+    body = new Uint8Array(decoded.length);
+    for (let i = 0; i < decoded.length; i++) body[i] = StringPrototypeCharCodeAt(decoded, i);
+    mimeType = StringPrototypeReplace(StringPrototypeReplace(mimeType, b64, ""), ASCII_WS, "");
+  }
+  if (mimeType === "" || mimeType[0] === ";") mimeType = "text/plain" + mimeType;
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+/.test(mimeType)) {
+    mimeType = "text/plain;charset=US-ASCII";
+  }
+  return new Response(body, { status: 200, statusText: "OK", headers: [["content-type", mimeType]] });
+}
+
+function blobUrlResponse(url, method) {
+  if (method !== "GET") throw new TypeError("Failed to fetch: a blob: URL can only be fetched with GET");
+  const blob = fileImpl.blobFromObjectUrl(url);
+  if (blob === null) throw new TypeError("Failed to fetch: the blob: URL is not (or no longer) valid");
+  const headers = [["content-length", `${blob.size}`]];
+  if (blob.type !== "") ArrayPrototypePush(headers, ["content-type", blob.type]);
+  return new Response(blob, { status: 200, statusText: "OK", headers });
+}
+
+let userAgent;
 const { add: abortAdd, remove: abortRemove } = core.loadExtScript("ext:deno_web/03_abort_signal.js");
 const {
   acquireReadableStreamDefaultReader,
@@ -187,6 +258,18 @@ function fetch(input, init = undefined) {
     return promise;
   }
 
+  const href = request[_url];
+  if (StringPrototypeStartsWith(href, "data:") || StringPrototypeStartsWith(href, "blob:")) {
+    try {
+      resolvePromise(
+        StringPrototypeStartsWith(href, "data:") ? dataUrlResponse(href) : blobUrlResponse(href, request[_method]),
+      );
+    } catch (e) {
+      rejectPromise(e);
+    }
+    return promise;
+  }
+
   const { op_codestep_fetch, op_codestep_fetch_abort } = core.ops;
   const requestId = nextRequestId++;
   let settled = false;
@@ -251,6 +334,11 @@ function fetch(input, init = undefined) {
     }
     // Fetch section 4.1 step 12: a request without Accept gets `Accept: */*`.
     if (!listContains(list, "accept")) ArrayPrototypePush(headers, ["accept", "*/*"]);
+    // A step that sets no User-Agent sends codestep's.
+    if (!listContains(list, "user-agent")) {
+      userAgent ??= core.ops.op_codestep_user_agent();
+      ArrayPrototypePush(headers, ["user-agent", userAgent]);
+    }
 
     const method = request[_method];
     const args = {

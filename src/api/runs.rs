@@ -23,8 +23,19 @@ use crate::store::{self, new_id, FetchAttempt, RunRecord};
 #[schema(example = json!({"code": "export default async (input) => (await fetch(\"https://api.stripe.com/v1/balance\")).status",
     "input": {"limit": 10}, "connectors": ["stripe"], "limits": {"timeout_ms": 5000}}))]
 pub struct RunBody {
-    /// The step: an ES module whose default export is `(input, ctx) => value`.
-    pub code: String,
+    /// The step: an ES module whose default export is `(input, ctx) => value`. Give this or `main`.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The same as `code`, for a step given as several modules.
+    #[serde(default)]
+    pub main: Option<String>,
+    /// The main module's name in errors and stacks, and where its relative imports start (`step.js`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The step's other modules by relative name (`"./lib.js": "export …"`), which its modules import
+    /// by relative path. Packages come from the server's package directory, by name.
+    #[serde(default)]
+    pub modules: std::collections::BTreeMap<String, String>,
     /// Any JSON value (null when absent).
     #[serde(default)]
     #[schema(schema_with = crate::engine::any_json_schema)]
@@ -49,6 +60,51 @@ pub struct RunResponse {
     pub result: StepResult,
 }
 
+/// Most modules in one run besides the main one.
+const MAX_MODULES: usize = 256;
+
+impl RunBody {
+    /// Exactly one of `code` and `main`; module names relative, inside the step.
+    fn check(&mut self) -> Result<(), ApiError> {
+        match (&self.code, self.main.take()) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    ApiError::bad_request("give the step as `code` or as `main`, not both")
+                        .in_body_field("main"),
+                )
+            }
+            (None, None) => {
+                return Err(
+                    ApiError::bad_request("the step's `code` is missing").in_body_field("code")
+                )
+            }
+            (None, Some(main)) => self.code = Some(main),
+            _ => {}
+        }
+        if self.modules.len() > MAX_MODULES {
+            return Err(
+                ApiError::bad_request(format!("at most {MAX_MODULES} modules"))
+                    .in_body_field("modules"),
+            );
+        }
+        for name in self.modules.keys().chain(self.name.iter()) {
+            crate::engine::modules::resolve::step_module_name(name)
+                .map_err(|e| ApiError::bad_request(e).in_body_field("modules"))?;
+        }
+        Ok(())
+    }
+
+    /// The step's modules, hashed for the history: the main module, then each module's name and code.
+    fn hash(&self) -> String {
+        let mut all = self.code.clone().unwrap_or_default().into_bytes();
+        for (name, code) in &self.modules {
+            all.extend_from_slice(format!("\0{name}\0{}", code.len()).as_bytes());
+            all.extend_from_slice(code.as_bytes());
+        }
+        store::sha256_hex(&all)
+    }
+}
+
 /// How long a caller turned away with 429 should wait, in seconds.
 const RETRY_AFTER_SECS: u64 = 1;
 
@@ -66,9 +122,10 @@ pub async fn run(
     State(st): State<AppState>,
     caller: Caller,
     ApiPath(ws): ApiPath<String>,
-    ApiJson(body): ApiJson<RunBody>,
+    ApiJson(mut body): ApiJson<RunBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = caller.label().to_string();
+    body.check()?;
     // The run and its records go on in their own task: a client that hangs up drops this handler,
     // but a step that already used a secret must still be recorded.
     tokio::spawn(execute(st, ws, token, body))
@@ -94,14 +151,20 @@ async fn execute(
         store::load_run(&*st.store, &st.vault, &ws, &body.connectors).await?;
     let mut store_time = store_started.elapsed();
     let run_id = new_id();
-    let step_hash = store::sha256_hex(body.code.as_bytes());
+    let step_hash = if body.modules.is_empty() {
+        store::sha256_hex(body.code.as_deref().unwrap_or_default().as_bytes())
+    } else {
+        body.hash()
+    };
     let started_at = store::now_millis();
     // Kept only when the workspace opts in; then sealed before the run, so its plaintext is never
     // held longer than the run needs it.
     let input_json = workspace
         .keep_run_io
         .then(|| serde_json::to_string(&body.input).unwrap_or_else(|_| "null".into()));
-    let mut request = StepRequest::new(body.code, body.input);
+    let mut request = StepRequest::new(body.code.unwrap_or_default(), body.input);
+    request.main_name = body.name;
+    request.modules = body.modules.into_iter().collect();
     request.connectors = connectors;
     request.limits = body.limits;
     request.step_id = Some(run_id.clone());

@@ -59,6 +59,51 @@ pub enum Command {
     },
 }
 
+/// What steps may import and read: the flags of `run` and `serve`.
+#[derive(Debug, clap::Args)]
+pub struct CodeArgs {
+    /// A package directory (a node_modules tree the operator installed and vetted, e.g. with npm) that
+    /// steps import packages from by name. Its files are read once; restart after changing it.
+    #[arg(long, value_name = "DIR")]
+    pub packages: Option<std::path::PathBuf>,
+    /// Give steps this variable of codestep's own environment as process.env.NAME (repeatable). Steps
+    /// see no other variable. Not for secrets: those belong in connectors.
+    #[arg(long = "env", value_name = "NAME")]
+    pub step_env: Vec<String>,
+}
+
+impl CodeArgs {
+    pub fn packages(
+        &self,
+    ) -> Result<Option<std::sync::Arc<crate::engine::modules::resolve::PackageDir>>, UsageError>
+    {
+        self.packages
+            .as_deref()
+            .map(|dir| {
+                crate::engine::modules::resolve::PackageDir::open(dir)
+                    .map(std::sync::Arc::new)
+                    .map_err(|e| UsageError(format!("--packages: {e}")))
+            })
+            .transpose()
+    }
+
+    pub fn env(&self) -> Result<Vec<(String, String)>, UsageError> {
+        self.step_env
+            .iter()
+            .map(|name| {
+                if name.is_empty() || name.contains('=') {
+                    return Err(UsageError(format!("--env {name}: give a variable's name")));
+                }
+                std::env::var(name).map(|v| (name.clone(), v)).map_err(|_| {
+                    UsageError(format!(
+                        "--env {name}: no such variable in codestep's environment"
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
 /// Where steps run: the flags of `run` and `serve`.
 #[derive(Debug, clap::Args)]
 pub struct IsolationArgs {

@@ -51,6 +51,8 @@ pub struct ServeArgs {
     pub caps: CapArgs,
     #[command(flatten)]
     pub isolation: super::IsolationArgs,
+    #[command(flatten)]
+    pub code: super::CodeArgs,
 }
 
 /// The operator's caps: the most any step may get. A run's own `limits` can only go lower.
@@ -156,6 +158,8 @@ pub fn run(args: ServeArgs, db: StoreArg) -> Result<i32, UsageError> {
         egress,
         audit_heap: false,
         mode: args.isolation.mode()?,
+        packages: args.code.packages()?,
+        env: args.code.env()?,
     })
     .map_err(|e| UsageError(e.to_string()))?;
 

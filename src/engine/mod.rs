@@ -24,7 +24,9 @@ mod gateway;
 mod host;
 pub mod ipc;
 mod limits;
+pub mod modules;
 mod monitor;
+pub(crate) mod node_ops;
 pub mod ops;
 mod outcome;
 mod pool;
@@ -85,6 +87,11 @@ pub struct ExecutorConfig {
     /// Searches each step's heap for its connectors' secrets after it ends (costs a heap snapshot).
     pub audit_heap: bool,
     pub mode: Mode,
+    /// The operator's package directory, which steps import packages from (`--packages`).
+    pub packages: Option<Arc<modules::resolve::PackageDir>>,
+    /// Environment variables given to steps as `process.env` (`--env NAME`); nothing else of the
+    /// environment reaches a step.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ExecutorConfig {
@@ -97,6 +104,8 @@ impl Default for ExecutorConfig {
             egress: EgressConfig::default(),
             audit_heap: false,
             mode: Mode::InProcess,
+            packages: None,
+            env: Vec::new(),
         }
     }
 }
@@ -116,6 +125,11 @@ pub struct StepRequest {
     /// runs steps of one tenant: were it taken over through a V8 bug, it would see no other tenant's
     /// code, input or connectors. Switching costs a new worker process.
     pub tenant: Option<String>,
+    /// The name `code` is known by in errors and stacks, and that relative imports start from
+    /// (`step.js` when absent).
+    pub main_name: Option<String>,
+    /// The step's other modules, by relative name (`./lib.js`), which its modules import by relative path.
+    pub modules: Vec<(String, String)>,
 }
 
 impl StepRequest {
@@ -127,6 +141,8 @@ impl StepRequest {
             limits: LimitOverrides::default(),
             step_id: None,
             tenant: None,
+            main_name: None,
+            modules: Vec::new(),
         }
     }
 }
@@ -158,6 +174,12 @@ pub struct StepError {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
+    /// Where the error was thrown in the step's own code: `step.js:3:7` (the module name as given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// A few lines of that module around the location, with a caret under the column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
@@ -184,6 +206,9 @@ pub struct StepResult {
     pub logs: Vec<LogEntry>,
     pub requests: Vec<FetchRecord>,
     pub stats: StepStats,
+    /// What the step did that worked but was probably not meant (it returned `undefined`, say).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl StepResult {
@@ -251,7 +276,27 @@ impl Started {
             limits.clone(),
             to_isolate,
         );
+        let main_name = request
+            .main_name
+            .as_deref()
+            .and_then(|n| modules::resolve::step_module_name(n).ok())
+            .unwrap_or_else(|| "step.js".to_string());
+        let others: Vec<(String, String)> = request
+            .modules
+            .iter()
+            .filter_map(|(name, src)| {
+                Some((modules::resolve::step_module_name(name).ok()?, src.clone()))
+            })
+            .collect();
+        let module_set = modules::resolve::prepare(
+            &main_name,
+            &request.code,
+            &others,
+            config.packages.as_deref(),
+        );
         let job = protocol::Job {
+            modules: module_set,
+            env: config.env.clone(),
             code: request.code,
             input: request.input.to_string(),
             ctx,

@@ -31,6 +31,8 @@ pub fn assemble(
             kind: ErrorKind::Limit,
             message,
             stack: None,
+            location: None,
+            frame: None,
         }),
         (None, Ok(json)) => output(json, max_output),
         (None, Err(e)) => Err(capped(e)),
@@ -46,6 +48,7 @@ pub fn assemble(
         logs,
         requests: summary.records,
         stats,
+        warnings: outcome.warnings,
     }
 }
 
@@ -72,12 +75,16 @@ fn output(json: String, max: u64) -> Result<Box<RawValue>, StepError> {
                 json.len()
             ),
             stack: None,
+            location: None,
+            frame: None,
         });
     }
     RawValue::from_string(json).map_err(|e| StepError {
         kind: ErrorKind::Output,
         message: format!("step output is not JSON: {e}"),
         stack: None,
+        location: None,
+        frame: None,
     })
 }
 

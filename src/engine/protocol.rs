@@ -159,6 +159,10 @@ impl Payload for GatewayMsg {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Job {
     pub code: String,
+    /// The step's other modules and the package files they import, resolved by the supervisor.
+    pub modules: super::modules::ModuleSet,
+    /// `process.env`: only what the operator passes to steps.
+    pub env: Vec<(String, String)>,
     /// The input as JSON text.
     pub input: String,
     /// `ctx` as JSON text.
@@ -176,6 +180,8 @@ pub struct Outcome {
     pub result: Result<String, StepError>,
     pub logs: Vec<LogEntry>,
     pub logs_dropped: usize,
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl Outcome {
@@ -185,9 +191,12 @@ impl Outcome {
                 kind,
                 message: message.into(),
                 stack: None,
+                location: None,
+                frame: None,
             }),
             logs: Vec::new(),
             logs_dropped: 0,
+            warnings: Vec::new(),
         }
     }
 }

@@ -5,7 +5,54 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use std::rc::Rc;
+
 use deno_core::{v8, JsRuntime, RuntimeOptions};
+
+use super::modules::loader::StepLoader;
+
+/// The Node modules (`js/node/`), which the snapshot does not hold: they are compiled on first use.
+/// Sorted by specifier, as deno_core looks them up by binary search.
+macro_rules! node_modules {
+    ($($name:literal),* $(,)?) => {
+        &[$((
+            concat!("ext:codestep/node/", $name),
+            include_str!(concat!("../../js/node/", $name)),
+        )),*]
+    };
+}
+
+static NODE_MODULES: &[(&str, &str)] = node_modules![
+    "_cjs.js",
+    "_empty.js",
+    "assert.js",
+    "assert_strict.js",
+    "async_hooks.js",
+    "buffer.js",
+    "crypto.js",
+    "events.js",
+    "os.js",
+    "path.js",
+    "process.js",
+    "querystring.js",
+    "stream.js",
+    "stream_promises.js",
+    "stream_web.js",
+    "string_decoder.js",
+    "timers.js",
+    "timers_promises.js",
+    "url.js",
+    "util.js",
+    "util_types.js",
+    "zlib.js",
+];
+
+pub(crate) fn node_module_source(specifier: &str) -> Option<&'static str> {
+    NODE_MODULES
+        .binary_search_by(|(s, _)| (*s).cmp(specifier))
+        .ok()
+        .map(|i| NODE_MODULES[i].1)
+}
 
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/CODESTEP_SNAPSHOT.bin"));
 
@@ -111,6 +158,8 @@ static BUDGET_VTABLE: v8::RustAllocatorVtable<BufferBudget> = v8::RustAllocatorV
 pub struct StepRuntime {
     pub js: JsRuntime,
     pub run_step: v8::Global<v8::Function>,
+    /// Gets the step's modules when its job arrives.
+    pub loader: Rc<StepLoader>,
 }
 
 /// Globals removed before user code runs: every handle to ops or to the bootstrap.
@@ -128,10 +177,13 @@ pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntim
     let params = v8::CreateParams::default()
         .heap_limits(0, heap_bytes)
         .array_buffer_allocator(allocator);
+    let loader = Rc::new(StepLoader::default());
     let mut js = JsRuntime::try_new(RuntimeOptions {
         startup_snapshot: Some(SNAPSHOT),
         extensions: super::extension::extensions(),
         create_params: Some(params),
+        module_loader: Some(loader.clone()),
+        residual_lazy_js_sources: NODE_MODULES,
         ..Default::default()
     })
     .map_err(|e| format!("could not create the step isolate: {e}"))?;
@@ -155,5 +207,9 @@ pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntim
     };
     js.execute_script("ext:codestep/strip_globals.js", STRIP_GLOBALS)
         .map_err(|e| format!("could not strip internal globals: {e}"))?;
-    Ok(StepRuntime { js, run_step })
+    Ok(StepRuntime {
+        js,
+        run_step,
+        loader,
+    })
 }

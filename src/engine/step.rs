@@ -10,14 +10,17 @@ use deno_core::error::{CoreError, CoreErrorKind, JsError};
 use deno_core::{v8, JsRuntime, ModuleSpecifier, PollEventLoopOptions};
 
 use super::host::{IsolateHost, Stop};
+use super::modules::loader::{Loaded, StepLoader};
+use super::node_ops::StepModules;
 use super::ops::{LocalFuture, StepHost};
 use super::protocol::{HostMsg, Job, Outcome};
 use super::runtime::{self, BufferBudget, StepRuntime};
 use super::watchdog::{Fired, Watchdog};
 use super::{ErrorKind, StepError};
 
-/// The module specifier a step is loaded as. It names no real file; nothing can be imported from it.
-const STEP_SPECIFIER: &str = "file:///codestep/step.js";
+/// What `js/90_main.js` returns when the step's value was `undefined` (it is not JSON, so no step
+/// output can look like it).
+const RETURNED_UNDEFINED: &str = "undefined";
 
 /// Part of the message `js/90_main.js` throws when the step's value cannot become JSON.
 const NOT_JSON: &str = "is not JSON-serialisable";
@@ -40,6 +43,9 @@ struct Failure {
     kind: ErrorKind,
     message: String,
     stack: Option<String>,
+    location_text: Option<(String, Option<String>)>,
+    /// The first frame in the step's own code or a package: (specifier, line, column), 1-based.
+    at: Option<(String, i64, i64)>,
 }
 
 impl Failure {
@@ -48,6 +54,8 @@ impl Failure {
             kind,
             message: message.into(),
             stack: None,
+            location_text: None,
+            at: None,
         }
     }
 
@@ -69,11 +77,110 @@ impl Failure {
         } else {
             ErrorKind::Error
         };
+        let at =
+            js.frames
+                .iter()
+                .find_map(|f| match (&f.file_name, f.line_number, f.column_number) {
+                    (Some(file), Some(line), Some(col)) if file.starts_with("file:///") => {
+                        Some((file.clone(), line, col))
+                    }
+                    _ => None,
+                });
         Failure {
             kind,
             message,
-            stack: js.stack,
+            stack: js.stack.map(|s| clean_stack(&s)),
+            location_text: None,
+            at,
         }
+    }
+}
+
+/// A stack as a user reads it: the polyfill's own frames (`ext:`) left out, and modules named as the
+/// step named them (`step.js`, `lib.js`, `node_modules/stripe/…`).
+pub(crate) fn clean_stack(stack: &str) -> String {
+    stack
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !(t.starts_with("at ") && (t.contains("(ext:") || t.starts_with("at ext:")))
+        })
+        .map(|l| l.replace("file:///", ""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A few lines of `source` around `line` (1-based), with a caret under `col`.
+fn code_frame(source: &str, line: i64, col: i64) -> Option<String> {
+    let idx = usize::try_from(line).ok()?.checked_sub(1)?;
+    let lines: Vec<&str> = source.lines().collect();
+    if idx >= lines.len() {
+        return None;
+    }
+    let first = idx.saturating_sub(2);
+    let width = (idx + 2).to_string().len();
+    let mut out = String::new();
+    for (i, text) in lines
+        .iter()
+        .enumerate()
+        .take((idx + 2).min(lines.len()))
+        .skip(first)
+    {
+        // Minified code: show a window of the line around the column, not all of it.
+        let (shown, offset) = window(text, if i == idx { col } else { 1 });
+        out.push_str(&format!(
+            "{} {:>width$} | {shown}\n",
+            if i == idx { ">" } else { " " },
+            i + 1
+        ));
+        if i == idx {
+            let pad = usize::try_from(col - 1).unwrap_or(0).saturating_sub(offset);
+            out.push_str(&format!("  {:>width$} | {}^\n", "", " ".repeat(pad)));
+        }
+    }
+    Some(out)
+}
+
+fn window(text: &str, col: i64) -> (String, usize) {
+    const MAX: usize = 160;
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= MAX {
+        return (text.to_string(), 0);
+    }
+    let col = usize::try_from(col - 1).unwrap_or(0).min(chars.len());
+    let start = col.saturating_sub(MAX / 2);
+    let end = (start + MAX).min(chars.len());
+    (chars[start..end].iter().collect(), start)
+}
+
+impl Failure {
+    /// Adds where the error is, in the step's terms, with a code frame from the module's source.
+    fn locate(mut self, main: &str, main_code: &str, loaded: &Loaded) -> Self {
+        let Some((file, line, col)) = self.at.clone() else {
+            return self;
+        };
+        let source = if file == main {
+            Some(main_code)
+        } else {
+            loaded.source(&file)
+        };
+        let name = super::modules::display_name(&file).to_string();
+        let location = format!("{name}:{line}:{col}");
+        if self.stack.as_deref().is_none_or(|s| !s.contains(&location)) {
+            // A syntax error has no stack: say where it is in the message.
+            self.message = format!("{} (at {location})", self.message);
+        }
+        self.stack = self.stack.map(|s| {
+            if s.contains(&location) {
+                s
+            } else {
+                format!("{s}\n    at {location}")
+            }
+        });
+        let frame = source.and_then(|s| code_frame(s, line, col));
+        self.at = None;
+        self.location_text = Some((location, frame));
+        self
     }
 }
 
@@ -164,11 +271,24 @@ pub fn run(
     let timer = watchdog.arm(deadline, limits.cpu_time(), isolate);
     let run_step = step_rt.run_step.clone();
     let max_output = limits.max_output_bytes;
+    let loaded = match Loaded::new(job.modules, job.env) {
+        Ok(l) => Rc::new(l),
+        Err(e) => return Outcome::failed(ErrorKind::Internal, e),
+    };
+    step_rt.loader.set(loaded.clone());
+    step_rt
+        .js
+        .op_state()
+        .borrow_mut()
+        .put::<Rc<dyn StepModules>>(loaded.clone());
+    step_rt
+        .js
+        .set_eval_context_code_cache_cbs(Some(StepLoader::eval_cache_callbacks(loaded.clone())));
     let outcome = rt.block_on(async {
         tokio::select! {
             r = tokio::time::timeout_at(
                 deadline.into(),
-                drive(&mut step_rt.js, &run_step, job.code, job.input, job.ctx, max_output),
+                drive(&mut step_rt.js, &run_step, loaded.main(), job.code.clone(), job.input, job.ctx, max_output),
             ) => r.ok(),
             // The stop reason is read below; what the driver was doing no longer matters.
             () = host.stopped() => Some(Err(Failure::new(ErrorKind::Limit, "stopped"))),
@@ -231,12 +351,30 @@ pub fn run(
     drop(step_rt);
     let logs = std::mem::take(&mut *host.logs.borrow_mut());
     let (logs, logs_dropped) = logs.finish();
+    let main_code = job.code;
+    let mut warnings = Vec::new();
+    let result = match result {
+        // `js/90_main.js` says so when the step's value was `undefined`.
+        Ok(text) if text == RETURNED_UNDEFINED => {
+            warnings.push(
+                "the step returned undefined (did it forget a return?); its output is null"
+                    .to_string(),
+            );
+            Ok("null".to_string())
+        }
+        other => other,
+    };
     Outcome {
+        warnings,
         result: result.map_err(|f| {
+            let f = f.locate(loaded.main(), &main_code, &loaded);
+            let (location, frame) = f.location_text.unzip();
             super::outcome::capped(StepError {
                 kind: f.kind,
                 message: f.message,
                 stack: f.stack,
+                location,
+                frame: frame.flatten(),
             })
         }),
         logs,
@@ -247,12 +385,14 @@ pub fn run(
 async fn drive(
     js: &mut JsRuntime,
     run_step: &v8::Global<v8::Function>,
+    main: &str,
     code: String,
     input: String,
     ctx: String,
     max_output: u64,
 ) -> Result<String, Failure> {
-    let spec = ModuleSpecifier::parse(STEP_SPECIFIER).expect("static specifier");
+    let spec = ModuleSpecifier::parse(main)
+        .map_err(|e| Failure::new(ErrorKind::Error, format!("the step's name: {e}")))?;
     let id = js
         .load_main_es_module_from_code(&spec, code)
         .await

@@ -276,6 +276,9 @@ struct Worker {
     output: Arc<Mutex<VecDeque<u8>>>,
     output_done: Option<tokio::task::JoinHandle<()>>,
     baseline: u64,
+    /// Package files (by content hash) this worker was sent: it keeps their sources, so a later job
+    /// names them instead of carrying them again.
+    sent: std::collections::HashSet<u64>,
 }
 
 impl Worker {
@@ -372,6 +375,7 @@ impl Worker {
             output,
             output_done: Some(output_done),
             baseline: 0,
+            sent: Default::default(),
         };
         worker.send(ToWorker::Init {
             heap_bytes: slot.shared.config.caps.heap_bytes(),
@@ -434,6 +438,13 @@ impl Worker {
             mut search,
             at: started,
         } = super::Started::new(request, shared);
+        let mut job = job;
+        for file in job.modules.files.iter_mut().filter(|f| f.hash != 0) {
+            if !self.sent.insert(file.hash) {
+                file.source = String::new();
+                file.cached = true;
+            }
+        }
         let pid = self.pid as i32;
         let watched = slot.monitor.watch(Watch {
             pid,

@@ -1500,3 +1500,48 @@ fn openapi_schemas_are_typed_with_formats_and_examples() {
         problems.join("\n")
     );
 }
+
+#[test]
+fn a_run_may_be_several_modules() {
+    let api = Api::start(1, 4, None);
+    let t = api.workspace("acme");
+    let (s, run) = api.call(
+        "POST",
+        "/v1/workspaces/acme/runs",
+        Some(&t),
+        Some(json!({
+            "main": "import { twice } from './lib/math.js'; export default (i) => twice(i.n);",
+            "name": "main.js",
+            "modules": { "./lib/math.js": "export const twice = (n) => { if (n < 0) throw new Error('negative'); return n * 2; };" },
+            "input": { "n": 21 },
+        })),
+    );
+    assert_eq!(s, StatusCode::OK, "{run}");
+    assert_eq!(run["output"], json!(42));
+    // An error names the module as the run named it.
+    let (_, run) = api.call(
+        "POST",
+        "/v1/workspaces/acme/runs",
+        Some(&t),
+        Some(json!({
+            "code": "import { twice } from './lib/math.js'; export default () => twice(-1);",
+            "modules": { "./lib/math.js": "export const twice = (n) => { if (n < 0) throw new Error('negative'); return n * 2; };" },
+        })),
+    );
+    assert_eq!(run["error"]["location"], json!("lib/math.js:1:48"), "{run}");
+    // Both forms at once, or a module name that leaves the step, are refused.
+    for body in [
+        json!({ "code": "export default () => 1", "main": "export default () => 2" }),
+        json!({ "code": "export default () => 1", "modules": { "../escape.js": "export default 1" } }),
+        json!({ "code": "export default () => 1", "modules": { "/etc/passwd": "x" } }),
+        json!({ "input": 1 }),
+    ] {
+        let (s, err) = api.call(
+            "POST",
+            "/v1/workspaces/acme/runs",
+            Some(&t),
+            Some(body.clone()),
+        );
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {err}");
+    }
+}

@@ -276,3 +276,50 @@ fn every_subcommand_and_argument_has_help() {
     walk(&cli, "codestep", &mut missing);
     assert!(missing.is_empty(), "no help text: {missing:?}");
 }
+
+#[test]
+fn a_step_imports_the_files_beside_it_and_nothing_outside_its_directory() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("secret.js"),
+        "export default 'OUTSIDE-THE-STEP-DIR';",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    write(
+        &dir,
+        "lib/util.js",
+        "import { base } from '../base.js'; export const add = (n) => n + base;",
+    );
+    write(&dir, "base.js", "export const base = 40;");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.js"),
+        dir.path().join("linked.js"),
+    )
+    .unwrap();
+    let step = write(
+        &dir,
+        "step.js",
+        "import { add } from './lib/util.js'; export default async () => { let linked; try { linked = (await import('./linked.js')).default; } catch (e) { linked = e.message; } return { sum: add(2), env: process.env.STEP_REGION, linked }; };",
+    );
+    let (code, v, err) = codestep(
+        &["run", &step, "--env", "STEP_REGION"],
+        &[("STEP_REGION", "eu-west"), ("OTHER", "not passed")],
+    );
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["output"]["sum"], json!(42));
+    assert_eq!(v["output"]["env"], json!("eu-west"));
+    let linked = v["output"]["linked"].as_str().unwrap();
+    assert!(linked.contains("./linked.js"), "{linked}");
+    assert!(!v.to_string().contains("OUTSIDE-THE-STEP-DIR"));
+
+    // --packages must be a directory; --env must name a variable that exists.
+    let (code, _, err) = codestep(&["run", &step, "--packages", "/nonexistent/dir"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--packages"), "{err}");
+    let (code, _, err) = codestep(&["run", &step, "--env", "NO_SUCH_VAR_HERE"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("NO_SUCH_VAR_HERE"), "{err}");
+}

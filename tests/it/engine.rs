@@ -86,15 +86,24 @@ fn thrown_errors_carry_message_and_stack() {
 }
 
 #[test]
-fn imports_fail_with_a_clear_error() {
-    for code in [
-        "import x from 'https://example.com/x.js'; export default () => x",
-        "import fs from 'node:fs'; export default () => 1",
-        "export default async () => { await import('./other.js') }",
+fn imports_that_cannot_be_served_fail_naming_the_module() {
+    for (code, named) in [
+        (
+            "import x from 'https://example.com/x.js'; export default () => x",
+            "https://example.com/x.js",
+        ),
+        (
+            "import fs from 'node:fs'; export default () => 1",
+            "node:fs",
+        ),
+        (
+            "export default async () => { await import('./other.js') }",
+            "./other.js",
+        ),
     ] {
         let res = run(code, Value::Null);
         assert!(!res.ok, "{code}");
-        assert!(res.error.unwrap().message.contains("import"), "{code}");
+        assert!(res.error.unwrap().message.contains(named), "{code}");
     }
 }
 
@@ -138,9 +147,10 @@ fn the_promised_globals_exist_and_internals_do_not() {
         r#"export default () => {
             const want = ["fetch","Request","Response","Headers","FormData","URL","URLSearchParams","AbortController","AbortSignal",
               "DOMException","TextEncoder","TextDecoder","atob","btoa","setTimeout","clearTimeout","setInterval",
-              "clearInterval","queueMicrotask","structuredClone","crypto","console","Blob","ReadableStream"];
+              "clearInterval","queueMicrotask","structuredClone","crypto","console","Blob","ReadableStream",
+              "Buffer","process","global","self","navigator","setImmediate","clearImmediate"];
             const missing = want.filter(n => typeof globalThis[n] === "undefined");
-            const present = ["Deno","__bootstrap","__infra","__codestepRunStep","process","require","WebSocket","XMLHttpRequest","EventSource","BroadcastChannel","Worker"].filter(n => n in globalThis);
+            const present = ["Deno","__bootstrap","__infra","__codestepRunStep","require","module","exports","WebSocket","XMLHttpRequest","EventSource","BroadcastChannel","Worker"].filter(n => n in globalThis);
             return { missing, present, timeout: typeof AbortSignal.timeout, any: typeof AbortSignal.any,
                      uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
                      rnd: crypto.getRandomValues(new Uint8Array(32)).some(b => b !== 0) };

@@ -58,6 +58,12 @@ pub const TLS_NAMES: &[&str] = &[
     "*.wild.test",
     "*.c.wild.test",
     "api.stripe.com",
+    "api.openai.com",
+    "api.anthropic.com",
+    "api.github.com",
+    "slack.com",
+    "api.twilio.com",
+    "sheets.googleapis.com",
 ];
 
 /// The vendors' API hosts the preset tests send to (`placements::presets_send_what_each_vendor_expects`).
@@ -264,6 +270,13 @@ pub enum ReplyBody {
     Parts {
         parts: Vec<Vec<u8>>,
         interval: Duration,
+    },
+    /// Sent chunked: `first`, then (once `gate` is opened, or after 10 s) `rest`. `gate.1` records
+    /// whether the gate was opened before the wait ran out.
+    Gated {
+        first: Vec<u8>,
+        rest: Vec<u8>,
+        gate: Arc<(tokio::sync::Notify, std::sync::atomic::AtomicBool)>,
     },
     /// Sent chunked, without `Content-Length`: `count` copies of `chunk`, `interval` apart.
     Chunked {
@@ -591,6 +604,26 @@ fn to_response(reply: Reply) -> hyper::Response<RespBody> {
                         tokio::time::sleep(d).await;
                     }
                     Some((Ok::<_, Infallible>(Frame::data(chunk)), i + 1))
+                }
+            });
+            StreamBody::new(stream).boxed_unsync()
+        }
+        ReplyBody::Gated { first, rest, gate } => {
+            let stream = futures::stream::unfold(0u8, move |step| {
+                let (first, rest, gate) = (first.clone(), rest.clone(), gate.clone());
+                async move {
+                    match step {
+                        0 => Some((Ok::<_, Infallible>(Frame::data(Bytes::from(first))), 1)),
+                        1 => {
+                            let opened =
+                                tokio::time::timeout(Duration::from_secs(10), gate.0.notified())
+                                    .await
+                                    .is_ok();
+                            gate.1.store(opened, std::sync::atomic::Ordering::SeqCst);
+                            Some((Ok(Frame::data(Bytes::from(rest))), 2))
+                        }
+                        _ => None,
+                    }
                 }
             });
             StreamBody::new(stream).boxed_unsync()

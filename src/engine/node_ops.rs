@@ -1,0 +1,339 @@
+//! Ops behind the Node compatibility modules in `js/node/`: module loading for `require()`, hashes,
+//! HMAC, RS256/ES256 signatures and zlib. Like `ops.rs`, this file is compiled into `build.rs` too, and
+//! every argument is validated here. None of these ops holds a secret: keys are whatever the step itself
+//! passed in.
+
+use std::io::{Read, Write};
+use std::rc::Rc;
+
+use deno_core::{op2, OpState};
+use deno_error::JsErrorBox;
+
+/// A step's modules, as `require()` sees them (the engine puts one into `OpState` per step).
+pub trait StepModules {
+    /// `b:name`, or `c:`/`j:`/`e:` and the id of a CommonJS, JSON or ES module.
+    fn require(&self, referrer: &str, specifier: &str) -> Result<String, String>;
+    fn source(&self, id: &str) -> Option<String>;
+    /// The environment variables the operator passes to steps.
+    fn env(&self) -> Vec<(String, String)>;
+}
+
+fn modules(state: &OpState) -> Result<Rc<dyn StepModules>, JsErrorBox> {
+    state
+        .try_borrow::<Rc<dyn StepModules>>()
+        .cloned()
+        .ok_or_else(|| JsErrorBox::generic("no modules"))
+}
+
+#[op2]
+#[string]
+pub fn op_codestep_require(
+    state: &mut OpState,
+    #[string] referrer: String,
+    #[string] specifier: String,
+) -> Result<String, JsErrorBox> {
+    modules(state)?
+        .require(&referrer, &specifier)
+        .map_err(|e| JsErrorBox::new("Error", e))
+}
+
+#[op2]
+#[string]
+pub fn op_codestep_module_source(
+    state: &mut OpState,
+    #[string] id: String,
+) -> Result<String, JsErrorBox> {
+    modules(state)?
+        .source(&id)
+        .ok_or_else(|| JsErrorBox::new("Error", format!("no module {id}")))
+}
+
+#[op2]
+#[serde]
+pub fn op_codestep_env(state: &mut OpState) -> Vec<(String, String)> {
+    modules(state).map(|m| m.env()).unwrap_or_default()
+}
+
+/// `codestep/VERSION`: `navigator.userAgent`, and the `User-Agent` a step's fetch sends by default.
+pub const USER_AGENT: &str = concat!("codestep/", env!("CARGO_PKG_VERSION"));
+
+#[op2]
+#[string]
+pub fn op_codestep_user_agent() -> &'static str {
+    USER_AGENT
+}
+
+fn bad(message: impl Into<String>) -> JsErrorBox {
+    JsErrorBox::type_error(message.into())
+}
+
+/// A digest of `data` by a lowercase Node name.
+fn digest(alg: &str, data: &[u8]) -> Result<Vec<u8>, JsErrorBox> {
+    use sha2::Digest;
+    Ok(match alg {
+        "md5" => md5::Md5::digest(data).to_vec(),
+        "sha1" => sha1::Sha1::digest(data).to_vec(),
+        "sha224" => sha2::Sha224::digest(data).to_vec(),
+        "sha256" => sha2::Sha256::digest(data).to_vec(),
+        "sha384" => sha2::Sha384::digest(data).to_vec(),
+        "sha512" => sha2::Sha512::digest(data).to_vec(),
+        _ => return Err(bad(format!("Digest method not supported: {alg}"))),
+    })
+}
+
+#[op2]
+#[buffer]
+pub fn op_codestep_hash(
+    #[string] alg: String,
+    #[buffer] data: &[u8],
+) -> Result<Vec<u8>, JsErrorBox> {
+    digest(&alg, data)
+}
+
+#[op2]
+#[buffer]
+pub fn op_codestep_hmac(
+    #[string] alg: String,
+    #[buffer] key: &[u8],
+    #[buffer] data: &[u8],
+) -> Result<Vec<u8>, JsErrorBox> {
+    use hmac::{KeyInit, Mac};
+    macro_rules! mac {
+        ($d:ty) => {{
+            let mut m = hmac::Hmac::<$d>::new_from_slice(key).map_err(|_| bad("Invalid key"))?;
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }};
+    }
+    Ok(match alg.as_str() {
+        "md5" => mac!(md5::Md5),
+        "sha1" => mac!(sha1::Sha1),
+        "sha224" => mac!(sha2::Sha224),
+        "sha256" => mac!(sha2::Sha256),
+        "sha384" => mac!(sha2::Sha384),
+        "sha512" => mac!(sha2::Sha512),
+        _ => return Err(bad(format!("Invalid digest: {alg}"))),
+    })
+}
+
+enum PrivateKey {
+    Rsa(rsa::PrivateKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
+enum PublicKey {
+    Rsa(rsa::PublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+}
+
+fn private_key(pem: &str) -> Result<PrivateKey, JsErrorBox> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    if pem.contains("BEGIN RSA PRIVATE KEY") {
+        return rsa::PrivateKey::from_pkcs1_pem(pem)
+            .map(PrivateKey::Rsa)
+            .map_err(|_| bad("the RSA private key could not be read"));
+    }
+    if pem.contains("BEGIN EC PRIVATE KEY") {
+        use p256::elliptic_curve::SecretKey;
+        return SecretKey::<p256::NistP256>::from_sec1_pem(pem)
+            .map(|k| PrivateKey::P256(k.into()))
+            .map_err(|_| {
+                bad("the EC private key could not be read (only P-256 keys are supported)")
+            });
+    }
+    if pem.contains("BEGIN PRIVATE KEY") {
+        if let Ok(k) = rsa::PrivateKey::from_pkcs8_pem(pem) {
+            return Ok(PrivateKey::Rsa(k));
+        }
+        if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_pem(pem) {
+            return Ok(PrivateKey::P256(k));
+        }
+        return Err(bad(
+            "the private key could not be read (RSA and P-256 keys are supported)",
+        ));
+    }
+    if pem.contains("ENCRYPTED PRIVATE KEY") {
+        return Err(bad("encrypted private keys are not supported"));
+    }
+    Err(bad("the private key must be PEM text"))
+}
+
+fn public_key(pem: &str) -> Result<PublicKey, JsErrorBox> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::DecodePublicKey;
+    if pem.contains("PRIVATE KEY") {
+        return Ok(match private_key(pem)? {
+            PrivateKey::Rsa(k) => PublicKey::Rsa(k.to_public_key()),
+            PrivateKey::P256(k) => PublicKey::P256(*k.verifying_key()),
+        });
+    }
+    if pem.contains("BEGIN RSA PUBLIC KEY") {
+        return rsa::PublicKey::from_pkcs1_pem(pem)
+            .map(PublicKey::Rsa)
+            .map_err(|_| bad("the RSA public key could not be read"));
+    }
+    if pem.contains("BEGIN PUBLIC KEY") {
+        if let Ok(k) = rsa::PublicKey::from_public_key_pem(pem) {
+            return Ok(PublicKey::Rsa(k));
+        }
+        if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_pem(pem) {
+            return Ok(PublicKey::P256(k));
+        }
+        return Err(bad(
+            "the public key could not be read (RSA and P-256 keys are supported)",
+        ));
+    }
+    Err(bad("the public key must be PEM text"))
+}
+
+macro_rules! with_rsa_digest {
+    ($alg:expr, $d:ident => $body:expr) => {
+        match $alg {
+            "sha1" => {
+                type $d = sha1::Sha1;
+                $body
+            }
+            "sha256" => {
+                type $d = sha2::Sha256;
+                $body
+            }
+            "sha384" => {
+                type $d = sha2::Sha384;
+                $body
+            }
+            "sha512" => {
+                type $d = sha2::Sha512;
+                $body
+            }
+            other => return Err(bad(format!("Digest method not supported for RSA: {other}"))),
+        }
+    };
+}
+
+/// Signs with RSASSA-PKCS1-v1_5 (RSA keys) or ECDSA P-256 (EC keys); `ieee` asks for an ECDSA signature as
+/// r||s instead of DER.
+#[op2]
+#[buffer]
+pub fn op_codestep_sign(
+    #[string] alg: String,
+    #[string] pem: String,
+    #[buffer] data: &[u8],
+    ieee: bool,
+) -> Result<Vec<u8>, JsErrorBox> {
+    use rsa::signature::{SignatureEncoding, Signer};
+    match private_key(&pem)? {
+        PrivateKey::Rsa(key) => with_rsa_digest!(alg.as_str(), D => {
+            let signer = rsa::pkcs1v15::SigningKey::<D>::new(key);
+            let sig: rsa::pkcs1v15::Signature = signer.try_sign(data).map_err(|_| bad("signing failed"))?;
+            Ok(sig.to_vec())
+        }),
+        PrivateKey::P256(key) => {
+            if alg != "sha256" {
+                return Err(bad("P-256 keys sign with SHA-256 only here"));
+            }
+            let sig: p256::ecdsa::Signature =
+                key.try_sign(data).map_err(|_| bad("signing failed"))?;
+            Ok(if ieee {
+                sig.to_bytes().to_vec()
+            } else {
+                sig.to_der().as_bytes().to_vec()
+            })
+        }
+    }
+}
+
+#[op2(fast)]
+pub fn op_codestep_verify(
+    #[string] alg: String,
+    #[string] pem: String,
+    #[buffer] data: &[u8],
+    #[buffer] signature: &[u8],
+    ieee: bool,
+) -> Result<bool, JsErrorBox> {
+    use rsa::signature::Verifier;
+    match public_key(&pem)? {
+        PublicKey::Rsa(key) => with_rsa_digest!(alg.as_str(), D => {
+            let verifier = rsa::pkcs1v15::VerifyingKey::<D>::new(key);
+            let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else { return Ok(false) };
+            Ok(verifier.verify(data, &sig).is_ok())
+        }),
+        PublicKey::P256(key) => {
+            if alg != "sha256" {
+                return Err(bad("P-256 keys verify with SHA-256 only here"));
+            }
+            let sig = if ieee {
+                p256::ecdsa::Signature::from_slice(signature)
+            } else {
+                p256::ecdsa::Signature::from_der(signature)
+            };
+            let Ok(sig) = sig else { return Ok(false) };
+            Ok(key.verify(data, &sig).is_ok())
+        }
+    }
+}
+
+/// Most bytes zlib may produce in one call: decompressing a small input must not exhaust the worker.
+pub const MAX_ZLIB_OUTPUT: usize = 64 << 20;
+
+/// 0 gzip, 1 gunzip, 2 deflate (zlib), 3 inflate (zlib), 4 deflateRaw, 5 inflateRaw, 6 unzip (gzip or zlib).
+#[op2]
+#[buffer]
+pub fn op_codestep_zlib(
+    #[smi] mode: u32,
+    #[buffer] data: &[u8],
+    #[smi] level: i32,
+) -> Result<Vec<u8>, JsErrorBox> {
+    use flate2::{read, write, Compression};
+    let level = if (0..=9).contains(&level) {
+        Compression::new(level as u32)
+    } else {
+        Compression::default()
+    };
+    let mut out = Vec::new();
+    match mode {
+        0 => {
+            let mut e = write::GzEncoder::new(&mut out, level);
+            e.write_all(data).map_err(|e| bad(e.to_string()))?;
+            e.finish().map_err(|e| bad(e.to_string()))?;
+        }
+        2 => {
+            let mut e = write::ZlibEncoder::new(&mut out, level);
+            e.write_all(data).map_err(|e| bad(e.to_string()))?;
+            e.finish().map_err(|e| bad(e.to_string()))?;
+        }
+        4 => {
+            let mut e = write::DeflateEncoder::new(&mut out, level);
+            e.write_all(data).map_err(|e| bad(e.to_string()))?;
+            e.finish().map_err(|e| bad(e.to_string()))?;
+        }
+        1 | 3 | 5 | 6 => {
+            let reader: Box<dyn Read> = match mode {
+                1 => Box::new(read::MultiGzDecoder::new(data)),
+                3 => Box::new(read::ZlibDecoder::new(data)),
+                5 => Box::new(read::DeflateDecoder::new(data)),
+                _ if data.first() == Some(&0x1f) => Box::new(read::MultiGzDecoder::new(data)),
+                _ => Box::new(read::ZlibDecoder::new(data)),
+            };
+            let mut limited = reader.take(MAX_ZLIB_OUTPUT as u64 + 1);
+            limited.read_to_end(&mut out).map_err(|e| {
+                let msg = e.to_string();
+                JsErrorBox::new(
+                    "Error",
+                    if msg.is_empty() {
+                        "invalid compressed data".to_string()
+                    } else {
+                        msg
+                    },
+                )
+            })?;
+            if out.len() > MAX_ZLIB_OUTPUT {
+                return Err(JsErrorBox::range_error(format!(
+                    "the decompressed data is over {MAX_ZLIB_OUTPUT} bytes"
+                )));
+            }
+        }
+        _ => return Err(bad("unknown zlib mode")),
+    }
+    Ok(out)
+}
