@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use codestep::connector::{Connector, ConnectorSpec, Placement, Secret};
-use codestep::egress::EgressConfig;
 use codestep::engine::modules::resolve::PackageDir;
 use codestep::engine::{Executor, ExecutorConfig, StepRequest, StepResult};
 use serde_json::{json, Value};
@@ -27,28 +26,10 @@ pub fn package_dir() -> Arc<PackageDir> {
     Arc::new(PackageDir::open(std::path::Path::new(&dir)).expect("the SDK package directory"))
 }
 
-fn egress() -> EgressConfig {
-    let mut egress = support::egress_config();
-    for host in [
-        "api.stripe.com",
-        "api.openai.com",
-        "api.anthropic.com",
-        "api.github.com",
-        "slack.com",
-        "api.twilio.com",
-        "sheets.googleapis.com",
-    ] {
-        egress
-            .resolve
-            .insert(host.into(), vec![std::net::Ipv4Addr::LOCALHOST.into()]);
-    }
-    egress
-}
-
 fn executor() -> Executor {
     Executor::new(ExecutorConfig {
         workers: 1,
-        egress: egress(),
+        egress: support::egress_config(),
         mode: process_mode(),
         packages: Some(package_dir()),
         ..Default::default()

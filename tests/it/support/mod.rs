@@ -57,17 +57,10 @@ pub const TLS_NAMES: &[&str] = &[
     "evil.test",
     "*.wild.test",
     "*.c.wild.test",
-    "api.stripe.com",
-    "api.openai.com",
-    "api.anthropic.com",
-    "api.github.com",
-    "slack.com",
-    "api.twilio.com",
-    "sheets.googleapis.com",
 ];
 
-/// The vendors' API hosts the preset tests send to (`placements::presets_send_what_each_vendor_expects`).
-/// They are on the leaf certificate and map to 127.0.0.1 like [`TEST_HOSTS`].
+/// The vendors' API hosts the preset and SDK tests send to (`placements::presets_send_what_each_vendor_expects`,
+/// `sdk::*`). They are on the leaf certificate and map to 127.0.0.1 like [`TEST_HOSTS`].
 pub const PRESET_HOSTS: &[&str] = &[
     "api.stripe.com",
     "api.openai.com",
@@ -88,6 +81,7 @@ pub const PRESET_HOSTS: &[&str] = &[
     "generativelanguage.googleapis.com",
     "api.datadoghq.com",
     "sts.us-east-1.amazonaws.com",
+    "sheets.googleapis.com",
 ];
 
 /// Names the test `EgressConfig` maps to 127.0.0.1 (`localhost` is left to real DNS on purpose, so a
