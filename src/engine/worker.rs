@@ -150,7 +150,7 @@ fn main() -> i32 {
                         data: chunk.to_vec(),
                     })
                 };
-                let outcome = step::run(
+                let (outcome, spent) = step::run_keeping(
                     *job,
                     link,
                     &rt,
@@ -160,6 +160,8 @@ fn main() -> i32 {
                 );
                 // On the socket before the next isolate is made, so the supervisor is not kept waiting.
                 send_now(&rt, FromWorker::Done(Box::new(outcome)));
+                // Torn down off the step's path, and before the next isolate exists.
+                drop(spent);
                 prepared = step::prepare(heap_bytes, &rt).ok();
             }
             // A late message for a step that already ended.
