@@ -402,11 +402,11 @@ def report(a, systems, load, mem):
             nd = 0 if key == "c8" else 2
             print(f"| {col} | " + " | ".join(fmt(med([r[key] for r in load[s]]), nd) for s in systems) + " |")
     if mem:
-        print("| memory per concurrent step (MiB PSS) | " + " | ".join(
+        print("| memory growth per step in flight, (peak - idle) / N (MiB PSS) | " + " | ".join(
             fmt(med([r["per_step"] for r in mem[s]])) for s in systems) + " |")
-        print("| idle PSS, all processes (MiB) | " + " | ".join(
+        print("| idle PSS, all processes (MiB; codestep: a ready isolate in each of N workers) | " + " | ".join(
             fmt(med([r["idle"] for r in mem[s]]), 1) for s in systems) + " |")
-        print("| PSS per worker process at peak: a concurrent step, all counted (MiB) | " + " | ".join(
+        print("| PSS per worker process at peak: one more concurrent step, all counted (MiB) | " + " | ".join(
             fmt(med([r["worker_pss"] for r in mem[s]]), 1) for s in systems) + " |")
         print("| private memory per worker process at peak (MiB) | " + " | ".join(
             fmt(med([r["worker_private"] for r in mem[s]]), 1) for s in systems) + " |")
