@@ -46,6 +46,9 @@ pub mod exit {
 /// `--single-threaded-gc`, `--max-lazy`, `--no-flush-bytecode` (no difference measured).
 const V8_FLAGS: &str = "--no-sparkplug";
 
+/// The heap limit of the isolate that keeps V8's isolate group alive (it allocates nothing).
+const ANCHOR_HEAP_BYTES: usize = 16 << 20;
+
 fn main() -> i32 {
     // Nothing but the socket should be open; close whatever an embedding parent leaked to us.
     // SAFETY: closes file descriptors above the socket; no Rust object owns them in this fresh process.
@@ -117,6 +120,11 @@ fn main() -> i32 {
         Ok(w) => w,
         Err(_) => return exit::SETUP,
     };
+    // An isolate that lives as long as the process and never runs anything. V8 tears its per-process
+    // isolate group down (the read-only heap, the compile task executor) whenever its last isolate goes,
+    // which here would be after every step; with this one alive, each step's isolate shares them
+    // instead of building them again. It is made first and dropped last, as isolates on one thread must be.
+    let _anchor = step::prepare(ANCHOR_HEAP_BYTES, &rt).ok();
     // The first isolate is made before confinement, so that whatever V8 sets up once is in place.
     let mut prepared = step::prepare(heap_bytes, &rt).ok();
     if confine {
