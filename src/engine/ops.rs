@@ -2,7 +2,8 @@
 //!
 //! This file is also compiled into `build.rs` to make the startup snapshot, so it depends on nothing but
 //! deno_core, deno_error and serde. The real work lives behind the `StepHost` trait, which the engine puts
-//! into `OpState` for each step; during snapshot creation no host exists and no op is ever called.
+//! into `OpState` for each step; during snapshot creation only the warm-up's stand-in host (in `build.rs`)
+//! answers them.
 //!
 //! Every argument is validated here or by the host in Rust: a direct op call can do no more than `fetch()`.
 

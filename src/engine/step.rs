@@ -226,6 +226,27 @@ pub fn run(
     prepared: Option<Prepared>,
     audit: Option<HeapSink<'_>>,
 ) -> Outcome {
+    let (outcome, spent) = run_keeping(job, link, rt, watchdog, prepared, audit);
+    drop(spent);
+    outcome
+}
+
+/// A step's isolate after the step ended: nothing runs in it any more, and dropping it (tearing the
+/// isolate down) is all that is left. A worker drops it after its result is on the way, so the
+/// teardown is not on the step's path; it must be dropped before the next isolate is made.
+pub struct Spent {
+    _rt: StepRuntime,
+}
+
+/// `run`, leaving the isolate's teardown to the caller (see `Spent`).
+pub fn run_keeping(
+    job: Job,
+    link: Link,
+    rt: &tokio::runtime::Runtime,
+    watchdog: &Watchdog,
+    prepared: Option<Prepared>,
+    audit: Option<HeapSink<'_>>,
+) -> (Outcome, Option<Spent>) {
     let limits = job.limits.clone();
     // deno_core needs a tokio context while it creates the runtime and whenever V8 posts tasks.
     let _enter = rt.enter();
@@ -243,7 +264,7 @@ pub fn run(
         ..
     } = match prepared {
         Ok(p) => p,
-        Err(msg) => return Outcome::failed(ErrorKind::Internal, msg),
+        Err(msg) => return (Outcome::failed(ErrorKind::Internal, msg), None),
     };
     let host = IsolateHost::new(link.send, budget.clone(), limits.clone());
     let incoming = (link.connect)(host.clone());
@@ -273,7 +294,12 @@ pub fn run(
     let max_output = limits.max_output_bytes;
     let loaded = match Loaded::new(job.modules, job.env) {
         Ok(l) => Rc::new(l),
-        Err(e) => return Outcome::failed(ErrorKind::Internal, e),
+        Err(e) => {
+            return (
+                Outcome::failed(ErrorKind::Internal, e),
+                Some(Spent { _rt: step_rt }),
+            )
+        }
     };
     step_rt.loader.set(loaded.clone());
     step_rt
@@ -347,8 +373,8 @@ pub fn run(
             super::audit::snapshot_heap(step_rt.js.v8_isolate(), sink);
         }
     }
-    // The isolate goes before anything else of this step: nothing it held survives into the next.
-    drop(step_rt);
+    // The isolate can run nothing more of this step: the host is closed and nothing polls its event
+    // loop again. It is dropped by the caller, before the next isolate is made (`Spent`).
     let logs = std::mem::take(&mut *host.logs.borrow_mut());
     let (logs, logs_dropped) = logs.finish();
     let main_code = job.code;
@@ -364,7 +390,7 @@ pub fn run(
         }
         other => other,
     };
-    Outcome {
+    let outcome = Outcome {
         warnings,
         result: result.map_err(|f| {
             let f = f.locate(loaded.main(), &main_code, &loaded);
@@ -379,7 +405,8 @@ pub fn run(
         }),
         logs,
         logs_dropped,
-    }
+    };
+    (outcome, Some(Spent { _rt: step_rt }))
 }
 
 async fn drive(
