@@ -256,6 +256,31 @@ fn nothing_survives_from_one_step_to_the_next() {
     }
 }
 
+/// The same in a worker process, where one worker runs every step beside the idle isolate that keeps
+/// V8's per-process state alive: that isolate runs nothing, and each step still gets a fresh one.
+#[test]
+fn nothing_survives_from_one_step_to_the_next_in_a_worker_process() {
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        mode: crate::support::process_mode(),
+        ..Default::default()
+    })
+    .expect("executor");
+    let run = |code: &str| exec.run_blocking(StepRequest::new(code, Value::Null));
+    let first = run(
+        "globalThis.leak = 'x'; Object.prototype.evil = 1; JSON.parse = () => 'tampered'; export default () => typeof leak",
+    );
+    assert_eq!(first.output_value(), Some(json!("string")));
+    let pid = exec.worker_pids();
+    for _ in 0..3 {
+        let next = run(
+            "export default () => [typeof globalThis.leak, ({}).evil === undefined, JSON.parse('1')]",
+        );
+        assert_eq!(next.output_value(), Some(json!(["undefined", true, 1])));
+    }
+    assert_eq!(exec.worker_pids(), pid, "the same worker ran every step");
+}
+
 #[test]
 fn fetch_without_connectors_is_blocked_with_a_type_error() {
     let res = run(
