@@ -252,7 +252,8 @@ pub fn run_keeping(
     let _enter = rt.enter();
     let prepared = match prepared {
         Some(p) if p.heap_bytes == limits.heap_bytes() => Ok(p),
-        // Made for another memory limit: drop it first, so this thread never has two live isolates.
+        // Made for another memory limit: drop it first, so this thread never holds two step isolates
+        // (isolates on one thread must go in reverse order of creation).
         other => {
             drop(other);
             prepare(limits.heap_bytes(), rt)
