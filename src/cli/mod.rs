@@ -94,6 +94,13 @@ impl CodeArgs {
                 if name.is_empty() || name.contains('=') {
                     return Err(UsageError(format!("--env {name}: give a variable's name")));
                 }
+                // codestep's own settings hold its master key, operator token and store URL: a step
+                // (and the worker it runs in) must never get them, whatever the operator typed.
+                if name.to_ascii_uppercase().starts_with("CODESTEP_") {
+                    return Err(UsageError(format!(
+                        "--env {name}: codestep's own variables hold its keys and are never given to steps"
+                    )));
+                }
                 std::env::var(name).map(|v| (name.clone(), v)).map_err(|_| {
                     UsageError(format!(
                         "--env {name}: no such variable in codestep's environment"

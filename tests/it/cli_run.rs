@@ -322,4 +322,15 @@ fn a_step_imports_the_files_beside_it_and_nothing_outside_its_directory() {
     let (code, _, err) = codestep(&["run", &step, "--env", "NO_SUCH_VAR_HERE"], &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("NO_SUCH_VAR_HERE"), "{err}");
+    // codestep's own variables (the master key among them) never reach a step.
+    let key = "c2VjcmV0LW1hc3Rlci1rZXktbm90LWZvci1zdGVwcw==";
+    for name in ["CODESTEP_MASTER_KEY", "codestep_master_key"] {
+        let (code, v, err) = codestep(
+            &["run", &step, "--env", name],
+            &[("CODESTEP_MASTER_KEY", key), ("codestep_master_key", key)],
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("never given to steps"), "{err}");
+        assert!(!v.to_string().contains(key) && !err.contains(key));
+    }
 }
