@@ -226,20 +226,20 @@ function verifyWith(alg, data, key, signature) {
   return op_codestep_verify(alg, pemOf(key, "key"), data, toBytes(signature, undefined, "signature"), dsaIeee(key));
 }
 
-class Sign extends Writable {
-  #alg;
+// Sign and Verify collect what is written to them, then sign or check it at once.
+class Collector extends Writable {
+  alg;
   #chunks = [];
   constructor(alg) {
     super();
-    this.#alg = alg;
+    this.alg = alg;
   }
   update(data, encoding) {
     this.#chunks.push(Buffer.from(toBytes(data, encoding)));
     return this;
   }
-  sign(key, encoding) {
-    const sig = signWith(this.#alg, concat(this.#chunks), key);
-    return encoding ? sig.toString(encoding) : sig;
+  collected() {
+    return concat(this.#chunks);
   }
   _write(chunk, enc, cb) {
     this.update(chunk, enc);
@@ -247,24 +247,17 @@ class Sign extends Writable {
   }
 }
 
-class Verify extends Writable {
-  #alg;
-  #chunks = [];
-  constructor(alg) {
-    super();
-    this.#alg = alg;
+class Sign extends Collector {
+  sign(key, encoding) {
+    const sig = signWith(this.alg, this.collected(), key);
+    return encoding ? sig.toString(encoding) : sig;
   }
-  update(data, encoding) {
-    this.#chunks.push(Buffer.from(toBytes(data, encoding)));
-    return this;
-  }
+}
+
+class Verify extends Collector {
   verify(key, signature, encoding) {
     const sig = typeof signature === "string" ? Buffer.from(signature, encoding) : signature;
-    return verifyWith(this.#alg, concat(this.#chunks), key, sig);
-  }
-  _write(chunk, enc, cb) {
-    this.update(chunk, enc);
-    cb();
+    return verifyWith(this.alg, this.collected(), key, sig);
   }
 }
 

@@ -12,7 +12,9 @@ use super::error::{ApiError, ErrorBody};
 use super::json::{ApiJson, ApiPath};
 use super::monitoring::parse_time;
 use super::state::AppState;
-use crate::store::{self, format_time, ApiToken, Scope, Scopes, StoreError, TokenGrant};
+use crate::store::{
+    self, format_time, ApiToken, Scope, Scopes, StoreError, TokenGrant, TokenState,
+};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,23 +64,9 @@ pub struct TokenView {
     pub state: TokenState,
 }
 
-#[derive(Serialize, ToSchema, Clone, Copy, PartialEq, Eq, Debug)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenState {
-    Active,
-    Expired,
-    Revoked,
-}
-
 impl From<ApiToken> for TokenView {
     fn from(t: ApiToken) -> Self {
-        let state = if t.revoked_at.is_some() {
-            TokenState::Revoked
-        } else if t.expires_at.is_some_and(|at| at <= store::now_millis()) {
-            TokenState::Expired
-        } else {
-            TokenState::Active
-        };
+        let state = t.state();
         TokenView {
             id: t.id,
             label: t.name,

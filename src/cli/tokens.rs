@@ -85,16 +85,6 @@ fn parse_duration_ms(s: &str) -> Result<Millis, String> {
     n.checked_mul(unit_ms).ok_or_else(err)
 }
 
-fn state(t: &ApiToken) -> &'static str {
-    if t.revoked_at.is_some() {
-        "revoked"
-    } else if t.expires_at.is_some_and(|at| at <= store::now_millis()) {
-        "expired"
-    } else {
-        "active"
-    }
-}
-
 fn time_or(t: Option<Millis>, none: &str) -> String {
     t.map_or_else(|| none.to_string(), store::format_time)
 }
@@ -108,7 +98,7 @@ fn token_json(t: &ApiToken) -> serde_json::Value {
         "last_used_at": t.last_used_at.map(store::format_time),
         "expires_at": t.expires_at.map(store::format_time),
         "revoked_at": t.revoked_at.map(store::format_time),
-        "state": state(t),
+        "state": t.state().as_str(),
     })
 }
 
@@ -176,7 +166,7 @@ async fn token(cmd: TokenCmd, db: StoreArg) -> Outcome {
                             t.id.clone(),
                             t.name.clone(),
                             t.scopes.to_string(),
-                            state(t).to_string(),
+                            t.state().as_str().to_string(),
                             store::format_time(t.created_at),
                             time_or(t.last_used_at, "never"),
                             time_or(t.expires_at, "never"),

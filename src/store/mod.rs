@@ -192,6 +192,38 @@ pub struct ApiToken {
     pub expires_at: Option<Millis>,
 }
 
+/// Where a token is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Expired => "expired",
+            TokenState::Revoked => "revoked",
+        }
+    }
+}
+
+impl ApiToken {
+    /// Revoked, expired (authentication refuses it from its expiry on), or active.
+    pub fn state(&self) -> TokenState {
+        if self.revoked_at.is_some() {
+            TokenState::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now_millis()) {
+            TokenState::Expired
+        } else {
+            TokenState::Active
+        }
+    }
+}
+
 /// One `fetch()` a step made, as kept for the operator: the engine's own record, with its run. Host and
 /// path only, never the query.
 ///
