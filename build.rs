@@ -80,6 +80,23 @@ fn main() {
     println!("cargo:rerun-if-changed=src/engine/extension.rs");
     println!("cargo:rerun-if-changed=src/engine/node_ops.rs");
 
+    // deno_crypto's script is loaded on a step's first use of Web Crypto, not at snapshot time, so the
+    // snapshot does not hold it: the runtime is given its source (`runtime::LAZY_SCRIPTS`).
+    let web_crypto = extension::extensions()
+        .into_iter()
+        .find(|e| e.name == "deno_crypto")
+        .expect("the deno_crypto extension")
+        .lazy_loaded_js_files
+        .iter()
+        .find(|f| f.specifier == "ext:deno_crypto/00_crypto.js")
+        .expect("deno_crypto's script")
+        .load()
+        .expect("reading deno_crypto's script")
+        .to_string();
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    std::fs::write(out_dir.join("deno_crypto.js"), web_crypto)
+        .expect("writing deno_crypto's script");
+
     let output = deno_core::snapshot::create_snapshot(
         deno_core::snapshot::CreateSnapshotOptions {
             cargo_manifest_dir: env!("CARGO_MANIFEST_DIR"),
@@ -119,7 +136,7 @@ fn main() {
     )
     .expect("creating the startup snapshot failed");
 
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("CODESTEP_SNAPSHOT.bin");
+    let out = out_dir.join("CODESTEP_SNAPSHOT.bin");
     std::fs::write(&out, &output.output).expect("writing the snapshot");
     for path in output.files_loaded_during_snapshot {
         println!("cargo:rerun-if-changed={}", path.display());

@@ -1,21 +1,11 @@
 // Installs the web platform globals a step may rely on, taken from deno_web, plus our own console and
-// crypto. Runs once, at snapshot time: nothing here may call an op at module top level.
+// Web Crypto (deno_crypto, on first use). Runs once, at snapshot time: nothing here may call an op at module top level.
 
-import { core, primordials } from "ext:core/mod.js";
+import { core, internals, primordials } from "ext:core/mod.js";
 
 const {
   ObjectDefineProperty,
-  ObjectFreeze,
-  ArrayPrototypeJoin,
   StringPrototypeSlice,
-  TypeError,
-  TypedArrayPrototypeGetByteLength,
-  TypedArrayPrototypeGetSymbolToStringTag,
-  Uint8Array,
-  Number,
-  NumberPrototypeToString,
-  StringPrototypePadStart,
-  ArrayPrototypeMap,
 } = primordials;
 
 const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
@@ -94,50 +84,24 @@ function makeConsole() {
   return c;
 }
 
-// crypto: only what steps use. Random bytes come from the OS through Rust.
-function getRandomValues(array) {
-  const prefix = "Failed to execute 'getRandomValues' on 'Crypto'";
-  webidl.requiredArguments(arguments.length, 1, prefix);
-  const tag = TypedArrayPrototypeGetSymbolToStringTag(array);
-  if (
-    tag !== "Int8Array" && tag !== "Uint8Array" && tag !== "Uint8ClampedArray" &&
-    tag !== "Int16Array" && tag !== "Uint16Array" && tag !== "Int32Array" &&
-    tag !== "Uint32Array" && tag !== "BigInt64Array" && tag !== "BigUint64Array"
-  ) {
-    throw new domException.DOMException(
-      "The provided ArrayBufferView is not an integer array type",
-      "TypeMismatchError",
-    );
-  }
-  if (TypedArrayPrototypeGetByteLength(array) > 65536) {
-    throw new domException.DOMException(
-      `The ArrayBufferView's byte length (${TypedArrayPrototypeGetByteLength(array)}) exceeds the number of bytes of entropy available via this API (65536)`,
-      "QuotaExceededError",
-    );
-  }
-  const bytes = new Uint8Array(array.buffer, array.byteOffset, TypedArrayPrototypeGetByteLength(array));
-  core.ops.op_codestep_random_fill(bytes);
-  return array;
+// Web Crypto is deno_crypto's: `Crypto`, `SubtleCrypto` and `CryptoKey` are Rust objects, every
+// algorithm runs in Rust. Its script is loaded the first time a step touches one of these globals: it
+// is not in the snapshot (its objects cannot be made at snapshot time), and most steps never use it.
+// deno_crypto brands Node KeyObjects with a symbol Deno's node layer owns; ours is private to here.
+internals.kKeyObject ??= Symbol("kKeyObject");
+const loadWebCrypto = () => core.loadExtScript("ext:deno_crypto/00_crypto.js");
+// Rust ops (deno_crypto's above all) name a DOMException by its class: "DOMException" + its name.
+for (const name of [
+  "DataError",
+  "InvalidAccessError",
+  "NotSupportedError",
+  "OperationError",
+  "QuotaExceededError",
+  "SyntaxError",
+  "TypeMismatchError",
+]) {
+  core.registerErrorBuilder(`DOMException${name}`, (message) => new domException.DOMException(message, name));
 }
-
-function randomUUID() {
-  const b = new Uint8Array(16);
-  core.ops.op_codestep_random_fill(b);
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const hex = ArrayPrototypeMap([...b], (x) => StringPrototypePadStart(NumberPrototypeToString(x, 16), 2, "0"));
-  const h = ArrayPrototypeJoin(hex, "");
-  return `${StringPrototypeSlice(h, 0, 8)}-${StringPrototypeSlice(h, 8, 12)}-${StringPrototypeSlice(h, 12, 16)}-${StringPrototypeSlice(h, 16, 20)}-${StringPrototypeSlice(h, 20)}`;
-}
-
-class Crypto {
-  constructor() {
-    throw new TypeError("Illegal constructor");
-  }
-}
-const crypto = { __proto__: Crypto.prototype };
-ObjectDefineProperty(Crypto.prototype, "getRandomValues", { value: getRandomValues, writable: true, configurable: true });
-ObjectDefineProperty(Crypto.prototype, "randomUUID", { value: randomUUID, writable: true, configurable: true });
 
 function define(name, value) {
   ObjectDefineProperty(globalThis, name, { value, writable: true, enumerable: false, configurable: true });
@@ -173,8 +137,12 @@ define("WritableStreamDefaultWriter", streams.WritableStreamDefaultWriter);
 define("TransformStream", streams.TransformStream);
 define("ByteLengthQueuingStrategy", streams.ByteLengthQueuingStrategy);
 define("CountQueuingStrategy", streams.CountQueuingStrategy);
-define("Crypto", Crypto);
-define("crypto", crypto);
+core.defineGlobalProperties(globalThis, {
+  crypto: core.propNonEnumerableLazyLoaded((m) => m.crypto, loadWebCrypto),
+  Crypto: core.propNonEnumerableLazyLoaded((m) => m.Crypto, loadWebCrypto),
+  CryptoKey: core.propNonEnumerableLazyLoaded((m) => m.CryptoKey, loadWebCrypto),
+  SubtleCrypto: core.propNonEnumerableLazyLoaded((m) => m.SubtleCrypto, loadWebCrypto),
+});
 define("console", makeConsole());
 
-export { webidl, url, domException, event, abortSignal, streams, encoding, file, consoleImpl };
+export { webidl, url, domException, event, abortSignal, streams, encoding, file, consoleImpl, loadWebCrypto };

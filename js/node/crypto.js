@@ -6,6 +6,8 @@ const { core } = __bootstrap;
 const { op_codestep_hash, op_codestep_hmac, op_codestep_sign, op_codestep_verify, op_codestep_random_fill } = core.ops;
 const { Buffer } = core.loadExtScript("ext:codestep/node/buffer.js");
 const { Writable } = core.loadExtScript("ext:codestep/node/stream.js");
+// Web Crypto (deno_crypto): `webcrypto`, `subtle`, and async PBKDF2 over `subtle.deriveBits`.
+const web = core.loadExtScript("ext:deno_crypto/00_crypto.js").crypto;
 
 const HASHES = ["md5", "sha1", "sha224", "sha256", "sha384", "sha512"];
 
@@ -306,6 +308,32 @@ function createSecretKey(key, encoding) {
   return new KeyObject("secret", Buffer.from(toBytes(key, encoding)).toString("latin1"));
 }
 
+// PBKDF2 with a callback, as Node has it; the work runs in Rust off the step's thread.
+function pbkdf2(password, salt, iterations, keylen, digest, callback) {
+  if (typeof digest === "function") {
+    const e = new TypeError('The "digest" argument must be of type string. Received function');
+    e.code = "ERR_INVALID_ARG_TYPE";
+    throw e;
+  }
+  if (typeof callback !== "function") {
+    const e = new TypeError('The "callback" argument must be of type function');
+    e.code = "ERR_INVALID_ARG_TYPE";
+    throw e;
+  }
+  const hash = { md5: null, sha1: "SHA-1", sha256: "SHA-256", sha384: "SHA-384", sha512: "SHA-512" }[normalizeHash(digest)];
+  if (!hash) {
+    const e = new TypeError(`Invalid digest: ${digest}`);
+    e.code = "ERR_CRYPTO_INVALID_DIGEST";
+    throw e;
+  }
+  const pw = toBytes(password, undefined, "password");
+  const s = toBytes(salt, undefined, "salt");
+  web.subtle
+    .importKey("raw", pw, "PBKDF2", false, ["deriveBits"])
+    .then((key) => web.subtle.deriveBits({ name: "PBKDF2", hash, salt: s, iterations }, key, keylen * 8))
+    .then((bits) => callback(null, Buffer.from(bits)), (err) => callback(err));
+}
+
 function unsupported(name) {
   return () => {
     throw new Error(`crypto.${name} is not available in codestep`);
@@ -325,8 +353,8 @@ const crypto = {
     queueMicrotask(() => cb(null, buf));
   },
   randomInt,
-  randomUUID: () => globalThis.crypto.randomUUID(),
-  getRandomValues: (a) => globalThis.crypto.getRandomValues(a),
+  randomUUID: () => web.randomUUID(),
+  getRandomValues: (a) => web.getRandomValues(a),
   timingSafeEqual,
   createSign,
   createVerify,
@@ -343,12 +371,12 @@ const crypto = {
   getHashes: () => HASHES.slice(),
   getCiphers: () => [],
   getCurves: () => ["prime256v1"],
-  webcrypto: globalThis.crypto,
-  subtle: globalThis.crypto?.subtle,
+  webcrypto: web,
+  subtle: web.subtle,
   constants: { RSA_PKCS1_PADDING: 1, RSA_PKCS1_PSS_PADDING: 6 },
   createCipheriv: unsupported("createCipheriv"),
   createDecipheriv: unsupported("createDecipheriv"),
-  pbkdf2: unsupported("pbkdf2"),
+  pbkdf2,
   pbkdf2Sync: unsupported("pbkdf2Sync"),
   scrypt: unsupported("scrypt"),
   scryptSync: unsupported("scryptSync"),

@@ -12,7 +12,7 @@ use super::ops::*;
 
 deno_core::extension!(
     codestep,
-    deps = [deno_webidl, deno_web],
+    deps = [deno_webidl, deno_web, deno_crypto],
     ops = [
         op_codestep_fetch,
         op_codestep_fetch_body_ready,
@@ -107,6 +107,8 @@ pub fn extensions() -> Vec<deno_core::Extension> {
             false,
             deno_web::InMemoryBroadcastChannel::default(),
         )),
+        // No seed: keys and random values come from the OS.
+        deno_crypto::deno_crypto::init(None),
         codestep::init(),
     ]
 }

@@ -68,6 +68,9 @@ impl Drop for ThreadPool {
 fn worker_loop(rx: &Mutex<mpsc::Receiver<Job>>, shared: &Shared, watchdog: &Watchdog) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Web Crypto runs its algorithms on this runtime's blocking threads: one, so a step that
+        // starts many jobs gets them in turn, not one thread (and one core) each.
+        .max_blocking_threads(1)
         .build()
     {
         Ok(rt) => rt,

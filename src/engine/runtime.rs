@@ -11,18 +11,23 @@ use deno_core::{v8, JsRuntime, RuntimeOptions};
 
 use super::modules::loader::StepLoader;
 
-/// The Node modules (`js/node/`), which the snapshot does not hold: they are compiled on first use.
-/// Sorted by specifier, as deno_core looks them up by binary search.
-macro_rules! node_modules {
+/// The scripts the snapshot does not hold, compiled on first use: the Node modules (`js/node/`), and
+/// deno_crypto's Web Crypto (written out by `build.rs`). Sorted by specifier, as deno_core looks them
+/// up by binary search.
+macro_rules! lazy_scripts {
     ($($name:literal),* $(,)?) => {
         &[$((
             concat!("ext:codestep/node/", $name),
             include_str!(concat!("../../js/node/", $name)),
-        )),*]
+        )),*,
+        (
+            "ext:deno_crypto/00_crypto.js",
+            include_str!(concat!(env!("OUT_DIR"), "/deno_crypto.js")),
+        )]
     };
 }
 
-static NODE_MODULES: &[(&str, &str)] = node_modules![
+static LAZY_SCRIPTS: &[(&str, &str)] = lazy_scripts![
     "_cjs.js",
     "_empty.js",
     "assert.js",
@@ -47,11 +52,12 @@ static NODE_MODULES: &[(&str, &str)] = node_modules![
     "zlib.js",
 ];
 
-pub(crate) fn node_module_source(specifier: &str) -> Option<&'static str> {
-    NODE_MODULES
+/// The source of a script in `LAZY_SCRIPTS`.
+pub(crate) fn lazy_script_source(specifier: &str) -> Option<&'static str> {
+    LAZY_SCRIPTS
         .binary_search_by(|(s, _)| (*s).cmp(specifier))
         .ok()
-        .map(|i| NODE_MODULES[i].1)
+        .map(|i| LAZY_SCRIPTS[i].1)
 }
 
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/CODESTEP_SNAPSHOT.bin"));
@@ -183,7 +189,7 @@ pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntim
         extensions: super::extension::extensions(),
         create_params: Some(params),
         module_loader: Some(loader.clone()),
-        residual_lazy_js_sources: NODE_MODULES,
+        residual_lazy_js_sources: LAZY_SCRIPTS,
         ..Default::default()
     })
     .map_err(|e| format!("could not create the step isolate: {e}"))?;

@@ -60,6 +60,9 @@ fn main() -> i32 {
     runtime::init_platform();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Web Crypto runs its algorithms on this runtime's blocking threads: one, so a step that
+        // starts many jobs gets them in turn, not one thread (and one core) each.
+        .max_blocking_threads(1)
         .build()
     {
         Ok(rt) => rt,

@@ -20,3 +20,4 @@ mod serve;
 mod store;
 mod support;
 mod vault;
+mod web_crypto;

@@ -457,3 +457,51 @@ fn google_sheets_reads_values() {
     let reqs = server.requests();
     assert_eq!(reqs[0].header_all("x-goog-api-key"), vec![SECRET]);
 }
+
+/// Stripe's webhook check with Web Crypto (its `SubtleCryptoProvider`), against a signature header made
+/// here in Rust the way Stripe documents it: `t=<time>,v1=<hex HMAC-SHA256 of "<time>.<payload>">`.
+#[test]
+fn stripe_verifies_a_webhook_signature_with_web_crypto() {
+    use hmac::{KeyInit, Mac};
+    let secret = "whsec_test_signing_secret";
+    let payload = r#"{"id":"evt_123","object":"event","type":"customer.created"}"#;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{payload}").as_bytes());
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let step = r#"
+        import Stripe from "stripe";
+        export default async ({ payload, header, secret }) => {
+          const stripe = new Stripe("sk_test_placeholder");
+          const provider = Stripe.createSubtleCryptoProvider();
+          const event = await stripe.webhooks.constructEventAsync(payload, header, secret, undefined, provider);
+          let tampered;
+          try {
+            await stripe.webhooks.constructEventAsync(payload.replace("evt_123", "evt_999"), header, secret, undefined, provider);
+            tampered = "accepted";
+          } catch (e) {
+            tampered = e.type;
+          }
+          return { id: event.id, type: event.type, tampered };
+        };
+    "#;
+    let r = executor().run_blocking(StepRequest::new(
+        step,
+        json!({ "payload": payload, "header": format!("t={t},v1={sig}"), "secret": secret }),
+    ));
+    assert!(r.ok, "{:?} {:?}", r.error, r.logs);
+    assert_eq!(
+        r.output_value(),
+        Some(
+            json!({ "id": "evt_123", "type": "customer.created", "tampered": "StripeSignatureVerificationError" })
+        )
+    );
+}

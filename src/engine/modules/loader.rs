@@ -292,13 +292,13 @@ impl ModuleLoader for StepLoader {
         ModuleLoadResponse::Sync(self.load_sync(specifier, options.requested_module_type))
     }
 
-    /// The code cache of a Node module (`js/node/`), compiled by deno_core as a lazy script.
+    /// The code cache of a lazy script (a Node module or Web Crypto), compiled by deno_core.
     fn get_code_cache(
         &self,
         specifier: &ModuleSpecifier,
         source: &str,
     ) -> Option<SourceCodeCacheInfo> {
-        let builtin = crate::engine::runtime::node_module_source(specifier.as_str())?;
+        let builtin = crate::engine::runtime::lazy_script_source(specifier.as_str())?;
         // The key covers the whole source (deno_core wraps it before compiling; the wrapping is fixed).
         let hash = builtin_hash(specifier.as_str(), builtin) ^ (source.len() as u64);
         Some(SourceCodeCacheInfo {
