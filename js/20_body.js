@@ -296,47 +296,70 @@ class InnerBody {
 
 // ---- extracting a body -------------------------------------------------------
 
+const _asyncIterable = Symbol("[[asyncIterable]]");
+
 /**
- * "extract a body" (Fetch section 5.2). `object` is a BodyInit that is not null/undefined.
+ * Convert a BodyInit argument or member the way WebIDL converts the union
+ * (ReadableStream or Blob or BufferSource or FormData or URLSearchParams or USVString), at the
+ * time arguments are converted (so a `toString` runs before later members or arguments are read).
+ * `V` is not null/undefined. Objects of the union's interfaces pass through; an async iterable
+ * (a Deno/Node extension, not in the standard union) is wrapped so extractBody does not read its
+ * Symbol.asyncIterator again; everything else becomes a USVString.
+ */
+function convertBodyInit(V, prefix, context) {
+  if (typeof V === "string") return V;
+  if (typeof V === "object" && V !== null) {
+    if (
+      core.isArrayBuffer(V) || core.isSharedArrayBuffer(V) || ArrayBufferIsView(V) || isBlob(V) ||
+      isFormData(V) || ObjectPrototypeIsPrototypeOf(URLSearchParamsPrototype, V) || isReadableStream(V)
+    ) {
+      return V;
+    }
+    if (typeof V[SymbolAsyncIterator] === "function") return { __proto__: null, [_asyncIterable]: V };
+  }
+  return webidl.converters.USVString(V, prefix, context);
+}
+
+/** Whether a converted BodyInit has no source (Fetch: a stream body), so it needs `duplex`. */
+function isStreamBodyInit(converted) {
+  return typeof converted === "object" && (isReadableStream(converted) || converted[_asyncIterable] !== undefined);
+}
+
+/**
+ * "extract a body" (Fetch section 5.2). `object` is a BodyInit already converted by
+ * convertBodyInit (internal callers may pass a string or one of the union's objects).
  * Returns { body: InnerBody, contentType: string | null }.
  */
 function extractBody(object) {
   if (typeof object === "string") {
     return { body: InnerBody.fromBytes(core.encode(StringPrototypeToWellFormed(object))), contentType: "text/plain;charset=UTF-8" };
   }
-  if (typeof object === "object" && object !== null) {
-    if (core.isArrayBuffer(object) || core.isSharedArrayBuffer(object) || ArrayBufferIsView(object)) {
-      return { body: InnerBody.fromBytes(copyBufferSource(object)), contentType: null };
-    }
-    if (isBlob(object)) {
-      const type = BlobPrototypeGetType(object);
-      return { body: InnerBody.fromBlob(object), contentType: type === "" ? null : type };
-    }
-    if (isFormData(object)) {
-      const encoded = encodeFormData(object);
-      return { body: InnerBody.fromBlob(encoded.blob), contentType: encoded.contentType };
-    }
-    if (ObjectPrototypeIsPrototypeOf(URLSearchParamsPrototype, object)) {
-      return {
-        body: InnerBody.fromBytes(core.encode(URLSearchParamsPrototypeToString(object))),
-        contentType: "application/x-www-form-urlencoded;charset=UTF-8",
-      };
-    }
-    if (isReadableStream(object)) {
-      if (isReadableStreamDisturbed(object) || isReadableStreamLocked(object)) {
-        throw new TypeError("ReadableStream body is already disturbed or locked");
-      }
-      return { body: InnerBody.fromStream(object), contentType: null };
-    }
-    // Not in the standard BodyInit union, but Node and Deno accept async
-    // iterables of Uint8Array (e.g. Node-style streams, async generators).
-    if (typeof object[SymbolAsyncIterator] === "function") {
-      return { body: InnerBody.fromStream(ReadableStreamFrom(object)), contentType: null };
-    }
+  if (core.isArrayBuffer(object) || core.isSharedArrayBuffer(object) || ArrayBufferIsView(object)) {
+    return { body: InnerBody.fromBytes(copyBufferSource(object)), contentType: null };
   }
-  // Everything else goes through the USVString branch of the union.
-  const s = webidl.converters.USVString(object, "Failed to extract body", "body");
-  return { body: InnerBody.fromBytes(core.encode(s)), contentType: "text/plain;charset=UTF-8" };
+  if (isBlob(object)) {
+    const type = BlobPrototypeGetType(object);
+    return { body: InnerBody.fromBlob(object), contentType: type === "" ? null : type };
+  }
+  if (isFormData(object)) {
+    const encoded = encodeFormData(object);
+    return { body: InnerBody.fromBlob(encoded.blob), contentType: encoded.contentType };
+  }
+  if (ObjectPrototypeIsPrototypeOf(URLSearchParamsPrototype, object)) {
+    return {
+      body: InnerBody.fromBytes(core.encode(URLSearchParamsPrototypeToString(object))),
+      contentType: "application/x-www-form-urlencoded;charset=UTF-8",
+    };
+  }
+  if (isReadableStream(object)) {
+    if (isReadableStreamDisturbed(object) || isReadableStreamLocked(object)) {
+      throw new TypeError("ReadableStream body is already disturbed or locked");
+    }
+    return { body: InnerBody.fromStream(object), contentType: null };
+  }
+  // Not in the standard BodyInit union, but Node and Deno accept async
+  // iterables of Uint8Array (e.g. Node-style streams, async generators).
+  return { body: InnerBody.fromStream(ReadableStreamFrom(object[_asyncIterable])), contentType: null };
 }
 
 // ---- the Body mixin ------------------------------------------------------------
@@ -830,11 +853,13 @@ export {
   _body,
   _headers,
   consumeBody,
+  convertBodyInit,
   extractBody,
   FormData,
   FormDataPrototype,
   InnerBody,
   isFormData,
+  isStreamBodyInit,
   makeBlob,
   mimeTypeOf,
   mixinBody,

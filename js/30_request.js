@@ -10,6 +10,7 @@ import { core, primordials } from "ext:core/mod.js";
 import {
   byteLowerCase,
   cloneList,
+  convertHeadersInit,
   fillHeaders,
   guardFromHeaders,
   headerListFromHeaders,
@@ -19,7 +20,7 @@ import {
   listContains,
   replaceHeaderList,
 } from "ext:codestep/10_headers.js";
-import { _body, _headers, extractBody, mixinBody } from "ext:codestep/20_body.js";
+import { _body, _headers, convertBodyInit, extractBody, mixinBody } from "ext:codestep/20_body.js";
 
 const {
   ObjectGetOwnPropertyDescriptor,
@@ -82,6 +83,8 @@ function normalizeMethod(m) {
 }
 
 const anyConverter = (v) => v;
+const headersInitConverter = (v, prefix) => convertHeadersInit(v, prefix);
+const bodyInitConverter = (v, prefix, context) => (v === null ? null : convertBodyInit(v, prefix, context));
 
 webidl.converters.RequestRedirect ??= webidl.createEnumConverter("RequestRedirect", [
   "follow",
@@ -91,8 +94,8 @@ webidl.converters.RequestRedirect ??= webidl.createEnumConverter("RequestRedirec
 
 const requestInitConverter = webidl.createDictionaryConverter("RequestInit", [
   { key: "method", converter: webidl.converters.ByteString },
-  { key: "headers", converter: anyConverter },
-  { key: "body", converter: anyConverter },
+  { key: "headers", converter: headersInitConverter },
+  { key: "body", converter: bodyInitConverter },
   { key: "referrer", converter: webidl.converters.USVString },
   { key: "referrerPolicy", converter: webidl.converters.DOMString },
   {
@@ -241,7 +244,7 @@ class Request {
     this[_headers] = headers;
     if (init.headers !== undefined) {
       replaceHeaderList(headers, []);
-      fillHeaders(headers, init.headers, prefix);
+      fillHeaders(headers, init.headers);
     }
 
     const inputBody = inputRequest !== null ? inputRequest[_body] : null;

@@ -115,16 +115,22 @@ function dataUrlResponse(url) {
   if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+/.test(mimeType)) {
     mimeType = "text/plain;charset=US-ASCII";
   }
-  return new Response(body, { status: 200, statusText: "OK", headers: [["content-type", mimeType]] });
+  // Null-prototype objects: converting them as a ResponseInit / HeadersInit runs no user code.
+  return new Response(body, {
+    __proto__: null,
+    status: 200,
+    statusText: "OK",
+    headers: { __proto__: null, "content-type": mimeType },
+  });
 }
 
 function blobUrlResponse(url, method) {
   if (method !== "GET") throw new TypeError("Failed to fetch: a blob: URL can only be fetched with GET");
   const blob = fileImpl.blobFromObjectUrl(url);
   if (blob === null) throw new TypeError("Failed to fetch: the blob: URL is not (or no longer) valid");
-  const headers = [["content-length", `${blob.size}`]];
-  if (blob.type !== "") ArrayPrototypePush(headers, ["content-type", blob.type]);
-  return new Response(blob, { status: 200, statusText: "OK", headers });
+  const headers = { __proto__: null, "content-length": `${blob.size}` };
+  if (blob.type !== "") headers["content-type"] = blob.type;
+  return new Response(blob, { __proto__: null, status: 200, statusText: "OK", headers });
 }
 
 let userAgent;

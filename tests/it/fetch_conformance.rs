@@ -161,7 +161,10 @@ await test("constructor forms", () => {
   deq("record stringifies values", [...new Headers({ n: 1, b: true, o: null })], [["b", "true"], ["n", "1"], ["o", "null"]]);
   deq("sequence stringifies", [...new Headers([["n", 1]])], [["n", "1"]]);
   const sym = Symbol("s");
-  deq("record ignores symbol keys", [...new Headers({ a: "1", [sym]: "x" })], [["a", "1"]]);
+  throws("record with an enumerable symbol key", TypeError, () => new Headers({ a: "1", [sym]: "x" }));
+  const hiddenSym = { a: "1" };
+  Object.defineProperty(hiddenSym, sym, { value: "x", enumerable: false });
+  deq("record skips a non-enumerable symbol key", [...new Headers(hiddenSym)], [["a", "1"]]);
   const proto = { inherited: "no" };
   const rec = Object.create(proto);
   rec.own = "yes";
@@ -784,6 +787,209 @@ eq("blob() under tampering", results.blobType, "a/b");
 eq("byte copies ignore Symbol.species", results.view, 4);
 "#;
     run_checks(&executor(), "tampering", body).await;
+}
+
+// ---- the gaps of issue #9: WebIDL conversions, Request validation, locked bodies, multipart --------
+
+/// `new Headers(init)` converts its argument exactly as WebIDL says for
+/// `(sequence<sequence<ByteString>> or record<ByteString, ByteString>)`; a Proxy or getters see
+/// every step, in order, and patched iterators are the ones used.
+#[tokio::test]
+async fn headers_init_follows_webidl() {
+    let body = r#"
+const log = [];
+const show2 = (k) => (typeof k === "symbol" ? k.toString() : String(k));
+const logging = (target) => new Proxy(target, {
+  get(t, k, r) { log.push(`get ${show2(k)}`); return Reflect.get(t, k, r); },
+  ownKeys(t) { log.push("ownKeys"); return Reflect.ownKeys(t); },
+  getOwnPropertyDescriptor(t, k) { log.push(`gopd ${show2(k)}`); return Reflect.getOwnPropertyDescriptor(t, k); },
+});
+const take = () => log.splice(0, log.length);
+
+await test("record through a Proxy", () => {
+  const h = new Headers(logging({ a: "1", B: "2" }));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a", "gopd B", "get B"]);
+  deq("entries", [...h], [["a", "1"], ["b", "2"]]);
+});
+
+await test("record: a key that is not a ByteString stops before its value is read", () => {
+  throws("non-ByteString key", TypeError, () => new Headers(logging({ a: "1", "\u0100": "2", c: "3" })));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a", "gopd \u0100"]);
+});
+
+await test("record: a value that is not a ByteString", () => {
+  throws("non-ByteString value", TypeError, () => new Headers(logging({ a: "1", c: "\u0100", d: "4" })));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a", "gopd c", "get c"]);
+});
+
+await test("record: the whole record is converted before header names are checked", () => {
+  throws("invalid header name", TypeError, () => new Headers(logging({ "a b": "1", c: "3" })));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a b", "get a b", "gopd c", "get c"]);
+});
+
+await test("record: non-enumerable and vanished properties", () => {
+  const target = { a: "1" };
+  Object.defineProperty(target, "hidden", { value: "x", enumerable: false });
+  const h = new Headers(logging(target));
+  deq("non-enumerable is looked at, not read", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a", "gopd hidden"]);
+  deq("non-enumerable skipped", [...h], [["a", "1"]]);
+  const vanishing = new Proxy({ a: "1", b: "2" }, {
+    getOwnPropertyDescriptor(t, k) { return k === "a" ? undefined : Reflect.getOwnPropertyDescriptor(t, k); },
+  });
+  deq("a key whose descriptor is undefined is skipped", [...new Headers(vanishing)], [["b", "2"]]);
+});
+
+await test("record: symbol keys", () => {
+  const s = Symbol("k");
+  throws("enumerable symbol key", TypeError, () => new Headers(logging({ a: "1", [s]: "2" })));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a", "gopd Symbol(k)"]);
+  const quiet = { a: "1" };
+  Object.defineProperty(quiet, s, { value: "2", enumerable: false });
+  deq("non-enumerable symbol key ignored", [...new Headers(quiet)], [["a", "1"]]);
+});
+
+await test("record: own keys only, in [[OwnPropertyKeys]] order", () => {
+  const rec = Object.create({ inherited: "x" });
+  rec.z = "1";
+  rec[2] = "i";
+  rec.a = "2";
+  const order = [];
+  new Headers(new Proxy(rec, { get(t, k, r) { if (typeof k === "string") order.push(k); return Reflect.get(t, k, r); } }));
+  deq("integer keys first, then insertion order", order, ["2", "z", "a"]);
+  const h = new Headers(new Proxy({ a: "1" }, { ownKeys() { return ["a", "b"]; }, getOwnPropertyDescriptor(t, k) { return k === "b" ? { value: "2", enumerable: true, configurable: true } : Reflect.getOwnPropertyDescriptor(t, k); } }));
+  deq("trap-made keys count", [...h], [["a", "1"], ["b", "undefined"]]);
+});
+
+await test("Symbol.iterator is read once and must be callable", () => {
+  let gets = 0;
+  const pairs = [["a", "1"]];
+  const obj = { get [Symbol.iterator]() { gets++; return () => pairs[Symbol.iterator](); } };
+  deq("custom iterable", [...new Headers(obj)], [["a", "1"]]);
+  eq("GetMethod once", gets, 1);
+  throws("non-callable Symbol.iterator", TypeError, () => new Headers({ [Symbol.iterator]: 1 }));
+  throws("non-callable Symbol.iterator (string)", TypeError, () => new Headers({ [Symbol.iterator]: "x", a: "1" }));
+  const hidden = (v) => Object.defineProperty({ a: "1" }, Symbol.iterator, { value: v, enumerable: false });
+  deq("null Symbol.iterator means a record", [...new Headers(hidden(null))], [["a", "1"]]);
+  deq("undefined Symbol.iterator means a record", [...new Headers(hidden(undefined))], [["a", "1"]]);
+  throws("an enumerable Symbol.iterator key of a record is still a symbol key", TypeError, () => new Headers({ [Symbol.iterator]: null, a: "1" }));
+});
+
+await test("the iterator the method returned is the one stepped", () => {
+  let nextGets = 0;
+  let calls = 0;
+  const items = [["x", "1"], ["y", "2"]];
+  const iterator = {
+    get next() {
+      nextGets++;
+      return () => { calls++; return calls <= items.length ? { value: items[calls - 1], done: false } : { done: true }; };
+    },
+  };
+  const h = new Headers({ [Symbol.iterator]() { return iterator; } });
+  deq("entries", [...h], [["x", "1"], ["y", "2"]]);
+  eq("next read once", nextGets, 1);
+  eq("next called until done", calls, 3);
+  throws("iterator not an object", TypeError, () => new Headers({ [Symbol.iterator]() { return 1; } }));
+  throws("next result not an object", TypeError, () => new Headers({ [Symbol.iterator]() { return { next() { return 1; } }; } }));
+  throws("next not callable", TypeError, () => new Headers({ [Symbol.iterator]() { return { next: 1 }; } }));
+  const thrown = new RangeError("from next");
+  try { new Headers({ [Symbol.iterator]() { return { next() { throw thrown; } }; } }); fail("throwing next: no error"); }
+  catch (e) { ok("an error from next propagates as is", e === thrown); }
+  const truthy = { [Symbol.iterator]() { let n = 0; return { next() { n++; return n === 1 ? { value: ["a", "1"], done: 0 } : { done: "yes" }; } }; } };
+  deq("done is converted to a boolean", [...new Headers(truthy)], [["a", "1"]]);
+});
+
+await test("pairs are sequences: iterated with their own iterator", () => {
+  const pair = { [Symbol.iterator]: function* () { yield "n"; yield "v"; } };
+  deq("iterable pair", [...new Headers([pair])], [["n", "v"]]);
+  deq("Set pair", [...new Headers([new Set(["k", "w"])])], [["k", "w"]]);
+  throws("string pair (not an object)", TypeError, () => new Headers(["ab"]));
+  throws("pair without iterator", TypeError, () => new Headers([{ 0: "a", 1: "b", length: 2 }]));
+  const seen = [];
+  const named = (s) => ({ toString() { seen.push(s); return s; } });
+  throws("pair of three", TypeError, () => new Headers([["a", "b", "c"], [named("late"), "x"]]));
+  deq("every pair is converted before sizes are checked", seen, ["late"]);
+  throws("pair of one", TypeError, () => new Headers([["a"]]));
+});
+
+await test("a Proxy around an array is iterated through its traps", () => {
+  const h = new Headers(logging([["a", "1"]]));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "get length", "get 0", "get length"]);
+  deq("entries", [...h], [["a", "1"]]);
+});
+
+await test("a patched Array.prototype[Symbol.iterator] is used", () => {
+  const saved = Array.prototype[Symbol.iterator];
+  let calls = 0;
+  let plain, emptied;
+  const outer = [["a", "b"]];
+  try {
+    // Used for the outer sequence and for each pair.
+    Array.prototype[Symbol.iterator] = function () { calls++; return saved.call(this === outer ? [["x-patched", "1"]] : this); };
+    plain = new Headers(outer);
+    Array.prototype[Symbol.iterator] = undefined;
+    emptied = new Headers([["a", "b"]]);
+  } finally {
+    Array.prototype[Symbol.iterator] = saved;
+  }
+  eq("patched iterator called for the sequence and its pair", calls, 2);
+  deq("its values used", [...plain], [["x-patched", "1"]]);
+  eq("without an array iterator an array is a record", emptied.get("0"), "a,b");
+});
+
+await test("a patched %ArrayIteratorPrototype%.next is used", () => {
+  const proto = Object.getPrototypeOf([][Symbol.iterator]());
+  const saved = proto.next;
+  let calls = 0;
+  let h;
+  try {
+    proto.next = function () { calls++; return { done: true }; };
+    h = new Headers([["a", "b"]]);
+  } finally {
+    proto.next = saved;
+  }
+  eq("patched next called", calls, 1);
+  deq("nothing appended", [...h], []);
+});
+
+await test("Headers as init: a patched iterator is honoured", () => {
+  const src = new Headers({ a: "1" });
+  const saved = Object.getOwnPropertyDescriptor(Headers.prototype, Symbol.iterator);
+  let h;
+  try {
+    Object.defineProperty(Headers.prototype, Symbol.iterator, { ...saved, value: function* () { yield ["from-patch", "1"]; } });
+    h = new Headers(src);
+  } finally {
+    Object.defineProperty(Headers.prototype, Symbol.iterator, saved);
+  }
+  deq("patched Headers iterator used", [...h], [["from-patch", "1"]]);
+  const own = new Headers({ a: "1" });
+  own[Symbol.iterator] = function* () { yield ["own", "2"]; };
+  deq("own Symbol.iterator on a Headers used", [...new Headers(own)], [["own", "2"]]);
+  const copy = new Headers(src);
+  src.append("a", "2");
+  deq("unpatched copy", [...copy], [["a", "1"]]);
+});
+
+await test("Request and Response convert init.headers with the dictionary", () => {
+  throws("navigate", TypeError, () => new Request("https://e.com/", { headers: logging({ a: "1" }), mode: "navigate" }));
+  deq("headers converted before the mode is checked", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a"]);
+  const order = [];
+  new Response({ toString() { order.push("body"); return "x"; } }, { get status() { order.push("status"); return 200; } });
+  deq("Response body converted before init", order, ["body", "status"]);
+  const order2 = [];
+  new Request("https://e.com/", {
+    method: "POST",
+    get body() { order2.push("get body"); return { toString() { order2.push("body toString"); return "x"; } }; },
+    get cache() { order2.push("get cache"); return undefined; },
+  });
+  deq("RequestInit body converted in member order", order2, ["get body", "body toString", "get cache"]);
+  const r = new Response("x", { headers: [["a", "1"]] });
+  eq("Response init headers sequence", r.headers.get("a"), "1");
+  throws("Response init headers not an object", TypeError, () => new Response("x", { headers: "a: 1" }));
+  throws("Request init headers bad pair", TypeError, () => new Request("https://e.com/", { headers: [["a"]] }));
+});
+"#;
+    run_checks(&executor(), "headers init", body).await;
 }
 
 // ---- fetch() against a real local HTTPS server ------------------------------------------------
