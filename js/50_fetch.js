@@ -22,8 +22,8 @@
 //   refuses the headers it must), no cookie jar (Set-Cookie never reaches JS).
 // - redirect: "manual" resolves with the real 3xx response (type "basic",
 //   Location readable) instead of an opaque-redirect filtered response.
-// - A ReadableStream request body does not need `duplex: "half"`; async
-//   iterables are accepted as bodies. Such bodies stream out, and a 307/308
+// - Async iterables are accepted as bodies (like a ReadableStream, they need
+//   `duplex: "half"`, as in Node). Such bodies stream out, and a 307/308
 //   redirect of one fails, since a stream cannot be sent twice.
 // - An `Accept: */*` header is added when the request has none (Fetch 4.1).
 

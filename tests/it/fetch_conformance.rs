@@ -350,7 +350,7 @@ await test("request from request", async () => {
   eq("init body overrides", await d.text(), "override");
   eq("input untouched when init body given", c.bodyUsed, false);
   throws("GET from request with body", TypeError, () => new Request(new Request("https://e.com", { method: "POST", body: "x" }), { method: "GET" }));
-  const s = new Request("https://e.com", { method: "POST", body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("streamed")); c.close(); } }) });
+  const s = new Request("https://e.com", { method: "POST", duplex: "half", body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("streamed")); c.close(); } }) });
   const t = new Request(s);
   eq("stream source used", s.bodyUsed, true);
   eq("stream moved", await t.text(), "streamed");
@@ -371,7 +371,7 @@ await test("clone", async () => {
   ac.abort();
   ok("original signal follows", a.signal.aborted);
   ok("clone signal follows", b.signal.aborted);
-  const s = new Request("https://e.com", { method: "POST", body: new ReadableStream({ start(c) { c.enqueue(new Uint8Array([65, 66])); c.close(); } }) });
+  const s = new Request("https://e.com", { method: "POST", duplex: "half", body: new ReadableStream({ start(c) { c.enqueue(new Uint8Array([65, 66])); c.close(); } }) });
   const s2 = s.clone();
   eq("stream clone 1", await s.text(), "AB");
   eq("stream clone 2", await s2.text(), "AB");
@@ -992,6 +992,92 @@ await test("Request and Response convert init.headers with the dictionary", () =
     run_checks(&executor(), "headers init", body).await;
 }
 
+/// `new Request()` validates `referrer`, `referrerPolicy`, `mode`/`cache`, and `duplex` for stream bodies.
+#[tokio::test]
+async fn request_validates_referrer_mode_cache_duplex() {
+    let body = r#"
+const u = "https://e.com/";
+const stream = () => new ReadableStream({ start(c) { c.enqueue(new Uint8Array([1])); c.close(); } });
+
+await test("referrer", () => {
+  eq("default", new Request(u).referrer, "about:client");
+  eq("empty string is no-referrer", new Request(u, { referrer: "" }).referrer, "");
+  eq("about:client", new Request(u, { referrer: "about:client" }).referrer, "about:client");
+  eq("about:client with a query is still the client", new Request(u, { referrer: "about:client?x" }).referrer, "about:client");
+  eq("URL serialised", new Request(u, { referrer: "HTTPS://Example.com/a b" }).referrer, "https://example.com/a%20b");
+  eq("about:blank kept", new Request(u, { referrer: "about:blank" }).referrer, "about:blank");
+  eq("URL object", new Request(u, { referrer: new URL("https://x.test/p") }).referrer, "https://x.test/p");
+  for (const bad of ["/relative", "relative", "http://", "https://exa mple.com/", "::"]) {
+    throws(`invalid referrer ${JSON.stringify(bad)}`, TypeError, () => new Request(u, { referrer: bad }));
+  }
+  const withRef = new Request(u, { referrer: "https://r.test/", referrerPolicy: "origin" });
+  eq("kept from the input request", new Request(withRef).referrer, "https://r.test/");
+  eq("kept with an empty init", new Request(withRef, {}).referrer, "https://r.test/");
+  eq("policy kept from the input request", new Request(withRef).referrerPolicy, "origin");
+  const fresh = new Request(withRef, { method: "POST" });
+  eq("a non-empty init resets the referrer", fresh.referrer, "about:client");
+  eq("a non-empty init resets the policy", fresh.referrerPolicy, "");
+  eq("clone keeps it", withRef.clone().referrer, "https://r.test/");
+});
+
+await test("referrerPolicy", () => {
+  for (const p of ["", "no-referrer", "no-referrer-when-downgrade", "same-origin", "origin", "strict-origin",
+    "origin-when-cross-origin", "strict-origin-when-cross-origin", "unsafe-url"]) {
+    eq(`policy ${JSON.stringify(p)}`, new Request(u, { referrerPolicy: p }).referrerPolicy, p);
+  }
+  for (const bad of ["bogus", "Origin", "no_referrer", " origin"]) {
+    throws(`invalid policy ${JSON.stringify(bad)}`, TypeError, () => new Request(u, { referrerPolicy: bad }));
+  }
+  eq("default", new Request(u).referrerPolicy, "");
+});
+
+await test("mode and cache", () => {
+  throws("navigate", TypeError, () => new Request(u, { mode: "navigate" }));
+  for (const m of ["same-origin", "no-cors", "cors"]) eq(`mode ${m}`, new Request(u, { mode: m }).mode, m);
+  throws("only-if-cached with the default mode", TypeError, () => new Request(u, { cache: "only-if-cached" }));
+  throws("only-if-cached with cors", TypeError, () => new Request(u, { cache: "only-if-cached", mode: "cors" }));
+  throws("only-if-cached with no-cors", TypeError, () => new Request(u, { cache: "only-if-cached", mode: "no-cors" }));
+  const cached = new Request(u, { cache: "only-if-cached", mode: "same-origin" });
+  eq("only-if-cached with same-origin", cached.cache, "only-if-cached");
+  eq("inherits both", new Request(cached).cache, "only-if-cached");
+  throws("inherited only-if-cached, mode changed", TypeError, () => new Request(cached, { mode: "cors" }));
+  throws("inherited same-origin, cache set", TypeError, () => new Request(new Request(u, { mode: "cors" }), { cache: "only-if-cached" }));
+  for (const m of ["GET", "HEAD", "POST"]) eq(`no-cors ${m}`, new Request(u, { mode: "no-cors", method: m }).method, m);
+  for (const m of ["PUT", "DELETE", "PATCH"]) {
+    throws(`no-cors ${m}`, TypeError, () => new Request(u, { mode: "no-cors", method: m }));
+  }
+  throws("priority enum", TypeError, () => new Request(u, { priority: "bogus" }));
+});
+
+await test("duplex", async () => {
+  throws("ReadableStream body without duplex", TypeError, () => new Request(u, { method: "POST", body: stream() }));
+  async function* gen() { yield new Uint8Array([1]); }
+  throws("async iterable body without duplex", TypeError, () => new Request(u, { method: "POST", body: gen() }));
+  throws("duplex enum", TypeError, () => new Request(u, { method: "POST", body: stream(), duplex: "full" }));
+  throws("duplex enum without a body", TypeError, () => new Request(u, { duplex: "nope" }));
+  const r = new Request(u, { method: "POST", body: stream(), duplex: "half" });
+  eq("duplex getter", r.duplex, "half");
+  deq("stream body with duplex", [...await r.bytes()], [1]);
+  eq("async iterable with duplex", await new Request(u, { method: "POST", body: gen(), duplex: "half" }).text(), "\u0001");
+  eq("a string body needs no duplex", await new Request(u, { method: "POST", body: "s" }).text(), "s");
+  eq("nor a Blob", await new Request(u, { method: "POST", body: new Blob(["b"]) }).text(), "b");
+  throws("stream body in no-cors mode", TypeError, () => new Request(u, { method: "POST", body: stream(), duplex: "half", mode: "no-cors" }));
+  const streamed = new Request(u, { method: "POST", body: stream(), duplex: "half" });
+  throws("inherited stream body in no-cors mode", TypeError, () => new Request(streamed, { mode: "no-cors" }));
+  eq("the failed constructor left the body alone", streamed.bodyUsed, false);
+  const moved = new Request(streamed);
+  deq("inherited stream body needs no duplex", [...await moved.bytes()], [1]);
+  const streamedAgain = new Request(u, { method: "POST", body: stream(), duplex: "half" });
+  deq("an init without a body needs no duplex", [...await new Request(streamedAgain, { headers: { a: "1" } }).bytes()], [1]);
+  const s = stream();
+  throws("a body made for GET fails first", TypeError, () => new Request(u, { body: s }));
+  eq("the stream was not taken", s.locked, false);
+  await rejects("fetch rejects a stream body without duplex", TypeError, () => fetch(u, { method: "POST", body: stream() }));
+});
+"#;
+    run_checks(&executor(), "request validation", body).await;
+}
+
 // ---- fetch() against a real local HTTPS server ------------------------------------------------
 
 const SECRET: &str = "sk_test_fetch_conformance_Zq81";
@@ -1378,14 +1464,14 @@ for (const [label, url] of [["blocked host", "https://evil.test/x"], ["plain htt
 }
 // A request body stream that errors fails the fetch with a TypeError (a network error, per spec).
 const broken = new ReadableStream({ pull(c) { c.error(new RangeError("broken")); } });
-await rejects("erroring request body stream", TypeError, () => fetch(`${input.base}/echo`, { method: "POST", body: broken }));
+await rejects("erroring request body stream", TypeError, () => fetch(`${input.base}/echo`, { method: "POST", body: broken, duplex: "half" }));
 const notBytes = new ReadableStream({ start(c) { c.enqueue("text chunk"); c.close(); } });
-await rejects("non-bytes request body stream", TypeError, () => fetch(`${input.base}/echo`, { method: "POST", body: notBytes }));
+await rejects("non-bytes request body stream", TypeError, () => fetch(`${input.base}/echo`, { method: "POST", body: notBytes, duplex: "half" }));
 // Aborting while an endless request body is being gathered rejects promptly and stops the pulling.
 let pulls = 0;
 const endless = new ReadableStream({ pull(c) { pulls++; c.enqueue(new Uint8Array(64)); return new Promise((r) => setTimeout(r, 1)); } });
 const t2 = Date.now();
-try { await fetch(`${input.base}/echo`, { method: "POST", body: endless, signal: AbortSignal.timeout(100) }); fail("endless body: did not reject"); }
+try { await fetch(`${input.base}/echo`, { method: "POST", body: endless, duplex: "half", signal: AbortSignal.timeout(100) }); fail("endless body: did not reject"); }
 catch (e) { eq("endless body: TimeoutError", e.name, "TimeoutError"); }
 ok("endless body: prompt", Date.now() - t2 < 2500);
 const pullsAtAbort = pulls;
