@@ -50,6 +50,7 @@ const {
 
 const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
 const {
+  acquireReadableStreamDefaultReader,
   createReadableByteStream,
   isReadableStreamDisturbed,
   isReadableStreamLocked,
@@ -204,8 +205,12 @@ class InnerBody {
       () => undefined,
       () => PromiseResolve(undefined),
     );
-    // A static body that was already read shows up as a disturbed (closed) stream.
-    if (consumed) readableStreamDisturb(this.stream);
+    // A static body that was already read (or moved to another Request) shows up as its stream
+    // would after being read: closed, disturbed and locked (Fetch "fully read" takes a reader).
+    if (consumed) {
+      readableStreamDisturb(this.stream);
+      acquireReadableStreamDefaultReader(this.stream);
+    }
     return this.stream;
   }
 

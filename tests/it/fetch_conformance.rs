@@ -1078,6 +1078,83 @@ await test("duplex", async () => {
     run_checks(&executor(), "request validation", body).await;
 }
 
+/// Reading a body (text, json, arrayBuffer, blob, formData, bytes) locks its stream, as Fetch's
+/// "fully read" does: `body.locked`, `bodyUsed`, and no second read, whatever the body was made of.
+#[tokio::test]
+async fn consumed_body_locks_its_stream() {
+    let body = r#"
+const u = "https://e.com/";
+const ct = { "content-type": "application/x-www-form-urlencoded" };
+const makers = {
+  "string": () => new Response("a=1", { headers: ct }),
+  "bytes": () => new Response(new TextEncoder().encode("a=1"), { headers: ct }),
+  "Blob": () => new Response(new Blob(["a=1"]), { headers: ct }),
+  "ReadableStream": () => new Response(new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("a=1")); c.close(); } }), { headers: ct }),
+  "Request": () => new Request(u, { method: "POST", body: "a=1", headers: ct }),
+  "stream Request": () => new Request(u, { method: "POST", duplex: "half", headers: ct, body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("a=1")); c.close(); } }) }),
+};
+const consumers = ["text", "arrayBuffer", "blob", "formData", "bytes"];
+
+for (const [kind, make] of Object.entries(makers)) {
+  for (const m of consumers) {
+    await test(`${kind} ${m}`, async () => {
+      for (const touchBodyFirst of [false, true]) {
+        const label = `${kind} ${m}${touchBodyFirst ? " (body read first)" : ""}`;
+        const r = make();
+        if (touchBodyFirst) ok(`${label}: not locked before`, r.body.locked === false);
+        await r[m]();
+        eq(`${label}: bodyUsed`, r.bodyUsed, true);
+        eq(`${label}: body.locked`, r.body.locked, true);
+        ok(`${label}: body is a ReadableStream`, r.body instanceof ReadableStream);
+        ok(`${label}: same stream each time`, r.body === r.body);
+        throws(`${label}: getReader() on a consumed body`, TypeError, () => r.body.getReader());
+        await rejects(`${label}: a second ${m}()`, TypeError, () => r[m]());
+        await rejects(`${label}: then text()`, TypeError, () => r.text());
+        throws(`${label}: clone()`, TypeError, () => r.clone());
+      }
+    });
+  }
+}
+
+await test("json", async () => {
+  const r = new Response("{}");
+  await r.json();
+  eq("json locks", r.body.locked, true);
+  eq("json used", r.bodyUsed, true);
+  const bad = new Response("{");
+  await rejects("bad json", SyntaxError, () => bad.json());
+  eq("a failed json() still consumed the body", bad.body.locked, true);
+  await rejects("then a second read", TypeError, () => bad.text());
+});
+
+await test("moved to another Request", async () => {
+  const a = new Request(u, { method: "POST", body: "moved" });
+  const b = new Request(a);
+  eq("source used", a.bodyUsed, true);
+  eq("source locked", a.body.locked, true);
+  throws("source getReader()", TypeError, () => a.body.getReader());
+  eq("target reads it", await b.text(), "moved");
+});
+
+await test("a body read while the stream is pending", async () => {
+  const r = new Response("x");
+  const p = r.text();
+  eq("locked at once", r.body.locked, true);
+  eq("used at once", r.bodyUsed, true);
+  eq("first read", await p, "x");
+});
+
+await test("null bodies stay null", async () => {
+  const r = new Response(null);
+  eq("text of null body", await r.text(), "");
+  eq("body stays null", r.body, null);
+  eq("bodyUsed stays false", r.bodyUsed, false);
+  eq("a second read works", await r.text(), "");
+});
+"#;
+    run_checks(&executor(), "consumed body", body).await;
+}
+
 // ---- fetch() against a real local HTTPS server ------------------------------------------------
 
 const SECRET: &str = "sk_test_fetch_conformance_Zq81";
