@@ -782,47 +782,94 @@ function splitLines(s) {
   }
 }
 
-/** multipart/form-data parser (RFC 7578), enough for well-formed bodies. */
+// Caps on one part's header section, as Deno has: a body cannot make the parser build huge
+// strings or header lists out of what should be a few short lines.
+const MAX_PART_HEADER_BYTES = 16 * 1024;
+const MAX_PART_HEADERS = 128;
+
+function isLineStart(bytes, at) {
+  return at === 0 || (at >= 2 && bytes[at - 2] === 0x0d && bytes[at - 1] === 0x0a);
+}
+
+/**
+ * Whether a whole delimiter line starts at `at`: "--" boundary, then "--" for the close
+ * delimiter, then transport padding (spaces, tabs), then CRLF (or, for the close delimiter, the
+ * end of the body). Returns { close, next } (`next`: the first byte after the line), or null.
+ */
+function matchDelimiterLine(bytes, at, delim) {
+  const total = TypedArrayPrototypeGetLength(bytes);
+  const n = TypedArrayPrototypeGetLength(delim);
+  if (at + n > total) return null;
+  for (let i = 0; i < n; i++) {
+    if (bytes[at + i] !== delim[i]) return null;
+  }
+  let p = at + n;
+  let close = false;
+  if (p + 1 < total && bytes[p] === 0x2d && bytes[p + 1] === 0x2d) {
+    close = true;
+    p += 2;
+  }
+  while (p < total && (bytes[p] === 0x20 || bytes[p] === 0x09)) p++;
+  if (close && p === total) return { __proto__: null, close, next: p };
+  if (p + 1 < total && bytes[p] === 0x0d && bytes[p + 1] === 0x0a) return { __proto__: null, close, next: p + 2 };
+  return null;
+}
+
+/**
+ * multipart/form-data parser (RFC 7578, RFC 2046 section 5.1.1). A part ends only at a whole
+ * delimiter line (CRLF, "--" boundary, optional "--", padding, CRLF or end); the boundary text
+ * anywhere else is content. The preamble and epilogue are ignored. A part without a `name`
+ * parameter is skipped (as Deno does); a header section over the caps above is a TypeError.
+ */
 function parseMultipart(bytes, boundary) {
   const fd = new FormData();
   const delim = core.encode("--" + boundary);
-  const delimLen = TypedArrayPrototypeGetLength(delim);
   const total = TypedArrayPrototypeGetLength(bytes);
-  const crlfDelim = core.encode("\r\n--" + boundary);
   const crlfcrlf = core.encode("\r\n\r\n");
   const fail = () => new TypeError("Failed to parse body as FormData: malformed multipart body");
 
-  let pos = indexOfBytes(bytes, delim, 0);
-  if (pos === -1) throw fail();
-  pos += delimLen;
-  while (true) {
-    // After a delimiter: "--" ends the body, otherwise CRLF then a part.
-    if (pos + 1 < total && bytes[pos] === 0x2d && bytes[pos + 1] === 0x2d) break;
-    // Skip transport padding and the CRLF.
-    while (pos < total && (bytes[pos] === 0x20 || bytes[pos] === 0x09)) pos++;
-    if (pos + 1 < total && bytes[pos] === 0x0d && bytes[pos + 1] === 0x0a) pos += 2;
-    else throw fail();
+  // The first delimiter line: at the start of the body or of a line.
+  let line = null;
+  for (let at = indexOfBytes(bytes, delim, 0); at !== -1; at = indexOfBytes(bytes, delim, at + 1)) {
+    if (!isLineStart(bytes, at)) continue;
+    line = matchDelimiterLine(bytes, at, delim);
+    if (line !== null) break;
+  }
+  if (line === null) throw fail();
+
+  while (!line.close) {
+    const pos = line.next;
+    // Header section: lines up to an empty line. A part may have none.
     let headersEnd;
     let bodyStart;
     if (pos + 1 < total && bytes[pos] === 0x0d && bytes[pos + 1] === 0x0a) {
-      headersEnd = pos; // no headers
+      headersEnd = pos;
       bodyStart = pos + 2;
     } else {
       headersEnd = indexOfBytes(bytes, crlfcrlf, pos);
-      if (headersEnd === -1) throw fail();
+      if (headersEnd === -1) {
+        if (total - pos > MAX_PART_HEADER_BYTES) throw new TypeError("Failed to parse body as FormData: part headers are too large");
+        throw fail();
+      }
       bodyStart = headersEnd + 4;
     }
-    const rawHeaders = latin1(bytes, pos, headersEnd);
+    if (headersEnd - pos > MAX_PART_HEADER_BYTES) {
+      throw new TypeError("Failed to parse body as FormData: part headers are too large");
+    }
     let name = null;
     let filename = null;
     let contentType = null;
-    const lines = splitLines(rawHeaders);
+    const lines = splitLines(latin1(bytes, pos, headersEnd));
+    let count = 0;
     for (let i = 0; i < lines.length; i++) {
-      const line = lines[i];
-      const colon = primordials.StringPrototypeIndexOf(line, ":");
+      const headerLine = lines[i];
+      const colon = primordials.StringPrototypeIndexOf(headerLine, ":");
       if (colon === -1) continue;
-      const hname = byteLowerCase(primordials.StringPrototypeTrim(StringPrototypeSlice(line, 0, colon)));
-      const hvalue = primordials.StringPrototypeTrim(StringPrototypeSlice(line, colon + 1));
+      if (++count > MAX_PART_HEADERS) {
+        throw new TypeError("Failed to parse body as FormData: a part has too many headers");
+      }
+      const hname = byteLowerCase(primordials.StringPrototypeTrim(StringPrototypeSlice(headerLine, 0, colon)));
+      const hvalue = primordials.StringPrototypeTrim(StringPrototypeSlice(headerLine, colon + 1));
       if (hname === "content-disposition") {
         name = dispositionParam(hvalue, "name");
         filename = dispositionParam(hvalue, "filename");
@@ -830,9 +877,21 @@ function parseMultipart(bytes, boundary) {
         contentType = hvalue;
       }
     }
-    if (name === null) throw fail();
-    const bodyEnd = indexOfBytes(bytes, crlfDelim, bodyStart);
-    if (bodyEnd === -1) throw fail();
+
+    // The content runs to the CRLF that starts the next whole delimiter line.
+    let next = null;
+    let bodyEnd = -1;
+    for (let at = indexOfBytes(bytes, delim, bodyStart); at !== -1; at = indexOfBytes(bytes, delim, at + 1)) {
+      if (at - 2 < bodyStart || !isLineStart(bytes, at)) continue;
+      next = matchDelimiterLine(bytes, at, delim);
+      if (next !== null) {
+        bodyEnd = at - 2;
+        break;
+      }
+    }
+    if (next === null) throw fail();
+    line = next;
+    if (name === null) continue;
     const content = copyRange(bytes, bodyStart, bodyEnd);
     // Header bytes were read as latin1; names and filenames are UTF-8 on the wire.
     name = core.decode(latin1ToBytes(unescapeDisposition(name)));
@@ -843,7 +902,6 @@ function parseMultipart(bytes, boundary) {
     } else {
       ArrayPrototypePush(fd[_entries], [name, core.decode(content)]);
     }
-    pos = bodyEnd + TypedArrayPrototypeGetLength(crlfDelim);
   }
   return fd;
 }

@@ -1155,6 +1155,110 @@ await test("null bodies stay null", async () => {
     run_checks(&executor(), "consumed body", body).await;
 }
 
+/// The multipart/form-data parser: a part ends only at a whole delimiter line, the preamble is
+/// skipped, a nameless part is skipped, part headers are capped (as Deno's are).
+#[tokio::test]
+async fn multipart_parser_follows_boundary_lines() {
+    let body = r#"
+const B = "AaB03x";
+const form = (lines, boundary = B) => new Response(typeof lines === "string" ? lines : lines.join("\r\n"), {
+  headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+}).formData();
+
+await test("boundary text inside content is content", async () => {
+  const fd = await form([`--${B}`, 'Content-Disposition: form-data; name="file"; filename="x.txt"', "Content-Type: text/plain", "",
+    `before--${B}after`, `--${B}--`]);
+  eq("mid-line boundary", await fd.get("file").text(), `before--${B}after`);
+  const fd2 = await form([`--${B}`, 'Content-Disposition: form-data; name="file"; filename="x.txt"', "", "before",
+    `--${B}x`, `--${B}--x`, `--${B}-`, ` --${B}`, "after", `--${B}--`]);
+  eq("lines that only start with the boundary", await fd2.get("file").text(), `before\r\n--${B}x\r\n--${B}--x\r\n--${B}-\r\n --${B}\r\nafter`);
+  const fd3 = await form([`--${B}`, 'Content-Disposition: form-data; name="f"', "", `--${B}x`, `--${B}--`]);
+  eq("a boundary-like first line of content", fd3.get("f"), `--${B}x`);
+});
+
+await test("delimiter lines", async () => {
+  const fd = await form([`--${B}`, 'Content-Disposition: form-data; name="field"', "", "value", `--${B}--`]);
+  eq("close delimiter at the end without CRLF", fd.get("field"), "value");
+  const padded = await form([`--${B} \t`, 'Content-Disposition: form-data; name="first"', "", "one", `--${B}\t `,
+    'Content-Disposition: form-data; name="second"', "", "two", `--${B}-- \t`, "epilogue"]);
+  eq("transport padding 1", padded.get("first"), "one");
+  eq("transport padding 2", padded.get("second"), "two");
+  eq("epilogue ignored", padded.getAll("second").length, 1);
+  const pre = await form(["preamble", 'Content-Disposition: form-data; name="preamble"', "", `x--${B}`, "not a field",
+    `--${B}`, 'Content-Disposition: form-data; name="field"', "", "value", `--${B}--`]);
+  eq("preamble ignored", pre.get("preamble"), null);
+  eq("field after preamble", pre.get("field"), "value");
+  for (const p of [`--${B}--`, `--${B}--\r\n`, `preamble\r\n--${B}--\r\nepilogue`, `--${B}-- \t\r\n`]) {
+    deq(`only a close delimiter: ${JSON.stringify(p)}`, [...await form(p)], []);
+  }
+  for (const p of ["", "multipart preamble", `--${B.slice(0, -1)}\r\n`, `--${B}-\r\n`, `--${B}extra\r\n`, `--${B} \tinvalid\r\n`, `x--${B}\r\n`]) {
+    await rejects(`no delimiter line: ${JSON.stringify(p)}`, TypeError, () => form(p));
+  }
+  await rejects("a part that never ends", TypeError, () => form([`--${B}`, 'Content-Disposition: form-data; name="a"', "", "value"]));
+  await rejects("a part whose end is not a whole line", TypeError, () => form([`--${B}`, 'Content-Disposition: form-data; name="a"', "", `value--${B}--`]));
+  const empty = await form([`--${B}`, 'Content-Disposition: form-data; name="e"', "", "", `--${B}--`]);
+  eq("empty value", empty.get("e"), "");
+  const crlf = await form([`--${B}`, 'Content-Disposition: form-data; name="c"', "", "", "", `--${B}--`]);
+  eq("value that is a CRLF", crlf.get("c"), "\r\n");
+});
+
+await test("parts", async () => {
+  const fd = await form([`--${B}`, 'Content-Disposition: form-data; filename="skip.txt"', "Content-Type: text/plain", "", "skip me",
+    `--${B}`, "X-Other: 1", "", "no disposition",
+    `--${B}`, 'Content-Disposition: form-data; name="field"', "", "value", `--${B}--`]);
+  eq("part after nameless parts", fd.get("field"), "value");
+  deq("nameless parts skipped", [...fd.keys()], ["field"]);
+  const files = await form([`--${B}`, 'Content-Disposition: form-data; name="files"; filename=""', "Content-Type: application/octet-stream", "", "",
+    `--${B}`, 'Content-Disposition: form-data; name="files"; filename=""', "Content-Type: text/plain", "", "file contents", `--${B}--`]);
+  const list = files.getAll("files");
+  eq("two files", list.length, 2);
+  ok("empty filename is a File", list[0] instanceof File);
+  eq("empty filename", list[0].name, "");
+  eq("empty file", list[0].size, 0);
+  eq("second file", await list[1].text(), "file contents");
+  const many = await form(["------x", 'Content-Disposition: form-data; name="x"; filename="blob"', "Content-Length: 1",
+    "Content-Type: application/octet-stream", "last-modified: Wed, 04 Oct 2023 20:28:45 GMT", "", "y", "------x--"], "----x");
+  eq("several headers", await many.get("x").text(), "y");
+  eq("several headers: type", many.get("x").type, "application/octet-stream");
+  const cased = await form([`--${B}`, 'CONTENT-DISPOSITION: form-data; NAME="Up"', "", "v", `--${B}--`]);
+  eq("header and parameter names are case-insensitive", cased.get("Up"), "v");
+  const emptyName = await form([`--${B}`, 'Content-Disposition: form-data; name=""', "", "v", `--${B}--`]);
+  eq("an empty name is a name", emptyName.get(""), "v");
+  const utf8 = new TextEncoder().encode(`--${B}\r\nContent-Disposition: form-data; name="\u6587"; filename="\u6587.txt"\r\n\r\n\u6587\r\n--${B}--`);
+  const nonAscii = await new Response(utf8, { headers: { "content-type": `multipart/form-data; boundary=${B}` } }).formData();
+  eq("UTF-8 name", nonAscii.get("\u6587").name, "\u6587.txt");
+  const binary = new Uint8Array([...new TextEncoder().encode(`--${B}\r\nContent-Disposition: form-data; name="b"; filename="b.bin"\r\n\r\n`), 0, 13, 10, 45, 45, 255, ...new TextEncoder().encode(`\r\n--${B}--\r\n`)]);
+  const bin = await new Response(binary, { headers: { "content-type": `multipart/form-data; boundary=${B}` } }).formData();
+  deq("binary content kept", [...await bin.get("b").bytes()], [0, 13, 10, 45, 45, 255]);
+});
+
+await test("header caps", async () => {
+  const withHeaders = (n) => {
+    const lines = [`--${B}`, 'Content-Disposition: form-data; name="field"'];
+    for (let i = 0; i < n; i++) lines.push(`X-Test-${i}: ${i}`);
+    return form([...lines, "", "value", `--${B}--`]);
+  };
+  eq("128 headers are fine", (await withHeaders(127)).get("field"), "value");
+  await rejects("129 headers", TypeError, () => withHeaders(128));
+  await rejects("16 KiB of headers", TypeError, () => form([`--${B}`, 'Content-Disposition: form-data; name="field"', `X-Large: ${"a".repeat(16 * 1024)}`, "", "value", `--${B}--`]));
+  await rejects("unterminated huge header section", TypeError, () => form([`--${B}`, `X-Large: ${"a".repeat(32 * 1024)}`]));
+  eq("large content is fine", (await form([`--${B}`, 'Content-Disposition: form-data; name="big"', "", "b".repeat(100000), `--${B}--`])).get("big").length, 100000);
+});
+
+await test("round trip", async () => {
+  const src = new FormData();
+  src.append("hello", "world");
+  src.append("f", new File(["--x\r\n--"], "a.txt", { type: "text/plain" }));
+  src.append("", "empty name");
+  const back = await new Response(src).formData();
+  deq("entries", [...back].map(([k, v]) => [k, typeof v]), [["hello", "string"], ["f", "object"], ["", "string"]]);
+  eq("file", await back.get("f").text(), "--x\r\n--");
+  eq("empty name", back.get(""), "empty name");
+});
+"#;
+    run_checks(&executor(), "multipart", body).await;
+}
+
 // ---- fetch() against a real local HTTPS server ------------------------------------------------
 
 const SECRET: &str = "sk_test_fetch_conformance_Zq81";
