@@ -1259,6 +1259,97 @@ await test("round trip", async () => {
     run_checks(&executor(), "multipart", body).await;
 }
 
+/// Behaviours from Deno's own unit tests (tests/unit/{headers,request,response,body}_test.ts) that the
+/// tests above do not already cover.
+#[tokio::test]
+async fn deno_unit_test_behaviours() {
+    let body = r#"
+await test("headers", () => {
+  eq("Headers.name", Headers.name, "Headers");
+  const dict = { name1: "value1", name2: "value2", name4: undefined, "Content-Type": "value4" };
+  const fromSeq = new Headers(Object.entries(dict));
+  const fromRec = new Headers(dict);
+  for (const [k, v] of Object.entries(dict)) {
+    eq(`sequence ${k}`, fromSeq.get(k), String(v));
+    eq(`record ${k}`, fromRec.get(k), String(v));
+    eq(`from Headers ${k}`, new Headers(fromRec).get(k), String(v));
+  }
+  eq("no length header from a sequence", fromSeq.get("length"), null);
+  for (const [label, fn] of [["record name with space", () => new Headers({ "He y": "ok" })], ["record non-token name", () => new Headers({ "H\u00e9-y": "ok" })],
+    ["record non-latin1 value", () => new Headers({ "He-y": "\u0103k" })], ["set empty name", () => new Headers().set("", "ok")]]) {
+    throws(label, TypeError, fn);
+  }
+  eq("space inside a value", new Headers({ "He-y": "o k" }).get("he-y"), "o k");
+  for (const m of ["delete", "get", "has", "forEach"]) throws(`${m}() needs an argument`, TypeError, () => new Headers()[m]());
+  for (const m of ["append", "set"]) {
+    throws(`${m}() needs two arguments`, TypeError, () => new Headers()[m]());
+    throws(`${m}("foo") needs two arguments`, TypeError, () => new Headers()[m]("foo"));
+  }
+  deq("set-cookie kept apart", [...new Headers([["Set-Cookie", "foo=bar"], ["Set-Cookie", "bar=baz"], ["X-Deno", "foo"], ["X-Deno", "bar"]])],
+    [["set-cookie", "foo=bar"], ["set-cookie", "bar=baz"], ["x-deno", "foo, bar"]]);
+  const savedExec = RegExp.prototype.exec;
+  let err = null;
+  try {
+    RegExp.prototype.exec = () => { throw new Error("exec tampered"); };
+    new Headers([["X-Deno", "foo"], ["X-Deno", "bar"]]);
+  } catch (e) { err = e; } finally { RegExp.prototype.exec = savedExec; }
+  eq("RegExp.prototype.exec tampering", err, null);
+  eq("toString", new Headers().toString(), "[object Headers]");
+  throws("NUL in a value", TypeError, () => new Headers([["x", "\u0000x"]]));
+});
+
+await test("request", async () => {
+  eq("URL from toString", new Request({ toString() { return "http://foo/"; } }).url, "http://foo/");
+  eq("undefined method", new Request("http://foo/", { method: undefined }).method, "GET");
+  const stream = new Request("http://foo/", { body: "a test body", method: "POST" }).body;
+  const r1 = new Request("http://foo/", { body: stream, method: "POST", duplex: "half" });
+  const r2 = r1.clone();
+  eq("cloned stream body 1", await r1.text(), "a test body");
+  eq("cloned stream body 2", await r2.text(), "a test body");
+  const init = { cache: "no-store", credentials: "include", integrity: "sha256-abc", keepalive: true, mode: "no-cors",
+    priority: "high", referrer: "http://example.com/", referrerPolicy: "no-referrer" };
+  const req = new Request("http://foo/", init);
+  const expect = { cache: "no-store", credentials: "include", integrity: "sha256-abc", keepalive: true, mode: "no-cors",
+    referrer: "http://example.com/", referrerPolicy: "no-referrer" };
+  for (const [k, v] of Object.entries(expect)) {
+    eq(`init ${k}`, req[k], v);
+    eq(`inherited ${k}`, new Request(req)[k], v);
+    eq(`cloned ${k}`, req.clone()[k], v);
+  }
+});
+
+await test("response", async () => {
+  throws("init 0", TypeError, () => new Response("", 0));
+  throws("status 0", RangeError, () => new Response("", { status: 0 }));
+  throws("status null", RangeError, () => new Response("", { status: null }));
+  eq("null init", new Response("", null).status, 200);
+  const input = new FormData();
+  input.append("hello", "world");
+  const res = new Response(input);
+  ok("multipart content-type", res.headers.get("content-type").startsWith("multipart/form-data"));
+  const fd = await res.formData();
+  ok("FormData", fd instanceof FormData);
+  deq("round trip", [...fd], [...input]);
+  const used = new Response("body");
+  eq("unused", used.bodyUsed, false);
+  await used.text();
+  used.body;
+  eq("used after reading .body", used.bodyUsed, true);
+  const blob = await new Response(new Uint8Array([1, 2, 3])).blob();
+  deq("blob bytes", [...new Uint8Array(await blob.arrayBuffer())], [1, 2, 3]);
+});
+
+await test("body", async () => {
+  let i = 0;
+  const n = 20000;
+  const s = new ReadableStream({ pull(c) { if (i++ >= n) c.close(); else c.enqueue(new Uint8Array([1])); } });
+  eq("many one-byte chunks", (await new Response(s).arrayBuffer()).byteLength, n);
+  eq("URLSearchParams", await new Request("http://foo/", { method: "POST", body: new URLSearchParams({ hello: "world" }) }).text(), "hello=world");
+});
+"#;
+    run_checks(&executor(), "deno unit tests", body).await;
+}
+
 // ---- fetch() against a real local HTTPS server ------------------------------------------------
 
 const SECRET: &str = "sk_test_fetch_conformance_Zq81";
