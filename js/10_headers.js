@@ -16,14 +16,19 @@ import { core, primordials } from "ext:core/mod.js";
 
 const {
   ArrayIsArray,
+  ArrayPrototype,
   ArrayPrototypePush,
+  ArrayPrototypeSymbolIterator,
   ArrayPrototypeSort,
   ArrayPrototypeSplice,
   ObjectDefineProperty,
+  ObjectGetOwnPropertyDescriptor,
+  ObjectGetPrototypeOf,
   ObjectHasOwn,
   ObjectPrototypeIsPrototypeOf,
+  ReflectApply,
+  ReflectGetOwnPropertyDescriptor,
   ReflectOwnKeys,
-  ObjectGetOwnPropertyDescriptor,
   SafeMap,
   MapPrototypeGet,
   MapPrototypeSet,
@@ -230,42 +235,132 @@ function appendHeader(headers, name, value) {
   ArrayPrototypePush(headers[_headerList], [name, value]);
 }
 
-/** Fill `headers` from a HeadersInit (already known not to be undefined). */
-function fillHeaders(headers, object, prefix) {
-  if (ObjectPrototypeIsPrototypeOf(HeadersPrototype, object) && object[webidl.brand] === webidl.brand) {
-    // Fast path for our own Headers: copy the raw list, no user-visible iteration.
-    const list = object[_headerList];
-    for (let i = 0; i < list.length; i++) appendHeader(headers, list[i][0], list[i][1]);
+// ---- HeadersInit: (sequence<sequence<ByteString>> or record<ByteString, ByteString>) ----
+//
+// Converted exactly as WebIDL says, because user code can observe every step (a Proxy sees its
+// traps, a getter sees its calls, a patched iterator is used):
+//   - not an Object: TypeError;
+//   - GetMethod(V, @@iterator) once; if it is not undefined/null it must be callable, and the
+//     sequence is made by calling *that* method and stepping the iterator it returned (its `next`
+//     read once); each element must itself be an Object with an iterator, converted the same way;
+//   - otherwise a record: [[OwnPropertyKeys]], then for each key [[GetOwnProperty]]; only
+//     enumerable ones count, their key is converted to a ByteString (a Symbol key throws), then
+//     their value is read ([[Get]]) and converted.
+// The whole value is converted before anything is appended (Fetch "fill" runs on the result).
+// Two fast paths give the same observable result with less work: a real Headers object whose
+// iterator is untouched (its list is copied), and a real Array whose iterator is untouched (read
+// by index, which is what %ArrayIteratorPrototype%.next does).
+
+const ArrayIteratorProto = ObjectGetPrototypeOf(ArrayPrototypeSymbolIterator([]));
+const originalArrayIterator = ArrayPrototype[SymbolIterator];
+const originalArrayIteratorNext = ObjectGetOwnPropertyDescriptor(ArrayIteratorProto, "next").value;
+
+function initError(prefix, what) {
+  return new TypeError(`${prefix}: ${what}`);
+}
+
+/** GetMethod(V, P) (ECMA-262 7.3.10). */
+function getMethod(V, P, prefix) {
+  const func = V[P];
+  if (func === undefined || func === null) return undefined;
+  if (typeof func !== "function") {
+    throw initError(prefix, "the value's Symbol.iterator is not a function");
+  }
+  return func;
+}
+
+/** True when an Array iterates like the builtin array iterator (so indexing is equivalent). */
+function iteratesLikeArray(V, method) {
+  if (method !== originalArrayIterator || !ArrayIsArray(V) || core.isProxy(V)) return false;
+  const d = ObjectGetOwnPropertyDescriptor(ArrayIteratorProto, "next");
+  return d !== undefined && d.value === originalArrayIteratorNext;
+}
+
+/** WebIDL "create a sequence from an iterable": `each` receives every value in order. */
+function iterateWith(V, method, prefix, each) {
+  if (iteratesLikeArray(V, method)) {
+    for (let i = 0; i < V.length; i++) each(V[i]);
     return;
   }
-  if (webidl.type(object) !== "Object") {
-    throw new TypeError(
-      `${prefix}: Argument 1 can not be converted to '(sequence<sequence<ByteString>> or record<ByteString, ByteString>)'`,
+  const iterator = ReflectApply(method, V, []);
+  if (webidl.type(iterator) !== "Object") {
+    throw initError(prefix, "the iterator returned by Symbol.iterator is not an object");
+  }
+  const next = iterator.next;
+  while (true) {
+    const result = ReflectApply(next, iterator, []);
+    if (webidl.type(result) !== "Object") {
+      throw initError(prefix, "the iterator's next() did not return an object");
+    }
+    if (result.done) return;
+    each(result.value);
+  }
+}
+
+function toByteString(v, prefix) {
+  return webidl.converters.ByteString(v, prefix, "Argument 1");
+}
+
+/** sequence<ByteString>: one header "pair" (its length is checked later, by fill). */
+function convertPair(value, prefix) {
+  if (webidl.type(value) !== "Object") {
+    throw initError(prefix, "a header pair must be a sequence (an iterable object)");
+  }
+  const method = getMethod(value, SymbolIterator, prefix);
+  if (method === undefined) {
+    throw initError(prefix, "a header pair must be a sequence (an iterable object)");
+  }
+  const out = [];
+  iterateWith(value, method, prefix, (item) => {
+    ArrayPrototypePush(out, toByteString(item, prefix));
+  });
+  return out;
+}
+
+/**
+ * Convert a HeadersInit to a list of pairs (arrays of ByteStrings; sequence pairs may have the
+ * wrong length, which fillHeaders reports). `V` is not undefined.
+ */
+function convertHeadersInit(V, prefix = "Failed to construct 'Headers'") {
+  if (webidl.type(V) !== "Object") {
+    throw initError(
+      prefix,
+      "Argument 1 can not be converted to '(sequence<sequence<ByteString>> or record<ByteString, ByteString>)'",
     );
   }
-  if (object[SymbolIterator] !== undefined && object[SymbolIterator] !== null) {
-    const pairs = webidl.converters["sequence<sequence<ByteString>>"](object, prefix, "Argument 1");
-    for (let i = 0; i < pairs.length; i++) {
-      const pair = pairs[i];
-      if (pair.length !== 2) {
-        throw new TypeError(
-          `${prefix}: Invalid header: expected a [name, value] pair, got ${pair.length} items`,
-        );
-      }
-      appendHeader(headers, pair[0], pair[1]);
+  const method = getMethod(V, SymbolIterator, prefix);
+  if (method !== undefined) {
+    if (method === originalHeadersIterator && isHeaders(V) && !core.isProxy(V) && headersIteratorIsIntact()) {
+      return cloneList(V[_headerList]);
     }
-    return;
+    const pairs = [];
+    iterateWith(V, method, prefix, (item) => {
+      ArrayPrototypePush(pairs, convertPair(item, prefix));
+    });
+    return pairs;
   }
-  // record<ByteString, ByteString>: own enumerable string keys, in order.
-  const keys = ReflectOwnKeys(object);
+  // record<ByteString, ByteString>
+  const pairs = [];
+  const keys = ReflectOwnKeys(V);
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
-    if (typeof key !== "string") continue;
-    const desc = ObjectGetOwnPropertyDescriptor(object, key);
+    const desc = ReflectGetOwnPropertyDescriptor(V, key);
     if (desc === undefined || desc.enumerable !== true) continue;
-    const name = webidl.converters.ByteString(key, prefix, "Argument 1");
-    const value = webidl.converters.ByteString(object[key], prefix, "Argument 1");
-    appendHeader(headers, name, value);
+    const name = toByteString(key, prefix);
+    const value = toByteString(V[key], prefix);
+    ArrayPrototypePush(pairs, [name, value]);
+  }
+  return pairs;
+}
+
+/** Fetch "fill": append each converted pair to `headers` (which checks names, values and the guard). */
+function fillHeaders(headers, pairs) {
+  for (let i = 0; i < pairs.length; i++) {
+    const pair = pairs[i];
+    if (pair.length !== 2) {
+      throw new TypeError(`Invalid header: expected a [name, value] pair, got ${pair.length} item(s)`);
+    }
+    appendHeader(headers, pair[0], pair[1]);
   }
 }
 
@@ -281,8 +376,9 @@ class Headers {
       return;
     }
     const prefix = "Failed to construct 'Headers'";
+    const pairs = init === undefined ? null : convertHeadersInit(init, prefix);
     this[webidl.brand] = webidl.brand;
-    if (init !== undefined) fillHeaders(this, init, prefix);
+    if (pairs !== null) fillHeaders(this, pairs);
   }
 
   /** The sorted-and-combined list the iterators walk (Fetch "sort and combine"). */
@@ -390,6 +486,21 @@ webidl.mixinPairIterable("Headers", Headers, _iterableHeaders, 0, 1);
 webidl.configureInterface(Headers);
 const HeadersPrototype = Headers.prototype;
 
+function isHeaders(v) {
+  return ObjectPrototypeIsPrototypeOf(HeadersPrototype, v) && v[webidl.brand] === webidl.brand;
+}
+
+// What iterating a Headers object runs, as it was before any user code: when both are still in
+// place, iterating one yields its own (sorted, combined) entries, so copying its list is the same.
+const originalHeadersIterator = HeadersPrototype[SymbolIterator];
+const HeadersIteratorProto = ObjectGetPrototypeOf(ReflectApply(originalHeadersIterator, new Headers(), []));
+const originalHeadersIteratorNext = ObjectGetOwnPropertyDescriptor(HeadersIteratorProto, "next").value;
+
+function headersIteratorIsIntact() {
+  const d = ObjectGetOwnPropertyDescriptor(HeadersIteratorProto, "next");
+  return d !== undefined && d.value === originalHeadersIteratorNext;
+}
+
 // ---- internal constructors / accessors used by Request, Response, fetch ----
 
 /** A Headers object wrapping (not copying) `list`, with the given guard. */
@@ -437,6 +548,7 @@ function listFromOpPairs(pairs) {
 export {
   byteLowerCase,
   cloneList,
+  convertHeadersInit,
   fillHeaders,
   guardFromHeaders,
   headerListFromHeaders,

@@ -50,6 +50,7 @@ const {
 
 const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
 const {
+  acquireReadableStreamDefaultReader,
   createReadableByteStream,
   isReadableStreamDisturbed,
   isReadableStreamLocked,
@@ -204,8 +205,12 @@ class InnerBody {
       () => undefined,
       () => PromiseResolve(undefined),
     );
-    // A static body that was already read shows up as a disturbed (closed) stream.
-    if (consumed) readableStreamDisturb(this.stream);
+    // A static body that was already read (or moved to another Request) shows up as its stream
+    // would after being read: closed, disturbed and locked (Fetch "fully read" takes a reader).
+    if (consumed) {
+      readableStreamDisturb(this.stream);
+      acquireReadableStreamDefaultReader(this.stream);
+    }
     return this.stream;
   }
 
@@ -296,47 +301,70 @@ class InnerBody {
 
 // ---- extracting a body -------------------------------------------------------
 
+const _asyncIterable = Symbol("[[asyncIterable]]");
+
 /**
- * "extract a body" (Fetch section 5.2). `object` is a BodyInit that is not null/undefined.
+ * Convert a BodyInit argument or member the way WebIDL converts the union
+ * (ReadableStream or Blob or BufferSource or FormData or URLSearchParams or USVString), at the
+ * time arguments are converted (so a `toString` runs before later members or arguments are read).
+ * `V` is not null/undefined. Objects of the union's interfaces pass through; an async iterable
+ * (a Deno/Node extension, not in the standard union) is wrapped so extractBody does not read its
+ * Symbol.asyncIterator again; everything else becomes a USVString.
+ */
+function convertBodyInit(V, prefix, context) {
+  if (typeof V === "string") return V;
+  if (typeof V === "object" && V !== null) {
+    if (
+      core.isArrayBuffer(V) || core.isSharedArrayBuffer(V) || ArrayBufferIsView(V) || isBlob(V) ||
+      isFormData(V) || ObjectPrototypeIsPrototypeOf(URLSearchParamsPrototype, V) || isReadableStream(V)
+    ) {
+      return V;
+    }
+    if (typeof V[SymbolAsyncIterator] === "function") return { __proto__: null, [_asyncIterable]: V };
+  }
+  return webidl.converters.USVString(V, prefix, context);
+}
+
+/** Whether a converted BodyInit has no source (Fetch: a stream body), so it needs `duplex`. */
+function isStreamBodyInit(converted) {
+  return typeof converted === "object" && (isReadableStream(converted) || converted[_asyncIterable] !== undefined);
+}
+
+/**
+ * "extract a body" (Fetch section 5.2). `object` is a BodyInit already converted by
+ * convertBodyInit (internal callers may pass a string or one of the union's objects).
  * Returns { body: InnerBody, contentType: string | null }.
  */
 function extractBody(object) {
   if (typeof object === "string") {
     return { body: InnerBody.fromBytes(core.encode(StringPrototypeToWellFormed(object))), contentType: "text/plain;charset=UTF-8" };
   }
-  if (typeof object === "object" && object !== null) {
-    if (core.isArrayBuffer(object) || core.isSharedArrayBuffer(object) || ArrayBufferIsView(object)) {
-      return { body: InnerBody.fromBytes(copyBufferSource(object)), contentType: null };
-    }
-    if (isBlob(object)) {
-      const type = BlobPrototypeGetType(object);
-      return { body: InnerBody.fromBlob(object), contentType: type === "" ? null : type };
-    }
-    if (isFormData(object)) {
-      const encoded = encodeFormData(object);
-      return { body: InnerBody.fromBlob(encoded.blob), contentType: encoded.contentType };
-    }
-    if (ObjectPrototypeIsPrototypeOf(URLSearchParamsPrototype, object)) {
-      return {
-        body: InnerBody.fromBytes(core.encode(URLSearchParamsPrototypeToString(object))),
-        contentType: "application/x-www-form-urlencoded;charset=UTF-8",
-      };
-    }
-    if (isReadableStream(object)) {
-      if (isReadableStreamDisturbed(object) || isReadableStreamLocked(object)) {
-        throw new TypeError("ReadableStream body is already disturbed or locked");
-      }
-      return { body: InnerBody.fromStream(object), contentType: null };
-    }
-    // Not in the standard BodyInit union, but Node and Deno accept async
-    // iterables of Uint8Array (e.g. Node-style streams, async generators).
-    if (typeof object[SymbolAsyncIterator] === "function") {
-      return { body: InnerBody.fromStream(ReadableStreamFrom(object)), contentType: null };
-    }
+  if (core.isArrayBuffer(object) || core.isSharedArrayBuffer(object) || ArrayBufferIsView(object)) {
+    return { body: InnerBody.fromBytes(copyBufferSource(object)), contentType: null };
   }
-  // Everything else goes through the USVString branch of the union.
-  const s = webidl.converters.USVString(object, "Failed to extract body", "body");
-  return { body: InnerBody.fromBytes(core.encode(s)), contentType: "text/plain;charset=UTF-8" };
+  if (isBlob(object)) {
+    const type = BlobPrototypeGetType(object);
+    return { body: InnerBody.fromBlob(object), contentType: type === "" ? null : type };
+  }
+  if (isFormData(object)) {
+    const encoded = encodeFormData(object);
+    return { body: InnerBody.fromBlob(encoded.blob), contentType: encoded.contentType };
+  }
+  if (ObjectPrototypeIsPrototypeOf(URLSearchParamsPrototype, object)) {
+    return {
+      body: InnerBody.fromBytes(core.encode(URLSearchParamsPrototypeToString(object))),
+      contentType: "application/x-www-form-urlencoded;charset=UTF-8",
+    };
+  }
+  if (isReadableStream(object)) {
+    if (isReadableStreamDisturbed(object) || isReadableStreamLocked(object)) {
+      throw new TypeError("ReadableStream body is already disturbed or locked");
+    }
+    return { body: InnerBody.fromStream(object), contentType: null };
+  }
+  // Not in the standard BodyInit union, but Node and Deno accept async
+  // iterables of Uint8Array (e.g. Node-style streams, async generators).
+  return { body: InnerBody.fromStream(ReadableStreamFrom(object[_asyncIterable])), contentType: null };
 }
 
 // ---- the Body mixin ------------------------------------------------------------
@@ -754,47 +782,94 @@ function splitLines(s) {
   }
 }
 
-/** multipart/form-data parser (RFC 7578), enough for well-formed bodies. */
+// Caps on one part's header section, as Deno has: a body cannot make the parser build huge
+// strings or header lists out of what should be a few short lines.
+const MAX_PART_HEADER_BYTES = 16 * 1024;
+const MAX_PART_HEADERS = 128;
+
+function isLineStart(bytes, at) {
+  return at === 0 || (at >= 2 && bytes[at - 2] === 0x0d && bytes[at - 1] === 0x0a);
+}
+
+/**
+ * Whether a whole delimiter line starts at `at`: "--" boundary, then "--" for the close
+ * delimiter, then transport padding (spaces, tabs), then CRLF (or, for the close delimiter, the
+ * end of the body). Returns { close, next } (`next`: the first byte after the line), or null.
+ */
+function matchDelimiterLine(bytes, at, delim) {
+  const total = TypedArrayPrototypeGetLength(bytes);
+  const n = TypedArrayPrototypeGetLength(delim);
+  if (at + n > total) return null;
+  for (let i = 0; i < n; i++) {
+    if (bytes[at + i] !== delim[i]) return null;
+  }
+  let p = at + n;
+  let close = false;
+  if (p + 1 < total && bytes[p] === 0x2d && bytes[p + 1] === 0x2d) {
+    close = true;
+    p += 2;
+  }
+  while (p < total && (bytes[p] === 0x20 || bytes[p] === 0x09)) p++;
+  if (close && p === total) return { __proto__: null, close, next: p };
+  if (p + 1 < total && bytes[p] === 0x0d && bytes[p + 1] === 0x0a) return { __proto__: null, close, next: p + 2 };
+  return null;
+}
+
+/**
+ * multipart/form-data parser (RFC 7578, RFC 2046 section 5.1.1). A part ends only at a whole
+ * delimiter line (CRLF, "--" boundary, optional "--", padding, CRLF or end); the boundary text
+ * anywhere else is content. The preamble and epilogue are ignored. A part without a `name`
+ * parameter is skipped (as Deno does); a header section over the caps above is a TypeError.
+ */
 function parseMultipart(bytes, boundary) {
   const fd = new FormData();
   const delim = core.encode("--" + boundary);
-  const delimLen = TypedArrayPrototypeGetLength(delim);
   const total = TypedArrayPrototypeGetLength(bytes);
-  const crlfDelim = core.encode("\r\n--" + boundary);
   const crlfcrlf = core.encode("\r\n\r\n");
   const fail = () => new TypeError("Failed to parse body as FormData: malformed multipart body");
 
-  let pos = indexOfBytes(bytes, delim, 0);
-  if (pos === -1) throw fail();
-  pos += delimLen;
-  while (true) {
-    // After a delimiter: "--" ends the body, otherwise CRLF then a part.
-    if (pos + 1 < total && bytes[pos] === 0x2d && bytes[pos + 1] === 0x2d) break;
-    // Skip transport padding and the CRLF.
-    while (pos < total && (bytes[pos] === 0x20 || bytes[pos] === 0x09)) pos++;
-    if (pos + 1 < total && bytes[pos] === 0x0d && bytes[pos + 1] === 0x0a) pos += 2;
-    else throw fail();
+  // The first delimiter line: at the start of the body or of a line.
+  let line = null;
+  for (let at = indexOfBytes(bytes, delim, 0); at !== -1; at = indexOfBytes(bytes, delim, at + 1)) {
+    if (!isLineStart(bytes, at)) continue;
+    line = matchDelimiterLine(bytes, at, delim);
+    if (line !== null) break;
+  }
+  if (line === null) throw fail();
+
+  while (!line.close) {
+    const pos = line.next;
+    // Header section: lines up to an empty line. A part may have none.
     let headersEnd;
     let bodyStart;
     if (pos + 1 < total && bytes[pos] === 0x0d && bytes[pos + 1] === 0x0a) {
-      headersEnd = pos; // no headers
+      headersEnd = pos;
       bodyStart = pos + 2;
     } else {
       headersEnd = indexOfBytes(bytes, crlfcrlf, pos);
-      if (headersEnd === -1) throw fail();
+      if (headersEnd === -1) {
+        if (total - pos > MAX_PART_HEADER_BYTES) throw new TypeError("Failed to parse body as FormData: part headers are too large");
+        throw fail();
+      }
       bodyStart = headersEnd + 4;
     }
-    const rawHeaders = latin1(bytes, pos, headersEnd);
+    if (headersEnd - pos > MAX_PART_HEADER_BYTES) {
+      throw new TypeError("Failed to parse body as FormData: part headers are too large");
+    }
     let name = null;
     let filename = null;
     let contentType = null;
-    const lines = splitLines(rawHeaders);
+    const lines = splitLines(latin1(bytes, pos, headersEnd));
+    let count = 0;
     for (let i = 0; i < lines.length; i++) {
-      const line = lines[i];
-      const colon = primordials.StringPrototypeIndexOf(line, ":");
+      const headerLine = lines[i];
+      const colon = primordials.StringPrototypeIndexOf(headerLine, ":");
       if (colon === -1) continue;
-      const hname = byteLowerCase(primordials.StringPrototypeTrim(StringPrototypeSlice(line, 0, colon)));
-      const hvalue = primordials.StringPrototypeTrim(StringPrototypeSlice(line, colon + 1));
+      if (++count > MAX_PART_HEADERS) {
+        throw new TypeError("Failed to parse body as FormData: a part has too many headers");
+      }
+      const hname = byteLowerCase(primordials.StringPrototypeTrim(StringPrototypeSlice(headerLine, 0, colon)));
+      const hvalue = primordials.StringPrototypeTrim(StringPrototypeSlice(headerLine, colon + 1));
       if (hname === "content-disposition") {
         name = dispositionParam(hvalue, "name");
         filename = dispositionParam(hvalue, "filename");
@@ -802,9 +877,21 @@ function parseMultipart(bytes, boundary) {
         contentType = hvalue;
       }
     }
-    if (name === null) throw fail();
-    const bodyEnd = indexOfBytes(bytes, crlfDelim, bodyStart);
-    if (bodyEnd === -1) throw fail();
+
+    // The content runs to the CRLF that starts the next whole delimiter line.
+    let next = null;
+    let bodyEnd = -1;
+    for (let at = indexOfBytes(bytes, delim, bodyStart); at !== -1; at = indexOfBytes(bytes, delim, at + 1)) {
+      if (at - 2 < bodyStart || !isLineStart(bytes, at)) continue;
+      next = matchDelimiterLine(bytes, at, delim);
+      if (next !== null) {
+        bodyEnd = at - 2;
+        break;
+      }
+    }
+    if (next === null) throw fail();
+    line = next;
+    if (name === null) continue;
     const content = copyRange(bytes, bodyStart, bodyEnd);
     // Header bytes were read as latin1; names and filenames are UTF-8 on the wire.
     name = core.decode(latin1ToBytes(unescapeDisposition(name)));
@@ -815,7 +902,6 @@ function parseMultipart(bytes, boundary) {
     } else {
       ArrayPrototypePush(fd[_entries], [name, core.decode(content)]);
     }
-    pos = bodyEnd + TypedArrayPrototypeGetLength(crlfDelim);
   }
   return fd;
 }
@@ -830,11 +916,13 @@ export {
   _body,
   _headers,
   consumeBody,
+  convertBodyInit,
   extractBody,
   FormData,
   FormDataPrototype,
   InnerBody,
   isFormData,
+  isStreamBodyInit,
   makeBlob,
   mimeTypeOf,
   mixinBody,

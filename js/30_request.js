@@ -1,15 +1,19 @@
 // codestep fetch polyfill: the `Request` interface (WHATWG Fetch section 5.4).
 //
 // Server-side semantics, as in Deno and Node: there is no base URL (relative
-// URLs throw), no CORS, no forbidden-header filtering; `cache`, `credentials`,
-// `mode`, `keepalive`, `integrity`, `referrer*`, `priority` and `duplex` are
-// validated and reported back but have no effect. A ReadableStream body does
-// not require `duplex: "half"` (Deno behaviour; Node requires it).
+// URLs throw, a relative `referrer` too), no origin (a referrer URL is kept as
+// given, never replaced by "client" for being cross-origin), no CORS, no
+// forbidden-header filtering; `cache`, `credentials`, `mode`, `keepalive`,
+// `integrity`, `referrer*`, `priority` and `duplex` are validated as the
+// standard says and reported back, but have no effect on the wire. A stream
+// body (a ReadableStream, or an async iterable) needs `duplex: "half"`, as the
+// standard and Node require (Deno does not check).
 
 import { core, primordials } from "ext:core/mod.js";
 import {
   byteLowerCase,
   cloneList,
+  convertHeadersInit,
   fillHeaders,
   guardFromHeaders,
   headerListFromHeaders,
@@ -19,10 +23,18 @@ import {
   listContains,
   replaceHeaderList,
 } from "ext:codestep/10_headers.js";
-import { _body, _headers, extractBody, mixinBody } from "ext:codestep/20_body.js";
+import {
+  _body,
+  _headers,
+  convertBodyInit,
+  extractBody,
+  isStreamBodyInit,
+  mixinBody,
+} from "ext:codestep/20_body.js";
 
 const {
   ObjectGetOwnPropertyDescriptor,
+  ObjectKeys,
   ObjectPrototypeIsPrototypeOf,
   SafeArrayIterator,
   StringPrototypeIndexOf,
@@ -43,6 +55,8 @@ const { AbortSignalPrototype, createDependentAbortSignal, newSignal } = core.loa
 const URLPrototypeGetHref = uncurryThis(ObjectGetOwnPropertyDescriptor(URLPrototype, "href").get);
 const URLPrototypeGetUsername = uncurryThis(ObjectGetOwnPropertyDescriptor(URLPrototype, "username").get);
 const URLPrototypeGetPassword = uncurryThis(ObjectGetOwnPropertyDescriptor(URLPrototype, "password").get);
+const URLPrototypeGetProtocol = uncurryThis(ObjectGetOwnPropertyDescriptor(URLPrototype, "protocol").get);
+const URLPrototypeGetPathname = uncurryThis(ObjectGetOwnPropertyDescriptor(URLPrototype, "pathname").get);
 
 const _method = Symbol("[[method]]");
 const _url = Symbol("[[url]]");
@@ -82,6 +96,8 @@ function normalizeMethod(m) {
 }
 
 const anyConverter = (v) => v;
+const headersInitConverter = (v, prefix) => convertHeadersInit(v, prefix);
+const bodyInitConverter = (v, prefix, context) => (v === null ? null : convertBodyInit(v, prefix, context));
 
 webidl.converters.RequestRedirect ??= webidl.createEnumConverter("RequestRedirect", [
   "follow",
@@ -91,10 +107,23 @@ webidl.converters.RequestRedirect ??= webidl.createEnumConverter("RequestRedirec
 
 const requestInitConverter = webidl.createDictionaryConverter("RequestInit", [
   { key: "method", converter: webidl.converters.ByteString },
-  { key: "headers", converter: anyConverter },
-  { key: "body", converter: anyConverter },
+  { key: "headers", converter: headersInitConverter },
+  { key: "body", converter: bodyInitConverter },
   { key: "referrer", converter: webidl.converters.USVString },
-  { key: "referrerPolicy", converter: webidl.converters.DOMString },
+  {
+    key: "referrerPolicy",
+    converter: webidl.createEnumConverter("ReferrerPolicy", [
+      "",
+      "no-referrer",
+      "no-referrer-when-downgrade",
+      "same-origin",
+      "origin",
+      "strict-origin",
+      "origin-when-cross-origin",
+      "strict-origin-when-cross-origin",
+      "unsafe-url",
+    ]),
+  },
   {
     key: "mode",
     converter: webidl.createEnumConverter("RequestMode", ["navigate", "same-origin", "no-cors", "cors"]),
@@ -136,7 +165,8 @@ function defaultOptions() {
     mode: "cors",
     integrity: "",
     keepalive: false,
-    referrer: "about:client",
+    // "client", "no-referrer" or a URL's serialisation (Fetch's request referrer).
+    referrer: "client",
     referrerPolicy: "",
     priority: "auto",
     duplex: "half",
@@ -205,6 +235,27 @@ class Request {
       throw new TypeError(`${prefix}: 'window' option must be null`);
     }
     const options = this[_options];
+    // Fetch: "If init is not empty", a request made from another one starts afresh.
+    if (inputRequest !== null && ObjectKeys(init).length > 0) {
+      options.referrer = "client";
+      options.referrerPolicy = "";
+    }
+    if (init.referrer !== undefined) {
+      const referrer = init.referrer;
+      if (referrer === "") {
+        options.referrer = "no-referrer";
+      } else {
+        let parsed;
+        try {
+          parsed = new URL(referrer);
+        } catch {
+          throw new TypeError(`${prefix}: Referrer '${referrer}' is not a valid URL`);
+        }
+        const isClient = URLPrototypeGetProtocol(parsed) === "about:" && URLPrototypeGetPathname(parsed) === "client";
+        options.referrer = isClient ? "client" : URLPrototypeGetHref(parsed);
+      }
+    }
+    if (init.referrerPolicy !== undefined) options.referrerPolicy = init.referrerPolicy;
     if (init.mode !== undefined) {
       if (init.mode === "navigate") {
         throw new TypeError(`${prefix}: 'mode' cannot be 'navigate'`);
@@ -213,12 +264,12 @@ class Request {
     }
     if (init.credentials !== undefined) options.credentials = init.credentials;
     if (init.cache !== undefined) options.cache = init.cache;
+    if (options.cache === "only-if-cached" && options.mode !== "same-origin") {
+      throw new TypeError(`${prefix}: 'cache' can be 'only-if-cached' only when 'mode' is 'same-origin'`);
+    }
+    if (init.redirect !== undefined) this[_redirect] = init.redirect;
     if (init.integrity !== undefined) options.integrity = init.integrity;
     if (init.keepalive !== undefined) options.keepalive = init.keepalive;
-    if (init.referrer !== undefined) options.referrer = init.referrer === "" ? "" : init.referrer;
-    if (init.referrerPolicy !== undefined) options.referrerPolicy = init.referrerPolicy;
-    if (init.priority !== undefined) options.priority = init.priority;
-    if (init.redirect !== undefined) this[_redirect] = init.redirect;
 
     if (init.method !== undefined) {
       const m = init.method;
@@ -232,6 +283,13 @@ class Request {
     }
 
     if (init.signal !== undefined) parentSignal = init.signal;
+    if (init.priority !== undefined) options.priority = init.priority;
+
+    const method = this[_method];
+    if (options.mode === "no-cors" && method !== "GET" && method !== "HEAD" && method !== "POST") {
+      throw new TypeError(`${prefix}: '${method}' is unsupported in no-cors mode`);
+    }
+
     // this's signal follows the given signal (Fetch: "create a dependent abort signal").
     this[_signal] = parentSignal === null
       ? newSignal()
@@ -241,26 +299,35 @@ class Request {
     this[_headers] = headers;
     if (init.headers !== undefined) {
       replaceHeaderList(headers, []);
-      fillHeaders(headers, init.headers, prefix);
+      fillHeaders(headers, init.headers);
     }
 
     const inputBody = inputRequest !== null ? inputRequest[_body] : null;
-    const method = this[_method];
-    if (
-      ((init.body !== undefined && init.body !== null) || inputBody !== null) &&
-      (method === "GET" || method === "HEAD")
-    ) {
+    const hasInitBody = init.body !== undefined && init.body !== null;
+    if ((hasInitBody || inputBody !== null) && (method === "GET" || method === "HEAD")) {
       throw new TypeError(`${prefix}: Request with GET/HEAD method cannot have body`);
     }
 
     let initBody = null;
-    if (init.body !== undefined && init.body !== null) {
+    if (hasInitBody) {
       const extracted = extractBody(init.body);
       initBody = extracted.body;
       const list2 = headerListFromHeaders(headers);
       if (extracted.contentType !== null && !listContains(list2, "content-type")) {
         listAppend(list2, "Content-Type", extracted.contentType);
         replaceHeaderList(headers, list2);
+      }
+    }
+
+    // A body with no source (a stream) can only be sent half-duplex, and only in "cors" or
+    // "same-origin" mode (Fetch, new Request() step 41).
+    const streamBody = initBody !== null ? isStreamBodyInit(init.body) : inputBody !== null && inputBody.length === null;
+    if (streamBody) {
+      if (initBody !== null && init.duplex === undefined) {
+        throw new TypeError(`${prefix}: a stream body needs the 'duplex' option ('half')`);
+      }
+      if (options.mode !== "same-origin" && options.mode !== "cors") {
+        throw new TypeError(`${prefix}: a stream body needs 'mode' to be 'cors' or 'same-origin'`);
       }
     }
 
@@ -297,8 +364,8 @@ class Request {
   get referrer() {
     webidl.assertBranded(this, RequestPrototype);
     const r = this[_options].referrer;
-    if (r === "" || r === "no-referrer") return "";
-    if (r === "client" || r === "about:client") return "about:client";
+    if (r === "no-referrer") return "";
+    if (r === "client") return "about:client";
     return r;
   }
 

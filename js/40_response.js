@@ -8,6 +8,7 @@
 
 import { core, primordials } from "ext:core/mod.js";
 import {
+  convertHeadersInit,
   fillHeaders,
   guardFromHeaders,
   headerListFromHeaders,
@@ -17,7 +18,7 @@ import {
   listContains,
   replaceHeaderList,
 } from "ext:codestep/10_headers.js";
-import { _body, _headers, extractBody, mixinBody } from "ext:codestep/20_body.js";
+import { _body, _headers, convertBodyInit, extractBody, mixinBody } from "ext:codestep/20_body.js";
 import { parseAbsoluteUrl, urlWithoutFragment } from "ext:codestep/30_request.js";
 
 const {
@@ -68,7 +69,7 @@ function isValidReasonPhrase(s) {
 const responseInitConverter = webidl.createDictionaryConverter("ResponseInit", [
   { key: "status", defaultValue: 200, converter: webidl.converters["unsigned short"] },
   { key: "statusText", defaultValue: "", converter: webidl.converters.ByteString },
-  { key: "headers", converter: (v) => v },
+  { key: "headers", converter: (v, prefix) => convertHeadersInit(v, prefix) },
 ]);
 
 const _brandOnly = Symbol("brandOnly");
@@ -86,7 +87,7 @@ function initializeResponse(response, init, body, prefix) {
   response[_statusText] = init.statusText;
   const headers = response[_headers];
   if (init.headers !== undefined) {
-    fillHeaders(headers, init.headers, prefix);
+    fillHeaders(headers, init.headers);
   }
   if (body !== null) {
     if (isNullBodyStatus(status)) {
@@ -118,9 +119,11 @@ class Response {
     this[webidl.brand] = webidl.brand;
     if (body === _brandOnly) return;
     const prefix = "Failed to construct 'Response'";
+    // Arguments are converted in order: the body (a toString runs) before the init dictionary.
+    body = body === null || body === undefined ? null : convertBodyInit(body, prefix, "Argument 1");
     init = responseInitConverter(init, prefix, "Argument 2");
     this[_headers] = headersFromList([], "response");
-    const extracted = body === null || body === undefined ? null : extractBody(body);
+    const extracted = body === null ? null : extractBody(body);
     initializeResponse(this, init, extracted, prefix);
   }
 

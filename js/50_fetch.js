@@ -22,8 +22,8 @@
 //   refuses the headers it must), no cookie jar (Set-Cookie never reaches JS).
 // - redirect: "manual" resolves with the real 3xx response (type "basic",
 //   Location readable) instead of an opaque-redirect filtered response.
-// - A ReadableStream request body does not need `duplex: "half"`; async
-//   iterables are accepted as bodies. Such bodies stream out, and a 307/308
+// - Async iterables are accepted as bodies (like a ReadableStream, they need
+//   `duplex: "half"`, as in Node). Such bodies stream out, and a 307/308
 //   redirect of one fails, since a stream cannot be sent twice.
 // - An `Accept: */*` header is added when the request has none (Fetch 4.1).
 
@@ -115,16 +115,22 @@ function dataUrlResponse(url) {
   if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+/.test(mimeType)) {
     mimeType = "text/plain;charset=US-ASCII";
   }
-  return new Response(body, { status: 200, statusText: "OK", headers: [["content-type", mimeType]] });
+  // Null-prototype objects: converting them as a ResponseInit / HeadersInit runs no user code.
+  return new Response(body, {
+    __proto__: null,
+    status: 200,
+    statusText: "OK",
+    headers: { __proto__: null, "content-type": mimeType },
+  });
 }
 
 function blobUrlResponse(url, method) {
   if (method !== "GET") throw new TypeError("Failed to fetch: a blob: URL can only be fetched with GET");
   const blob = fileImpl.blobFromObjectUrl(url);
   if (blob === null) throw new TypeError("Failed to fetch: the blob: URL is not (or no longer) valid");
-  const headers = [["content-length", `${blob.size}`]];
-  if (blob.type !== "") ArrayPrototypePush(headers, ["content-type", blob.type]);
-  return new Response(blob, { status: 200, statusText: "OK", headers });
+  const headers = { __proto__: null, "content-length": `${blob.size}` };
+  if (blob.type !== "") headers["content-type"] = blob.type;
+  return new Response(blob, { __proto__: null, status: 200, statusText: "OK", headers });
 }
 
 let userAgent;

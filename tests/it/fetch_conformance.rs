@@ -161,7 +161,10 @@ await test("constructor forms", () => {
   deq("record stringifies values", [...new Headers({ n: 1, b: true, o: null })], [["b", "true"], ["n", "1"], ["o", "null"]]);
   deq("sequence stringifies", [...new Headers([["n", 1]])], [["n", "1"]]);
   const sym = Symbol("s");
-  deq("record ignores symbol keys", [...new Headers({ a: "1", [sym]: "x" })], [["a", "1"]]);
+  throws("record with an enumerable symbol key", TypeError, () => new Headers({ a: "1", [sym]: "x" }));
+  const hiddenSym = { a: "1" };
+  Object.defineProperty(hiddenSym, sym, { value: "x", enumerable: false });
+  deq("record skips a non-enumerable symbol key", [...new Headers(hiddenSym)], [["a", "1"]]);
   const proto = { inherited: "no" };
   const rec = Object.create(proto);
   rec.own = "yes";
@@ -347,7 +350,7 @@ await test("request from request", async () => {
   eq("init body overrides", await d.text(), "override");
   eq("input untouched when init body given", c.bodyUsed, false);
   throws("GET from request with body", TypeError, () => new Request(new Request("https://e.com", { method: "POST", body: "x" }), { method: "GET" }));
-  const s = new Request("https://e.com", { method: "POST", body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("streamed")); c.close(); } }) });
+  const s = new Request("https://e.com", { method: "POST", duplex: "half", body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("streamed")); c.close(); } }) });
   const t = new Request(s);
   eq("stream source used", s.bodyUsed, true);
   eq("stream moved", await t.text(), "streamed");
@@ -368,7 +371,7 @@ await test("clone", async () => {
   ac.abort();
   ok("original signal follows", a.signal.aborted);
   ok("clone signal follows", b.signal.aborted);
-  const s = new Request("https://e.com", { method: "POST", body: new ReadableStream({ start(c) { c.enqueue(new Uint8Array([65, 66])); c.close(); } }) });
+  const s = new Request("https://e.com", { method: "POST", duplex: "half", body: new ReadableStream({ start(c) { c.enqueue(new Uint8Array([65, 66])); c.close(); } }) });
   const s2 = s.clone();
   eq("stream clone 1", await s.text(), "AB");
   eq("stream clone 2", await s2.text(), "AB");
@@ -786,6 +789,567 @@ eq("byte copies ignore Symbol.species", results.view, 4);
     run_checks(&executor(), "tampering", body).await;
 }
 
+// ---- the gaps of issue #9: WebIDL conversions, Request validation, locked bodies, multipart --------
+
+/// `new Headers(init)` converts its argument exactly as WebIDL says for
+/// `(sequence<sequence<ByteString>> or record<ByteString, ByteString>)`; a Proxy or getters see
+/// every step, in order, and patched iterators are the ones used.
+#[tokio::test]
+async fn headers_init_follows_webidl() {
+    let body = r#"
+const log = [];
+const show2 = (k) => (typeof k === "symbol" ? k.toString() : String(k));
+const logging = (target) => new Proxy(target, {
+  get(t, k, r) { log.push(`get ${show2(k)}`); return Reflect.get(t, k, r); },
+  ownKeys(t) { log.push("ownKeys"); return Reflect.ownKeys(t); },
+  getOwnPropertyDescriptor(t, k) { log.push(`gopd ${show2(k)}`); return Reflect.getOwnPropertyDescriptor(t, k); },
+});
+const take = () => log.splice(0, log.length);
+
+await test("record through a Proxy", () => {
+  const h = new Headers(logging({ a: "1", B: "2" }));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a", "gopd B", "get B"]);
+  deq("entries", [...h], [["a", "1"], ["b", "2"]]);
+});
+
+await test("record: a key that is not a ByteString stops before its value is read", () => {
+  throws("non-ByteString key", TypeError, () => new Headers(logging({ a: "1", "\u0100": "2", c: "3" })));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a", "gopd \u0100"]);
+});
+
+await test("record: a value that is not a ByteString", () => {
+  throws("non-ByteString value", TypeError, () => new Headers(logging({ a: "1", c: "\u0100", d: "4" })));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a", "gopd c", "get c"]);
+});
+
+await test("record: the whole record is converted before header names are checked", () => {
+  throws("invalid header name", TypeError, () => new Headers(logging({ "a b": "1", c: "3" })));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a b", "get a b", "gopd c", "get c"]);
+});
+
+await test("record: non-enumerable and vanished properties", () => {
+  const target = { a: "1" };
+  Object.defineProperty(target, "hidden", { value: "x", enumerable: false });
+  const h = new Headers(logging(target));
+  deq("non-enumerable is looked at, not read", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a", "gopd hidden"]);
+  deq("non-enumerable skipped", [...h], [["a", "1"]]);
+  const vanishing = new Proxy({ a: "1", b: "2" }, {
+    getOwnPropertyDescriptor(t, k) { return k === "a" ? undefined : Reflect.getOwnPropertyDescriptor(t, k); },
+  });
+  deq("a key whose descriptor is undefined is skipped", [...new Headers(vanishing)], [["b", "2"]]);
+});
+
+await test("record: symbol keys", () => {
+  const s = Symbol("k");
+  throws("enumerable symbol key", TypeError, () => new Headers(logging({ a: "1", [s]: "2" })));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a", "gopd Symbol(k)"]);
+  const quiet = { a: "1" };
+  Object.defineProperty(quiet, s, { value: "2", enumerable: false });
+  deq("non-enumerable symbol key ignored", [...new Headers(quiet)], [["a", "1"]]);
+});
+
+await test("record: own keys only, in [[OwnPropertyKeys]] order", () => {
+  const rec = Object.create({ inherited: "x" });
+  rec.z = "1";
+  rec[2] = "i";
+  rec.a = "2";
+  const order = [];
+  new Headers(new Proxy(rec, { get(t, k, r) { if (typeof k === "string") order.push(k); return Reflect.get(t, k, r); } }));
+  deq("integer keys first, then insertion order", order, ["2", "z", "a"]);
+  const h = new Headers(new Proxy({ a: "1" }, { ownKeys() { return ["a", "b"]; }, getOwnPropertyDescriptor(t, k) { return k === "b" ? { value: "2", enumerable: true, configurable: true } : Reflect.getOwnPropertyDescriptor(t, k); } }));
+  deq("trap-made keys count", [...h], [["a", "1"], ["b", "undefined"]]);
+});
+
+await test("Symbol.iterator is read once and must be callable", () => {
+  let gets = 0;
+  const pairs = [["a", "1"]];
+  const obj = { get [Symbol.iterator]() { gets++; return () => pairs[Symbol.iterator](); } };
+  deq("custom iterable", [...new Headers(obj)], [["a", "1"]]);
+  eq("GetMethod once", gets, 1);
+  throws("non-callable Symbol.iterator", TypeError, () => new Headers({ [Symbol.iterator]: 1 }));
+  throws("non-callable Symbol.iterator (string)", TypeError, () => new Headers({ [Symbol.iterator]: "x", a: "1" }));
+  const hidden = (v) => Object.defineProperty({ a: "1" }, Symbol.iterator, { value: v, enumerable: false });
+  deq("null Symbol.iterator means a record", [...new Headers(hidden(null))], [["a", "1"]]);
+  deq("undefined Symbol.iterator means a record", [...new Headers(hidden(undefined))], [["a", "1"]]);
+  throws("an enumerable Symbol.iterator key of a record is still a symbol key", TypeError, () => new Headers({ [Symbol.iterator]: null, a: "1" }));
+});
+
+await test("the iterator the method returned is the one stepped", () => {
+  let nextGets = 0;
+  let calls = 0;
+  const items = [["x", "1"], ["y", "2"]];
+  const iterator = {
+    get next() {
+      nextGets++;
+      return () => { calls++; return calls <= items.length ? { value: items[calls - 1], done: false } : { done: true }; };
+    },
+  };
+  const h = new Headers({ [Symbol.iterator]() { return iterator; } });
+  deq("entries", [...h], [["x", "1"], ["y", "2"]]);
+  eq("next read once", nextGets, 1);
+  eq("next called until done", calls, 3);
+  throws("iterator not an object", TypeError, () => new Headers({ [Symbol.iterator]() { return 1; } }));
+  throws("next result not an object", TypeError, () => new Headers({ [Symbol.iterator]() { return { next() { return 1; } }; } }));
+  throws("next not callable", TypeError, () => new Headers({ [Symbol.iterator]() { return { next: 1 }; } }));
+  const thrown = new RangeError("from next");
+  try { new Headers({ [Symbol.iterator]() { return { next() { throw thrown; } }; } }); fail("throwing next: no error"); }
+  catch (e) { ok("an error from next propagates as is", e === thrown); }
+  const truthy = { [Symbol.iterator]() { let n = 0; return { next() { n++; return n === 1 ? { value: ["a", "1"], done: 0 } : { done: "yes" }; } }; } };
+  deq("done is converted to a boolean", [...new Headers(truthy)], [["a", "1"]]);
+});
+
+await test("pairs are sequences: iterated with their own iterator", () => {
+  const pair = { [Symbol.iterator]: function* () { yield "n"; yield "v"; } };
+  deq("iterable pair", [...new Headers([pair])], [["n", "v"]]);
+  deq("Set pair", [...new Headers([new Set(["k", "w"])])], [["k", "w"]]);
+  throws("string pair (not an object)", TypeError, () => new Headers(["ab"]));
+  throws("pair without iterator", TypeError, () => new Headers([{ 0: "a", 1: "b", length: 2 }]));
+  const seen = [];
+  const named = (s) => ({ toString() { seen.push(s); return s; } });
+  throws("pair of three", TypeError, () => new Headers([["a", "b", "c"], [named("late"), "x"]]));
+  deq("every pair is converted before sizes are checked", seen, ["late"]);
+  throws("pair of one", TypeError, () => new Headers([["a"]]));
+});
+
+await test("a Proxy around an array is iterated through its traps", () => {
+  const h = new Headers(logging([["a", "1"]]));
+  deq("trap order", take(), ["get Symbol(Symbol.iterator)", "get length", "get 0", "get length"]);
+  deq("entries", [...h], [["a", "1"]]);
+});
+
+await test("a patched Array.prototype[Symbol.iterator] is used", () => {
+  const saved = Array.prototype[Symbol.iterator];
+  let calls = 0;
+  let plain, emptied;
+  const outer = [["a", "b"]];
+  try {
+    // Used for the outer sequence and for each pair.
+    Array.prototype[Symbol.iterator] = function () { calls++; return saved.call(this === outer ? [["x-patched", "1"]] : this); };
+    plain = new Headers(outer);
+    Array.prototype[Symbol.iterator] = undefined;
+    emptied = new Headers([["a", "b"]]);
+  } finally {
+    Array.prototype[Symbol.iterator] = saved;
+  }
+  eq("patched iterator called for the sequence and its pair", calls, 2);
+  deq("its values used", [...plain], [["x-patched", "1"]]);
+  eq("without an array iterator an array is a record", emptied.get("0"), "a,b");
+});
+
+await test("a patched %ArrayIteratorPrototype%.next is used", () => {
+  const proto = Object.getPrototypeOf([][Symbol.iterator]());
+  const saved = proto.next;
+  let calls = 0;
+  let h;
+  try {
+    proto.next = function () { calls++; return { done: true }; };
+    h = new Headers([["a", "b"]]);
+  } finally {
+    proto.next = saved;
+  }
+  eq("patched next called", calls, 1);
+  deq("nothing appended", [...h], []);
+});
+
+await test("Headers as init: a patched iterator is honoured", () => {
+  const src = new Headers({ a: "1" });
+  const saved = Object.getOwnPropertyDescriptor(Headers.prototype, Symbol.iterator);
+  let h;
+  try {
+    Object.defineProperty(Headers.prototype, Symbol.iterator, { ...saved, value: function* () { yield ["from-patch", "1"]; } });
+    h = new Headers(src);
+  } finally {
+    Object.defineProperty(Headers.prototype, Symbol.iterator, saved);
+  }
+  deq("patched Headers iterator used", [...h], [["from-patch", "1"]]);
+  const own = new Headers({ a: "1" });
+  own[Symbol.iterator] = function* () { yield ["own", "2"]; };
+  deq("own Symbol.iterator on a Headers used", [...new Headers(own)], [["own", "2"]]);
+  const copy = new Headers(src);
+  src.append("a", "2");
+  deq("unpatched copy", [...copy], [["a", "1"]]);
+});
+
+await test("Request and Response convert init.headers with the dictionary", () => {
+  throws("navigate", TypeError, () => new Request("https://e.com/", { headers: logging({ a: "1" }), mode: "navigate" }));
+  deq("headers converted before the mode is checked", take(), ["get Symbol(Symbol.iterator)", "ownKeys", "gopd a", "get a"]);
+  const order = [];
+  new Response({ toString() { order.push("body"); return "x"; } }, { get status() { order.push("status"); return 200; } });
+  deq("Response body converted before init", order, ["body", "status"]);
+  const order2 = [];
+  new Request("https://e.com/", {
+    method: "POST",
+    get body() { order2.push("get body"); return { toString() { order2.push("body toString"); return "x"; } }; },
+    get cache() { order2.push("get cache"); return undefined; },
+  });
+  deq("RequestInit body converted in member order", order2, ["get body", "body toString", "get cache"]);
+  const r = new Response("x", { headers: [["a", "1"]] });
+  eq("Response init headers sequence", r.headers.get("a"), "1");
+  throws("Response init headers not an object", TypeError, () => new Response("x", { headers: "a: 1" }));
+  throws("Request init headers bad pair", TypeError, () => new Request("https://e.com/", { headers: [["a"]] }));
+});
+"#;
+    run_checks(&executor(), "headers init", body).await;
+}
+
+/// `new Request()` validates `referrer`, `referrerPolicy`, `mode`/`cache`, and `duplex` for stream bodies.
+#[tokio::test]
+async fn request_validates_referrer_mode_cache_duplex() {
+    let body = r#"
+const u = "https://e.com/";
+const stream = () => new ReadableStream({ start(c) { c.enqueue(new Uint8Array([1])); c.close(); } });
+
+await test("referrer", () => {
+  eq("default", new Request(u).referrer, "about:client");
+  eq("empty string is no-referrer", new Request(u, { referrer: "" }).referrer, "");
+  eq("about:client", new Request(u, { referrer: "about:client" }).referrer, "about:client");
+  eq("about:client with a query is still the client", new Request(u, { referrer: "about:client?x" }).referrer, "about:client");
+  eq("URL serialised", new Request(u, { referrer: "HTTPS://Example.com/a b" }).referrer, "https://example.com/a%20b");
+  eq("about:blank kept", new Request(u, { referrer: "about:blank" }).referrer, "about:blank");
+  eq("URL object", new Request(u, { referrer: new URL("https://x.test/p") }).referrer, "https://x.test/p");
+  for (const bad of ["/relative", "relative", "http://", "https://exa mple.com/", "::"]) {
+    throws(`invalid referrer ${JSON.stringify(bad)}`, TypeError, () => new Request(u, { referrer: bad }));
+  }
+  const withRef = new Request(u, { referrer: "https://r.test/", referrerPolicy: "origin" });
+  eq("kept from the input request", new Request(withRef).referrer, "https://r.test/");
+  eq("kept with an empty init", new Request(withRef, {}).referrer, "https://r.test/");
+  eq("policy kept from the input request", new Request(withRef).referrerPolicy, "origin");
+  const fresh = new Request(withRef, { method: "POST" });
+  eq("a non-empty init resets the referrer", fresh.referrer, "about:client");
+  eq("a non-empty init resets the policy", fresh.referrerPolicy, "");
+  eq("clone keeps it", withRef.clone().referrer, "https://r.test/");
+});
+
+await test("referrerPolicy", () => {
+  for (const p of ["", "no-referrer", "no-referrer-when-downgrade", "same-origin", "origin", "strict-origin",
+    "origin-when-cross-origin", "strict-origin-when-cross-origin", "unsafe-url"]) {
+    eq(`policy ${JSON.stringify(p)}`, new Request(u, { referrerPolicy: p }).referrerPolicy, p);
+  }
+  for (const bad of ["bogus", "Origin", "no_referrer", " origin"]) {
+    throws(`invalid policy ${JSON.stringify(bad)}`, TypeError, () => new Request(u, { referrerPolicy: bad }));
+  }
+  eq("default", new Request(u).referrerPolicy, "");
+});
+
+await test("mode and cache", () => {
+  throws("navigate", TypeError, () => new Request(u, { mode: "navigate" }));
+  for (const m of ["same-origin", "no-cors", "cors"]) eq(`mode ${m}`, new Request(u, { mode: m }).mode, m);
+  throws("only-if-cached with the default mode", TypeError, () => new Request(u, { cache: "only-if-cached" }));
+  throws("only-if-cached with cors", TypeError, () => new Request(u, { cache: "only-if-cached", mode: "cors" }));
+  throws("only-if-cached with no-cors", TypeError, () => new Request(u, { cache: "only-if-cached", mode: "no-cors" }));
+  const cached = new Request(u, { cache: "only-if-cached", mode: "same-origin" });
+  eq("only-if-cached with same-origin", cached.cache, "only-if-cached");
+  eq("inherits both", new Request(cached).cache, "only-if-cached");
+  throws("inherited only-if-cached, mode changed", TypeError, () => new Request(cached, { mode: "cors" }));
+  throws("inherited same-origin, cache set", TypeError, () => new Request(new Request(u, { mode: "cors" }), { cache: "only-if-cached" }));
+  for (const m of ["GET", "HEAD", "POST"]) eq(`no-cors ${m}`, new Request(u, { mode: "no-cors", method: m }).method, m);
+  for (const m of ["PUT", "DELETE", "PATCH"]) {
+    throws(`no-cors ${m}`, TypeError, () => new Request(u, { mode: "no-cors", method: m }));
+  }
+  throws("priority enum", TypeError, () => new Request(u, { priority: "bogus" }));
+});
+
+await test("duplex", async () => {
+  throws("ReadableStream body without duplex", TypeError, () => new Request(u, { method: "POST", body: stream() }));
+  async function* gen() { yield new Uint8Array([1]); }
+  throws("async iterable body without duplex", TypeError, () => new Request(u, { method: "POST", body: gen() }));
+  throws("duplex enum", TypeError, () => new Request(u, { method: "POST", body: stream(), duplex: "full" }));
+  throws("duplex enum without a body", TypeError, () => new Request(u, { duplex: "nope" }));
+  const r = new Request(u, { method: "POST", body: stream(), duplex: "half" });
+  eq("duplex getter", r.duplex, "half");
+  deq("stream body with duplex", [...await r.bytes()], [1]);
+  eq("async iterable with duplex", await new Request(u, { method: "POST", body: gen(), duplex: "half" }).text(), "\u0001");
+  eq("a string body needs no duplex", await new Request(u, { method: "POST", body: "s" }).text(), "s");
+  eq("nor a Blob", await new Request(u, { method: "POST", body: new Blob(["b"]) }).text(), "b");
+  throws("stream body in no-cors mode", TypeError, () => new Request(u, { method: "POST", body: stream(), duplex: "half", mode: "no-cors" }));
+  const streamed = new Request(u, { method: "POST", body: stream(), duplex: "half" });
+  throws("inherited stream body in no-cors mode", TypeError, () => new Request(streamed, { mode: "no-cors" }));
+  eq("the failed constructor left the body alone", streamed.bodyUsed, false);
+  const moved = new Request(streamed);
+  deq("inherited stream body needs no duplex", [...await moved.bytes()], [1]);
+  const streamedAgain = new Request(u, { method: "POST", body: stream(), duplex: "half" });
+  deq("an init without a body needs no duplex", [...await new Request(streamedAgain, { headers: { a: "1" } }).bytes()], [1]);
+  const s = stream();
+  throws("a body made for GET fails first", TypeError, () => new Request(u, { body: s }));
+  eq("the stream was not taken", s.locked, false);
+  await rejects("fetch rejects a stream body without duplex", TypeError, () => fetch(u, { method: "POST", body: stream() }));
+});
+"#;
+    run_checks(&executor(), "request validation", body).await;
+}
+
+/// Reading a body (text, json, arrayBuffer, blob, formData, bytes) locks its stream, as Fetch's
+/// "fully read" does: `body.locked`, `bodyUsed`, and no second read, whatever the body was made of.
+#[tokio::test]
+async fn consumed_body_locks_its_stream() {
+    let body = r#"
+const u = "https://e.com/";
+const ct = { "content-type": "application/x-www-form-urlencoded" };
+const makers = {
+  "string": () => new Response("a=1", { headers: ct }),
+  "bytes": () => new Response(new TextEncoder().encode("a=1"), { headers: ct }),
+  "Blob": () => new Response(new Blob(["a=1"]), { headers: ct }),
+  "ReadableStream": () => new Response(new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("a=1")); c.close(); } }), { headers: ct }),
+  "Request": () => new Request(u, { method: "POST", body: "a=1", headers: ct }),
+  "stream Request": () => new Request(u, { method: "POST", duplex: "half", headers: ct, body: new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode("a=1")); c.close(); } }) }),
+};
+const consumers = ["text", "arrayBuffer", "blob", "formData", "bytes"];
+
+for (const [kind, make] of Object.entries(makers)) {
+  for (const m of consumers) {
+    await test(`${kind} ${m}`, async () => {
+      for (const touchBodyFirst of [false, true]) {
+        const label = `${kind} ${m}${touchBodyFirst ? " (body read first)" : ""}`;
+        const r = make();
+        if (touchBodyFirst) ok(`${label}: not locked before`, r.body.locked === false);
+        await r[m]();
+        eq(`${label}: bodyUsed`, r.bodyUsed, true);
+        eq(`${label}: body.locked`, r.body.locked, true);
+        ok(`${label}: body is a ReadableStream`, r.body instanceof ReadableStream);
+        ok(`${label}: same stream each time`, r.body === r.body);
+        throws(`${label}: getReader() on a consumed body`, TypeError, () => r.body.getReader());
+        await rejects(`${label}: a second ${m}()`, TypeError, () => r[m]());
+        await rejects(`${label}: then text()`, TypeError, () => r.text());
+        throws(`${label}: clone()`, TypeError, () => r.clone());
+      }
+    });
+  }
+}
+
+await test("json", async () => {
+  const r = new Response("{}");
+  await r.json();
+  eq("json locks", r.body.locked, true);
+  eq("json used", r.bodyUsed, true);
+  const bad = new Response("{");
+  await rejects("bad json", SyntaxError, () => bad.json());
+  eq("a failed json() still consumed the body", bad.body.locked, true);
+  await rejects("then a second read", TypeError, () => bad.text());
+});
+
+await test("moved to another Request", async () => {
+  const a = new Request(u, { method: "POST", body: "moved" });
+  const b = new Request(a);
+  eq("source used", a.bodyUsed, true);
+  eq("source locked", a.body.locked, true);
+  throws("source getReader()", TypeError, () => a.body.getReader());
+  eq("target reads it", await b.text(), "moved");
+});
+
+await test("a body read while the stream is pending", async () => {
+  const r = new Response("x");
+  const p = r.text();
+  eq("locked at once", r.body.locked, true);
+  eq("used at once", r.bodyUsed, true);
+  eq("first read", await p, "x");
+});
+
+await test("null bodies stay null", async () => {
+  const r = new Response(null);
+  eq("text of null body", await r.text(), "");
+  eq("body stays null", r.body, null);
+  eq("bodyUsed stays false", r.bodyUsed, false);
+  eq("a second read works", await r.text(), "");
+});
+"#;
+    run_checks(&executor(), "consumed body", body).await;
+}
+
+/// The multipart/form-data parser: a part ends only at a whole delimiter line, the preamble is
+/// skipped, a nameless part is skipped, part headers are capped (as Deno's are).
+#[tokio::test]
+async fn multipart_parser_follows_boundary_lines() {
+    let body = r#"
+const B = "AaB03x";
+const form = (lines, boundary = B) => new Response(typeof lines === "string" ? lines : lines.join("\r\n"), {
+  headers: { "content-type": `multipart/form-data; boundary=${boundary}` },
+}).formData();
+
+await test("boundary text inside content is content", async () => {
+  const fd = await form([`--${B}`, 'Content-Disposition: form-data; name="file"; filename="x.txt"', "Content-Type: text/plain", "",
+    `before--${B}after`, `--${B}--`]);
+  eq("mid-line boundary", await fd.get("file").text(), `before--${B}after`);
+  const fd2 = await form([`--${B}`, 'Content-Disposition: form-data; name="file"; filename="x.txt"', "", "before",
+    `--${B}x`, `--${B}--x`, `--${B}-`, ` --${B}`, "after", `--${B}--`]);
+  eq("lines that only start with the boundary", await fd2.get("file").text(), `before\r\n--${B}x\r\n--${B}--x\r\n--${B}-\r\n --${B}\r\nafter`);
+  const fd3 = await form([`--${B}`, 'Content-Disposition: form-data; name="f"', "", `--${B}x`, `--${B}--`]);
+  eq("a boundary-like first line of content", fd3.get("f"), `--${B}x`);
+});
+
+await test("delimiter lines", async () => {
+  const fd = await form([`--${B}`, 'Content-Disposition: form-data; name="field"', "", "value", `--${B}--`]);
+  eq("close delimiter at the end without CRLF", fd.get("field"), "value");
+  const padded = await form([`--${B} \t`, 'Content-Disposition: form-data; name="first"', "", "one", `--${B}\t `,
+    'Content-Disposition: form-data; name="second"', "", "two", `--${B}-- \t`, "epilogue"]);
+  eq("transport padding 1", padded.get("first"), "one");
+  eq("transport padding 2", padded.get("second"), "two");
+  eq("epilogue ignored", padded.getAll("second").length, 1);
+  const pre = await form(["preamble", 'Content-Disposition: form-data; name="preamble"', "", `x--${B}`, "not a field",
+    `--${B}`, 'Content-Disposition: form-data; name="field"', "", "value", `--${B}--`]);
+  eq("preamble ignored", pre.get("preamble"), null);
+  eq("field after preamble", pre.get("field"), "value");
+  for (const p of [`--${B}--`, `--${B}--\r\n`, `preamble\r\n--${B}--\r\nepilogue`, `--${B}-- \t\r\n`]) {
+    deq(`only a close delimiter: ${JSON.stringify(p)}`, [...await form(p)], []);
+  }
+  for (const p of ["", "multipart preamble", `--${B.slice(0, -1)}\r\n`, `--${B}-\r\n`, `--${B}extra\r\n`, `--${B} \tinvalid\r\n`, `x--${B}\r\n`]) {
+    await rejects(`no delimiter line: ${JSON.stringify(p)}`, TypeError, () => form(p));
+  }
+  await rejects("a part that never ends", TypeError, () => form([`--${B}`, 'Content-Disposition: form-data; name="a"', "", "value"]));
+  await rejects("a part whose end is not a whole line", TypeError, () => form([`--${B}`, 'Content-Disposition: form-data; name="a"', "", `value--${B}--`]));
+  const empty = await form([`--${B}`, 'Content-Disposition: form-data; name="e"', "", "", `--${B}--`]);
+  eq("empty value", empty.get("e"), "");
+  const crlf = await form([`--${B}`, 'Content-Disposition: form-data; name="c"', "", "", "", `--${B}--`]);
+  eq("value that is a CRLF", crlf.get("c"), "\r\n");
+});
+
+await test("parts", async () => {
+  const fd = await form([`--${B}`, 'Content-Disposition: form-data; filename="skip.txt"', "Content-Type: text/plain", "", "skip me",
+    `--${B}`, "X-Other: 1", "", "no disposition",
+    `--${B}`, 'Content-Disposition: form-data; name="field"', "", "value", `--${B}--`]);
+  eq("part after nameless parts", fd.get("field"), "value");
+  deq("nameless parts skipped", [...fd.keys()], ["field"]);
+  const files = await form([`--${B}`, 'Content-Disposition: form-data; name="files"; filename=""', "Content-Type: application/octet-stream", "", "",
+    `--${B}`, 'Content-Disposition: form-data; name="files"; filename=""', "Content-Type: text/plain", "", "file contents", `--${B}--`]);
+  const list = files.getAll("files");
+  eq("two files", list.length, 2);
+  ok("empty filename is a File", list[0] instanceof File);
+  eq("empty filename", list[0].name, "");
+  eq("empty file", list[0].size, 0);
+  eq("second file", await list[1].text(), "file contents");
+  const many = await form(["------x", 'Content-Disposition: form-data; name="x"; filename="blob"', "Content-Length: 1",
+    "Content-Type: application/octet-stream", "last-modified: Wed, 04 Oct 2023 20:28:45 GMT", "", "y", "------x--"], "----x");
+  eq("several headers", await many.get("x").text(), "y");
+  eq("several headers: type", many.get("x").type, "application/octet-stream");
+  const cased = await form([`--${B}`, 'CONTENT-DISPOSITION: form-data; NAME="Up"', "", "v", `--${B}--`]);
+  eq("header and parameter names are case-insensitive", cased.get("Up"), "v");
+  const emptyName = await form([`--${B}`, 'Content-Disposition: form-data; name=""', "", "v", `--${B}--`]);
+  eq("an empty name is a name", emptyName.get(""), "v");
+  const utf8 = new TextEncoder().encode(`--${B}\r\nContent-Disposition: form-data; name="\u6587"; filename="\u6587.txt"\r\n\r\n\u6587\r\n--${B}--`);
+  const nonAscii = await new Response(utf8, { headers: { "content-type": `multipart/form-data; boundary=${B}` } }).formData();
+  eq("UTF-8 name", nonAscii.get("\u6587").name, "\u6587.txt");
+  const binary = new Uint8Array([...new TextEncoder().encode(`--${B}\r\nContent-Disposition: form-data; name="b"; filename="b.bin"\r\n\r\n`), 0, 13, 10, 45, 45, 255, ...new TextEncoder().encode(`\r\n--${B}--\r\n`)]);
+  const bin = await new Response(binary, { headers: { "content-type": `multipart/form-data; boundary=${B}` } }).formData();
+  deq("binary content kept", [...await bin.get("b").bytes()], [0, 13, 10, 45, 45, 255]);
+});
+
+await test("header caps", async () => {
+  const withHeaders = (n) => {
+    const lines = [`--${B}`, 'Content-Disposition: form-data; name="field"'];
+    for (let i = 0; i < n; i++) lines.push(`X-Test-${i}: ${i}`);
+    return form([...lines, "", "value", `--${B}--`]);
+  };
+  eq("128 headers are fine", (await withHeaders(127)).get("field"), "value");
+  await rejects("129 headers", TypeError, () => withHeaders(128));
+  await rejects("16 KiB of headers", TypeError, () => form([`--${B}`, 'Content-Disposition: form-data; name="field"', `X-Large: ${"a".repeat(16 * 1024)}`, "", "value", `--${B}--`]));
+  await rejects("unterminated huge header section", TypeError, () => form([`--${B}`, `X-Large: ${"a".repeat(32 * 1024)}`]));
+  eq("large content is fine", (await form([`--${B}`, 'Content-Disposition: form-data; name="big"', "", "b".repeat(100000), `--${B}--`])).get("big").length, 100000);
+});
+
+await test("round trip", async () => {
+  const src = new FormData();
+  src.append("hello", "world");
+  src.append("f", new File(["--x\r\n--"], "a.txt", { type: "text/plain" }));
+  src.append("", "empty name");
+  const back = await new Response(src).formData();
+  deq("entries", [...back].map(([k, v]) => [k, typeof v]), [["hello", "string"], ["f", "object"], ["", "string"]]);
+  eq("file", await back.get("f").text(), "--x\r\n--");
+  eq("empty name", back.get(""), "empty name");
+});
+"#;
+    run_checks(&executor(), "multipart", body).await;
+}
+
+/// Behaviours from Deno's own unit tests (tests/unit/{headers,request,response,body}_test.ts) that the
+/// tests above do not already cover.
+#[tokio::test]
+async fn deno_unit_test_behaviours() {
+    let body = r#"
+await test("headers", () => {
+  eq("Headers.name", Headers.name, "Headers");
+  const dict = { name1: "value1", name2: "value2", name4: undefined, "Content-Type": "value4" };
+  const fromSeq = new Headers(Object.entries(dict));
+  const fromRec = new Headers(dict);
+  for (const [k, v] of Object.entries(dict)) {
+    eq(`sequence ${k}`, fromSeq.get(k), String(v));
+    eq(`record ${k}`, fromRec.get(k), String(v));
+    eq(`from Headers ${k}`, new Headers(fromRec).get(k), String(v));
+  }
+  eq("no length header from a sequence", fromSeq.get("length"), null);
+  for (const [label, fn] of [["record name with space", () => new Headers({ "He y": "ok" })], ["record non-token name", () => new Headers({ "H\u00e9-y": "ok" })],
+    ["record non-latin1 value", () => new Headers({ "He-y": "\u0103k" })], ["set empty name", () => new Headers().set("", "ok")]]) {
+    throws(label, TypeError, fn);
+  }
+  eq("space inside a value", new Headers({ "He-y": "o k" }).get("he-y"), "o k");
+  for (const m of ["delete", "get", "has", "forEach"]) throws(`${m}() needs an argument`, TypeError, () => new Headers()[m]());
+  for (const m of ["append", "set"]) {
+    throws(`${m}() needs two arguments`, TypeError, () => new Headers()[m]());
+    throws(`${m}("foo") needs two arguments`, TypeError, () => new Headers()[m]("foo"));
+  }
+  deq("set-cookie kept apart", [...new Headers([["Set-Cookie", "foo=bar"], ["Set-Cookie", "bar=baz"], ["X-Deno", "foo"], ["X-Deno", "bar"]])],
+    [["set-cookie", "foo=bar"], ["set-cookie", "bar=baz"], ["x-deno", "foo, bar"]]);
+  const savedExec = RegExp.prototype.exec;
+  let err = null;
+  try {
+    RegExp.prototype.exec = () => { throw new Error("exec tampered"); };
+    new Headers([["X-Deno", "foo"], ["X-Deno", "bar"]]);
+  } catch (e) { err = e; } finally { RegExp.prototype.exec = savedExec; }
+  eq("RegExp.prototype.exec tampering", err, null);
+  eq("toString", new Headers().toString(), "[object Headers]");
+  throws("NUL in a value", TypeError, () => new Headers([["x", "\u0000x"]]));
+});
+
+await test("request", async () => {
+  eq("URL from toString", new Request({ toString() { return "http://foo/"; } }).url, "http://foo/");
+  eq("undefined method", new Request("http://foo/", { method: undefined }).method, "GET");
+  const stream = new Request("http://foo/", { body: "a test body", method: "POST" }).body;
+  const r1 = new Request("http://foo/", { body: stream, method: "POST", duplex: "half" });
+  const r2 = r1.clone();
+  eq("cloned stream body 1", await r1.text(), "a test body");
+  eq("cloned stream body 2", await r2.text(), "a test body");
+  const init = { cache: "no-store", credentials: "include", integrity: "sha256-abc", keepalive: true, mode: "no-cors",
+    priority: "high", referrer: "http://example.com/", referrerPolicy: "no-referrer" };
+  const req = new Request("http://foo/", init);
+  const expect = { cache: "no-store", credentials: "include", integrity: "sha256-abc", keepalive: true, mode: "no-cors",
+    referrer: "http://example.com/", referrerPolicy: "no-referrer" };
+  for (const [k, v] of Object.entries(expect)) {
+    eq(`init ${k}`, req[k], v);
+    eq(`inherited ${k}`, new Request(req)[k], v);
+    eq(`cloned ${k}`, req.clone()[k], v);
+  }
+});
+
+await test("response", async () => {
+  throws("init 0", TypeError, () => new Response("", 0));
+  throws("status 0", RangeError, () => new Response("", { status: 0 }));
+  throws("status null", RangeError, () => new Response("", { status: null }));
+  eq("null init", new Response("", null).status, 200);
+  const input = new FormData();
+  input.append("hello", "world");
+  const res = new Response(input);
+  ok("multipart content-type", res.headers.get("content-type").startsWith("multipart/form-data"));
+  const fd = await res.formData();
+  ok("FormData", fd instanceof FormData);
+  deq("round trip", [...fd], [...input]);
+  const used = new Response("body");
+  eq("unused", used.bodyUsed, false);
+  await used.text();
+  used.body;
+  eq("used after reading .body", used.bodyUsed, true);
+  const blob = await new Response(new Uint8Array([1, 2, 3])).blob();
+  deq("blob bytes", [...new Uint8Array(await blob.arrayBuffer())], [1, 2, 3]);
+});
+
+await test("body", async () => {
+  let i = 0;
+  const n = 20000;
+  const s = new ReadableStream({ pull(c) { if (i++ >= n) c.close(); else c.enqueue(new Uint8Array([1])); } });
+  eq("many one-byte chunks", (await new Response(s).arrayBuffer()).byteLength, n);
+  eq("URLSearchParams", await new Request("http://foo/", { method: "POST", body: new URLSearchParams({ hello: "world" }) }).text(), "hello=world");
+});
+"#;
+    run_checks(&executor(), "deno unit tests", body).await;
+}
+
 // ---- fetch() against a real local HTTPS server ------------------------------------------------
 
 const SECRET: &str = "sk_test_fetch_conformance_Zq81";
@@ -1172,14 +1736,14 @@ for (const [label, url] of [["blocked host", "https://evil.test/x"], ["plain htt
 }
 // A request body stream that errors fails the fetch with a TypeError (a network error, per spec).
 const broken = new ReadableStream({ pull(c) { c.error(new RangeError("broken")); } });
-await rejects("erroring request body stream", TypeError, () => fetch(`${input.base}/echo`, { method: "POST", body: broken }));
+await rejects("erroring request body stream", TypeError, () => fetch(`${input.base}/echo`, { method: "POST", body: broken, duplex: "half" }));
 const notBytes = new ReadableStream({ start(c) { c.enqueue("text chunk"); c.close(); } });
-await rejects("non-bytes request body stream", TypeError, () => fetch(`${input.base}/echo`, { method: "POST", body: notBytes }));
+await rejects("non-bytes request body stream", TypeError, () => fetch(`${input.base}/echo`, { method: "POST", body: notBytes, duplex: "half" }));
 // Aborting while an endless request body is being gathered rejects promptly and stops the pulling.
 let pulls = 0;
 const endless = new ReadableStream({ pull(c) { pulls++; c.enqueue(new Uint8Array(64)); return new Promise((r) => setTimeout(r, 1)); } });
 const t2 = Date.now();
-try { await fetch(`${input.base}/echo`, { method: "POST", body: endless, signal: AbortSignal.timeout(100) }); fail("endless body: did not reject"); }
+try { await fetch(`${input.base}/echo`, { method: "POST", body: endless, duplex: "half", signal: AbortSignal.timeout(100) }); fail("endless body: did not reject"); }
 catch (e) { eq("endless body: TimeoutError", e.name, "TimeoutError"); }
 ok("endless body: prompt", Date.now() - t2 < 2500);
 const pullsAtAbort = pulls;
