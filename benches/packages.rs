@@ -4,7 +4,7 @@
 //! client, against a trivial step, in process mode with one worker. "First" is the first such step of
 //! a fresh executor (the supervisor reads and resolves the package's files, the worker compiles them);
 //! "steady" is the median after that (files resolved once, compiled code from the worker's cache).
-//! `BENCH_N` sets the steps per measure (default 200).
+//! `BENCH_N` sets the steps per measure (default 200); `BENCH_ONLY=stripe` skips the other imports.
 
 #[path = "../tests/it/support/mod.rs"]
 mod support;
@@ -60,7 +60,12 @@ fn main() {
     }
     let trivial = p50((0..n).map(|_| time(&exec, TRIVIAL)).collect());
     println!("| trivial | - | {trivial:.2} ms | - |");
+    // `BENCH_ONLY=stripe` measures only the steps whose name contains it (for a profiler).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for (name, code) in [("import stripe", STRIPE), ("import openai", OPENAI)] {
+        if !name.contains(&only) {
+            continue;
+        }
         let exec = make();
         time(&exec, TRIVIAL);
         let first = time(&exec, code).as_secs_f64() * 1000.0;

@@ -89,7 +89,27 @@ function makeConsole() {
 // is not in the snapshot (its objects cannot be made at snapshot time), and most steps never use it.
 // deno_crypto brands Node KeyObjects with a symbol Deno's node layer owns; ours is private to here.
 internals.kKeyObject ??= Symbol("kKeyObject");
-const loadWebCrypto = () => core.loadExtScript("ext:deno_crypto/00_crypto.js");
+let webCrypto;
+function loadWebCrypto() {
+  if (webCrypto === undefined) {
+    const m = core.loadExtScript("ext:deno_crypto/00_crypto.js");
+    // Reading `crypto` makes the singletons, which registers this isolate's brand symbols with
+    // deno_crypto's Rust side. That side keeps them per thread, and a worker's thread has run other
+    // steps' isolates before: without this, a key made first (`CryptoKey.fromCloneData`) would be
+    // branded with symbols of a dead isolate, and the process would abort.
+    m.crypto;
+    // deno_crypto's internal constructors and Node interop (the registration above is done with them).
+    delete m.Crypto.create;
+    delete m.Crypto.registerSymbols;
+    delete m.SubtleCrypto.create;
+    delete m.CryptoKey.importSync;
+    delete m.CryptoKey.exportNodeMaterial;
+    webCrypto = m;
+  }
+  return webCrypto;
+}
+// For `node:crypto`, which must load it the same way.
+internals.codestepWebCrypto = loadWebCrypto;
 // Rust ops (deno_crypto's above all) name a DOMException by its class: "DOMException" + its name.
 for (const name of [
   "DataError",

@@ -7,7 +7,7 @@ const { op_codestep_hash, op_codestep_hmac, op_codestep_sign, op_codestep_verify
 const { Buffer } = core.loadExtScript("ext:codestep/node/buffer.js");
 const { Writable } = core.loadExtScript("ext:codestep/node/stream.js");
 // Web Crypto (deno_crypto): `webcrypto`, `subtle`, and async PBKDF2 over `subtle.deriveBits`.
-const web = core.loadExtScript("ext:deno_crypto/00_crypto.js").crypto;
+const web = __bootstrap.internals.codestepWebCrypto().crypto;
 
 const HASHES = ["md5", "sha1", "sha224", "sha256", "sha384", "sha512"];
 

@@ -429,3 +429,48 @@ fn web_crypto_work_off_the_step_thread_counts_against_its_cpu_time() {
     // The executor goes on: the next step runs.
     assert_eq!(output("export default () => 1", json!(null)), json!(1));
 }
+
+/// deno_crypto keeps the brand symbols of the isolate that last loaded Web Crypto in thread-local
+/// state. A worker runs one isolate after another on one thread, so nothing a step can reach may make a
+/// key before its own isolate has registered its symbols, and the internal constructors of deno_crypto's
+/// classes are not left for steps to call.
+#[test]
+fn web_crypto_in_one_step_leaves_nothing_for_the_next_in_the_same_worker() {
+    for mode in [process_mode(), codestep::engine::Mode::InProcess] {
+        let exec = Executor::new(ExecutorConfig {
+            workers: 1,
+            mode,
+            ..Default::default()
+        })
+        .expect("executor");
+        let step = r#"export default async ({ first }) => {
+          if (first) {
+            await crypto.subtle.generateKey({ name: "AES-GCM", length: 128 }, true, ["encrypt"]);
+            return "used";
+          }
+          const data = { type: "CryptoKey", keyType: "secret", extractable: true, usages: ["encrypt"],
+                         algorithm: { name: "AES-GCM", length: 128 }, keyData: new Uint8Array(16) };
+          const k = CryptoKey.fromCloneData(data);
+          return {
+            internals: [typeof CryptoKey.importSync, typeof CryptoKey.exportNodeMaterial, typeof Crypto.create,
+                        typeof Crypto.registerSymbols, typeof SubtleCrypto.create],
+            clone: [String(k), k.algorithm.name, k instanceof CryptoKey],
+            usable: (await crypto.subtle.exportKey("raw", k)).byteLength,
+          };
+        };"#;
+        for _ in 0..3 {
+            let r = exec.run_blocking(StepRequest::new(step, json!({ "first": true })));
+            assert!(r.ok, "{:?}", r.error);
+            let r = exec.run_blocking(StepRequest::new(step, json!({ "first": false })));
+            assert!(r.ok, "{:?}", r.error);
+            assert_eq!(
+                r.output_value().unwrap(),
+                json!({
+                    "internals": ["undefined", "undefined", "undefined", "undefined", "undefined"],
+                    "clone": ["[object CryptoKey]", "AES-GCM", true],
+                    "usable": 16,
+                })
+            );
+        }
+    }
+}
