@@ -94,6 +94,8 @@ fn main() {
         .expect("reading deno_crypto's script")
         .to_string();
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    std::fs::write(out_dir.join("extension_sources.rs"), extension_sources())
+        .expect("writing the extensions' sources");
     std::fs::write(out_dir.join("deno_crypto.js"), web_crypto)
         .expect("writing deno_crypto's script");
 
@@ -141,4 +143,34 @@ fn main() {
     for path in output.files_loaded_during_snapshot {
         println!("cargo:rerun-if-changed={}", path.display());
     }
+}
+
+/// Every script of every extension, as Rust source that embeds each one (`preload` makes snapshots at
+/// run time, where deno_core 0.413 finds no script: it embeds none, and reads them from disk only here).
+fn extension_sources() -> String {
+    let mut out = String::from("&[\n");
+    for ext in extension::extensions() {
+        let files = ext
+            .js_files
+            .iter()
+            .chain(ext.esm_files.iter())
+            .chain(ext.lazy_loaded_js_files.iter())
+            .chain(ext.lazy_loaded_esm_files.iter());
+        for f in files {
+            #[allow(
+                deprecated,
+                reason = "the only way to see where deno_core reads a script from"
+            )]
+            let path = match &f.code {
+                deno_core::ExtensionFileSourceCode::LoadedFromFsDuringSnapshot(path) => *path,
+                _ => panic!("{} is not read from a file", f.specifier),
+            };
+            out.push_str(&format!(
+                "    ({:?}, deno_core::ascii_str!(include_str!({:?}))),\n",
+                f.specifier, path
+            ));
+        }
+    }
+    out.push_str("]\n");
+    out
 }

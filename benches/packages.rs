@@ -4,6 +4,8 @@
 //! client, against a trivial step, in process mode with one worker. "First" is the first such step of
 //! a fresh executor (the supervisor reads and resolves the package's files, the worker compiles them);
 //! "steady" is the median after that (files resolved once, compiled code from the worker's cache).
+//! With `--preload` (`ExecutorConfig::preload`), the worker evaluates the package into its own snapshot
+//! at start ("worker start" is until its first step ran), and steps start from it.
 //! `BENCH_N` sets the steps per measure (default 200); `BENCH_ONLY=stripe` skips the other imports.
 
 #[path = "../tests/it/support/mod.rs"]
@@ -41,41 +43,59 @@ fn main() {
         .unwrap_or(200);
     let dir = std::env::var("CODESTEP_TEST_PACKAGES")
         .expect("CODESTEP_TEST_PACKAGES is not set: eval \"$(scripts/sdk-deps)\" first");
-    let make = || {
-        Executor::new(ExecutorConfig {
+    let packages = Arc::new(PackageDir::open(std::path::Path::new(&dir)).expect("package dir"));
+    let make = |preload: &[&str]| {
+        let t = Instant::now();
+        let exec = Executor::new(ExecutorConfig {
             workers: 1,
             mode: support::process_mode(),
-            packages: Some(Arc::new(
-                PackageDir::open(std::path::Path::new(&dir)).expect("package dir"),
-            )),
+            packages: Some(packages.clone()),
+            preload: preload.iter().map(|p| p.to_string()).collect(),
             ..Default::default()
         })
-        .expect("executor")
+        .expect("executor");
+        // The worker is ready (its snapshot made) when its first step ran.
+        time(&exec, TRIVIAL);
+        (exec, t.elapsed().as_secs_f64() * 1000.0)
     };
-    println!("| step (process mode, 1 worker) | first | steady p50 | over trivial |");
-    println!("|---|---|---|---|");
-    let exec = make();
+    println!(
+        "| step (process mode, 1 worker) | worker start | first | steady p50 | over trivial |"
+    );
+    println!("|---|---|---|---|---|");
+    let (exec, start) = make(&[]);
     for _ in 0..20 {
         time(&exec, TRIVIAL);
     }
     let trivial = p50((0..n).map(|_| time(&exec, TRIVIAL)).collect());
-    println!("| trivial | - | {trivial:.2} ms | - |");
+    println!("| trivial | {start:.0} ms | - | {trivial:.2} ms | - |");
+    drop(exec);
     // `BENCH_ONLY=stripe` measures only the steps whose name contains it (for a profiler).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    for (name, code) in [("import stripe", STRIPE), ("import openai", OPENAI)] {
-        if !name.contains(&only) {
+    for (package, code) in [("stripe", STRIPE), ("openai", OPENAI)] {
+        if !package.contains(&only) {
             continue;
         }
-        let exec = make();
-        time(&exec, TRIVIAL);
-        let first = time(&exec, code).as_secs_f64() * 1000.0;
-        for _ in 0..5 {
-            time(&exec, code);
+        for preload in [false, true] {
+            let list = [package];
+            let (exec, start) = make(if preload { &list[..] } else { &[] });
+            let first = time(&exec, code).as_secs_f64() * 1000.0;
+            for _ in 0..5 {
+                time(&exec, code);
+            }
+            let steady = p50((0..n).map(|_| time(&exec, code)).collect());
+            let how = if preload { " (--preload)" } else { "" };
+            println!(
+                "| import {package}{how} | {start:.0} ms | {first:.1} ms | {steady:.2} ms | {:+.2} ms |",
+                steady - trivial
+            );
+            if preload {
+                // A step that imports nothing still starts from the built-in snapshot.
+                let plain = p50((0..n / 4).map(|_| time(&exec, TRIVIAL)).collect());
+                println!(
+                    "| trivial beside it | - | - | {plain:.2} ms | {:+.2} ms |",
+                    plain - trivial
+                );
+            }
         }
-        let steady = p50((0..n).map(|_| time(&exec, code)).collect());
-        println!(
-            "| {name} | {first:.1} ms | {steady:.2} ms | {:+.2} ms |",
-            steady - trivial
-        );
     }
 }

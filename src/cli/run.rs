@@ -163,6 +163,8 @@ pub fn run(args: RunArgs, db: StoreArg) -> Result<Exit, UsageError> {
         mode: args.isolation.mode()?,
         packages: args.code.packages()?,
         env: args.code.env()?,
+        // One step per process: a snapshot would be made for one use.
+        preload: Vec::new(),
     };
     let executor = Executor::new(config).map_err(|e| UsageError(e.to_string()))?;
     let request = StepRequest {

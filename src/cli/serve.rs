@@ -53,6 +53,11 @@ pub struct ServeArgs {
     pub isolation: super::IsolationArgs,
     #[command(flatten)]
     pub code: super::CodeArgs,
+    /// A package of --packages that each worker imports once, at start, into its own snapshot
+    /// (repeatable): steps that import only preloaded packages start with them loaded, in a fresh
+    /// isolate as always. Costs each worker the time to load them, and their memory.
+    #[arg(long, value_name = "PACKAGE", requires = "packages")]
+    pub preload: Vec<String>,
 }
 
 /// The operator's caps: the most any step may get. A run's own `limits` can only go lower.
@@ -160,6 +165,7 @@ pub fn run(args: ServeArgs, db: StoreArg) -> Result<i32, UsageError> {
         mode: args.isolation.mode()?,
         packages: args.code.packages()?,
         env: args.code.env()?,
+        preload: args.preload.clone(),
     })
     .map_err(|e| UsageError(e.to_string()))?;
 

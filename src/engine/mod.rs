@@ -30,6 +30,7 @@ pub(crate) mod node_ops;
 pub mod ops;
 mod outcome;
 mod pool;
+mod preload;
 pub mod protocol;
 mod runtime;
 pub mod sandbox;
@@ -92,6 +93,10 @@ pub struct ExecutorConfig {
     /// Environment variables given to steps as `process.env` (`--env NAME`); nothing else of the
     /// environment reaches a step.
     pub env: Vec<(String, String)>,
+    /// Packages of `packages` evaluated once into a startup snapshot that every worker's isolates
+    /// start from (`--preload`): a step importing them starts with them evaluated (see `preload`).
+    /// Process mode only.
+    pub preload: Vec<String>,
 }
 
 impl Default for ExecutorConfig {
@@ -106,6 +111,7 @@ impl Default for ExecutorConfig {
             mode: Mode::InProcess,
             packages: None,
             env: Vec::new(),
+            preload: Vec::new(),
         }
     }
 }
@@ -242,6 +248,10 @@ struct Shared {
     config: ExecutorConfig,
     egress: Egress,
     http: tokio::runtime::Handle,
+    /// What the package snapshot holds, resolved once (`ExecutorConfig::preload`).
+    preload: Option<Arc<protocol::Preload>>,
+    /// The package snapshot, made when the first worker starts (`supervisor`).
+    package_snapshot: tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>,
 }
 
 /// A step as both pools start it: the job its isolate gets (connector names, never connectors), and
@@ -344,6 +354,50 @@ pub enum ExecutorError {
     Egress(String),
     #[error("could not start the executor: {0}")]
     Start(#[from] std::io::Error),
+    #[error("--preload: {0}")]
+    Preload(String),
+}
+
+/// Resolves `config.preload` into the module set the package snapshot is made from. Every name must be a
+/// package of the package directory, in process mode.
+fn preload_set(config: &ExecutorConfig) -> Result<Option<protocol::Preload>, ExecutorError> {
+    if config.preload.is_empty() {
+        return Ok(None);
+    }
+    let Some(packages) = config.packages.as_deref() else {
+        return Err(ExecutorError::Preload(
+            "preloading needs a package directory (--packages DIR)".into(),
+        ));
+    };
+    if matches!(config.mode, Mode::InProcess) {
+        return Err(ExecutorError::Preload(
+            "preloading needs worker processes (it is not done in-process)".into(),
+        ));
+    }
+    let main_code = preload::main_code(&config.preload);
+    let set = modules::resolve::prepare(preload::MAIN_NAME, &main_code, &[], Some(packages));
+    for name in &config.preload {
+        let target = set
+            .links
+            .iter()
+            .find(|(from, spec, _)| *from == set.main && spec == name)
+            .map(|(_, _, t)| t);
+        match target {
+            Some(modules::Target::Module(_)) => {}
+            Some(modules::Target::Builtin(_)) => {
+                return Err(ExecutorError::Preload(format!(
+                    "{name} is a Node built-in, not a package of the package directory"
+                )))
+            }
+            Some(modules::Target::Error(e)) => return Err(ExecutorError::Preload(e.clone())),
+            None => {
+                return Err(ExecutorError::Preload(format!(
+                    "{name} is not a package name"
+                )))
+            }
+        }
+    }
+    Ok(Some(protocol::Preload { set, main_code }))
 }
 
 impl Executor {
@@ -360,10 +414,13 @@ impl Executor {
         };
         let worker_count = config.workers.max(1);
         let mode = config.mode.clone();
+        let preload = preload_set(&config)?.map(Arc::new);
         let shared = Arc::new(Shared {
             config,
             egress: egress.clone(),
             http: http.handle().clone(),
+            preload,
+            package_snapshot: tokio::sync::OnceCell::new(),
         });
         let (backend, sandboxed) = match &mode {
             Mode::InProcess => {

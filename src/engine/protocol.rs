@@ -201,6 +201,13 @@ impl Outcome {
     }
 }
 
+/// The module that imports the preloaded packages (`preload::MAIN_NAME`), and every file it imports.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Preload {
+    pub set: super::modules::ModuleSet,
+    pub main_code: String,
+}
+
 /// Supervisor to worker process.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToWorker {
@@ -208,6 +215,12 @@ pub enum ToWorker {
     Init {
         heap_bytes: usize,
         sandbox: bool,
+        /// Set for the process that makes the package snapshot (`preload`), and only for it: it
+        /// answers with `FromWorker::Snapshot` and exits.
+        preload: Option<Preload>,
+        /// The package snapshot every isolate of this worker starts from; empty for the built-in one.
+        #[serde(skip)]
+        snapshot: Vec<u8>,
     },
     Run(Box<Job>),
     Gateway(GatewayMsg),
@@ -219,12 +232,15 @@ impl Payload for ToWorker {
     fn take_payload(&mut self) -> Option<Vec<u8>> {
         match self {
             ToWorker::Gateway(m) => m.take_payload(),
+            ToWorker::Init { snapshot, .. } => Some(std::mem::take(snapshot)),
             _ => None,
         }
     }
     fn put_payload(&mut self, data: Vec<u8>) {
-        if let ToWorker::Gateway(m) = self {
-            m.put_payload(data)
+        match self {
+            ToWorker::Gateway(m) => m.put_payload(data),
+            ToWorker::Init { snapshot, .. } => *snapshot = data,
+            _ => {}
         }
     }
 }
@@ -245,6 +261,11 @@ pub enum FromWorker {
     Done(Box<Outcome>),
     /// For `ProbeSandbox`: each refused call, and `None` when it was refused as it should be.
     Probed(Vec<(String, Option<String>)>),
+    /// The package snapshot asked for by `Init::preload`.
+    Snapshot {
+        #[serde(skip)]
+        blob: Vec<u8>,
+    },
 }
 
 impl Payload for FromWorker {
@@ -252,6 +273,7 @@ impl Payload for FromWorker {
         match self {
             FromWorker::Host(m) => m.take_payload(),
             FromWorker::HeapChunk { data } => Some(std::mem::take(data)),
+            FromWorker::Snapshot { blob } => Some(std::mem::take(blob)),
             // The output travels raw: inside the JSON header every `"` and `\` of it would double.
             FromWorker::Done(o) => match &mut o.result {
                 Ok(json) => Some(std::mem::take(json).into_bytes()),
@@ -264,6 +286,7 @@ impl Payload for FromWorker {
         match self {
             FromWorker::Host(m) => m.put_payload(payload),
             FromWorker::HeapChunk { data } => *data = payload,
+            FromWorker::Snapshot { blob } => *blob = payload,
             FromWorker::Done(o) => {
                 if let Ok(json) = &mut o.result {
                     *json = String::from_utf8(payload)

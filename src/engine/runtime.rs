@@ -62,6 +62,29 @@ pub(crate) fn lazy_script_source(specifier: &str) -> Option<&'static str> {
 
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/CODESTEP_SNAPSHOT.bin"));
 
+/// The scripts no snapshot holds, for every runtime made from one.
+pub fn lazy_scripts() -> &'static [(&'static str, &'static str)] {
+    LAZY_SCRIPTS
+}
+
+/// A package snapshot this process was given (`preload`), in place of `SNAPSHOT`.
+static INSTALLED: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
+
+/// The snapshot every isolate of this process starts from: the one `build.rs` made, or the package
+/// snapshot the supervisor gave this worker (`install_snapshot`). One per process, never both: V8
+/// shares one read-only heap between the isolates of a process, and an isolate deserialised from a
+/// snapshot whose read-only heap differs from it crashes.
+pub fn startup_snapshot() -> &'static [u8] {
+    INSTALLED.get().copied().unwrap_or(SNAPSHOT)
+}
+
+/// Makes `blob` this process's startup snapshot. Before its first isolate, and once.
+pub fn install_snapshot(blob: Vec<u8>) -> Result<(), String> {
+    INSTALLED
+        .set(Box::leak(blob.into_boxed_slice()))
+        .map_err(|_| "this process already has its startup snapshot".to_string())
+}
+
 /// Initialises V8 once per process. It must run on the main thread before any worker thread makes an
 /// isolate (V8 sets up memory protection keys for the threads that exist at that point).
 pub fn init_platform() {
@@ -185,11 +208,11 @@ pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntim
         .array_buffer_allocator(allocator);
     let loader = Rc::new(StepLoader::default());
     let mut js = JsRuntime::try_new(RuntimeOptions {
-        startup_snapshot: Some(SNAPSHOT),
+        startup_snapshot: Some(startup_snapshot()),
         extensions: super::extension::extensions(),
         create_params: Some(params),
         module_loader: Some(loader.clone()),
-        residual_lazy_js_sources: LAZY_SCRIPTS,
+        residual_lazy_js_sources: lazy_scripts(),
         ..Default::default()
     })
     .map_err(|e| format!("could not create the step isolate: {e}"))?;

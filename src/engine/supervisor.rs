@@ -32,6 +32,53 @@ fn max_frame(shared: &Shared) -> usize {
     (caps.max_output_bytes.max(caps.max_request_body_bytes) as usize).saturating_add(8 << 20)
 }
 
+/// How long the process making the package snapshot may take, and the largest snapshot it may send.
+const PRELOAD_TIMEOUT: Duration = Duration::from_secs(120);
+const MAX_PACKAGE_SNAPSHOT: usize = 256 << 20;
+
+/// Makes the package snapshot in a worker process started for that alone (see `preload`), confined
+/// like every worker. Its answer is the snapshot, or how it failed.
+async fn make_package_snapshot(
+    slot: &Slot,
+    preload: &crate::engine::protocol::Preload,
+) -> Result<Arc<Vec<u8>>, String> {
+    let started = Instant::now();
+    let mut maker = Worker::spawn(slot, MAX_PACKAGE_SNAPSHOT)
+        .await
+        .map_err(|e| format!("could not start the process that preloads packages: {e}"))?;
+    maker.send(ToWorker::Init {
+        heap_bytes: slot.shared.config.caps.heap_bytes(),
+        sandbox: slot.sandbox,
+        preload: Some(preload.clone()),
+        snapshot: Vec::new(),
+    });
+    let result = match tokio::time::timeout(PRELOAD_TIMEOUT, maker.from.recv()).await {
+        Ok(Some(FromWorker::Snapshot { blob })) if !blob.is_empty() => Ok(Arc::new(blob)),
+        Ok(_) => {
+            let why = maker.died().await;
+            Err(format!(
+                "the packages could not be preloaded ({}){}",
+                why.status,
+                why.excerpt.map(|e| format!(": {e}")).unwrap_or_default()
+            ))
+        }
+        Err(_) => Err(format!(
+            "preloading the packages took longer than {} s",
+            PRELOAD_TIMEOUT.as_secs()
+        )),
+    };
+    maker.stop().await;
+    match &result {
+        Ok(blob) => tracing::info!(
+            bytes = blob.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "made the package snapshot every worker starts from"
+        ),
+        Err(e) => tracing::error!(error = %e, "could not make the package snapshot"),
+    }
+    result
+}
+
 /// How long a new worker may take to say `Ready`.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -282,7 +329,8 @@ struct Worker {
 }
 
 impl Worker {
-    async fn start(slot: &Slot) -> std::io::Result<Worker> {
+    /// Starts a worker process and its pipes; it waits for `Init`. `max` is the largest frame it may send.
+    async fn spawn(slot: &Slot, max: usize) -> std::io::Result<Worker> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         let mut cmd = tokio::process::Command::new(&slot.program);
         // No environment: whatever secrets the operator's environment holds (a connectors file's
@@ -354,7 +402,6 @@ impl Worker {
         tokio::spawn(ipc::write_all(wr, to_rx, Some(unread.clone())));
         let mut rd = ipc::buffered(rd);
         let (from_tx, from) = mpsc::channel::<FromWorker>(INBOX);
-        let max = max_frame(&slot.shared);
         tokio::spawn(async move {
             // Until the end of the stream, or a frame no honest worker writes: either way this worker
             // is done, and the receiver sees the channel close.
@@ -365,7 +412,7 @@ impl Worker {
             }
         });
 
-        let mut worker = Worker {
+        Ok(Worker {
             child,
             pid,
             to,
@@ -376,10 +423,28 @@ impl Worker {
             output_done: Some(output_done),
             baseline: 0,
             sent: Default::default(),
+        })
+    }
+
+    async fn start(slot: &Slot) -> std::io::Result<Worker> {
+        let snapshot = match &slot.shared.preload {
+            None => Vec::new(),
+            Some(preload) => slot
+                .shared
+                .package_snapshot
+                .get_or_init(|| make_package_snapshot(slot, preload))
+                .await
+                .clone()
+                .map_err(std::io::Error::other)?
+                .to_vec(),
         };
+        let mut worker = Worker::spawn(slot, max_frame(&slot.shared)).await?;
+        let pid = worker.pid;
         worker.send(ToWorker::Init {
             heap_bytes: slot.shared.config.caps.heap_bytes(),
             sandbox: slot.sandbox,
+            preload: None,
+            snapshot,
         });
         match tokio::time::timeout(START_TIMEOUT, worker.from.recv()).await {
             Ok(Some(FromWorker::Ready { .. })) => {}

@@ -14,7 +14,7 @@ use super::ipc;
 use super::protocol::{FromWorker, ToWorker};
 use super::step::{self, Link};
 use super::watchdog::Watchdog;
-use super::{runtime, sandbox};
+use super::{preload, runtime, sandbox};
 
 /// The first argument that makes the binary a worker (see `run_if_worker`).
 pub const WORKER_ARG: &str = "__codestep-worker";
@@ -37,6 +37,8 @@ pub mod exit {
     pub const SETUP: i32 = 70;
     pub const SANDBOX: i32 = 71;
     pub const PROTOCOL: i32 = 72;
+    /// The preloaded packages could not be made into a snapshot (the reason is on stderr).
+    pub const PRELOAD: i32 = 73;
 }
 
 /// V8 flags of a worker process, whose isolates each live for one step. Without Sparkplug, V8 no
@@ -115,10 +117,35 @@ fn main() -> i32 {
     let Some(ToWorker::Init {
         heap_bytes,
         sandbox: confine,
+        preload,
+        snapshot,
     }) = rt.block_on(async { incoming.lock().await.recv().await })
     else {
         return exit::PROTOCOL;
     };
+    if let Some(p) = preload {
+        // The process that makes the package snapshot: confined first, as the package code runs
+        // here; no other isolate exists in it (see `preload`).
+        if confine {
+            if let Err(e) = sandbox::confine() {
+                eprintln!("codestep worker: cannot confine this process: {e}");
+                return exit::SANDBOX;
+            }
+        }
+        return match preload::make(p.set, p.main_code) {
+            Ok(blob) => {
+                send_now(&rt, FromWorker::Snapshot { blob });
+                0
+            }
+            Err(e) => {
+                eprintln!("codestep worker: {e}");
+                exit::PRELOAD
+            }
+        };
+    }
+    if !snapshot.is_empty() && runtime::install_snapshot(snapshot).is_err() {
+        return exit::PROTOCOL;
+    }
     let watchdog = match Watchdog::start("codestep-watch".into()) {
         Ok(w) => w,
         Err(_) => return exit::SETUP,

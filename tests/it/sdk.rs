@@ -505,3 +505,69 @@ fn stripe_verifies_a_webhook_signature_with_web_crypto() {
         )
     );
 }
+
+/// `--preload stripe`: each worker evaluates Stripe into its own snapshot at start; a step importing it
+/// starts from that snapshot, in a fresh isolate all the same, and a step importing nothing starts from
+/// the built-in one.
+#[test]
+fn preloaded_packages_start_evaluated_and_steps_stay_apart() {
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        mode: process_mode(),
+        packages: Some(package_dir()),
+        preload: vec!["stripe".into()],
+        ..Default::default()
+    })
+    .expect("executor");
+    let trivial = exec.run_blocking(StepRequest::new("export default () => 1", json!(null)));
+    assert!(trivial.ok, "{:?}", trivial.error);
+    let step = r#"
+        import Stripe from "stripe";
+        export default async ({ n }) => {
+          const before = globalThis.leftBehind;
+          globalThis.leftBehind = n;
+          Stripe.prototype.leftBehind = n;
+          const s = new Stripe("sk_test_placeholder");
+          return { before: before ?? null, proto: Object.getPrototypeOf(s).leftBehind, ok: typeof s.customers.create };
+        };
+    "#;
+    for n in 1..4 {
+        let r = exec.run_blocking(StepRequest::new(step, json!({ "n": n })));
+        assert!(r.ok, "{:?}", r.error);
+        assert_eq!(
+            r.output_value(),
+            Some(json!({ "before": null, "proto": n, "ok": "function" }))
+        );
+    }
+    // A package that was not preloaded still loads the ordinary way, beside the preloaded one.
+    let r = exec.run_blocking(StepRequest::new(
+        r#"import OpenAI from "openai";
+           export default () => typeof new OpenAI({ apiKey: "placeholder" }).chat.completions.create;"#,
+        json!(null),
+    ));
+    assert!(r.ok, "{:?}", r.error);
+    assert_eq!(r.output_value(), Some(json!("function")));
+}
+
+#[test]
+fn preloading_refuses_what_it_cannot_preload_by_name() {
+    let config = |preload: &[&str], packages: bool, mode| ExecutorConfig {
+        workers: 1,
+        mode,
+        packages: packages.then(package_dir),
+        preload: preload.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    };
+    let refusal = |c: ExecutorConfig| match Executor::new(c) {
+        Ok(_) => panic!("preloading was accepted"),
+        Err(e) => e.to_string(),
+    };
+    let e = refusal(config(&["no-such-package"], true, process_mode()));
+    assert!(e.contains("no-such-package"), "{e}");
+    let e = refusal(config(&["node:crypto"], true, process_mode()));
+    assert!(e.contains("node:crypto") && e.contains("built-in"), "{e}");
+    let e = refusal(config(&["stripe"], false, process_mode()));
+    assert!(e.contains("--packages"), "{e}");
+    let e = refusal(config(&["stripe"], true, codestep::engine::Mode::InProcess));
+    assert!(e.contains("worker processes"), "{e}");
+}

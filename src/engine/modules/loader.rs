@@ -159,9 +159,18 @@ impl Loaded {
 #[derive(Default)]
 pub struct StepLoader {
     loaded: RefCell<Option<Rc<Loaded>>>,
+    /// For an isolate that makes a snapshot (`preload`), where V8 cannot make code caches.
+    no_code_cache: std::cell::Cell<bool>,
 }
 
 impl StepLoader {
+    /// A loader that neither uses nor makes code caches.
+    pub fn without_code_cache() -> StepLoader {
+        let loader = StepLoader::default();
+        loader.no_code_cache.set(true);
+        loader
+    }
+
     pub fn set(&self, loaded: Rc<Loaded>) {
         *self.loaded.borrow_mut() = Some(loaded);
     }
@@ -259,6 +268,10 @@ impl ModuleLoader for StepLoader {
             return ModuleSpecifier::parse(specifier).map_err(JsErrorBox::from_err);
         }
         let loaded = self.loaded()?;
+        // The root of a side module's graph (the preloading module, `preload`), given with its code.
+        if referrer == "." && specifier == loaded.main() {
+            return ModuleSpecifier::parse(specifier).map_err(JsErrorBox::from_err);
+        }
         if specifier == CJS_SPECIFIER {
             // Only a CommonJS module's facade (which has the CommonJS module's id) imports it.
             return match loaded.files.get(referrer) {
@@ -298,6 +311,9 @@ impl ModuleLoader for StepLoader {
         specifier: &ModuleSpecifier,
         source: &str,
     ) -> Option<SourceCodeCacheInfo> {
+        if self.no_code_cache.get() {
+            return None;
+        }
         let builtin = crate::engine::runtime::lazy_script_source(specifier.as_str())?;
         // The key covers the whole source (deno_core wraps it before compiling; the wrapping is fixed).
         let hash = builtin_hash(specifier.as_str(), builtin) ^ (source.len() as u64);
@@ -345,10 +361,11 @@ impl StepLoader {
         let _ = requested;
         let (code, cache) = match file.format {
             Format::Esm => {
-                let cache = (file.hash != 0).then(|| SourceCodeCacheInfo {
-                    hash: file.hash,
-                    data: cached(file.hash).map(|d| Cow::Owned(d.to_vec())),
-                });
+                let cache =
+                    (file.hash != 0 && !self.no_code_cache.get()).then(|| SourceCodeCacheInfo {
+                        hash: file.hash,
+                        data: cached(file.hash).map(|d| Cow::Owned(d.to_vec())),
+                    });
                 (file.source.clone(), cache)
             }
             Format::Json => (format!("export default {};", file.source.trim()), None),
