@@ -3,6 +3,10 @@
 //!
 //! This runs in its own process because snapshot mode sets process-wide V8 flags.
 
+#[path = "src/engine/clone.rs"]
+#[allow(dead_code)]
+mod clone;
+
 #[path = "src/engine/ops.rs"]
 #[allow(dead_code)]
 mod ops;

@@ -4,8 +4,17 @@
 import { core, internals, primordials } from "ext:core/mod.js";
 
 const {
+  ArrayBufferIsView,
+  ArrayIsArray,
+  ArrayPrototypeIncludes,
+  ArrayPrototypePush,
+  FunctionPrototypeCall,
   ObjectDefineProperty,
+  ObjectPrototypeIsPrototypeOf,
   StringPrototypeSlice,
+  TypedArrayPrototypeGetSymbolToStringTag,
+  TypedArrayPrototypeSlice,
+  TypeErrorPrototype,
 } = primordials;
 
 const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
@@ -14,6 +23,21 @@ const domException = core.loadExtScript("ext:deno_web/01_dom_exception.js");
 const consoleImpl = core.loadExtScript("ext:deno_web/01_console.js");
 const event = core.loadExtScript("ext:deno_web/02_event.js");
 const structuredCloneImpl = core.loadExtScript("ext:deno_web/02_structured_clone.js");
+// structuredClone is ours (`src/engine/clone.rs`), not deno_core's: any object a step makes can claim to
+// be a host object (its brand is a `Symbol.for`), and deno_core's op aborted the process on data it had
+// no deserializer for. deno_web's streams take `structuredClone` from this module when they load
+// (below), so it is replaced here, before they do, for `Response.clone()`'s tee as well.
+function structuredClone(value) {
+  try {
+    return core.ops.op_codestep_structured_clone(value, core.getCloneableDeserializers());
+  } catch (e) {
+    if (ObjectPrototypeIsPrototypeOf(TypeErrorPrototype, e)) {
+      throw new domException.DOMException(e.message, "DataCloneError");
+    }
+    throw e;
+  }
+}
+structuredCloneImpl.structuredClone = structuredClone;
 const timers = core.loadExtScript("ext:deno_web/02_timers.js");
 const abortSignal = core.loadExtScript("ext:deno_web/03_abort_signal.js");
 const base64 = core.loadExtScript("ext:deno_web/05_base64.js");
@@ -104,10 +128,128 @@ function loadWebCrypto() {
     delete m.SubtleCrypto.create;
     delete m.CryptoKey.importSync;
     delete m.CryptoKey.exportNodeMaterial;
+    // A key comes back from structuredClone through the checks of `keyFromCloneData` only; deno_crypto's
+    // own entry is not left for steps either (its Rust side trusted the data's shape).
+    const fromCloneData = m.CryptoKey.fromCloneData;
+    delete m.CryptoKey.fromCloneData;
+    core.getCloneableDeserializers().CryptoKey = (data) =>
+      FunctionPrototypeCall(fromCloneData, m.CryptoKey, keyCloneData(data));
     webCrypto = m;
   }
   return webCrypto;
 }
+// What a real key of each algorithm holds, by key type: `secret`, `public` and `private` are the tagged
+// `{ type, data }` forms, `raw` a bare Uint8Array, `seeded` `{ privateKey, seed }`. deno_crypto's Rust side
+// assumes the form that goes with the algorithm (it reaches `unreachable!()` otherwise, and in a
+// synchronous method such as `getPublicKey` that aborts the process); clone data is data any step can
+// write (`Symbol.for("Deno.core.hostObject")`), so it is held to this table.
+const SECRET_KEY = { __proto__: null, secret: ["secret"] };
+const PAIR_KEY = { __proto__: null, public: ["public", "private"], private: ["private"] };
+const OKP_KEY = { __proto__: null, public: ["raw"], private: ["raw"] };
+const PQ_KEY = { __proto__: null, public: ["raw"], private: ["seeded"] };
+const KEY_FORMS = { __proto__: null };
+for (const name of ["AES-CTR", "AES-CBC", "AES-GCM", "AES-OCB", "AES-KW", "HMAC", "HKDF", "PBKDF2",
+  "ChaCha20-Poly1305", "KMAC128", "KMAC256", "Argon2i", "Argon2d", "Argon2id"]) KEY_FORMS[name] = SECRET_KEY;
+for (const name of ["RSASSA-PKCS1-v1_5", "RSA-PSS", "RSA-OAEP", "ECDSA", "ECDH"]) KEY_FORMS[name] = PAIR_KEY;
+for (const name of ["Ed25519", "X25519", "X448"]) KEY_FORMS[name] = OKP_KEY;
+for (const name of ["ML-KEM-512", "ML-KEM-768", "ML-KEM-1024", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87",
+  "SLH-DSA-SHA2-128s", "SLH-DSA-SHA2-128f", "SLH-DSA-SHA2-192s", "SLH-DSA-SHA2-192f", "SLH-DSA-SHA2-256s",
+  "SLH-DSA-SHA2-256f", "SLH-DSA-SHAKE-128s", "SLH-DSA-SHAKE-128f", "SLH-DSA-SHAKE-192s",
+  "SLH-DSA-SHAKE-192f", "SLH-DSA-SHAKE-256s", "SLH-DSA-SHAKE-256f"]) KEY_FORMS[name] = PQ_KEY;
+
+function cloneRefused() {
+  return new domException.DOMException("CryptoKey clone data is not a key's", "DataCloneError");
+}
+/** A copy of a Uint8Array, or undefined. */
+function bytesOf(v) {
+  return ArrayBufferIsView(v) && TypedArrayPrototypeGetSymbolToStringTag(v) === "Uint8Array"
+    ? TypedArrayPrototypeSlice(v)
+    : undefined;
+}
+/** Clone data checked against `KEY_FORMS` and copied, each field read once, into objects without prototypes
+ * (so that no getter of the step's runs while Rust reads them). */
+function keyCloneData(data) {
+  if (typeof data !== "object" || data === null) throw cloneRefused();
+  const keyType = data.keyType;
+  const algorithm = data.algorithm;
+  const keyData = data.keyData;
+  const usagesIn = data.usages;
+  if (typeof algorithm !== "object" || algorithm === null || !ArrayIsArray(usagesIn)) throw cloneRefused();
+  const name = algorithm.name;
+  const forms = typeof name === "string" ? KEY_FORMS[name] : undefined;
+  const allowed = forms !== undefined && typeof keyType === "string" ? forms[keyType] : undefined;
+  if (allowed === undefined) throw cloneRefused();
+  let form;
+  let key;
+  const raw = bytesOf(keyData);
+  if (raw !== undefined) {
+    form = "raw";
+    key = raw;
+  } else if (typeof keyData === "object" && keyData !== null) {
+    const tag = keyData.type;
+    if (tag !== undefined) {
+      const bytes = bytesOf(keyData.data);
+      if (bytes === undefined || (tag !== "secret" && tag !== "public" && tag !== "private")) throw cloneRefused();
+      form = tag;
+      key = { __proto__: null, type: tag, data: bytes };
+    } else {
+      const privateKey = bytesOf(keyData.privateKey);
+      const seedIn = keyData.seed;
+      const seed = bytesOf(seedIn);
+      if (privateKey === undefined || (seedIn !== undefined && seed === undefined)) throw cloneRefused();
+      form = "seeded";
+      key = { __proto__: null, privateKey };
+      if (seed !== undefined) key.seed = seed;
+    }
+  }
+  if (form === undefined || !ArrayPrototypeIncludes(allowed, form)) throw cloneRefused();
+  const alg = { __proto__: null, name };
+  const length = algorithm.length;
+  if (length !== undefined) {
+    if (typeof length !== "number") throw cloneRefused();
+    alg.length = length;
+  }
+  const namedCurve = algorithm.namedCurve;
+  if (namedCurve !== undefined) {
+    if (namedCurve !== "P-256" && namedCurve !== "P-384" && namedCurve !== "P-521") throw cloneRefused();
+    alg.namedCurve = namedCurve;
+  }
+  const hashIn = algorithm.hash;
+  if (hashIn !== undefined) {
+    const hash = typeof hashIn === "string" ? hashIn : (typeof hashIn === "object" && hashIn !== null ? hashIn.name : undefined);
+    if (typeof hash !== "string") throw cloneRefused();
+    alg.hash = hash;
+  }
+  const modulusLength = algorithm.modulusLength;
+  if (modulusLength !== undefined) {
+    if (typeof modulusLength !== "number") throw cloneRefused();
+    alg.modulusLength = modulusLength;
+  }
+  const exponentIn = algorithm.publicExponent;
+  if (exponentIn !== undefined) {
+    const exponent = bytesOf(exponentIn);
+    if (exponent === undefined) throw cloneRefused();
+    alg.publicExponent = exponent;
+  }
+  const usages = [];
+  const count = usagesIn.length;
+  if (count > 16) throw cloneRefused();
+  for (let i = 0; i < count; i++) {
+    const usage = usagesIn[i];
+    if (typeof usage !== "string") throw cloneRefused();
+    ArrayPrototypePush(usages, usage);
+  }
+  return {
+    __proto__: null,
+    type: "CryptoKey",
+    keyType,
+    extractable: data.extractable === true,
+    usages,
+    algorithm: alg,
+    keyData: key,
+  };
+}
+
 // For `node:crypto`, which must load it the same way.
 internals.codestepWebCrypto = loadWebCrypto;
 // Rust ops (deno_crypto's above all) name a DOMException by its class: "DOMException" + its name.
@@ -146,7 +288,7 @@ define("setTimeout", timers.setTimeout);
 define("clearTimeout", timers.clearTimeout);
 define("setInterval", timers.setInterval);
 define("clearInterval", timers.clearInterval);
-define("structuredClone", structuredCloneImpl.structuredClone);
+define("structuredClone", structuredClone);
 define("Blob", file.Blob);
 define("File", file.File);
 define("ReadableStream", streams.ReadableStream);

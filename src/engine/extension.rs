@@ -7,6 +7,7 @@
 //! snapshot's heap, and are compiled the first time a step imports one (or touches `Buffer` or
 //! `process`). Each is also the backing of a synthetic ES module `node:X` (deno_core's `synthetic_esm`).
 
+use super::clone::op_codestep_structured_clone;
 use super::node_ops::*;
 use super::ops::*;
 
@@ -32,6 +33,7 @@ deno_core::extension!(
         op_codestep_sign,
         op_codestep_verify,
         op_codestep_zlib,
+        op_codestep_structured_clone,
     ],
     esm_entry_point = "ext:codestep/90_main.js",
     esm = [

@@ -18,6 +18,7 @@
 //! ```
 
 mod audit;
+mod clone;
 mod console;
 mod extension;
 mod gateway;

@@ -448,12 +448,14 @@ fn web_crypto_in_one_step_leaves_nothing_for_the_next_in_the_same_worker() {
             await crypto.subtle.generateKey({ name: "AES-GCM", length: 128 }, true, ["encrypt"]);
             return "used";
           }
+          const internals = [typeof CryptoKey.importSync, typeof CryptoKey.exportNodeMaterial, typeof Crypto.create,
+                             typeof Crypto.registerSymbols, typeof SubtleCrypto.create, typeof CryptoKey.fromCloneData];
+          // Clone data as a real AES key's, the first key this isolate makes.
           const data = { type: "CryptoKey", keyType: "secret", extractable: true, usages: ["encrypt"],
-                         algorithm: { name: "AES-GCM", length: 128 }, keyData: new Uint8Array(16) };
-          const k = CryptoKey.fromCloneData(data);
+                         algorithm: { name: "AES-GCM", length: 128 }, keyData: { type: "secret", data: new Uint8Array(16) } };
+          const k = structuredClone({ [Symbol.for("Deno.core.hostObject")]: () => data });
           return {
-            internals: [typeof CryptoKey.importSync, typeof CryptoKey.exportNodeMaterial, typeof Crypto.create,
-                        typeof Crypto.registerSymbols, typeof SubtleCrypto.create],
+            internals,
             clone: [String(k), k.algorithm.name, k instanceof CryptoKey],
             usable: (await crypto.subtle.exportKey("raw", k)).byteLength,
           };
@@ -466,11 +468,128 @@ fn web_crypto_in_one_step_leaves_nothing_for_the_next_in_the_same_worker() {
             assert_eq!(
                 r.output_value().unwrap(),
                 json!({
-                    "internals": ["undefined", "undefined", "undefined", "undefined", "undefined"],
+                    "internals": ["undefined", "undefined", "undefined", "undefined", "undefined", "undefined"],
                     "clone": ["[object CryptoKey]", "AES-GCM", true],
                     "usable": 16,
                 })
             );
         }
+    }
+}
+
+/// Executors of both modes, each with one worker, so that a step that crashes the engine is followed
+/// by one that must still run on it.
+fn both_modes() -> Vec<Executor> {
+    [process_mode(), codestep::engine::Mode::InProcess]
+        .into_iter()
+        .map(|mode| {
+            Executor::new(ExecutorConfig {
+                workers: 1,
+                mode,
+                ..Default::default()
+            })
+            .expect("executor")
+        })
+        .collect()
+}
+
+/// Any object can claim to be a host object (`Symbol.for("Deno.core.hostObject")`) and say what is
+/// cloned for it. deno_core's `structuredClone` then panicked inside V8 on a `type` nothing had
+/// registered (the worker, or in process the whole server, aborted), and ran the step's getters where
+/// V8 forbids JavaScript (a fatal V8 error). Each of these is now a `DataCloneError`, and real host
+/// objects still clone.
+#[test]
+fn structured_clone_of_crafted_host_objects_is_refused_not_a_crash() {
+    let step = r#"export default async () => {
+      const B = Symbol.for("Deno.core.hostObject");
+      const name = (f) => { try { f(); return "cloned"; } catch (e) { return e.name; } };
+      const out = {
+        unregistered: name(() => structuredClone({ [B]: () => ({ type: "nope" }) })),
+        primitive: name(() => structuredClone({ [B]: () => "text" })),
+        noType: name(() => structuredClone({ [B]: () => ({}) })),
+        objectType: name(() => structuredClone({ [B]: () => ({ type: { toString() { return "DOMException"; } } }) })),
+        brandOnEveryObject: name(() => { Object.prototype[B] = () => ({ type: "nope" }); try { structuredClone({}); } finally { delete Object.prototype[B]; } }),
+      };
+      Object.defineProperty(Object.prototype, "type", { configurable: true, get() { return "nope"; } });
+      out.typeFromAGetter = name(() => structuredClone({ [B]: () => ({}) }));
+      delete Object.prototype.type;
+      // Response.clone() of a stream tees it, cloning each chunk for the second branch.
+      const teed = new Response(new ReadableStream({ start(c) { c.enqueue({ [B]: () => ({ type: "nope" }) }); c.close(); } })).clone();
+      out.teedChunk = await teed.text().then(() => "read", (e) => e.name);
+      out.real = [structuredClone(new DOMException("m", "SyntaxError")).name, structuredClone(new Blob(["abc"])).size,
+                  structuredClone({ a: [1, new Map([[1, 2]])] }).a[1].get(1)];
+      return out;
+    };"#;
+    for exec in both_modes() {
+        let r = exec.run_blocking(StepRequest::new(step, json!(null)));
+        assert!(r.ok, "{:?}", r.error);
+        let refused = "DataCloneError";
+        assert_eq!(
+            r.output_value().unwrap(),
+            json!({
+                "unregistered": refused, "primitive": refused, "noType": refused, "objectType": refused,
+                "brandOnEveryObject": refused, "typeFromAGetter": refused, "teedChunk": refused,
+                "real": ["SyntaxError", 3, 2],
+            })
+        );
+        let r = exec.run_blocking(StepRequest::new("export default () => 1", json!(null)));
+        assert_eq!(r.output_value(), Some(json!(1)), "{:?}", r.error);
+    }
+}
+
+/// Clone data is what a step writes, and deno_crypto's Rust side trusted its shape: key data of the
+/// wrong form for the algorithm reached an `unreachable!()`, which in a job was an `Error` naming a
+/// panic and in `getPublicKey` (run synchronously, inside V8) aborted the worker, or in process the
+/// server. Such data is refused when cloned; real keys of every family still clone and work.
+#[test]
+fn crypto_key_clone_data_must_be_a_real_keys() {
+    let step = r#"export default async () => {
+      const s = crypto.subtle;
+      const B = Symbol.for("Deno.core.hostObject");
+      const clone = (algorithm, keyType, keyData, usages) => structuredClone({ [B]: () => (
+        { type: "CryptoKey", keyType, extractable: true, usages, algorithm, keyData }) });
+      const seeded = { privateKey: new Uint8Array(32) };
+      const name = async (f) => { try { await f(); return "done"; } catch (e) { return e.name; } };
+      const msg = new Uint8Array([1, 2, 3]);
+      const out = {
+        getPublicKey: await name(() => s.getPublicKey(clone({ name: "Ed25519" }, "private", seeded, ["sign"]), ["verify"])),
+        exportKey: await name(() => s.exportKey("raw", clone({ name: "AES-GCM", length: 128 }, "secret", seeded, ["encrypt"]))),
+        sign: await name(() => s.sign("HMAC", clone({ name: "HMAC", hash: "SHA-256" }, "secret", seeded, ["sign"]), msg)),
+        ecFromSecret: await name(() => s.exportKey("spki", clone({ name: "ECDSA", namedCurve: "P-256" }, "public", { type: "secret", data: new Uint8Array(65) }, ["verify"]))),
+        wrongType: await name(() => clone({ name: "AES-GCM", length: 128 }, "private", { type: "secret", data: new Uint8Array(16) }, [])),
+        unknownAlgorithm: await name(() => clone({ name: "AES-XTS" }, "secret", { type: "secret", data: new Uint8Array(16) }, [])),
+        crypto: [typeof CryptoKey.fromCloneData],
+      };
+      const real = {};
+      const k = await s.generateKey({ name: "AES-GCM", length: 128 }, false, ["encrypt", "decrypt"]);
+      const iv = new Uint8Array(12);
+      real.aes = (await s.decrypt({ name: "AES-GCM", iv }, structuredClone(k), await s.encrypt({ name: "AES-GCM", iv }, k, msg))).byteLength;
+      const ec = await s.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, ["sign", "verify"]);
+      real.ec = await s.verify({ name: "ECDSA", hash: "SHA-384" }, structuredClone(ec.publicKey),
+        await s.sign({ name: "ECDSA", hash: "SHA-384" }, structuredClone(ec.privateKey), msg), msg);
+      const ed = await s.generateKey("Ed25519", true, ["sign", "verify"]);
+      real.ed = String(await s.getPublicKey(structuredClone(ed.privateKey), ["verify"]));
+      const kem = await s.generateKey("ML-KEM-768", true, ["encapsulateBits", "decapsulateBits"]);
+      const e = await s.encapsulateBits("ML-KEM-768", structuredClone(kem.publicKey));
+      real.mlkem = (await s.decapsulateBits("ML-KEM-768", structuredClone(kem.privateKey), e.ciphertext)).byteLength;
+      const h = await s.generateKey({ name: "HMAC", hash: "SHA-384" }, true, ["sign"]);
+      real.hmac = [structuredClone(h).algorithm.hash.name, structuredClone(h).algorithm.length];
+      out.real = real;
+      return out;
+    };"#;
+    for exec in both_modes() {
+        let r = exec.run_blocking(StepRequest::new(step, json!(null)));
+        assert!(r.ok, "{:?}", r.error);
+        let refused = "DataCloneError";
+        assert_eq!(
+            r.output_value().unwrap(),
+            json!({
+                "getPublicKey": refused, "exportKey": refused, "sign": refused, "ecFromSecret": refused,
+                "wrongType": refused, "unknownAlgorithm": refused, "crypto": ["undefined"],
+                "real": { "aes": 3, "ec": true, "ed": "[object CryptoKey]", "mlkem": 32, "hmac": ["SHA-384", 1024] },
+            })
+        );
+        let r = exec.run_blocking(StepRequest::new("export default () => 1", json!(null)));
+        assert_eq!(r.output_value(), Some(json!(1)), "{:?}", r.error);
     }
 }
