@@ -8,8 +8,12 @@ const {
   ArrayIsArray,
   ArrayPrototypeIncludes,
   ArrayPrototypePush,
+  FunctionPrototypeApply,
   FunctionPrototypeCall,
+  Number,
+  NumberIsFinite,
   ObjectDefineProperty,
+  ObjectKeys,
   ObjectPrototypeIsPrototypeOf,
   StringPrototypeSlice,
   TypedArrayPrototypeGetSymbolToStringTag,
@@ -134,6 +138,7 @@ function loadWebCrypto() {
     delete m.CryptoKey.fromCloneData;
     core.getCloneableDeserializers().CryptoKey = (data) =>
       FunctionPrototypeCall(fromCloneData, m.CryptoKey, keyCloneData(data));
+    boundWebCryptoWork(m.SubtleCrypto.prototype);
     webCrypto = m;
   }
   return webCrypto;
@@ -248,6 +253,97 @@ function keyCloneData(data) {
     algorithm: alg,
     keyData: key,
   };
+}
+
+// Web Crypto's sizes and work factors are caller-chosen, and deno_crypto takes any: a PBKDF2 output of
+// 512 MiB, Argon2 with 4 GiB of memory, an RSA key of 2^20 bits. Its work runs on a blocking thread and
+// its memory is native, where in-process mode neither the step's CPU clock nor its memory budget sees
+// them (a worker process is also bounded whole by the supervisor). So each is capped here, far above
+// what real protocols use; past a cap the call rejects with a NotSupportedError naming it.
+const WEB_CRYPTO_CAPS = {
+  __proto__: null,
+  length: 65536, // bits, of a derived or generated secret
+  outputLength: 65536, // bits, of SHAKE/TurboSHAKE/KMAC output
+  iterations: 10_000_000, // PBKDF2
+  memory: 65536, // KiB, Argon2
+  passes: 64, // Argon2
+  parallelism: 16, // Argon2
+  modulusLength: 8192, // bits, RSA
+};
+// Every member of a Web Crypto algorithm dictionary deno_crypto reads.
+const ALGORITHM_MEMBERS = [
+  "name", "hash", "salt", "iterations", "info", "length", "namedCurve", "public", "modulusLength",
+  "publicExponent", "saltLength", "label", "iv", "counter", "additionalData", "tagLength", "memory",
+  "passes", "parallelism", "nonce", "secretValue", "associatedData", "outputLength", "customization",
+  "context", "version",
+];
+
+function overCap(what, value, cap) {
+  return new domException.DOMException(
+    `${what} is ${value}; codestep allows at most ${cap}`,
+    "NotSupportedError",
+  );
+}
+
+/** A checked copy of an algorithm dictionary: each member read once, so a getter cannot show one
+ * value to the check and another to deno_crypto. */
+function boundedAlgorithm(algorithm) {
+  if (algorithm === null || typeof algorithm !== "object") return algorithm;
+  const copy = { __proto__: null };
+  const keys = ObjectKeys(algorithm);
+  for (let i = 0; i < keys.length; i++) copy[keys[i]] = undefined;
+  for (let i = 0; i < ALGORITHM_MEMBERS.length; i++) copy[ALGORITHM_MEMBERS[i]] = undefined;
+  for (const key in copy) {
+    const value = algorithm[key];
+    if (value === undefined) {
+      delete copy[key];
+      continue;
+    }
+    const cap = WEB_CRYPTO_CAPS[key];
+    if (cap !== undefined && value !== null) {
+      const n = Number(value);
+      if (NumberIsFinite(n) && n > cap) throw overCap(key, n, cap);
+      copy[key] = n;
+    } else {
+      copy[key] = value;
+    }
+  }
+  return copy;
+}
+
+/** Which arguments of each SubtleCrypto method are algorithm dictionaries. */
+const ALGORITHM_ARGUMENTS = {
+  __proto__: null,
+  digest: [0],
+  sign: [0],
+  verify: [0],
+  generateKey: [0],
+  importKey: [2],
+  deriveBits: [0],
+  deriveKey: [0, 2],
+  unwrapKey: [4],
+};
+
+function boundWebCryptoWork(proto) {
+  for (const method in ALGORITHM_ARGUMENTS) {
+    const original = proto[method];
+    const positions = ALGORITHM_ARGUMENTS[method];
+    const wrapper = {
+      async [method](...args) {
+        for (let i = 0; i < positions.length; i++) {
+          args[positions[i]] = boundedAlgorithm(args[positions[i]]);
+        }
+        if (method === "deriveBits" && args[2] !== undefined && args[2] !== null) {
+          const n = Number(args[2]);
+          if (NumberIsFinite(n) && n > WEB_CRYPTO_CAPS.length) throw overCap("length", n, WEB_CRYPTO_CAPS.length);
+          args[2] = n;
+        }
+        return await FunctionPrototypeApply(original, this, args);
+      },
+    }[method];
+    ObjectDefineProperty(wrapper, "length", { value: original.length, configurable: true });
+    ObjectDefineProperty(proto, method, { value: wrapper, writable: true, enumerable: true, configurable: true });
+  }
 }
 
 // For `node:crypto`, which must load it the same way.

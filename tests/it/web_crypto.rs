@@ -409,9 +409,9 @@ fn web_crypto_work_off_the_step_thread_counts_against_its_cpu_time() {
         r#"export default async () => {
           const s = crypto.subtle;
           const pw = await s.importKey("raw", new TextEncoder().encode("pw"), "PBKDF2", false, ["deriveBits"]);
-          // Several jobs at once, each of them minutes of work.
+          // Several jobs at once, each seconds of work (the most iterations codestep allows).
           await Promise.all([1, 2, 3, 4].map((i) =>
-            s.deriveBits({ name: "PBKDF2", hash: "SHA-512", salt: new Uint8Array([i]), iterations: 4000000000 }, pw, 512)));
+            s.deriveBits({ name: "PBKDF2", hash: "SHA-512", salt: new Uint8Array([i]), iterations: 10000000 }, pw, 512)));
           return "finished";
         };"#,
         json!(null),
@@ -591,5 +591,70 @@ fn crypto_key_clone_data_must_be_a_real_keys() {
         );
         let r = exec.run_blocking(StepRequest::new("export default () => 1", json!(null)));
         assert_eq!(r.output_value(), Some(json!(1)), "{:?}", r.error);
+    }
+}
+
+/// Sizes and work factors a step chooses are capped (`WEB_CRYPTO_CAPS` in js/00_globals.js): deno_crypto
+/// takes any, and does the work on a blocking thread with native memory, which in-process mode would
+/// not count against the step. Each dictionary member is read once, so a getter cannot pass the check
+/// with one value and reach deno_crypto with another.
+#[test]
+fn web_crypto_refuses_work_past_its_caps() {
+    for mode in [process_mode(), codestep::engine::Mode::InProcess] {
+        let exec = Executor::new(ExecutorConfig {
+            workers: 1,
+            mode,
+            ..Default::default()
+        })
+        .expect("executor");
+        let started = Instant::now();
+        let r = exec.run_blocking(StepRequest::new(
+            r#"export default async () => {
+              const s = crypto.subtle;
+              const te = new TextEncoder();
+              const refusal = async (p) => { try { await p; return "accepted"; } catch (e) { return `${e.name}: ${e.message}`; } };
+              const pw = await s.importKey("raw", te.encode("pw"), "PBKDF2", false, ["deriveBits"]);
+              const pbkdf2 = (over) => ({ name: "PBKDF2", hash: "SHA-256", salt: te.encode("s"), iterations: 1000, ...over });
+              let reads = 0;
+              const sneaky = pbkdf2({});
+              Object.defineProperty(sneaky, "iterations", { get: () => (reads++ ? 2000000000 : 1000), enumerable: true });
+              return {
+                length: await refusal(s.deriveBits(pbkdf2({}), pw, 2 ** 32 - 8)),
+                iterations: await refusal(s.deriveBits(pbkdf2({ iterations: 1e9 }), pw, 256)),
+                rsa: await refusal(s.generateKey({ name: "RSA-PSS", modulusLength: 1 << 20, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" }, false, ["sign"])),
+                hmac: await refusal(s.generateKey({ name: "HMAC", hash: "SHA-256", length: 1 << 30 }, false, ["sign"])),
+                sneaky: (await s.deriveBits(sneaky, pw, 256)).byteLength,
+                reads,
+                fine: (await s.deriveBits(pbkdf2({}), pw, 512)).byteLength,
+              };
+            };"#,
+            json!(null),
+        ));
+        assert!(r.ok, "{:?}", r.error);
+        let v = r.output_value().unwrap();
+        assert_eq!(
+            v["length"],
+            "NotSupportedError: length is 4294967288; codestep allows at most 65536"
+        );
+        assert_eq!(
+            v["iterations"],
+            "NotSupportedError: iterations is 1000000000; codestep allows at most 10000000"
+        );
+        assert_eq!(
+            v["rsa"],
+            "NotSupportedError: modulusLength is 1048576; codestep allows at most 8192"
+        );
+        assert_eq!(
+            v["hmac"],
+            "NotSupportedError: length is 1073741824; codestep allows at most 65536"
+        );
+        assert_eq!(v["sneaky"], 32);
+        assert_eq!(v["reads"], 1);
+        assert_eq!(v["fine"], 64);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
