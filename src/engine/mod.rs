@@ -252,7 +252,13 @@ struct Shared {
     /// What the package snapshot holds, resolved once (`ExecutorConfig::preload`).
     preload: Option<Arc<protocol::Preload>>,
     /// The package snapshot, made when the first worker starts (`supervisor`).
-    package_snapshot: tokio::sync::OnceCell<Result<Arc<Vec<u8>>, String>>,
+    package_snapshot: tokio::sync::OnceCell<Result<Arc<PackageSnapshot>, String>>,
+}
+
+/// The snapshot every worker starts from with `ExecutorConfig::preload`, and the package files in it.
+struct PackageSnapshot {
+    blob: Vec<u8>,
+    modules: std::collections::HashSet<String>,
 }
 
 /// A step as both pools start it: the job its isolate gets (connector names, never connectors), and
@@ -299,11 +305,19 @@ impl Started {
                 Some((modules::resolve::step_module_name(name).ok()?, src.clone()))
             })
             .collect();
-        let module_set = modules::resolve::prepare(
+        // Files evaluated into the package snapshot are in every isolate already: not sent again.
+        // (Their links stay: a preloaded module may still import another file at run time.)
+        let no_files = std::collections::HashSet::new();
+        let omit = match shared.package_snapshot.get() {
+            Some(Ok(snapshot)) => &snapshot.modules,
+            _ => &no_files,
+        };
+        let module_set = modules::resolve::prepare_omitting(
             &main_name,
             &request.code,
             &others,
             config.packages.as_deref(),
+            omit,
         );
         let job = protocol::Job {
             modules: module_set,

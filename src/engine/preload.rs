@@ -65,7 +65,7 @@ fn with_embedded_scripts(mut ext: deno_core::Extension) -> Result<deno_core::Ext
 /// Makes a startup snapshot like the built-in one, with `set` (whose main module is `MAIN_NAME`,
 /// `main_code` its source) evaluated on top. Only in a process that runs no step (see the module's
 /// header).
-pub fn make(set: ModuleSet, main_code: String) -> Result<Vec<u8>, String> {
+pub fn make(set: ModuleSet, main_code: String) -> Result<Made, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -89,7 +89,7 @@ pub fn make(set: ModuleSet, main_code: String) -> Result<Vec<u8>, String> {
     .map_err(|e| format!("could not make the preload isolate: {e}"))?;
     js.op_state()
         .borrow_mut()
-        .put::<Rc<dyn StepModules>>(loaded);
+        .put::<Rc<dyn StepModules>>(loaded.clone());
     let evaluated = rt.block_on(async {
         let id = js
             .load_side_es_module_from_code(&main, main_code)
@@ -107,5 +107,15 @@ pub fn make(set: ModuleSet, main_code: String) -> Result<Vec<u8>, String> {
     }
     // What the snapshot must not hold: the module loader's and require()'s view of this set.
     js.op_state().borrow_mut().take::<Rc<dyn StepModules>>();
-    Ok(js.snapshot().into_vec())
+    Ok(Made {
+        modules: loaded.served(),
+        blob: js.snapshot().into_vec(),
+    })
+}
+
+/// A package snapshot, and the package files evaluated into it: a step's job need not carry those
+/// (its isolate has them already).
+pub struct Made {
+    pub blob: Vec<u8>,
+    pub modules: Vec<String>,
 }

@@ -261,10 +261,11 @@ pub enum FromWorker {
     Done(Box<Outcome>),
     /// For `ProbeSandbox`: each refused call, and `None` when it was refused as it should be.
     Probed(Vec<(String, Option<String>)>),
-    /// The package snapshot asked for by `Init::preload`.
+    /// The package snapshot asked for by `Init::preload`, and the ids of the files evaluated into it.
     Snapshot {
         #[serde(skip)]
         blob: Vec<u8>,
+        modules: Vec<String>,
     },
 }
 
@@ -273,7 +274,7 @@ impl Payload for FromWorker {
         match self {
             FromWorker::Host(m) => m.take_payload(),
             FromWorker::HeapChunk { data } => Some(std::mem::take(data)),
-            FromWorker::Snapshot { blob } => Some(std::mem::take(blob)),
+            FromWorker::Snapshot { blob, .. } => Some(std::mem::take(blob)),
             // The output travels raw: inside the JSON header every `"` and `\` of it would double.
             FromWorker::Done(o) => match &mut o.result {
                 Ok(json) => Some(std::mem::take(json).into_bytes()),
@@ -286,7 +287,7 @@ impl Payload for FromWorker {
         match self {
             FromWorker::Host(m) => m.put_payload(payload),
             FromWorker::HeapChunk { data } => *data = payload,
-            FromWorker::Snapshot { blob } => *blob = payload,
+            FromWorker::Snapshot { blob, .. } => *blob = payload,
             FromWorker::Done(o) => {
                 if let Ok(json) = &mut o.result {
                     *json = String::from_utf8(payload)

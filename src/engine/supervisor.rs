@@ -41,7 +41,7 @@ const MAX_PACKAGE_SNAPSHOT: usize = 256 << 20;
 async fn make_package_snapshot(
     slot: &Slot,
     preload: &crate::engine::protocol::Preload,
-) -> Result<Arc<Vec<u8>>, String> {
+) -> Result<Arc<super::PackageSnapshot>, String> {
     let started = Instant::now();
     let mut maker = Worker::spawn(slot, MAX_PACKAGE_SNAPSHOT)
         .await
@@ -53,7 +53,16 @@ async fn make_package_snapshot(
         snapshot: Vec::new(),
     });
     let result = match tokio::time::timeout(PRELOAD_TIMEOUT, maker.from.recv()).await {
-        Ok(Some(FromWorker::Snapshot { blob })) if !blob.is_empty() => Ok(Arc::new(blob)),
+        Ok(Some(FromWorker::Snapshot { blob, modules })) if !blob.is_empty() => {
+            // Only files of the set it was given: the maker is trusted with no more than that.
+            let known: std::collections::HashSet<&str> =
+                preload.set.files.iter().map(|f| f.id.as_str()).collect();
+            let modules = modules
+                .into_iter()
+                .filter(|m| known.contains(m.as_str()))
+                .collect();
+            Ok(Arc::new(super::PackageSnapshot { blob, modules }))
+        }
         Ok(_) => {
             let why = maker.died().await;
             Err(format!(
@@ -69,8 +78,9 @@ async fn make_package_snapshot(
     };
     maker.stop().await;
     match &result {
-        Ok(blob) => tracing::info!(
-            bytes = blob.len(),
+        Ok(snapshot) => tracing::info!(
+            bytes = snapshot.blob.len(),
+            modules = snapshot.modules.len(),
             ms = started.elapsed().as_millis() as u64,
             "made the package snapshot every worker starts from"
         ),
@@ -436,7 +446,8 @@ impl Worker {
                 .await
                 .clone()
                 .map_err(std::io::Error::other)?
-                .to_vec(),
+                .blob
+                .clone(),
         };
         let mut worker = Worker::spawn(slot, max_frame(&slot.shared)).await?;
         let pid = worker.pid;

@@ -133,8 +133,14 @@ fn main() -> i32 {
             }
         }
         return match preload::make(p.set, p.main_code) {
-            Ok(blob) => {
-                send_now(&rt, FromWorker::Snapshot { blob });
+            Ok(made) => {
+                send_now(
+                    &rt,
+                    FromWorker::Snapshot {
+                        blob: made.blob,
+                        modules: made.modules,
+                    },
+                );
                 0
             }
             Err(e) => {

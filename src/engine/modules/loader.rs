@@ -75,6 +75,8 @@ pub struct Loaded {
     env: Vec<(String, String)>,
     files: HashMap<String, super::ModuleFile>,
     links: HashMap<(String, String), Target>,
+    /// The files served so far (imported or required), for `preload`.
+    served: RefCell<Vec<String>>,
 }
 
 impl Loaded {
@@ -104,6 +106,7 @@ impl Loaded {
             env,
             files,
             links: set.links.into_iter().map(|(r, s, t)| ((r, s), t)).collect(),
+            served: RefCell::new(Vec::new()),
         })
     }
 
@@ -147,7 +150,17 @@ impl Loaded {
     }
 
     pub fn source(&self, id: &str) -> Option<&str> {
-        self.files.get(id).map(|f| f.source.as_str())
+        let file = self.files.get(id)?;
+        self.served.borrow_mut().push(id.to_string());
+        Some(file.source.as_str())
+    }
+
+    /// The ids of the files served so far, each once.
+    pub fn served(&self) -> Vec<String> {
+        let mut ids = self.served.borrow().clone();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     fn hash_of(&self, id: &str) -> u64 {
@@ -358,6 +371,7 @@ impl StepLoader {
             .files
             .get(id)
             .ok_or_else(|| error(format!("cannot import {}: not found", display_name(id))))?;
+        loaded.served.borrow_mut().push(id.to_string());
         let _ = requested;
         let (code, cache) = match file.format {
             Format::Esm => {

@@ -699,6 +699,18 @@ pub fn prepare(
     others: &[(String, String)],
     packages: Option<&PackageDir>,
 ) -> ModuleSet {
+    prepare_omitting(main_name, main_code, others, packages, &HashSet::new())
+}
+
+/// `prepare`, leaving out of the set the package files in `omit` (those a worker's startup snapshot
+/// holds already, `preload`); their links are kept, and what they import is still gathered.
+pub fn prepare_omitting(
+    main_name: &str,
+    main_code: &str,
+    others: &[(String, String)],
+    packages: Option<&PackageDir>,
+    omit: &HashSet<String>,
+) -> ModuleSet {
     let main_id = format!("file:///{main_name}");
     let step_ids: HashMap<String, &str> = others
         .iter()
@@ -748,7 +760,9 @@ pub fn prepare(
             let Some(pkgs) = packages else { continue };
             match pkgs.file(&id) {
                 Ok(f) => {
-                    set.files.push(f.file.clone());
+                    if !omit.contains(&id) {
+                        set.files.push(f.file.clone());
+                    }
                     f.links.clone()
                 }
                 Err(e) => {
