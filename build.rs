@@ -15,74 +15,22 @@ mod ops;
 #[allow(dead_code)]
 mod node_ops;
 
+#[path = "src/engine/warmup.rs"]
+mod warmup;
+
 #[path = "src/engine/extension.rs"]
 #[allow(dead_code)]
 mod extension;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::rc::Rc;
-
-/// Answers the warm-up's fetches (`js/snapshot_warmup.js`) with a small JSON response, so that the
-/// polyfill's whole fetch path, not just its front half, is compiled into the snapshot. It exists
-/// only in this build script: no step ever sees it, and nothing of it is in the snapshot.
-#[derive(Default)]
-struct WarmupHost {
-    bodies: RefCell<HashMap<u32, Vec<u8>>>,
-}
-
-impl ops::StepHost for WarmupHost {
-    fn fetch(
-        &self,
-        args: ops::FetchArgs,
-        _body: Option<Vec<u8>>,
-    ) -> ops::LocalFuture<Result<ops::FetchHead, String>> {
-        let body = br#"{"data":[{"id":1,"name":"a"}],"has_more":false}"#.to_vec();
-        self.bodies.borrow_mut().insert(args.request_id, body);
-        Box::pin(std::future::ready(Ok(ops::FetchHead {
-            status: 200,
-            status_text: "OK".into(),
-            headers: vec![("content-type".into(), "application/json".into())],
-            url: args.url,
-            redirected: false,
-        })))
-    }
-    fn body_ready(&self, _request_id: u32) -> ops::LocalFuture<bool> {
-        Box::pin(std::future::ready(false))
-    }
-    fn body_write(&self, _request_id: u32, _chunk: Vec<u8>) -> Result<(), String> {
-        Err("no streamed bodies in the warm-up".into())
-    }
-    fn body_end(&self, _request_id: u32) {}
-    fn next_chunk(&self, request_id: u32) -> ops::LocalFuture<Result<u32, String>> {
-        let size = self.bodies.borrow().get(&request_id).map_or(0, Vec::len);
-        Box::pin(std::future::ready(Ok(size as u32)))
-    }
-    fn take_chunk(&self, request_id: u32, buf: &mut [u8]) -> Result<(), String> {
-        let body = self.bodies.borrow_mut().remove(&request_id);
-        match body {
-            Some(b) if b.len() == buf.len() => {
-                buf.copy_from_slice(&b);
-                Ok(())
-            }
-            _ => Err("no such chunk".into()),
-        }
-    }
-    fn abort(&self, request_id: u32) {
-        self.bodies.borrow_mut().remove(&request_id);
-    }
-    fn log(&self, _level: u32, _message: String) {}
-    fn random_bytes(&self, buf: &mut [u8]) {
-        buf.fill(7);
-    }
-}
 
 fn main() {
     println!("cargo:rerun-if-changed=js");
     println!("cargo:rerun-if-changed=src/engine/ops.rs");
     println!("cargo:rerun-if-changed=src/engine/extension.rs");
     println!("cargo:rerun-if-changed=src/engine/node_ops.rs");
+    println!("cargo:rerun-if-changed=src/engine/clone.rs");
+    println!("cargo:rerun-if-changed=src/engine/warmup.rs");
 
     // deno_crypto's script is loaded on a step's first use of Web Crypto, not at snapshot time, so the
     // snapshot does not hold it: the runtime is given its source (`runtime::LAZY_SCRIPTS`).
@@ -111,32 +59,7 @@ fn main() {
             extensions: extension::extensions(),
             extension_transpiler: None,
             // Compiles the polyfill's hot paths into the snapshot (see the script's header).
-            with_runtime_cb: Some(Box::new(|rt| {
-                // A stand-in host for the warm-up's fetches; it is taken out again before the snapshot.
-                rt.op_state()
-                    .borrow_mut()
-                    .put::<Rc<dyn ops::StepHost>>(Rc::new(WarmupHost::default()));
-                let done = rt
-                    .execute_script(
-                        "ext:codestep/snapshot_warmup.js",
-                        include_str!("js/snapshot_warmup.js"),
-                    )
-                    .expect("the snapshot warm-up script failed");
-                // Runs the warm-up's fetches to their end, so no op or job of it is left pending.
-                let done = rt.resolve(done);
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime for the warm-up")
-                    .block_on(rt.with_event_loop_promise(
-                        Box::pin(done),
-                        deno_core::PollEventLoopOptions::default(),
-                    ))
-                    .expect("the snapshot warm-up's fetch failed");
-                rt.op_state().borrow_mut().take::<Rc<dyn ops::StepHost>>();
-                // Settle its promises now, so no job of the warm-up is left queued in the snapshot.
-                rt.v8_isolate().perform_microtask_checkpoint();
-            })),
+            with_runtime_cb: Some(Box::new(warmup::warm_up)),
         },
         None,
     )

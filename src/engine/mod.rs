@@ -37,6 +37,7 @@ mod runtime;
 pub mod sandbox;
 mod step;
 mod supervisor;
+mod warmup;
 mod watchdog;
 pub mod worker;
 
