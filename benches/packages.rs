@@ -1,12 +1,14 @@
 //! `cargo bench --bench packages`: what importing a vendor SDK from the package directory costs a step.
 //!
-//! A step that imports the Stripe SDK (unbundled, as npm installed it: `scripts/sdk-deps`) and makes a
-//! client, against a trivial step, in process mode with one worker. "First" is the first such step of
-//! a fresh executor (the supervisor reads and resolves the package's files, the worker compiles them);
-//! "steady" is the median after that (files resolved once, compiled code from the worker's cache).
-//! With `--preload` (`ExecutorConfig::preload`), the worker evaluates the package into its own snapshot
-//! at start ("worker start" is until its first step ran), and steps start from it.
-//! `BENCH_N` sets the steps per measure (default 200); `BENCH_ONLY=stripe` skips the other imports.
+//! A step that imports the Stripe SDK (or OpenAI's; unbundled, as npm installed them: `scripts/sdk-deps`)
+//! and makes a client, against a trivial step, in process mode with one worker, on two servers side by
+//! side: the default one, and one with `--preload` (`ExecutorConfig::preload`: the package evaluated
+//! into the snapshot every isolate starts from). "Worker start" is until a server's first step ran;
+//! "first import step" is the first step importing the package (the default server reads, resolves and
+//! compiles its files then). Then rounds interleave the four kinds of step in rotated order; the
+//! import cost is the median over rounds of (import step p50 - trivial step p50) on the same server.
+//! `BENCH_N` sets the steps of each kind (default 200), `BENCH_ROUNDS` the rounds (default 10),
+//! `BENCH_ONLY=stripe` skips the other package.
 
 #[path = "../tests/it/support/mod.rs"]
 mod support;
@@ -36,11 +38,21 @@ fn p50(mut v: Vec<Duration>) -> f64 {
     v[v.len() / 2].as_secs_f64() * 1000.0
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 fn main() {
-    let n: usize = std::env::var("BENCH_N")
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(10);
+    let per_round: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+        / rounds.max(1);
     let dir = std::env::var("CODESTEP_TEST_PACKAGES")
         .expect("CODESTEP_TEST_PACKAGES is not set: eval \"$(scripts/sdk-deps)\" first");
     let packages = Arc::new(PackageDir::open(std::path::Path::new(&dir)).expect("package dir"));
@@ -54,48 +66,63 @@ fn main() {
             ..Default::default()
         })
         .expect("executor");
-        // The worker is ready (its snapshot made) when its first step ran.
+        // The worker is ready (with `preload`, its snapshot made) when its first step ran.
         time(&exec, TRIVIAL);
         (exec, t.elapsed().as_secs_f64() * 1000.0)
     };
     println!(
-        "| step (process mode, 1 worker) | worker start | first | steady p50 | over trivial |"
+        "| package | server | worker start | first import step | trivial p50 | import step p50 | import cost |"
     );
-    println!("|---|---|---|---|---|");
-    let (exec, start) = make(&[]);
-    for _ in 0..20 {
-        time(&exec, TRIVIAL);
-    }
-    let trivial = p50((0..n).map(|_| time(&exec, TRIVIAL)).collect());
-    println!("| trivial | {start:.0} ms | - | {trivial:.2} ms | - |");
-    drop(exec);
-    // `BENCH_ONLY=stripe` measures only the steps whose name contains it (for a profiler).
+    println!("|---|---|---|---|---|---|---|");
+    // `BENCH_ONLY=stripe` measures only the packages whose name contains it (for a profiler).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for (package, code) in [("stripe", STRIPE), ("openai", OPENAI)] {
         if !package.contains(&only) {
             continue;
         }
-        for preload in [false, true] {
-            let list = [package];
-            let (exec, start) = make(if preload { &list[..] } else { &[] });
-            let first = time(&exec, code).as_secs_f64() * 1000.0;
-            for _ in 0..5 {
-                time(&exec, code);
+        // Two servers side by side, one worker each: without and with `--preload PACKAGE`.
+        let list = [package];
+        let servers = [make(&[]), make(&list)];
+        let firsts: Vec<f64> = servers
+            .iter()
+            .map(|(exec, _)| time(exec, code).as_secs_f64() * 1000.0)
+            .collect();
+        for (exec, _) in &servers {
+            for _ in 0..10 {
+                time(exec, code);
+                time(exec, TRIVIAL);
             }
-            let steady = p50((0..n).map(|_| time(&exec, code)).collect());
-            let how = if preload { " (--preload)" } else { "" };
+        }
+        // Rounds interleave the four kinds of step, in an order rotated each round; the import cost is
+        // the median over rounds of (import step p50 - trivial step p50) on the same server.
+        let mut trivial = [Vec::new(), Vec::new()];
+        let mut imports = [Vec::new(), Vec::new()];
+        let mut costs = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            let mut p = [[0.0; 2]; 2];
+            for k in 0..4 {
+                let which = (k + round) % 4;
+                let (server, step) = (which / 2, which % 2);
+                let code = if step == 0 { TRIVIAL } else { code };
+                let exec = &servers[server].0;
+                p[server][step] = p50((0..per_round).map(|_| time(exec, code)).collect());
+            }
+            for server in 0..2 {
+                trivial[server].push(p[server][0]);
+                imports[server].push(p[server][1]);
+                costs[server].push(p[server][1] - p[server][0]);
+            }
+        }
+        for server in 0..2 {
+            let how = if server == 0 { "default".to_string() } else { format!("--preload {package}") };
             println!(
-                "| import {package}{how} | {start:.0} ms | {first:.1} ms | {steady:.2} ms | {:+.2} ms |",
-                steady - trivial
+                "| {package} | {how} | {:.0} ms | {:.1} ms | {:.2} ms | {:.2} ms | {:+.2} ms |",
+                servers[server].1,
+                firsts[server],
+                median(trivial[server].clone()),
+                median(imports[server].clone()),
+                median(costs[server].clone()),
             );
-            if preload {
-                // A step that imports nothing still starts from the built-in snapshot.
-                let plain = p50((0..n / 4).map(|_| time(&exec, TRIVIAL)).collect());
-                println!(
-                    "| trivial beside it | - | - | {plain:.2} ms | {:+.2} ms |",
-                    plain - trivial
-                );
-            }
         }
     }
 }
