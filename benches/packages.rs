@@ -114,7 +114,11 @@ fn main() {
             }
         }
         for server in 0..2 {
-            let how = if server == 0 { "default".to_string() } else { format!("--preload {package}") };
+            let how = if server == 0 {
+                "default".to_string()
+            } else {
+                format!("--preload {package}")
+            };
             println!(
                 "| {package} | {how} | {:.0} ms | {:.1} ms | {:.2} ms | {:.2} ms | {:+.2} ms |",
                 servers[server].1,

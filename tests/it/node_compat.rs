@@ -3,7 +3,7 @@
 //! querystring), and signatures checked by a reference, Node itself (`node`, which `npm` brings).
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use codestep::engine::{Executor, ExecutorConfig, StepRequest, StepResult};
@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::support::process_mode;
 
-fn executor() -> &'static Executor {
+pub(crate) fn executor() -> &'static Executor {
     static EXEC: OnceLock<Executor> = OnceLock::new();
     EXEC.get_or_init(|| {
         Executor::new(ExecutorConfig {
@@ -23,11 +23,11 @@ fn executor() -> &'static Executor {
     })
 }
 
-fn run(code: &str, input: Value) -> StepResult {
+pub(crate) fn run(code: &str, input: Value) -> StepResult {
     executor().run_blocking(StepRequest::new(code, input))
 }
 
-fn output(code: &str, input: Value) -> Value {
+pub(crate) fn output(code: &str, input: Value) -> Value {
     let r = run(code, input);
     assert!(r.ok, "{:?}", r.error);
     r.output_value().unwrap()
@@ -35,21 +35,13 @@ fn output(code: &str, input: Value) -> Value {
 
 /// Runs a script in Node with `input` on stdin (as JSON) and returns what it prints (as JSON).
 fn node(script: &str, input: &Value) -> Value {
-    let mut child = Command::new("node")
-        .args(["-e", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node, the reference implementation, must be installed (it comes with npm)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "node failed");
-    serde_json::from_slice(&out.stdout).expect("node printed JSON")
+    let mut node = Command::new("node");
+    node.args(["-e", script]);
+    crate::support::reference(
+        node,
+        input,
+        "node, the reference implementation (it comes with npm)",
+    )
 }
 
 #[test]

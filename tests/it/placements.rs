@@ -170,22 +170,9 @@ fn botocore(
         "amz_date": req.header("x-amz-date").expect("x-amz-date"),
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/sigv4_check.py");
-    let mut child = std::process::Command::new(python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run botocore's python");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the botocore check failed");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut check = std::process::Command::new(python);
+    check.arg(script);
+    let v = crate::support::reference(check, &input, "botocore's Python (scripts/sigv4-deps)");
     Botocore {
         signature: v["signature"].as_str().unwrap().into(),
         signed_headers: v["signed_headers"].as_str().unwrap().into(),

@@ -3,55 +3,24 @@
 //! test runs one script in both: each side makes keys, signatures, ciphertexts and derived bits, and
 //! checks what the other side made.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use codestep::engine::{ErrorKind, Executor, ExecutorConfig, StepRequest, StepResult};
+use codestep::engine::{ErrorKind, Executor, ExecutorConfig, StepRequest};
 use serde_json::{json, Value};
 
+use crate::node_compat::{executor, output};
 use crate::support::process_mode;
-
-fn executor() -> &'static Executor {
-    static EXEC: OnceLock<Executor> = OnceLock::new();
-    EXEC.get_or_init(|| {
-        Executor::new(ExecutorConfig {
-            workers: 2,
-            mode: process_mode(),
-            ..Default::default()
-        })
-        .expect("executor")
-    })
-}
-
-fn run(code: &str, input: Value) -> StepResult {
-    executor().run_blocking(StepRequest::new(code, input))
-}
-
-fn output(code: &str, input: Value) -> Value {
-    let r = run(code, input);
-    assert!(r.ok, "{:?}", r.error);
-    r.output_value().unwrap()
-}
 
 /// Runs an ES module in Node with `input` on stdin (as JSON) and returns what it prints (as JSON).
 fn node(script: &str, input: &Value) -> Value {
-    let mut child = Command::new("node")
-        .args(["--input-type=module", "-e", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node, the reference implementation, must be installed (it comes with npm)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "node failed");
-    serde_json::from_slice(&out.stdout).expect("node printed JSON")
+    let mut node = Command::new("node");
+    node.args(["--input-type=module", "-e", script]);
+    crate::support::reference(
+        node,
+        input,
+        "node, the reference implementation (it comes with npm)",
+    )
 }
 
 #[test]
@@ -436,13 +405,7 @@ fn web_crypto_work_off_the_step_thread_counts_against_its_cpu_time() {
 /// classes are not left for steps to call.
 #[test]
 fn web_crypto_in_one_step_leaves_nothing_for_the_next_in_the_same_worker() {
-    for mode in [process_mode(), codestep::engine::Mode::InProcess] {
-        let exec = Executor::new(ExecutorConfig {
-            workers: 1,
-            mode,
-            ..Default::default()
-        })
-        .expect("executor");
+    for exec in both_modes() {
         let step = r#"export default async ({ first }) => {
           if (first) {
             await crypto.subtle.generateKey({ name: "AES-GCM", length: 128 }, true, ["encrypt"]);
@@ -479,6 +442,17 @@ fn web_crypto_in_one_step_leaves_nothing_for_the_next_in_the_same_worker() {
 
 /// Executors of both modes, each with one worker, so that a step that crashes the engine is followed
 /// by one that must still run on it.
+/// Runs `step` in both modes and checks its output, then that the executor still runs a step.
+fn in_both_modes_outputs(step: &str, expected: Value) {
+    for exec in both_modes() {
+        let r = exec.run_blocking(StepRequest::new(step, json!(null)));
+        assert!(r.ok, "{:?}", r.error);
+        assert_eq!(r.output_value().unwrap(), expected);
+        let r = exec.run_blocking(StepRequest::new("export default () => 1", json!(null)));
+        assert_eq!(r.output_value(), Some(json!(1)), "{:?}", r.error);
+    }
+}
+
 fn both_modes() -> Vec<Executor> {
     [process_mode(), codestep::engine::Mode::InProcess]
         .into_iter()
@@ -520,21 +494,15 @@ fn structured_clone_of_crafted_host_objects_is_refused_not_a_crash() {
                   structuredClone({ a: [1, new Map([[1, 2]])] }).a[1].get(1)];
       return out;
     };"#;
-    for exec in both_modes() {
-        let r = exec.run_blocking(StepRequest::new(step, json!(null)));
-        assert!(r.ok, "{:?}", r.error);
-        let refused = "DataCloneError";
-        assert_eq!(
-            r.output_value().unwrap(),
-            json!({
-                "unregistered": refused, "primitive": refused, "noType": refused, "objectType": refused,
-                "brandOnEveryObject": refused, "typeFromAGetter": refused, "teedChunk": refused,
-                "real": ["SyntaxError", 3, 2],
-            })
-        );
-        let r = exec.run_blocking(StepRequest::new("export default () => 1", json!(null)));
-        assert_eq!(r.output_value(), Some(json!(1)), "{:?}", r.error);
-    }
+    let refused = "DataCloneError";
+    in_both_modes_outputs(
+        step,
+        json!({
+            "unregistered": refused, "primitive": refused, "noType": refused, "objectType": refused,
+            "brandOnEveryObject": refused, "typeFromAGetter": refused, "teedChunk": refused,
+            "real": ["SyntaxError", 3, 2],
+        }),
+    );
 }
 
 /// Clone data is what a step writes, and deno_crypto's Rust side trusted its shape: key data of the
@@ -577,21 +545,15 @@ fn crypto_key_clone_data_must_be_a_real_keys() {
       out.real = real;
       return out;
     };"#;
-    for exec in both_modes() {
-        let r = exec.run_blocking(StepRequest::new(step, json!(null)));
-        assert!(r.ok, "{:?}", r.error);
-        let refused = "DataCloneError";
-        assert_eq!(
-            r.output_value().unwrap(),
-            json!({
-                "getPublicKey": refused, "exportKey": refused, "sign": refused, "ecFromSecret": refused,
-                "wrongType": refused, "unknownAlgorithm": refused, "crypto": ["undefined"],
-                "real": { "aes": 3, "ec": true, "ed": "[object CryptoKey]", "mlkem": 32, "hmac": ["SHA-384", 1024] },
-            })
-        );
-        let r = exec.run_blocking(StepRequest::new("export default () => 1", json!(null)));
-        assert_eq!(r.output_value(), Some(json!(1)), "{:?}", r.error);
-    }
+    let refused = "DataCloneError";
+    in_both_modes_outputs(
+        step,
+        json!({
+            "getPublicKey": refused, "exportKey": refused, "sign": refused, "ecFromSecret": refused,
+            "wrongType": refused, "unknownAlgorithm": refused, "crypto": ["undefined"],
+            "real": { "aes": 3, "ec": true, "ed": "[object CryptoKey]", "mlkem": 32, "hmac": ["SHA-384", 1024] },
+        }),
+    );
 }
 
 /// Sizes and work factors a step chooses are capped (`WEB_CRYPTO_CAPS` in js/00_globals.js): deno_crypto
@@ -600,13 +562,7 @@ fn crypto_key_clone_data_must_be_a_real_keys() {
 /// with one value and reach deno_crypto with another.
 #[test]
 fn web_crypto_refuses_work_past_its_caps() {
-    for mode in [process_mode(), codestep::engine::Mode::InProcess] {
-        let exec = Executor::new(ExecutorConfig {
-            workers: 1,
-            mode,
-            ..Default::default()
-        })
-        .expect("executor");
+    for exec in both_modes() {
         let started = Instant::now();
         let r = exec.run_blocking(StepRequest::new(
             r#"export default async () => {

@@ -660,6 +660,30 @@ pub fn assert_no_secret(haystack: &[u8], secret: &str, what: &str) {
 
 /// Process mode with the `codestep` binary as the worker program, confined by its sandbox: how
 /// `codestep run` and `serve` run steps.
+/// Runs a reference implementation (Node, botocore's Python): `input` as JSON on its stdin, its stdout
+/// read back as JSON. `what` names it when it is missing or fails.
+pub fn reference(
+    mut command: std::process::Command,
+    input: &serde_json::Value,
+    what: &str,
+) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} must be installed: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{what} failed");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what} printed no JSON: {e}"))
+}
+
 pub fn process_mode() -> codestep::engine::Mode {
     codestep::engine::Mode::Process {
         program: codestep::engine::WorkerProgram::Path(codestep_binary()),
