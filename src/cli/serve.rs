@@ -53,9 +53,9 @@ pub struct ServeArgs {
     pub isolation: super::IsolationArgs,
     #[command(flatten)]
     pub code: super::CodeArgs,
-    /// A package of --packages that each worker imports once, at start, into its own snapshot
-    /// (repeatable): steps that import only preloaded packages start with them loaded, in a fresh
-    /// isolate as always. Costs each worker the time to load them, and their memory.
+    /// A package of --packages to evaluate once, at start, into the snapshot every worker's isolates
+    /// start from (repeatable): steps that import it find it loaded, in a fresh isolate as always.
+    /// Every step of the server pays about a millisecond for the bigger snapshot.
     #[arg(long, value_name = "PACKAGE", requires = "packages")]
     pub preload: Vec<String>,
 }
