@@ -5,8 +5,9 @@
 
 use std::io::{Read, Write};
 use std::rc::Rc;
+use std::sync::Arc;
 
-use deno_core::{op2, OpState};
+use deno_core::{op2, v8, OpState};
 use deno_error::JsErrorBox;
 
 /// A step's modules, as `require()` sees them (the engine puts one into `OpState` per step).
@@ -126,13 +127,38 @@ enum PublicKey {
     P256(p256::ecdsa::VerifyingKey),
 }
 
+/// Largest RSA modulus the Node layer signs with, in bits (as `rsa` caps public keys and Web Crypto caps
+/// generated ones). The `rsa` crate reads private keys of any size, and a private-key operation costs about
+/// the cube of the modulus size in native code that the CPU limit cannot interrupt: a crafted 32768-bit key
+/// held an in-process step thread for 20 s past a 500 ms CPU limit.
+pub const MAX_RSA_BITS: usize = 8192;
+
+/// Longest PEM text a key may be: an 8192-bit RSA private key is about 6.5 KB. Parsing a private key does
+/// big-number work proportional to its size before its modulus can be checked.
+pub const MAX_KEY_PEM: usize = 16 << 10;
+
+fn rsa_private(key: rsa::PrivateKey) -> Result<PrivateKey, JsErrorBox> {
+    use rsa::traits::PublicKeyParts;
+    if key.size() * 8 > MAX_RSA_BITS {
+        return Err(bad(format!(
+            "RSA keys of more than {MAX_RSA_BITS} bits are not supported"
+        )));
+    }
+    Ok(PrivateKey::Rsa(key))
+}
+
 fn private_key(pem: &str) -> Result<PrivateKey, JsErrorBox> {
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::pkcs8::DecodePrivateKey;
+    if pem.len() > MAX_KEY_PEM {
+        return Err(bad(format!(
+            "the key is longer than {MAX_KEY_PEM} bytes of PEM text"
+        )));
+    }
     if pem.contains("BEGIN RSA PRIVATE KEY") {
         return rsa::PrivateKey::from_pkcs1_pem(pem)
-            .map(PrivateKey::Rsa)
-            .map_err(|_| bad("the RSA private key could not be read"));
+            .map_err(|_| bad("the RSA private key could not be read"))
+            .and_then(rsa_private);
     }
     if pem.contains("BEGIN EC PRIVATE KEY") {
         use p256::elliptic_curve::SecretKey;
@@ -144,7 +170,7 @@ fn private_key(pem: &str) -> Result<PrivateKey, JsErrorBox> {
     }
     if pem.contains("BEGIN PRIVATE KEY") {
         if let Ok(k) = rsa::PrivateKey::from_pkcs8_pem(pem) {
-            return Ok(PrivateKey::Rsa(k));
+            return rsa_private(k);
         }
         if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_pem(pem) {
             return Ok(PrivateKey::P256(k));
@@ -162,6 +188,11 @@ fn private_key(pem: &str) -> Result<PrivateKey, JsErrorBox> {
 fn public_key(pem: &str) -> Result<PublicKey, JsErrorBox> {
     use rsa::pkcs1::DecodeRsaPublicKey;
     use rsa::pkcs8::DecodePublicKey;
+    if pem.len() > MAX_KEY_PEM {
+        return Err(bad(format!(
+            "the key is longer than {MAX_KEY_PEM} bytes of PEM text"
+        )));
+    }
     if pem.contains("PRIVATE KEY") {
         return Ok(match private_key(pem)? {
             PrivateKey::Rsa(k) => PublicKey::Rsa(k.to_public_key()),
@@ -276,36 +307,106 @@ pub fn op_codestep_verify(
 /// Most bytes zlib may produce in one call: decompressing a small input must not exhaust the worker.
 pub const MAX_ZLIB_OUTPUT: usize = 64 << 20;
 
+/// Native memory the ops make for a step, counted against its memory limit. The engine puts the step's
+/// ArrayBuffer budget into `OpState` as a [`SharedBudget`]; where there is none (building the snapshot,
+/// preloading packages) nothing is counted.
+pub trait NativeBudget: Send + Sync {
+    fn reserve(&self, len: usize) -> bool;
+    fn release(&self, len: usize);
+}
+
+pub type SharedBudget = Arc<dyn NativeBudget>;
+
+/// zlib output, counted against the step's budget while it grows and until V8 frees the ArrayBuffer it
+/// becomes (a plain `Vec` return would be memory outside every limit: in-process, a 64 MiB step kept
+/// 720 MiB of inflated buffers).
+struct Charged {
+    bytes: Vec<u8>,
+    counted: usize,
+    budget: Option<SharedBudget>,
+    over_budget: bool,
+}
+
+impl Charged {
+    fn new(budget: Option<SharedBudget>) -> Self {
+        Charged {
+            bytes: Vec::new(),
+            counted: 0,
+            budget,
+            over_budget: false,
+        }
+    }
+}
+
+impl Write for Charged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let needed = self.bytes.len().saturating_add(buf.len());
+        if needed > self.counted {
+            let grown = self
+                .counted
+                .saturating_mul(2)
+                .clamp(64 << 10, MAX_ZLIB_OUTPUT + 1);
+            let want = needed.max(grown);
+            if let Some(budget) = &self.budget {
+                if !budget.reserve(want - self.counted) {
+                    self.over_budget = true;
+                    return Err(std::io::Error::other("over the memory limit"));
+                }
+            }
+            self.counted = want;
+            self.bytes.reserve_exact(want - self.bytes.len());
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsMut<[u8]> for Charged {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+}
+
+impl Drop for Charged {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.release(self.counted);
+        }
+    }
+}
+
 /// 0 gzip, 1 gunzip, 2 deflate (zlib), 3 inflate (zlib), 4 deflateRaw, 5 inflateRaw, 6 unzip (gzip or zlib).
 #[op2]
-#[buffer]
-pub fn op_codestep_zlib(
+pub fn op_codestep_zlib<'s>(
+    state: &mut OpState,
+    scope: &mut v8::PinScope<'s, '_>,
     #[smi] mode: u32,
     #[buffer] data: &[u8],
     #[smi] level: i32,
-) -> Result<Vec<u8>, JsErrorBox> {
+) -> Result<v8::Local<'s, v8::Uint8Array>, JsErrorBox> {
     use flate2::{read, write, Compression};
     let level = if (0..=9).contains(&level) {
         Compression::new(level as u32)
     } else {
         Compression::default()
     };
-    let mut out = Vec::new();
-    match mode {
+    let mut out = Charged::new(state.try_borrow::<SharedBudget>().cloned());
+    let result = match mode {
         0 => {
             let mut e = write::GzEncoder::new(&mut out, level);
-            e.write_all(data).map_err(|e| bad(e.to_string()))?;
-            e.finish().map_err(|e| bad(e.to_string()))?;
+            e.write_all(data).and_then(|_| e.finish().map(drop))
         }
         2 => {
             let mut e = write::ZlibEncoder::new(&mut out, level);
-            e.write_all(data).map_err(|e| bad(e.to_string()))?;
-            e.finish().map_err(|e| bad(e.to_string()))?;
+            e.write_all(data).and_then(|_| e.finish().map(drop))
         }
         4 => {
             let mut e = write::DeflateEncoder::new(&mut out, level);
-            e.write_all(data).map_err(|e| bad(e.to_string()))?;
-            e.finish().map_err(|e| bad(e.to_string()))?;
+            e.write_all(data).and_then(|_| e.finish().map(drop))
         }
         1 | 3 | 5 | 6 => {
             let reader: Box<dyn Read> = match mode {
@@ -316,24 +417,37 @@ pub fn op_codestep_zlib(
                 _ => Box::new(read::ZlibDecoder::new(data)),
             };
             let mut limited = reader.take(MAX_ZLIB_OUTPUT as u64 + 1);
-            limited.read_to_end(&mut out).map_err(|e| {
-                let msg = e.to_string();
-                JsErrorBox::new(
-                    "Error",
-                    if msg.is_empty() {
-                        "invalid compressed data".to_string()
-                    } else {
-                        msg
-                    },
-                )
-            })?;
-            if out.len() > MAX_ZLIB_OUTPUT {
-                return Err(JsErrorBox::range_error(format!(
-                    "the decompressed data is over {MAX_ZLIB_OUTPUT} bytes"
-                )));
-            }
+            std::io::copy(&mut limited, &mut out).map(drop)
         }
         _ => return Err(bad("unknown zlib mode")),
+    };
+    if out.over_budget {
+        return Err(JsErrorBox::range_error(
+            "the zlib output does not fit in the step's memory limit",
+        ));
     }
-    Ok(out)
+    if let Err(e) = result {
+        let msg = e.to_string();
+        return Err(if matches!(mode, 0 | 2 | 4) {
+            bad(msg)
+        } else {
+            JsErrorBox::new(
+                "Error",
+                if msg.is_empty() {
+                    "invalid compressed data".to_string()
+                } else {
+                    msg
+                },
+            )
+        });
+    }
+    if out.bytes.len() > MAX_ZLIB_OUTPUT {
+        return Err(JsErrorBox::range_error(format!(
+            "the decompressed data is over {MAX_ZLIB_OUTPUT} bytes"
+        )));
+    }
+    let len = out.bytes.len();
+    let store = v8::ArrayBuffer::new_backing_store_from_bytes(Box::new(out)).make_shared();
+    let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
+    v8::Uint8Array::new(scope, buffer, 0, len).ok_or_else(|| bad("could not make the zlib output"))
 }

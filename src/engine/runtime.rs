@@ -138,6 +138,15 @@ impl BufferBudget {
     }
 }
 
+impl super::node_ops::NativeBudget for BufferBudget {
+    fn reserve(&self, len: usize) -> bool {
+        BufferBudget::reserve(self, len)
+    }
+    fn release(&self, len: usize) {
+        BufferBudget::release(self, len)
+    }
+}
+
 unsafe extern "C" fn budget_allocate(budget: &BufferBudget, len: usize) -> *mut c_void {
     if !budget.reserve(len) {
         return std::ptr::null_mut();

@@ -11,7 +11,7 @@ use deno_core::{v8, JsRuntime, ModuleSpecifier, PollEventLoopOptions};
 
 use super::host::{IsolateHost, Stop};
 use super::modules::loader::{Loaded, StepLoader};
-use super::node_ops::StepModules;
+use super::node_ops::{SharedBudget, StepModules};
 use super::ops::{LocalFuture, StepHost};
 use super::protocol::{HostMsg, Job, Outcome};
 use super::runtime::{self, BufferBudget, StepRuntime};
@@ -274,6 +274,9 @@ pub fn run_keeping(
     js.op_state()
         .borrow_mut()
         .put::<Rc<dyn StepHost>>(Rc::new(host.clone()));
+    js.op_state()
+        .borrow_mut()
+        .put::<SharedBudget>(budget.clone());
     host.set_isolate(isolate.clone());
 
     let out_of_memory = Rc::new(Cell::new(false));

@@ -6,7 +6,9 @@ use std::io::Write;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use codestep::engine::{Executor, ExecutorConfig, StepRequest, StepResult};
+use codestep::engine::{
+    ErrorKind, Executor, ExecutorConfig, LimitOverrides, StepRequest, StepResult,
+};
 use serde_json::{json, Value};
 
 use crate::support::process_mode;
@@ -389,6 +391,130 @@ fn zlib_round_trips_and_reads_what_flate2_wrote() {
             &json!("string")
         )
     );
+}
+
+/// zlib output is native memory the op hands to V8: it counts against the step's memory limit like
+/// any ArrayBuffer, in both modes (in-process, before, a 64 MiB step kept 720 MiB of inflated buffers;
+/// worker mode had only the resident-memory backstop).
+#[test]
+fn zlib_output_counts_against_the_memory_limit() {
+    let step = r#"
+        import zlib from "node:zlib";
+        export default () => {
+          const bomb = zlib.deflateSync(new Uint8Array(48 << 20));
+          const keep = [];
+          for (let i = 0; i < 12; i++) keep.push(zlib.inflateSync(bomb));
+          return keep.length;
+        };"#;
+    for mode in [process_mode(), codestep::engine::Mode::InProcess] {
+        let exec = Executor::new(ExecutorConfig {
+            workers: 1,
+            mode: mode.clone(),
+            ..Default::default()
+        })
+        .expect("executor");
+        let mut req = StepRequest::new(step, json!(null));
+        req.limits = LimitOverrides {
+            memory_mb: Some(64),
+            ..Default::default()
+        };
+        let r = exec.run_blocking(req);
+        assert_eq!(
+            r.error.as_ref().map(|e| e.kind),
+            Some(ErrorKind::Memory),
+            "{mode:?}: {:?}",
+            r.error
+        );
+        // What fits still works, and a caught refusal leaves the step running.
+        let r = exec.run_blocking(StepRequest::new(
+            r#"import zlib from "node:zlib";
+            export default () => {
+              let refused;
+              try { zlib.inflateSync(zlib.deflateSync(new Uint8Array(60 << 20))); } catch (e) { refused = e.message; }
+              return [zlib.gunzipSync(zlib.gzipSync("abc")).toString(), refused];
+            };"#,
+            json!(null),
+        ));
+        assert!(r.ok, "{mode:?}: {:?}", r.error);
+        let v = r.output_value().unwrap();
+        assert_eq!(v[0], json!("abc"));
+        assert!(v[1].is_null(), "{v}");
+    }
+}
+
+/// RSA private keys are read by a crate that takes any size, and signing costs about the cube of the
+/// modulus in native code the CPU limit cannot interrupt: a crafted 32768-bit key (no real primes needed:
+/// the crate checks that they multiply to n and that d inverts e modulo each p-1) held an in-process step
+/// thread 20 s past its 500 ms CPU limit. Keys over 8192 bits are refused, and so is PEM text too long to
+/// hold one, before any big-number work.
+#[test]
+fn oversized_rsa_keys_are_refused_before_any_big_number_work() {
+    let step = r#"
+        import crypto from "node:crypto";
+        const gcd = (a, b) => { while (b) [a, b] = [b, a % b]; return a; };
+        const inverse = (a, m) => {
+          let [r0, r1, s0, s1] = [a, m, 1n, 0n];
+          while (r1) { const q = r0 / r1; [r0, r1, s0, s1] = [r1, r0 - q * r1, s1, s0 - q * s1]; }
+          return r0 === 1n ? ((s0 % m) + m) % m : null;
+        };
+        const der = (tag, bytes) => {
+          const n = bytes.length;
+          const len = n < 128 ? [n] : n < 256 ? [0x81, n] : [0x82, n >> 8, n & 255];
+          return [tag, ...len, ...bytes];
+        };
+        const int = (x) => {
+          let hex = x.toString(16);
+          if (hex.length % 2) hex = "0" + hex;
+          const bytes = hex.match(/../g).map((h) => parseInt(h, 16));
+          return der(2, bytes[0] & 0x80 ? [0, ...bytes] : bytes);
+        };
+        // A PKCS#1 key of `bits` bits whose factors are odd numbers that pass the crate's checks.
+        const fakeKey = (bits) => {
+          const e = 65537n, top = 3n << BigInt(bits / 2 - 2);
+          for (let i = 1n; ; i += 2n) {
+            const p = top + i, q = top + i + 2n * 1000003n;
+            if (gcd(p, q) !== 1n) continue;
+            const l = ((p - 1n) * (q - 1n)) / gcd(p - 1n, q - 1n);
+            const d = inverse(e, l);
+            if (d === null) continue;
+            const body = [0n, p * q, e, d, p, q, d % (p - 1n), d % (q - 1n), inverse(q, p)].flatMap(int);
+            const b64 = btoa(String.fromCharCode(...der(0x30, body)));
+            return `-----BEGIN RSA PRIVATE KEY-----\n${b64.match(/.{1,64}/g).join("\n")}\n-----END RSA PRIVATE KEY-----\n`;
+          }
+        };
+        const refusal = (pem) => {
+          const out = [];
+          try { crypto.createSign("RSA-SHA256").update("x").sign(pem); } catch (e) { out.push(e.message); }
+          try { crypto.createVerify("RSA-SHA256").update("x").verify(pem, Buffer.alloc(8)); } catch (e) { out.push(e.message); }
+          try { crypto.createPrivateKey(pem); } catch (e) { out.push(e.message); }
+          return out;
+        };
+        export default () => {
+          const long = "-----BEGIN RSA PRIVATE KEY-----\n" + "A".repeat(1 << 20) + "\n-----END RSA PRIVATE KEY-----\n";
+          return { big: refusal(fakeKey(16384)), long: refusal(long), small: refusal(fakeKey(2048)).filter((m) => /8192 bits|PEM text/.test(m)) };
+        };"#;
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        mode: codestep::engine::Mode::InProcess,
+        ..Default::default()
+    })
+    .expect("executor");
+    let mut req = StepRequest::new(step, json!(null));
+    req.limits = LimitOverrides {
+        cpu_time_ms: Some(2000),
+        ..Default::default()
+    };
+    let r = exec.run_blocking(req);
+    assert!(r.ok, "{:?}", r.error);
+    let v = r.output_value().unwrap();
+    let all = |k: &str, needle: &str| {
+        let list = v[k].as_array().unwrap();
+        list.len() == 3 && list.iter().all(|m| m.as_str().unwrap().contains(needle))
+    };
+    assert!(all("big", "8192 bits"), "{v}");
+    assert!(all("long", "PEM text"), "{v}");
+    // A small key made the same way is read (signing with it fails its own check, not a size cap).
+    assert_eq!(v["small"], json!([]), "{v}");
 }
 
 fn base64_std(b: &[u8]) -> String {
