@@ -9,6 +9,7 @@ const {
   DataView,
   Error,
   MathFloor,
+  MathTrunc,
   MathMin,
   MathMax,
   NumberIsInteger,
@@ -384,8 +385,11 @@ const proto = FastBuffer.prototype;
 
 proto.toString = function toString(encoding, start, end) {
   if (arguments.length === 0) return bytesToString(this, "utf8");
-  start = start === undefined ? 0 : MathMax(0, start | 0);
-  end = end === undefined ? this.length : MathMin(this.length, end | 0);
+  // As Node: out-of-range ends are clamped (not wrapped to 32 bits), fractions truncated, NaN is 0.
+  const len = this.length;
+  start = start === undefined || start < 0 ? 0 : MathTrunc(+start) || 0;
+  if (start >= len) return "";
+  end = end === undefined || end > len ? len : MathTrunc(+end) || 0;
   if (end <= start) return "";
   const view = start === 0 && end === this.length ? this : TypedArrayPrototypeSubarray(this, start, end);
   return bytesToString(view, encoding ?? "utf8");

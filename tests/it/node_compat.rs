@@ -214,6 +214,9 @@ fn buffer_encodings_round_trip() {
             indexOf: Buffer.from("hello world").indexOf("world"),
             fill: Buffer.alloc(5, "ab").toString(),
             inspect: Buffer.from("hi")[Symbol.for("nodejs.util.inspect.custom")](),
+            ranges: ((r) => [r.toString("latin1", 0, 1e12), r.toString("utf8", -5, 2), r.toString("utf8", 2.7, 3.9),
+                             r.toString("utf8", 3, 1), r.toString("utf8", 10), r.toString("utf8", NaN, "3"),
+                             r.toString(undefined, 1)])(Buffer.from("abcd")),
           };
         };
         "#,
@@ -227,6 +230,8 @@ fn buffer_encodings_round_trip() {
             "utf8Length": 22, "strLength": 16, "concat": "abcd", "slice": "bc", "json": "{\"type\":\"Buffer\",\"data\":[1,2]}",
             "read": [3735928559u32, -2], "isBuffer": true, "compare": -1, "indexOf": 6, "fill": "ababa",
             "inspect": "<Buffer 68 69>",
+            // What Node prints for the same calls.
+            "ranges": ["abcd", "ab", "c", "", "", "abc", "bcd"],
         })
     );
 }
