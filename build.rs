@@ -32,24 +32,27 @@ fn main() {
     println!("cargo:rerun-if-changed=src/engine/clone.rs");
     println!("cargo:rerun-if-changed=src/engine/warmup.rs");
 
-    // deno_crypto's script is loaded on a step's first use of Web Crypto, not at snapshot time, so the
-    // snapshot does not hold it: the runtime is given its source (`runtime::LAZY_SCRIPTS`).
-    let web_crypto = extension::extensions()
-        .into_iter()
-        .find(|e| e.name == "deno_crypto")
-        .expect("the deno_crypto extension")
-        .lazy_loaded_js_files
-        .iter()
-        .find(|f| f.specifier == "ext:deno_crypto/00_crypto.js")
-        .expect("deno_crypto's script")
-        .load()
-        .expect("reading deno_crypto's script")
-        .to_string();
+    // Scripts loaded on a step's first use, not at snapshot time, so the snapshot does not hold them:
+    // deno_crypto's (Web Crypto) and deno_web's streams. The runtime is given their sources
+    // (`runtime::LAZY_SCRIPTS`).
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    for (extension, specifier, file) in [
+        (
+            "deno_crypto",
+            "ext:deno_crypto/00_crypto.js",
+            "deno_crypto.js",
+        ),
+        (
+            "deno_web",
+            "ext:deno_web/06_streams.js",
+            "deno_web_streams.js",
+        ),
+    ] {
+        std::fs::write(out_dir.join(file), lazy_source(extension, specifier))
+            .expect("writing a lazily loaded script");
+    }
     std::fs::write(out_dir.join("extension_sources.rs"), extension_sources())
         .expect("writing the extensions' sources");
-    std::fs::write(out_dir.join("deno_crypto.js"), web_crypto)
-        .expect("writing deno_crypto's script");
 
     let output = deno_core::snapshot::create_snapshot(
         deno_core::snapshot::CreateSnapshotOptions {
@@ -70,6 +73,21 @@ fn main() {
     for path in output.files_loaded_during_snapshot {
         println!("cargo:rerun-if-changed={}", path.display());
     }
+}
+
+/// The source of one of an extension's lazily loaded scripts.
+fn lazy_source(extension: &str, specifier: &str) -> String {
+    extension::extensions()
+        .into_iter()
+        .find(|e| e.name == extension)
+        .unwrap_or_else(|| panic!("the {extension} extension"))
+        .lazy_loaded_js_files
+        .iter()
+        .find(|f| f.specifier == specifier)
+        .unwrap_or_else(|| panic!("{specifier}"))
+        .load()
+        .unwrap_or_else(|_| panic!("reading {specifier}"))
+        .to_string()
 }
 
 /// Every script of every extension, as Rust source that embeds each one (`preload` makes snapshots at

@@ -12,13 +12,16 @@ const {
   FunctionPrototypeCall,
   Number,
   NumberIsFinite,
+  ObjectAssign,
   ObjectDefineProperty,
+  ObjectGetOwnPropertyDescriptor,
   ObjectKeys,
   ObjectPrototypeIsPrototypeOf,
   StringPrototypeSlice,
   TypedArrayPrototypeGetSymbolToStringTag,
   TypedArrayPrototypeSlice,
   TypeErrorPrototype,
+  uncurryThis,
 } = primordials;
 
 const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
@@ -45,7 +48,23 @@ structuredCloneImpl.structuredClone = structuredClone;
 const timers = core.loadExtScript("ext:deno_web/02_timers.js");
 const abortSignal = core.loadExtScript("ext:deno_web/03_abort_signal.js");
 const base64 = core.loadExtScript("ext:deno_web/05_base64.js");
-const streams = core.loadExtScript("ext:deno_web/06_streams.js");
+// deno_web's streams (a quarter of a megabyte of source) are not in the snapshot: they load the first time
+// a step touches a stream global, a body's `.body`, a stream body, or `Blob.prototype.stream`, so the
+// steps that never do (most: `await res.json()` reads the body without a stream) do not deserialise them.
+// Every way to them goes through `streams()` (deno_web's own Blob.prototype.stream is wrapped below), so
+// the methods the fetch code calls are taken before a step can reach the classes to patch them.
+let loadedStreams = null;
+function streams() {
+  if (loadedStreams === null) {
+    const m = core.loadExtScript("ext:deno_web/06_streams.js");
+    loadedStreams = ObjectAssign({ __proto__: null }, m);
+    loadedStreams.ReadableStreamFrom = m.ReadableStream.from;
+    loadedStreams.ReaderRead = uncurryThis(m.ReadableStreamDefaultReader.prototype.read);
+    loadedStreams.ReaderCancel = uncurryThis(m.ReadableStreamDefaultReader.prototype.cancel);
+  }
+  return loadedStreams;
+}
+const loadStreams = () => streams();
 const encoding = core.loadExtScript("ext:deno_web/08_text_encoding.js");
 const file = core.loadExtScript("ext:deno_web/09_file.js");
 
@@ -386,16 +405,27 @@ define("setInterval", timers.setInterval);
 define("clearInterval", timers.clearInterval);
 define("structuredClone", structuredClone);
 define("Blob", file.Blob);
+{
+  const desc = ObjectGetOwnPropertyDescriptor(file.BlobPrototype, "stream");
+  const blobStream = desc.value;
+  desc.value = {
+    stream() {
+      streams();
+      return FunctionPrototypeCall(blobStream, this);
+    },
+  }.stream;
+  ObjectDefineProperty(file.BlobPrototype, "stream", desc);
+}
 define("File", file.File);
-define("ReadableStream", streams.ReadableStream);
-define("ReadableStreamDefaultReader", streams.ReadableStreamDefaultReader);
-define("ReadableStreamBYOBReader", streams.ReadableStreamBYOBReader);
-define("WritableStream", streams.WritableStream);
-define("WritableStreamDefaultWriter", streams.WritableStreamDefaultWriter);
-define("TransformStream", streams.TransformStream);
-define("ByteLengthQueuingStrategy", streams.ByteLengthQueuingStrategy);
-define("CountQueuingStrategy", streams.CountQueuingStrategy);
 core.defineGlobalProperties(globalThis, {
+  ReadableStream: core.propNonEnumerableLazyLoaded((m) => m.ReadableStream, loadStreams),
+  ReadableStreamDefaultReader: core.propNonEnumerableLazyLoaded((m) => m.ReadableStreamDefaultReader, loadStreams),
+  ReadableStreamBYOBReader: core.propNonEnumerableLazyLoaded((m) => m.ReadableStreamBYOBReader, loadStreams),
+  WritableStream: core.propNonEnumerableLazyLoaded((m) => m.WritableStream, loadStreams),
+  WritableStreamDefaultWriter: core.propNonEnumerableLazyLoaded((m) => m.WritableStreamDefaultWriter, loadStreams),
+  TransformStream: core.propNonEnumerableLazyLoaded((m) => m.TransformStream, loadStreams),
+  ByteLengthQueuingStrategy: core.propNonEnumerableLazyLoaded((m) => m.ByteLengthQueuingStrategy, loadStreams),
+  CountQueuingStrategy: core.propNonEnumerableLazyLoaded((m) => m.CountQueuingStrategy, loadStreams),
   crypto: core.propNonEnumerableLazyLoaded((m) => m.crypto, loadWebCrypto),
   Crypto: core.propNonEnumerableLazyLoaded((m) => m.Crypto, loadWebCrypto),
   CryptoKey: core.propNonEnumerableLazyLoaded((m) => m.CryptoKey, loadWebCrypto),
@@ -403,4 +433,4 @@ core.defineGlobalProperties(globalThis, {
 });
 define("console", makeConsole());
 
-export { webidl, url, domException, event, abortSignal, streams, encoding, file, consoleImpl, loadWebCrypto };
+export { webidl, url, domException, event, abortSignal, encoding, file, consoleImpl, loadWebCrypto, streams };

@@ -9,6 +9,9 @@
 // again rejects with a TypeError.
 
 import { core, primordials } from "ext:core/mod.js";
+// deno_web's streams are loaded on first use (js/00_globals.js): a body becomes a stream only when
+// someone asks for one, so most steps never load them.
+import { streams } from "ext:codestep/00_globals.js";
 import {
   byteLowerCase,
   headerListFromHeaders,
@@ -49,20 +52,6 @@ const {
 } = primordials;
 
 const webidl = core.loadExtScript("ext:deno_webidl/00_webidl.js");
-const {
-  acquireReadableStreamDefaultReader,
-  createReadableByteStream,
-  isReadableStreamDisturbed,
-  isReadableStreamLocked,
-  ReadableStream,
-  ReadableStreamPrototype,
-  readableByteStreamControllerClose,
-  readableByteStreamControllerEnqueue,
-  readableStreamCancel,
-  readableStreamCollectIntoUint8Array,
-  readableStreamDisturb,
-  readableStreamTee,
-} = core.loadExtScript("ext:deno_web/06_streams.js");
 const { Blob, BlobPrototype, File, FilePrototype } = core.loadExtScript("ext:deno_web/09_file.js");
 const { parseUrlEncoded, URLSearchParamsPrototype } = core.loadExtScript("ext:deno_web/00_url.js");
 const { essence, parseMimeType, serializeMimeType } = core.loadExtScript(
@@ -76,12 +65,12 @@ const BlobPrototypeGetSize = uncurryThis(ObjectGetOwnPropertyDescriptor(BlobProt
 const BlobPrototypeGetType = uncurryThis(ObjectGetOwnPropertyDescriptor(BlobPrototype, "type").get);
 const FilePrototypeGetName = uncurryThis(ObjectGetOwnPropertyDescriptor(FilePrototype, "name").get);
 const URLSearchParamsPrototypeToString = uncurryThis(URLSearchParamsPrototype.toString);
-const ReadableStreamFrom = ReadableStream.from;
 
 const ignore = () => {};
 const isBlob = (v) => ObjectPrototypeIsPrototypeOf(BlobPrototype, v);
 const isFile = (v) => ObjectPrototypeIsPrototypeOf(FilePrototype, v);
-const isReadableStream = (v) => ObjectPrototypeIsPrototypeOf(ReadableStreamPrototype, v);
+// Asked only of objects that are none of BodyInit's other kinds, so it loads the streams only for those.
+const isReadableStream = (v) => ObjectPrototypeIsPrototypeOf(streams().ReadableStreamPrototype, v);
 
 /** `new Blob(parts, { type })` without going through Array.prototype[Symbol.iterator]. */
 function makeBlob(parts, type) {
@@ -151,6 +140,26 @@ function toArrayBuffer(u8) {
 
 // ---- InnerBody ---------------------------------------------------------------
 
+/** All of a network body's chunks, as one Uint8Array. */
+async function readSource(source) {
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const chunk = await source.next();
+    if (chunk === null) break;
+    ArrayPrototypePush(chunks, chunk);
+    total += TypedArrayPrototypeGetByteLength(chunk);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (let i = 0; i < chunks.length; i++) {
+    TypedArrayPrototypeSet(out, chunks[i], offset);
+    offset += TypedArrayPrototypeGetByteLength(chunks[i]);
+  }
+  return out;
+}
+
 class InnerBody {
   /** @type {Uint8Array | null} bytes not yet turned into a stream */
   bytes = null;
@@ -158,6 +167,13 @@ class InnerBody {
   blob = null;
   /** @type {ReadableStream | null} */
   stream = null;
+  /**
+   * A network body not yet turned into a stream: `next()` gives its next chunk (null at the end, the
+   * abort reason or the error as a rejection), `cancel()` stops it, `toStream()` makes its stream. Read
+   * whole (`text()`, `json()`, ...) it never becomes a stream, so the streams need not load.
+   * @type {{ next: () => Promise<Uint8Array | null>, cancel: () => void, toStream: () => ReadableStream } | null}
+   */
+  source = null;
   /** static data was consumed without ever creating a stream */
   consumed = false;
   /** @type {number | null} */
@@ -177,6 +193,12 @@ class InnerBody {
     return b;
   }
 
+  static fromSource(source) {
+    const b = new InnerBody();
+    b.source = source;
+    return b;
+  }
+
   static fromStream(stream) {
     const b = new InnerBody();
     b.stream = stream;
@@ -186,6 +208,11 @@ class InnerBody {
   /** The body's ReadableStream, created on first use. */
   getStream() {
     if (this.stream !== null) return this.stream;
+    if (this.source !== null) {
+      this.stream = this.source.toStream();
+      this.source = null;
+      return this.stream;
+    }
     if (this.blob !== null) {
       this.stream = BlobPrototypeStream(this.blob);
       this.blob = null;
@@ -194,13 +221,13 @@ class InnerBody {
     const consumed = this.consumed;
     const bytes = consumed ? null : this.bytes;
     this.bytes = null;
-    this.stream = createReadableByteStream(
+    this.stream = streams().createReadableByteStream(
       (controller) => {
         // The controller transfers (detaches) enqueued buffers; `bytes` is ours alone.
         if (bytes !== null && TypedArrayPrototypeGetByteLength(bytes) > 0) {
-          readableByteStreamControllerEnqueue(controller, bytes);
+          streams().readableByteStreamControllerEnqueue(controller, bytes);
         }
-        readableByteStreamControllerClose(controller);
+        streams().readableByteStreamControllerClose(controller);
       },
       () => undefined,
       () => PromiseResolve(undefined),
@@ -208,22 +235,22 @@ class InnerBody {
     // A static body that was already read (or moved to another Request) shows up as its stream
     // would after being read: closed, disturbed and locked (Fetch "fully read" takes a reader).
     if (consumed) {
-      readableStreamDisturb(this.stream);
-      acquireReadableStreamDefaultReader(this.stream);
+      streams().readableStreamDisturb(this.stream);
+      streams().acquireReadableStreamDefaultReader(this.stream);
     }
     return this.stream;
   }
 
   /** "disturbed" */
   isUsed() {
-    if (this.stream !== null) return isReadableStreamDisturbed(this.stream);
+    if (this.stream !== null) return streams().isReadableStreamDisturbed(this.stream);
     return this.consumed;
   }
 
   /** "unusable": disturbed or locked */
   isUnusable() {
     if (this.stream !== null) {
-      return isReadableStreamDisturbed(this.stream) || isReadableStreamLocked(this.stream);
+      return streams().isReadableStreamDisturbed(this.stream) || streams().isReadableStreamLocked(this.stream);
     }
     return this.consumed;
   }
@@ -232,6 +259,11 @@ class InnerBody {
   async consume() {
     if (this.stream === null) {
       this.consumed = true;
+      if (this.source !== null) {
+        const source = this.source;
+        this.source = null;
+        return await readSource(source);
+      }
       if (this.blob !== null) {
         const blob = this.blob;
         this.blob = null;
@@ -241,7 +273,7 @@ class InnerBody {
       this.bytes = null;
       return bytes === null ? new Uint8Array(0) : bytes;
     }
-    return await readableStreamCollectIntoUint8Array(this.stream);
+    return await streams().readableStreamCollectIntoUint8Array(this.stream);
   }
 
   /**
@@ -251,23 +283,28 @@ class InnerBody {
    */
   cancel(reason) {
     if (this.stream !== null) {
-      PromisePrototypeThen(readableStreamCancel(this.stream, reason), undefined, ignore);
+      PromisePrototypeThen(streams().readableStreamCancel(this.stream, reason), undefined, ignore);
     } else {
       this.consumed = true;
       this.bytes = null;
       this.blob = null;
+      if (this.source !== null) {
+        this.source.cancel();
+        this.source = null;
+      }
     }
   }
 
   /** "clone a body" */
   clone() {
+    if (this.source !== null) this.getStream();
     if (this.stream === null) {
       if (this.blob !== null) return InnerBody.fromBlob(this.blob);
       // Each copy must own its bytes: consumers get the buffer itself.
       const copy = this.bytes === null ? new Uint8Array(0) : copyBytes(this.bytes);
       return InnerBody.fromBytes(copy);
     }
-    const branches = readableStreamTee(this.stream, true);
+    const branches = streams().readableStreamTee(this.stream, true);
     this.stream = branches[0];
     const out = InnerBody.fromStream(branches[1]);
     out.length = this.length;
@@ -280,6 +317,7 @@ class InnerBody {
    */
   transfer() {
     let out;
+    if (this.source !== null) this.getStream();
     if (this.stream === null) {
       if (this.blob !== null) out = InnerBody.fromBlob(this.blob);
       else out = InnerBody.fromBytes(this.bytes === null ? new Uint8Array(0) : this.bytes);
@@ -290,9 +328,9 @@ class InnerBody {
     }
     // Tee and drop the second branch: the original stream stays locked (by the
     // tee's reader) and is marked disturbed, the new owner reads branch one.
-    const branches = readableStreamTee(this.stream, false);
-    PromisePrototypeThen(readableStreamCancel(branches[1], undefined), undefined, ignore);
-    readableStreamDisturb(this.stream);
+    const branches = streams().readableStreamTee(this.stream, false);
+    PromisePrototypeThen(streams().readableStreamCancel(branches[1], undefined), undefined, ignore);
+    streams().readableStreamDisturb(this.stream);
     out = InnerBody.fromStream(branches[0]);
     out.length = this.length;
     return out;
@@ -357,14 +395,14 @@ function extractBody(object) {
     };
   }
   if (isReadableStream(object)) {
-    if (isReadableStreamDisturbed(object) || isReadableStreamLocked(object)) {
+    if (streams().isReadableStreamDisturbed(object) || streams().isReadableStreamLocked(object)) {
       throw new TypeError("ReadableStream body is already disturbed or locked");
     }
     return { body: InnerBody.fromStream(object), contentType: null };
   }
   // Not in the standard BodyInit union, but Node and Deno accept async
   // iterables of Uint8Array (e.g. Node-style streams, async generators).
-  return { body: InnerBody.fromStream(ReadableStreamFrom(object[_asyncIterable])), contentType: null };
+  return { body: InnerBody.fromStream(streams().ReadableStreamFrom(object[_asyncIterable])), contentType: null };
 }
 
 // ---- the Body mixin ------------------------------------------------------------

@@ -28,6 +28,7 @@
 // - An `Accept: */*` header is added when the request has none (Fetch 4.1).
 
 import { core, primordials } from "ext:core/mod.js";
+import { streams } from "ext:codestep/00_globals.js";
 import {
   Headers,
   headerListFromHeaders,
@@ -135,16 +136,6 @@ function blobUrlResponse(url, method) {
 
 let userAgent;
 const { add: abortAdd, remove: abortRemove } = core.loadExtScript("ext:deno_web/03_abort_signal.js");
-const {
-  acquireReadableStreamDefaultReader,
-  createReadableByteStream,
-  readableByteStreamControllerClose,
-  readableByteStreamControllerEnqueue,
-  readableByteStreamControllerError,
-  ReadableStreamDefaultReader,
-} = core.loadExtScript("ext:deno_web/06_streams.js");
-const ReaderRead = primordials.uncurryThis(ReadableStreamDefaultReader.prototype.read);
-const ReaderCancel = primordials.uncurryThis(ReadableStreamDefaultReader.prototype.cancel);
 
 /** Most bytes per body chunk sent to Rust (`protocol::MAX_BODY_CHUNK`). */
 const MAX_BODY_CHUNK = 256 * 1024;
@@ -157,13 +148,13 @@ async function pumpBody(requestId, stream, onError) {
   const { op_codestep_fetch_body_ready, op_codestep_fetch_body_write, op_codestep_fetch_body_end } = core.ops;
   let reader;
   try {
-    reader = acquireReadableStreamDefaultReader(stream);
+    reader = streams().acquireReadableStreamDefaultReader(stream);
     for (;;) {
       if (!(await op_codestep_fetch_body_ready(requestId))) {
-        PromisePrototypeThen(ReaderCancel(reader), undefined, () => {});
+        PromisePrototypeThen(streams().ReaderCancel(reader), undefined, () => {});
         return;
       }
-      const { value, done } = await ReaderRead(reader);
+      const { value, done } = await streams().ReaderRead(reader);
       if (done) {
         op_codestep_fetch_body_end(requestId);
         return;
@@ -189,20 +180,25 @@ async function pumpBody(requestId, stream, onError) {
  */
 function responseStream(requestId, state) {
   const { op_codestep_fetch_next, op_codestep_fetch_take, op_codestep_fetch_abort } = core.ops;
-  return createReadableByteStream(
+  return streams().createReadableByteStream(
     (controller) => {
       state.controller = controller;
     },
     async (controller) => {
+      // Made after an abort (from a source that was not read yet): errored with the abort's reason.
+      if (state.aborted) {
+        streams().readableByteStreamControllerError(controller, state.reason);
+        return;
+      }
       const size = await op_codestep_fetch_next(requestId);
       if (size === 0) {
         state.done = true;
-        readableByteStreamControllerClose(controller);
+        streams().readableByteStreamControllerClose(controller);
         return;
       }
       const chunk = new Uint8Array(size);
       op_codestep_fetch_take(requestId, chunk);
-      readableByteStreamControllerEnqueue(controller, chunk);
+      streams().readableByteStreamControllerEnqueue(controller, chunk);
     },
     () => {
       state.done = true;
@@ -210,6 +206,41 @@ function responseStream(requestId, state) {
       return PromiseResolve(undefined);
     },
   );
+}
+
+/**
+ * The response body as `InnerBody`'s source: read whole (`text()`, `json()`, ...), it is pulled chunk by
+ * chunk from the gateway without a stream; `toStream()` makes the stream when one is asked for. After an
+ * abort, `next()` rejects with the abort's reason, as the stream would have errored with it.
+ */
+function responseSource(requestId, state) {
+  const { op_codestep_fetch_next, op_codestep_fetch_take, op_codestep_fetch_abort } = core.ops;
+  return {
+    __proto__: null,
+    async next() {
+      if (state.aborted) throw state.reason;
+      let size;
+      try {
+        size = await op_codestep_fetch_next(requestId);
+      } catch (e) {
+        if (state.aborted) throw state.reason;
+        throw e;
+      }
+      if (state.aborted) throw state.reason;
+      if (size === 0) {
+        state.done = true;
+        return null;
+      }
+      const chunk = new Uint8Array(size);
+      op_codestep_fetch_take(requestId, chunk);
+      return chunk;
+    },
+    cancel() {
+      state.done = true;
+      op_codestep_fetch_abort(requestId);
+    },
+    toStream: () => responseStream(requestId, state),
+  };
 }
 
 let nextRequestId = 1;
@@ -364,9 +395,9 @@ function fetch(input, init = undefined) {
 
     const status = reply.status;
     let responseBody = null;
-    const bodyState = { controller: null, done: false };
+    const bodyState = { controller: null, done: false, aborted: false, reason: undefined };
     if (!isNullBodyStatus(status) && method !== "HEAD") {
-      responseBody = InnerBody.fromStream(responseStream(requestId, bodyState));
+      responseBody = InnerBody.fromSource(responseSource(requestId, bodyState));
     } else {
       // Nothing to read: let the gateway close the request now.
       bodyState.done = true;
@@ -388,10 +419,12 @@ function fetch(input, init = undefined) {
         signal[abortRemove](onAbortBody);
         if (bodyState.done) return;
         bodyState.done = true;
+        bodyState.aborted = true;
+        bodyState.reason = signal.reason;
         op_codestep_fetch_abort(requestId);
         if (bodyState.controller !== null) {
           try {
-            readableByteStreamControllerError(bodyState.controller, signal.reason);
+            streams().readableByteStreamControllerError(bodyState.controller, signal.reason);
           } catch {
             // the stream is already closed or errored
           }

@@ -11,9 +11,9 @@ use deno_core::{v8, JsRuntime, RuntimeOptions};
 
 use super::modules::loader::StepLoader;
 
-/// The scripts the snapshot does not hold, compiled on first use: the Node modules (`js/node/`), and
-/// deno_crypto's Web Crypto (written out by `build.rs`). Sorted by specifier, as deno_core looks them
-/// up by binary search.
+/// The scripts the snapshot does not hold, compiled on first use: the Node modules (`js/node/`),
+/// deno_crypto's Web Crypto and deno_web's streams (both written out by `build.rs`). Sorted by
+/// specifier, as deno_core looks them up by binary search.
 macro_rules! lazy_scripts {
     ($($name:literal),* $(,)?) => {
         &[$((
@@ -23,6 +23,10 @@ macro_rules! lazy_scripts {
         (
             "ext:deno_crypto/00_crypto.js",
             include_str!(concat!(env!("OUT_DIR"), "/deno_crypto.js")),
+        ),
+        (
+            "ext:deno_web/06_streams.js",
+            include_str!(concat!(env!("OUT_DIR"), "/deno_web_streams.js")),
         )]
     };
 }

@@ -1376,6 +1376,7 @@ fn routes(req: &RecordedRequest) -> Reply {
         "/redirect-307" => Reply::redirect(307, "/echo"),
         "/redirect-303" => Reply::redirect(303, "/echo"),
         "/slow" => Reply::ok("late").delay(Duration::from_secs(5)),
+        "/drip" => Reply::parts(vec![b"first".to_vec(), b"second".to_vec()], Duration::from_secs(5)),
         "/form" => Reply::ok("a=1&b=two+words&a=3")
             .header("content-type", "application/x-www-form-urlencoded"),
         _ => Reply::ok("not found").with_status(404),
@@ -1725,6 +1726,17 @@ const ac4 = new AbortController();
 const read = await (await fetch(`${input.base}/json`, { signal: ac4.signal })).json();
 ac4.abort();
 eq("abort after the body was read changes nothing", read.hello, "world");
+// Aborting while a body is being read whole (its first part came, the rest has not) rejects the read
+// promptly with the reason, without the body ever becoming a stream.
+const ac5 = new AbortController();
+const dripping = await fetch(`${input.base}/drip`, { signal: ac5.signal });
+const whole = dripping.text();
+setTimeout(() => ac5.abort(), 50);
+const t3 = Date.now();
+try { await whole; fail("abort while reading whole: the read went on"); }
+catch (e) { eq("abort while reading whole: the reason", e.name, "AbortError"); }
+ok("abort while reading whole: prompt", Date.now() - t3 < 2500);
+eq("abort while reading whole: the body is used", dripping.bodyUsed, true);
 
 // Network / policy errors are TypeErrors of this realm.
 for (const [label, url] of [["blocked host", "https://evil.test/x"], ["plain http", "http://api.test/x"], ["unknown host", "https://other.test/"]]) {

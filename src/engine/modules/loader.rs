@@ -318,7 +318,8 @@ impl ModuleLoader for StepLoader {
         ModuleLoadResponse::Sync(self.load_sync(specifier, options.requested_module_type))
     }
 
-    /// The code cache of a lazy script (a Node module or Web Crypto), compiled by deno_core.
+    /// The code cache of a lazy script (a Node module, Web Crypto or deno_web's streams), compiled by
+    /// deno_core.
     fn get_code_cache(
         &self,
         specifier: &ModuleSpecifier,
@@ -443,5 +444,54 @@ impl crate::engine::node_ops::StepModules for Loaded {
     }
     fn env(&self) -> Vec<(String, String)> {
         self.env.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::runtime;
+
+    fn cached_scripts() -> usize {
+        CODE_CACHE.with(|c| c.borrow().0.len())
+    }
+
+    /// deno_web's streams are not in the snapshot: bodies read whole (a response's `json()`, a Blob's
+    /// size) never load them, and the first touch of a stream compiles them (and keeps their code cache,
+    /// like a Node module's). If anything loaded them at snapshot time, the touch would compile nothing.
+    #[test]
+    fn streams_load_on_first_use_not_from_the_snapshot() {
+        runtime::init_platform();
+        let tokio_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio");
+        let _enter = tokio_rt.enter();
+        let before = cached_scripts();
+        let mut step =
+            runtime::create(64 << 20, runtime::BufferBudget::new(64 << 20)).expect("step runtime");
+        let whole = r#"
+            new Response('{"a":1}').json();
+            new Request("https://e.com/", { method: "POST", body: "x" }).text();
+            new Blob(["x"]).size;
+            new TextDecoder().decode(new TextEncoder().encode("é"));
+        "#;
+        step.js
+            .execute_script("whole_bodies.js", whole)
+            .expect("bodies read whole");
+        assert_eq!(
+            cached_scripts(),
+            before,
+            "reading bodies whole loaded a script"
+        );
+        let touch = "if (typeof new Response('x').body.getReader !== 'function') throw 0";
+        step.js
+            .execute_script("touch.js", touch)
+            .expect("a body's stream");
+        assert_eq!(
+            cached_scripts(),
+            before + 1,
+            "a body's stream did not load the streams: the snapshot holds them"
+        );
     }
 }
