@@ -25,6 +25,13 @@ mod extension;
 use std::path::PathBuf;
 
 fn main() {
+    if std::env::var_os(SNAPSHOT_WITH_STREAMS_ENV).is_some() {
+        make_snapshot(
+            "CODESTEP_SNAPSHOT_STREAMS.bin",
+            warmup::warm_up_with_streams,
+        );
+        return;
+    }
     println!("cargo:rerun-if-changed=js");
     println!("cargo:rerun-if-changed=src/engine/ops.rs");
     println!("cargo:rerun-if-changed=src/engine/extension.rs");
@@ -54,6 +61,23 @@ fn main() {
     std::fs::write(out_dir.join("extension_sources.rs"), extension_sources())
         .expect("writing the extensions' sources");
 
+    // Two snapshots of the same scripts: without deno_web's streams, and with them loaded and warmed
+    // (`runtime::startup_snapshot` says which process uses which). V8 makes one snapshot per process,
+    // so this script runs itself again for the second.
+    let with_streams =
+        std::process::Command::new(std::env::current_exe().expect("the build script"))
+            .env(SNAPSHOT_WITH_STREAMS_ENV, "1")
+            .status()
+            .expect("running the build script for the snapshot with streams");
+    assert!(with_streams.success(), "the snapshot with streams failed");
+    make_snapshot("CODESTEP_SNAPSHOT.bin", warmup::warm_up);
+}
+
+/// Set when this build script runs only to make the snapshot with streams.
+const SNAPSHOT_WITH_STREAMS_ENV: &str = "CODESTEP_BUILD_SNAPSHOT_WITH_STREAMS";
+
+fn make_snapshot(file: &str, warm_up: fn(&mut deno_core::JsRuntimeForSnapshot)) {
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     let output = deno_core::snapshot::create_snapshot(
         deno_core::snapshot::CreateSnapshotOptions {
             cargo_manifest_dir: env!("CARGO_MANIFEST_DIR"),
@@ -62,14 +86,12 @@ fn main() {
             extensions: extension::extensions(),
             extension_transpiler: None,
             // Compiles the polyfill's hot paths into the snapshot (see the script's header).
-            with_runtime_cb: Some(Box::new(warmup::warm_up)),
+            with_runtime_cb: Some(Box::new(warm_up)),
         },
         None,
     )
     .expect("creating the startup snapshot failed");
-
-    let out = out_dir.join("CODESTEP_SNAPSHOT.bin");
-    std::fs::write(&out, &output.output).expect("writing the snapshot");
+    std::fs::write(out_dir.join(file), &output.output).expect("writing the snapshot");
     for path in output.files_loaded_during_snapshot {
         println!("cargo:rerun-if-changed={}", path.display());
     }

@@ -107,8 +107,9 @@ pub fn make(set: ModuleSet, main_code: String) -> Result<Made, String> {
     }
     // What the snapshot must not hold: the module loader's and require()'s view of this set.
     js.op_state().borrow_mut().take::<Rc<dyn StepModules>>();
-    // The polyfill's hot paths compiled in, as in the built-in snapshot.
-    super::warmup::warm_up(&mut js);
+    // The polyfill's hot paths compiled in, with the streams, as in the built-in snapshot a server with
+    // packages uses (`runtime::use_snapshot_with_streams`).
+    super::warmup::warm_up_with_streams(&mut js);
     Ok(Made {
         modules: loaded.served(),
         blob: js.snapshot().into_vec(),

@@ -218,9 +218,12 @@ pub enum ToWorker {
         /// Set for the process that makes the package snapshot (`preload`), and only for it: it
         /// answers with `FromWorker::Snapshot` and exits.
         preload: Option<Preload>,
-        /// The package snapshot every isolate of this worker starts from; empty for the built-in one.
+        /// The package snapshot every isolate of this worker starts from; empty for a built-in one.
         #[serde(skip)]
         snapshot: Vec<u8>,
+        /// Without a package snapshot: start from the built-in snapshot that holds deno_web's
+        /// streams (set when the server has a package directory).
+        streams_in_snapshot: bool,
     },
     Run(Box<Job>),
     Gateway(GatewayMsg),

@@ -64,7 +64,14 @@ pub(crate) fn lazy_script_source(specifier: &str) -> Option<&'static str> {
         .map(|i| LAZY_SCRIPTS[i].1)
 }
 
+/// The built-in snapshot: the polyfill and the web APIs it needs, without deno_web's streams (a step
+/// loads them on first use, which costs about 2 ms; deserialising them costs every step about 0.3 ms).
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/CODESTEP_SNAPSHOT.bin"));
+/// The same with the streams loaded: for worker processes of a server with a package directory, where
+/// steps run SDKs, and the SDKs touch streams in nearly every call (Stripe reads `response.body` to
+/// dispose of it, OpenAI checks request bodies against `ReadableStream`, axios probes for them).
+static SNAPSHOT_WITH_STREAMS: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/CODESTEP_SNAPSHOT_STREAMS.bin"));
 
 /// The scripts no snapshot holds, for every runtime made from one.
 pub fn lazy_scripts() -> &'static [(&'static str, &'static str)] {
@@ -74,8 +81,8 @@ pub fn lazy_scripts() -> &'static [(&'static str, &'static str)] {
 /// A package snapshot this process was given (`preload`), in place of `SNAPSHOT`.
 static INSTALLED: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
 
-/// The snapshot every isolate of this process starts from: the one `build.rs` made, or the package
-/// snapshot the supervisor gave this worker (`install_snapshot`). One per process, never both: V8
+/// The snapshot every isolate of this process starts from: one of the two `build.rs` made, or the
+/// package snapshot the supervisor gave this worker (`install_snapshot`). One per process, never both: V8
 /// shares one read-only heap between the isolates of a process, and an isolate deserialised from a
 /// snapshot whose read-only heap differs from it crashes.
 pub fn startup_snapshot() -> &'static [u8] {
@@ -84,8 +91,24 @@ pub fn startup_snapshot() -> &'static [u8] {
 
 /// Makes `blob` this process's startup snapshot. Before its first isolate, and once.
 pub fn install_snapshot(blob: Vec<u8>) -> Result<(), String> {
+    install(Box::leak(blob.into_boxed_slice()))
+}
+
+/// Makes the built-in snapshot with the streams this process's startup snapshot. Before its first
+/// isolate, and once.
+pub fn use_snapshot_with_streams() -> Result<(), String> {
+    install(SNAPSHOT_WITH_STREAMS)
+}
+
+/// The sizes of the built-in snapshots: without the streams, and with them.
+#[cfg(test)]
+pub(crate) fn snapshot_sizes() -> (usize, usize) {
+    (SNAPSHOT.len(), SNAPSHOT_WITH_STREAMS.len())
+}
+
+fn install(blob: &'static [u8]) -> Result<(), String> {
     INSTALLED
-        .set(Box::leak(blob.into_boxed_slice()))
+        .set(blob)
         .map_err(|_| "this process already has its startup snapshot".to_string())
 }
 

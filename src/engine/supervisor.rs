@@ -51,6 +51,7 @@ async fn make_package_snapshot(
         sandbox: slot.sandbox,
         preload: Some(preload.clone()),
         snapshot: Vec::new(),
+        streams_in_snapshot: false,
     });
     let result = match tokio::time::timeout(PRELOAD_TIMEOUT, maker.from.recv()).await {
         Ok(Some(FromWorker::Snapshot { blob, modules })) if !blob.is_empty() => {
@@ -456,6 +457,7 @@ impl Worker {
             sandbox: slot.sandbox,
             preload: None,
             snapshot,
+            streams_in_snapshot: slot.shared.config.packages.is_some(),
         });
         match tokio::time::timeout(START_TIMEOUT, worker.from.recv()).await {
             Ok(Some(FromWorker::Ready { .. })) => {}

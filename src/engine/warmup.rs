@@ -60,6 +60,18 @@ impl super::ops::StepHost for WarmupHost {
     }
 }
 
+/// `warm_up`, then deno_web's streams loaded, for a snapshot that holds them
+/// (`runtime::startup_snapshot`). No stream is made: streams register with a FinalizationRegistry,
+/// and V8 cannot snapshot one with pending cleanups.
+pub fn warm_up_with_streams(rt: &mut deno_core::JsRuntimeForSnapshot) {
+    warm_up(rt);
+    rt.execute_script(
+        "ext:codestep/snapshot_warmup_streams.js",
+        "void globalThis.ReadableStream;",
+    )
+    .expect("the streams warm-up failed");
+}
+
 /// Runs `js/snapshot_warmup.js` against `WarmupHost` to its end, and takes the host out again.
 pub fn warm_up(rt: &mut deno_core::JsRuntimeForSnapshot) {
     // A stand-in host for the warm-up's fetches; it is taken out again before the snapshot.

@@ -119,6 +119,7 @@ fn main() -> i32 {
         sandbox: confine,
         preload,
         snapshot,
+        streams_in_snapshot,
     }) = rt.block_on(async { incoming.lock().await.recv().await })
     else {
         return exit::PROTOCOL;
@@ -149,7 +150,14 @@ fn main() -> i32 {
             }
         };
     }
-    if !snapshot.is_empty() && runtime::install_snapshot(snapshot).is_err() {
+    let installed = if !snapshot.is_empty() {
+        runtime::install_snapshot(snapshot)
+    } else if streams_in_snapshot {
+        runtime::use_snapshot_with_streams()
+    } else {
+        Ok(())
+    };
+    if installed.is_err() {
         return exit::PROTOCOL;
     }
     let watchdog = match Watchdog::start("codestep-watch".into()) {

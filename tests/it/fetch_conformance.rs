@@ -1376,7 +1376,10 @@ fn routes(req: &RecordedRequest) -> Reply {
         "/redirect-307" => Reply::redirect(307, "/echo"),
         "/redirect-303" => Reply::redirect(303, "/echo"),
         "/slow" => Reply::ok("late").delay(Duration::from_secs(5)),
-        "/drip" => Reply::parts(vec![b"first".to_vec(), b"second".to_vec()], Duration::from_secs(5)),
+        "/drip" => Reply::parts(
+            vec![b"first".to_vec(), b"second".to_vec()],
+            Duration::from_secs(5),
+        ),
         "/form" => Reply::ok("a=1&b=two+words&a=3")
             .header("content-type", "application/x-www-form-urlencoded"),
         _ => Reply::ok("not found").with_status(404),

@@ -494,4 +494,13 @@ mod tests {
             "a body's stream did not load the streams: the snapshot holds them"
         );
     }
+    /// The snapshot for servers with a package directory is the same with the streams in it.
+    #[test]
+    fn the_snapshot_for_packages_holds_the_streams() {
+        let (lean, with_streams) = runtime::snapshot_sizes();
+        assert!(
+            with_streams > lean + 200_000,
+            "the snapshot with streams is {with_streams} bytes, the one without {lean}"
+        );
+    }
 }
