@@ -15,8 +15,13 @@ const {
   ObjectAssign,
   ObjectDefineProperty,
   ObjectGetOwnPropertyDescriptor,
+  ObjectGetPrototypeOf,
   ObjectKeys,
   ObjectPrototypeIsPrototypeOf,
+  ObjectSetPrototypeOf,
+  ReflectDeleteProperty,
+  ReflectOwnKeys,
+  SafeMap,
   StringPrototypeSlice,
   TypedArrayPrototypeGetSymbolToStringTag,
   TypedArrayPrototypeSlice,
@@ -51,18 +56,71 @@ const base64 = core.loadExtScript("ext:deno_web/05_base64.js");
 // deno_web's streams (a quarter of a megabyte of source) are not in the snapshot: they load the first time
 // a step touches a stream global, a body's `.body`, a stream body, or `Blob.prototype.stream`, so the
 // steps that never do (most: `await res.json()` reads the body without a stream) do not deserialise them.
-// Every way to them goes through `streams()` (deno_web's own Blob.prototype.stream is wrapped below), so
-// the methods the fetch code calls are taken before a step can reach the classes to patch them.
+// Every way to them goes through `streams()` (deno_web's own Blob.prototype.stream is wrapped below).
+// They load after the step's code has run, so while they do, the step's accessors on the prototypes
+// their assignments and reads go through are set aside, and those prototypes' own prototypes put back
+// (`withPristinePrototypes`): otherwise a setter on `Object.prototype` would be handed deno_web's
+// internal objects mid-load, and could patch the methods the fetch code takes here before it takes them.
 let loadedStreams = null;
 function streams() {
   if (loadedStreams === null) {
-    const m = core.loadExtScript("ext:deno_web/06_streams.js");
-    loadedStreams = ObjectAssign({ __proto__: null }, m);
-    loadedStreams.ReadableStreamFrom = m.ReadableStream.from;
-    loadedStreams.ReaderRead = uncurryThis(m.ReadableStreamDefaultReader.prototype.read);
-    loadedStreams.ReaderCancel = uncurryThis(m.ReadableStreamDefaultReader.prototype.cancel);
+    const m = withPristinePrototypes(() => core.loadExtScript("ext:deno_web/06_streams.js"));
+    const loaded = ObjectAssign({ __proto__: null }, m);
+    loaded.ReadableStreamFrom = m.ReadableStream.from;
+    loaded.ReaderRead = uncurryThis(m.ReadableStreamDefaultReader.prototype.read);
+    loaded.ReaderCancel = uncurryThis(m.ReadableStreamDefaultReader.prototype.cancel);
+    loadedStreams = loaded;
   }
   return loadedStreams;
+}
+/** Whether the streams were loaded: until then no stream exists, so nothing is one. */
+const streamsLoaded = () => loadedStreams !== null;
+
+// The accessors these prototypes have at snapshot time (before any step), and their prototypes.
+const GUARDED = [Object.prototype, Array.prototype, Function.prototype].map((o) => {
+  const accessors = new SafeMap();
+  const keys = ReflectOwnKeys(o);
+  for (let i = 0; i < keys.length; i++) {
+    const d = ObjectGetOwnPropertyDescriptor(o, keys[i]);
+    if (d.get !== undefined || d.set !== undefined) accessors.set(keys[i], d);
+  }
+  return { __proto__: null, o, proto: ObjectGetPrototypeOf(o), accessors };
+});
+
+/** Runs `load` with the step's accessors on `GUARDED` set aside and their prototypes as they were. */
+function withPristinePrototypes(load) {
+  // Null-prototype records, not arrays: an array's new index would be set through the step's hooks.
+  const setAside = { __proto__: null };
+  const swapped = { __proto__: null };
+  let nSetAside = 0;
+  let nSwapped = 0;
+  try {
+    for (let g = 0; g < GUARDED.length; g++) {
+      const { o, proto, accessors } = GUARDED[g];
+      const current = ObjectGetPrototypeOf(o);
+      if (current !== proto) {
+        swapped[nSwapped++] = { __proto__: null, o, current };
+        ObjectSetPrototypeOf(o, proto);
+      }
+      const keys = ReflectOwnKeys(o);
+      for (let i = 0; i < keys.length; i++) {
+        const d = ObjectGetOwnPropertyDescriptor(o, keys[i]);
+        if (d.get === undefined && d.set === undefined) continue;
+        const original = accessors.get(keys[i]);
+        if (original !== undefined && original.get === d.get && original.set === d.set) continue;
+        if (!d.configurable) {
+          throw new TypeError("streams cannot load: the step made an accessor of a built-in prototype non-configurable");
+        }
+        setAside[nSetAside++] = { __proto__: null, o, key: keys[i], d };
+        ReflectDeleteProperty(o, keys[i]);
+        if (original !== undefined) ObjectDefineProperty(o, keys[i], original);
+      }
+    }
+    return load();
+  } finally {
+    for (let i = nSetAside - 1; i >= 0; i--) ObjectDefineProperty(setAside[i].o, setAside[i].key, setAside[i].d);
+    for (let i = nSwapped - 1; i >= 0; i--) ObjectSetPrototypeOf(swapped[i].o, swapped[i].current);
+  }
 }
 const loadStreams = () => streams();
 const encoding = core.loadExtScript("ext:deno_web/08_text_encoding.js");
@@ -433,4 +491,4 @@ core.defineGlobalProperties(globalThis, {
 });
 define("console", makeConsole());
 
-export { webidl, url, domException, event, abortSignal, encoding, file, consoleImpl, loadWebCrypto, streams };
+export { webidl, url, domException, event, abortSignal, encoding, file, consoleImpl, loadWebCrypto, streams, streamsLoaded };

@@ -11,7 +11,7 @@
 import { core, primordials } from "ext:core/mod.js";
 // deno_web's streams are loaded on first use (js/00_globals.js): a body becomes a stream only when
 // someone asks for one, so most steps never load them.
-import { streams } from "ext:codestep/00_globals.js";
+import { streams, streamsLoaded } from "ext:codestep/00_globals.js";
 import {
   byteLowerCase,
   headerListFromHeaders,
@@ -69,8 +69,8 @@ const URLSearchParamsPrototypeToString = uncurryThis(URLSearchParamsPrototype.to
 const ignore = () => {};
 const isBlob = (v) => ObjectPrototypeIsPrototypeOf(BlobPrototype, v);
 const isFile = (v) => ObjectPrototypeIsPrototypeOf(FilePrototype, v);
-// Asked only of objects that are none of BodyInit's other kinds, so it loads the streams only for those.
-const isReadableStream = (v) => ObjectPrototypeIsPrototypeOf(streams().ReadableStreamPrototype, v);
+// Until the streams are loaded no stream exists, so this loads nothing (a byte or form body stays cheap).
+const isReadableStream = (v) => streamsLoaded() && ObjectPrototypeIsPrototypeOf(streams().ReadableStreamPrototype, v);
 
 /** `new Blob(parts, { type })` without going through Array.prototype[Symbol.iterator]. */
 function makeBlob(parts, type) {

@@ -183,13 +183,10 @@ function responseStream(requestId, state) {
   return streams().createReadableByteStream(
     (controller) => {
       state.controller = controller;
+      // Made after an abort (from a source that was not read yet): errored with the abort's reason.
+      if (state.aborted) streams().readableByteStreamControllerError(controller, state.reason);
     },
     async (controller) => {
-      // Made after an abort (from a source that was not read yet): errored with the abort's reason.
-      if (state.aborted) {
-        streams().readableByteStreamControllerError(controller, state.reason);
-        return;
-      }
       const size = await op_codestep_fetch_next(requestId);
       if (size === 0) {
         state.done = true;

@@ -456,8 +456,8 @@ mod tests {
         CODE_CACHE.with(|c| c.borrow().0.len())
     }
 
-    /// deno_web's streams are not in the snapshot: bodies read whole (a response's `json()`, a Blob's
-    /// size) never load them, and the first touch of a stream compiles them (and keeps their code cache,
+    /// deno_web's streams are not in the snapshot: bodies made from strings, bytes, forms and search
+    /// params, and read whole, never load them, and the first touch of a stream compiles them (and keeps their code cache,
     /// like a Node module's). If anything loaded them at snapshot time, the touch would compile nothing.
     #[test]
     fn streams_load_on_first_use_not_from_the_snapshot() {
@@ -473,6 +473,11 @@ mod tests {
         let whole = r#"
             new Response('{"a":1}').json();
             new Request("https://e.com/", { method: "POST", body: "x" }).text();
+            new Request("https://e.com/", { method: "POST", body: new Uint8Array([1]) }).arrayBuffer();
+            new Request("https://e.com/", { method: "POST", body: new URLSearchParams("a=1") });
+            const form = new FormData();
+            form.append("a", "1");
+            new Request("https://e.com/", { method: "POST", body: form }).text();
             new Blob(["x"]).size;
             new TextDecoder().decode(new TextEncoder().encode("é"));
         "#;
