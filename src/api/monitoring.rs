@@ -332,6 +332,14 @@ fn page(items: Vec<FetchLogEntry>, next: Option<i64>) -> (Vec<LogItem>, Option<S
     )
 }
 
+/// The `since` of the hourly series: 24 whole hours ending with the current one. A series starts at
+/// the minute after `since`'s (`store::window_start`), so `since` is the last minute before the first
+/// hour; passing the hour itself started every point a minute late, and in an hour's first minute gave
+/// 23 points.
+fn hourly_since(now: Millis) -> Millis {
+    now - now.rem_euclid(HOUR_MS) - 23 * HOUR_MS - 60_000
+}
+
 /// A connector's requests and errors over the last 24 hours, with an hourly series.
 #[utoipa::path(get, path = "/v1/workspaces/{ws}/connectors/{name}/stats", tag = "monitoring", operation_id = "get_connector_stats",
     params(("ws" = String, Path), ("name" = String, Path)),
@@ -347,11 +355,9 @@ pub async fn stats(
         .await?
         .remove(&connector.name)
         .unwrap_or_else(|| Stats24h::new(Counts::default(), &RecentOutcomes::default()));
-    // 24 whole hours ending with the current one.
-    let first_hour = now - now.rem_euclid(HOUR_MS) - 23 * HOUR_MS;
     let series = st
         .store
-        .connector_series(&ws, &connector.name, first_hour, HOUR_MS)
+        .connector_series(&ws, &connector.name, hourly_since(now), HOUR_MS)
         .await?
         .into_iter()
         .map(|p| SeriesPointView {
@@ -470,5 +476,23 @@ mod tests {
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2026-11-25T14:00:00+0\u{e9}00"), None);
         assert_eq!(parse_rfc3339("2026-11-25T14:00:00+99:99"), None);
+    }
+}
+
+#[cfg(test)]
+mod series_tests {
+    use super::*;
+
+    /// Whatever the minute, the hourly series has 24 points, each starting on a whole hour, the last
+    /// one holding now.
+    #[test]
+    fn the_hourly_series_is_24_whole_hours_ending_with_the_current_one() {
+        let hour = 1_796_515_200_000; // 2026-12-06T00:00:00Z
+        for now in [hour, hour + 30_000, hour + 59 * 60_000, hour + HOUR_MS - 1] {
+            let points = crate::store::dense_series([], hourly_since(now), HOUR_MS, now).unwrap();
+            assert_eq!(points.len(), 24, "at {now}");
+            assert!(points.iter().all(|p| p.start % HOUR_MS == 0), "at {now}");
+            assert_eq!(points[23].start, hour, "at {now}");
+        }
     }
 }
