@@ -122,7 +122,6 @@ function withPristinePrototypes(load) {
     for (let i = nSwapped - 1; i >= 0; i--) ObjectSetPrototypeOf(swapped[i].o, swapped[i].current);
   }
 }
-const loadStreams = () => streams();
 const encoding = core.loadExtScript("ext:deno_web/08_text_encoding.js");
 const file = core.loadExtScript("ext:deno_web/09_file.js");
 
@@ -475,15 +474,21 @@ define("Blob", file.Blob);
   ObjectDefineProperty(file.BlobPrototype, "stream", desc);
 }
 define("File", file.File);
+const streamGlobals = { __proto__: null };
+for (const name of [
+  "ReadableStream",
+  "ReadableStreamDefaultReader",
+  "ReadableStreamBYOBReader",
+  "WritableStream",
+  "WritableStreamDefaultWriter",
+  "TransformStream",
+  "ByteLengthQueuingStrategy",
+  "CountQueuingStrategy",
+]) {
+  streamGlobals[name] = core.propNonEnumerableLazyLoaded((m) => m[name], streams);
+}
+core.defineGlobalProperties(globalThis, streamGlobals);
 core.defineGlobalProperties(globalThis, {
-  ReadableStream: core.propNonEnumerableLazyLoaded((m) => m.ReadableStream, loadStreams),
-  ReadableStreamDefaultReader: core.propNonEnumerableLazyLoaded((m) => m.ReadableStreamDefaultReader, loadStreams),
-  ReadableStreamBYOBReader: core.propNonEnumerableLazyLoaded((m) => m.ReadableStreamBYOBReader, loadStreams),
-  WritableStream: core.propNonEnumerableLazyLoaded((m) => m.WritableStream, loadStreams),
-  WritableStreamDefaultWriter: core.propNonEnumerableLazyLoaded((m) => m.WritableStreamDefaultWriter, loadStreams),
-  TransformStream: core.propNonEnumerableLazyLoaded((m) => m.TransformStream, loadStreams),
-  ByteLengthQueuingStrategy: core.propNonEnumerableLazyLoaded((m) => m.ByteLengthQueuingStrategy, loadStreams),
-  CountQueuingStrategy: core.propNonEnumerableLazyLoaded((m) => m.CountQueuingStrategy, loadStreams),
   crypto: core.propNonEnumerableLazyLoaded((m) => m.crypto, loadWebCrypto),
   Crypto: core.propNonEnumerableLazyLoaded((m) => m.Crypto, loadWebCrypto),
   CryptoKey: core.propNonEnumerableLazyLoaded((m) => m.CryptoKey, loadWebCrypto),

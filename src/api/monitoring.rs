@@ -13,7 +13,7 @@ use super::json::{ApiPath, ApiQuery};
 use super::state::AppState;
 use crate::store::{
     counts_for, format_time, Counts, FetchLogEntry, FetchLogQuery, Health, Millis, Outcome,
-    RecentOutcomes, HEALTH_SAMPLE,
+    RecentOutcomes, HEALTH_SAMPLE, MINUTE_MS,
 };
 
 const HOUR_MS: Millis = 3_600_000;
@@ -337,7 +337,7 @@ fn page(items: Vec<FetchLogEntry>, next: Option<i64>) -> (Vec<LogItem>, Option<S
 /// hour; passing the hour itself started every point a minute late, and in an hour's first minute gave
 /// 23 points.
 fn hourly_since(now: Millis) -> Millis {
-    now - now.rem_euclid(HOUR_MS) - 23 * HOUR_MS - 60_000
+    now - now.rem_euclid(HOUR_MS) - 23 * HOUR_MS - MINUTE_MS
 }
 
 /// A connector's requests and errors over the last 24 hours, with an hourly series.
@@ -459,7 +459,7 @@ pub async fn blocked(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_rfc3339;
+    use super::{hourly_since, parse_rfc3339, HOUR_MS};
 
     #[test]
     fn parses_rfc3339() {
@@ -477,11 +477,6 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-25T14:00:00+0\u{e9}00"), None);
         assert_eq!(parse_rfc3339("2026-11-25T14:00:00+99:99"), None);
     }
-}
-
-#[cfg(test)]
-mod series_tests {
-    use super::*;
 
     /// Whatever the minute, the hourly series has 24 points, each starting on a whole hour, the last
     /// one holding now.
