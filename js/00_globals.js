@@ -9,6 +9,7 @@ const {
   ArrayPrototypeIncludes,
   ArrayPrototypePush,
   FunctionPrototypeApply,
+  FunctionPrototypeBind,
   FunctionPrototypeCall,
   Number,
   NumberIsFinite,
@@ -495,5 +496,12 @@ core.defineGlobalProperties(globalThis, {
   SubtleCrypto: core.propNonEnumerableLazyLoaded((m) => m.SubtleCrypto, loadWebCrypto),
 });
 define("console", makeConsole());
+// Math.random draws from a generator seeded from the OS for every step (`ops.rs`): V8's own is seeded
+// once per process, and every step process a worker forks starts from the same isolate.
+{
+  const random = FunctionPrototypeBind(core.ops.op_codestep_math_random, undefined);
+  ObjectDefineProperty(random, "name", { value: "random" });
+  ObjectDefineProperty(Math, "random", { value: random, writable: true, enumerable: false, configurable: true });
+}
 
 export { webidl, url, domException, event, abortSignal, encoding, file, consoleImpl, loadWebCrypto, streams, streamsLoaded };

@@ -24,6 +24,7 @@ deno_core::extension!(
         op_codestep_fetch_abort,
         op_codestep_log,
         op_codestep_random_fill,
+        op_codestep_math_random,
         op_codestep_require,
         op_codestep_module_source,
         op_codestep_env,

@@ -21,6 +21,7 @@ mod audit;
 mod clone;
 mod console;
 mod extension;
+mod forking;
 mod gateway;
 mod host;
 pub mod ipc;

@@ -158,6 +158,28 @@ pub fn op_codestep_log(
     Ok(())
 }
 
+thread_local! {
+    /// The generator behind `Math.random` (`js/00_globals.js`), seeded from the OS for every step.
+    static MATH_RANDOM: RefCell<Option<rand::rngs::StdRng>> = const { RefCell::new(None) };
+}
+
+/// Seeds `Math.random` anew for a step. V8's own generator is seeded once per process, so in a step
+/// process forked from a worker holding one prepared isolate, every step would draw the same numbers.
+pub fn reseed_math_random() {
+    use rand::SeedableRng;
+    MATH_RANDOM.with(|r| *r.borrow_mut() = Some(rand::rngs::StdRng::from_entropy()));
+}
+
+#[op2(fast)]
+pub fn op_codestep_math_random() -> f64 {
+    use rand::{Rng, SeedableRng};
+    MATH_RANDOM.with(|r| {
+        r.borrow_mut()
+            .get_or_insert_with(rand::rngs::StdRng::from_entropy)
+            .gen::<f64>()
+    })
+}
+
 #[op2(fast)]
 pub fn op_codestep_random_fill(
     state: &mut OpState,

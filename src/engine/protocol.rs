@@ -224,6 +224,8 @@ pub enum ToWorker {
         /// Without a package snapshot: start from the built-in snapshot that holds deno_web's
         /// streams (set when the server has a package directory).
         streams_in_snapshot: bool,
+        /// Run each step in a process of its own, forked from this one (see `worker`).
+        process_per_step: bool,
     },
     Run(Box<Job>),
     Gateway(GatewayMsg),
@@ -251,9 +253,13 @@ impl Payload for ToWorker {
 /// Worker process to supervisor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromWorker {
-    /// Set up, confined (when asked) and waiting for a step.
+    /// Set up, confined (when asked) and waiting for a step. Sent again after each `Done` by a worker
+    /// that runs each step in a process of its own, by the process that runs the next step.
     Ready {
         sandboxed: bool,
+        /// The process that runs the next step, when it is not the worker process itself.
+        #[serde(default)]
+        pid: Option<u32>,
     },
     Host(HostMsg),
     /// Part of the heap snapshot asked for by `Job::audit_heap`.

@@ -119,6 +119,22 @@ pub fn init_platform() {
     ONCE.call_once(|| JsRuntime::init_platform(None));
 }
 
+/// V8 flags that go with [`init_single_threaded_platform`]: V8 posts no task to a worker thread.
+pub const SINGLE_THREADED_FLAGS: &str = "--single-threaded";
+
+/// Initialises V8 with a platform that has no threads of its own, for a worker process that forks:
+/// `fork` copies only the calling thread, so a platform thread (and any lock it held) would be missing
+/// in the child. Garbage collection and compilation run on the isolate's thread, which on a worker's
+/// one core is where they would compete anyway. The flags in [`SINGLE_THREADED_FLAGS`] must be set first.
+pub fn init_single_threaded_platform() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        JsRuntime::init_platform(Some(
+            deno_core::v8::new_single_threaded_default_platform(false).make_shared(),
+        ))
+    });
+}
+
 /// ArrayBuffer memory lives outside the V8 heap, so the heap limit does not see it. This budget counts
 /// it and refuses allocations past the step's memory limit; V8 then throws a `RangeError` in JS.
 pub struct BufferBudget {

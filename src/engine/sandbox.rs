@@ -170,8 +170,35 @@ pub fn available() -> Result<(), String> {
 /// On `Err` nothing may have been installed, or (for [`SandboxError::Install`] with `partly_confined`)
 /// only part of it: either way the process must not run a step.
 pub fn confine() -> Result<(), SandboxError> {
+    install(Part::Whole)
+}
+
+/// Confines a worker that forks a process for each step: every refusal but those of
+/// [`confine_step_process`], which a step process adds before it runs anything of a step. The worker
+/// itself runs no step code; it only forks and waits.
+pub fn confine_forking() -> Result<(), SandboxError> {
+    install(Part::Forking)
+}
+
+/// In a step process forked by a worker confined with [`confine_forking`]: adds the refusals the
+/// worker lacks (making processes; signals and resource limits aimed at another process, this
+/// process's pid built in). With the inherited filters, the process is then confined as by [`confine`].
+pub fn confine_step_process() -> Result<(), SandboxError> {
     let arch = target_arch().ok_or(SandboxError::UnsupportedArch(std::env::consts::ARCH))?;
-    let filters = build_filters(arch, current_pid())?;
+    let filters = build_part(arch, current_pid(), Part::StepProcess)?;
+    for (filter, program) in filters.iter() {
+        seccompiler::apply_filter_all_threads(program).map_err(|source| SandboxError::Install {
+            filter,
+            partly_confined: true,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn install(part: Part) -> Result<(), SandboxError> {
+    let arch = target_arch().ok_or(SandboxError::UnsupportedArch(std::env::consts::ARCH))?;
+    let filters = build_part(arch, current_pid(), part)?;
     // Before the filters, so that no isolate is ever seeded from the clock.
     deno_core::v8::V8::set_entropy_source(v8_entropy);
     // SAFETY: PR_SET_NO_NEW_PRIVS takes no pointers.
@@ -461,14 +488,49 @@ fn audit_arch(arch: TargetArch) -> u32 {
 ///
 /// Each filter sees every call; the kernel applies the strictest answer, and no call is answered by two.
 fn build_filters(arch: TargetArch, pid: libc::pid_t) -> Result<Filters, SandboxError> {
+    build_part(arch, pid, Part::Whole)
+}
+
+/// Which refusals a filter holds: all of them, or the two halves a forking worker splits them into.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Whole,
+    /// All but [`per_process`]'s: for the worker that forks a process per step.
+    Forking,
+    /// Only [`per_process`]'s, for the step process: added to the filters it inherits.
+    StepProcess,
+}
+
+/// The refusals that a worker forking step processes cannot have itself (making processes), or that
+/// name a process (signals and resource limits aimed at anything but the caller): the step process
+/// installs them, with its own pid, on top of the filters it inherits.
+fn per_process(name: &str, when: When) -> bool {
+    matches!(
+        when,
+        When::CloneNotThread | When::PidNotSelf(_) | When::PidNotZeroOrSelf(_)
+    ) || matches!(name, "fork" | "vfork")
+}
+
+fn build_part(arch: TargetArch, pid: libc::pid_t, part: Part) -> Result<Filters, SandboxError> {
     let mut refused: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for (_, nr, when) in refusals() {
-        refused.insert(nr, rules(when, pid)?);
+    for (name, nr, when) in refusals() {
+        let included = match part {
+            Part::Whole => true,
+            Part::Forking => !per_process(name, when),
+            Part::StepProcess => per_process(name, when),
+        };
+        if included {
+            refused.insert(nr, rules(when, pid)?);
+        }
     }
     let eperm = SeccompAction::Errno(libc::EPERM as u32);
     let enosys = SeccompAction::Errno(libc::ENOSYS as u32);
     let main: BpfProgram =
         SeccompFilter::new(refused, SeccompAction::Allow, eperm, arch)?.try_into()?;
+    if part == Part::StepProcess {
+        // The other two are inherited.
+        return Ok(vec![("per-process-calls", main)]);
+    }
     let clone3: BpfProgram = SeccompFilter::new(
         BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
         SeccompAction::Allow,
@@ -1019,6 +1081,10 @@ fn probes() -> Vec<(&'static str, bool, Probe)> {
     }));
     v.push(("kill(other pid, 0)", true, || {
         refused(unsafe { syscall(libc::SYS_kill, NO_PID, 0 as L) })
+    }));
+    // The worker that forked this step process, or the supervisor of a worker that runs steps itself.
+    v.push(("kill(parent, 0)", true, || {
+        refused(unsafe { syscall(libc::SYS_kill, libc::getppid() as L, 0 as L) })
     }));
     v.push(("tgkill(other pid)", true, || {
         refused(unsafe { syscall(libc::SYS_tgkill, NO_PID, NO_PID, 0 as L) })

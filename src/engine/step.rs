@@ -248,6 +248,7 @@ pub fn run_keeping(
     audit: Option<HeapSink<'_>>,
 ) -> (Outcome, Option<Spent>) {
     let limits = job.limits.clone();
+    super::ops::reseed_math_random();
     // deno_core needs a tokio context while it creates the runtime and whenever V8 posts tasks.
     let _enter = rt.enter();
     let prepared = match prepared {

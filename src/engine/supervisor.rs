@@ -52,6 +52,7 @@ async fn make_package_snapshot(
         preload: Some(preload.clone()),
         snapshot: Vec::new(),
         streams_in_snapshot: false,
+        process_per_step: false,
     });
     let result = match tokio::time::timeout(PRELOAD_TIMEOUT, maker.from.recv()).await {
         Ok(Some(FromWorker::Snapshot { blob, modules })) if !blob.is_empty() => {
@@ -231,11 +232,11 @@ impl Slot {
                 // Between steps the worker is still watched: an idle worker has no reason to grow or
                 // to use CPU time, and one that does is replaced before it gets another step.
                 let idle = self.monitor.watch(Watch {
-                    pid: worker.pid as i32,
+                    pid: worker.step_pid as i32,
                     idle: true,
                     max_rss: worker.idle_limit(&self.shared),
                     max_cpu: IDLE_CPU,
-                    cpu_start: monitor::cpu_time(worker.pid as i32).unwrap_or_default(),
+                    cpu_start: monitor::cpu_time(worker.step_pid as i32).unwrap_or_default(),
                     kill_at: Instant::now() + Duration::from_secs(365 * 24 * 3600),
                 });
                 let task = match pending.take() {
@@ -275,7 +276,7 @@ impl Slot {
                     Task::Step { request, reply } => {
                         let (result, alive) = worker.run(*request, &self).await;
                         let _ = reply.send(result);
-                        alive
+                        alive && worker.next_step_process().await
                     }
                     Task::Probe { reply } => {
                         let r = worker.probe().await;
@@ -289,7 +290,7 @@ impl Slot {
                 }
                 // A worker whose idle memory crept up is replaced, so the baseline the monitor
                 // measures from stays honest.
-                if monitor::resident_bytes(worker.pid as i32)
+                if monitor::resident_bytes(worker.step_pid as i32)
                     .is_some_and(|rss| rss > worker.idle_limit(&self.shared))
                 {
                     worker.stop().await;
@@ -325,6 +326,8 @@ fn fail(task: Task, message: String) {
 struct Worker {
     child: tokio::process::Child,
     pid: u32,
+    /// The process that runs the next step: `pid`, or the step process it forked for it.
+    step_pid: u32,
     to: mpsc::UnboundedSender<ipc::Outgoing>,
     /// Bytes sent to the worker that are not on the socket yet.
     unread: Arc<std::sync::atomic::AtomicUsize>,
@@ -426,6 +429,7 @@ impl Worker {
         Ok(Worker {
             child,
             pid,
+            step_pid: pid,
             to,
             unread,
             from,
@@ -458,9 +462,10 @@ impl Worker {
             preload: None,
             snapshot,
             streams_in_snapshot: slot.shared.config.packages.is_some(),
+            process_per_step: process_per_step(&slot.shared),
         });
         match tokio::time::timeout(START_TIMEOUT, worker.from.recv()).await {
-            Ok(Some(FromWorker::Ready { .. })) => {}
+            Ok(Some(FromWorker::Ready { pid, .. })) => worker.step_pid = pid.unwrap_or(worker.pid),
             Ok(_) => {
                 let why = worker.died().await;
                 return Err(std::io::Error::other(format!(
@@ -474,8 +479,27 @@ impl Worker {
                 return Err(std::io::Error::other("the worker did not start in time"));
             }
         }
-        worker.baseline = monitor::resident_bytes(pid as i32).unwrap_or(0);
+        let _ = pid;
+        worker.baseline = monitor::resident_bytes(worker.step_pid as i32).unwrap_or(0);
         Ok(worker)
+    }
+
+    /// After a step: waits for the process that runs the next one to say `Ready`, when each step
+    /// runs in a process of its own. False when it does not come: the worker is done.
+    async fn next_step_process(&mut self) -> bool {
+        if self.step_pid == self.pid {
+            return true;
+        }
+        match tokio::time::timeout(START_TIMEOUT, self.from.recv()).await {
+            Ok(Some(FromWorker::Ready { pid: Some(pid), .. })) if pid != self.step_pid => {
+                self.step_pid = pid;
+                // The process that was sent package sources is gone.
+                self.sent.clear();
+                self.baseline = monitor::resident_bytes(pid as i32).unwrap_or(0);
+                true
+            }
+            _ => false,
+        }
     }
 
     fn send(&self, msg: ToWorker) {
@@ -523,7 +547,7 @@ impl Worker {
                 file.cached = true;
             }
         }
-        let pid = self.pid as i32;
+        let pid = self.step_pid as i32;
         let watched = slot.monitor.watch(Watch {
             pid,
             idle: false,
@@ -681,6 +705,13 @@ struct Death {
     status: String,
     out_of_memory: bool,
     excerpt: Option<String>,
+}
+
+/// Whether a server's workers fork a process for each step. Not with a package directory: its
+/// sources and their compiled code are kept by a worker process from step to step, and a step
+/// process would lose them when it ends.
+fn process_per_step(shared: &Shared) -> bool {
+    shared.config.packages.is_none()
 }
 
 fn describe(status: std::process::ExitStatus) -> String {

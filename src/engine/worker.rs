@@ -14,7 +14,7 @@ use super::ipc;
 use super::protocol::{FromWorker, ToWorker};
 use super::step::{self, Link};
 use super::watchdog::Watchdog;
-use super::{preload, runtime, sandbox};
+use super::{forking, preload, runtime, sandbox};
 
 /// The first argument that makes the binary a worker (see `run_if_worker`).
 pub const WORKER_ARG: &str = "__codestep-worker";
@@ -39,6 +39,8 @@ pub mod exit {
     pub const PROTOCOL: i32 = 72;
     /// The preloaded packages could not be made into a snapshot (the reason is on stderr).
     pub const PRELOAD: i32 = 73;
+    /// A step process ran its step: its worker forks the next one.
+    pub const STEP_DONE: i32 = 74;
 }
 
 /// V8 flags of a worker process, whose isolates each live for one step. Without Sparkplug, V8 no
@@ -57,9 +59,6 @@ fn main() -> i32 {
     unsafe {
         libc::syscall(libc::SYS_close_range, SOCKET_FD as u32 + 1, u32::MAX, 0);
     }
-    // Process-wide, so before V8 starts.
-    deno_core::v8::V8::set_flags_from_string(V8_FLAGS);
-    runtime::init_platform();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Web Crypto runs its algorithms on this runtime's blocking threads: one, so a step that
@@ -120,10 +119,22 @@ fn main() -> i32 {
         preload,
         snapshot,
         streams_in_snapshot,
+        process_per_step,
     }) = rt.block_on(async { incoming.lock().await.recv().await })
     else {
         return exit::PROTOCOL;
     };
+    // Process-wide, so before V8 starts; no isolate exists yet, and this runtime has no thread.
+    if process_per_step {
+        deno_core::v8::V8::set_flags_from_string(&format!(
+            "{V8_FLAGS} {}",
+            runtime::SINGLE_THREADED_FLAGS
+        ));
+        runtime::init_single_threaded_platform();
+    } else {
+        deno_core::v8::V8::set_flags_from_string(V8_FLAGS);
+        runtime::init_platform();
+    }
     if let Some(p) = preload {
         // The process that makes the package snapshot: confined first, as the package code runs
         // here; no other isolate exists in it (see `preload`).
@@ -160,24 +171,128 @@ fn main() -> i32 {
     if installed.is_err() {
         return exit::PROTOCOL;
     }
-    let watchdog = match Watchdog::start("codestep-watch".into()) {
-        Ok(w) => w,
-        Err(_) => return exit::SETUP,
-    };
+    if process_per_step {
+        if let Err(e) = forking::warm_lazy_scripts() {
+            eprintln!("codestep worker: {e}");
+            return exit::SETUP;
+        }
+        // The isolate every step process starts from: made here once, never entered by a step.
+        let Ok(prepared) = step::prepare(heap_bytes, &rt) else {
+            return exit::SETUP;
+        };
+        if let Err(e) = forking::inherit_all_memory() {
+            eprintln!("codestep worker: cannot prepare to fork step processes: {e}");
+            return exit::SETUP;
+        }
+        if confine {
+            if let Err(e) = sandbox::confine_forking() {
+                eprintln!("codestep worker: cannot confine this process: {e}");
+                return exit::SANDBOX;
+            }
+        }
+        let zygote = std::process::id();
+        loop {
+            // SAFETY: this process has one thread (V8's platform has none, the runtime is
+            // current-thread and has spawned no blocking thread), so the child gets every lock free.
+            let pid = unsafe { libc::fork() };
+            if pid < 0 {
+                return exit::SETUP;
+            }
+            if pid == 0 {
+                // The step process: it dies with the worker, and the worker waits for it.
+                // SAFETY: prctl and getppid take no pointers.
+                unsafe {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    if libc::getppid() as u32 != zygote {
+                        libc::_exit(exit::SETUP);
+                    }
+                }
+                let code = serve(
+                    &rt,
+                    incoming,
+                    send,
+                    send_now,
+                    heap_bytes,
+                    confine,
+                    Some(prepared),
+                    true,
+                );
+                // SAFETY: as after a step (see `serve`).
+                unsafe { libc::_exit(code) };
+            }
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    return exit::SETUP;
+                }
+            }
+            if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == exit::STEP_DONE {
+                continue;
+            }
+            // The step process ended otherwise: this worker ends the same way, so the supervisor
+            // sees how (a signal, V8's out-of-memory abort) and starts another.
+            if libc::WIFSIGNALED(status) {
+                // SAFETY: signals this process itself.
+                unsafe {
+                    libc::signal(libc::WTERMSIG(status), libc::SIG_DFL);
+                    libc::kill(libc::getpid(), libc::WTERMSIG(status));
+                }
+            }
+            return if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                exit::SETUP
+            };
+        }
+    }
     // An isolate that lives as long as the process and never runs anything. V8 tears its per-process
     // isolate group down (the read-only heap, the compile task executor) whenever its last isolate goes,
     // which here would be after every step; with this one alive, each step's isolate shares them
     // instead of building them again. It is made first and dropped last, as isolates on one thread must be.
     let _anchor = step::prepare(ANCHOR_HEAP_BYTES, &rt).ok();
     // The first isolate is made before confinement, so that whatever V8 sets up once is in place.
-    let mut prepared = step::prepare(heap_bytes, &rt).ok();
+    let prepared = step::prepare(heap_bytes, &rt).ok();
+    serve(
+        &rt, incoming, send, send_now, heap_bytes, confine, prepared, false,
+    )
+}
+
+/// Confines this process, says `Ready` and runs steps: in a worker that forks a process per step,
+/// one step, after which it returns `exit::STEP_DONE`.
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    rt: &tokio::runtime::Runtime,
+    incoming: Rc<tokio::sync::Mutex<mpsc::UnboundedReceiver<ToWorker>>>,
+    send: impl Fn(FromWorker) + 'static,
+    send_now: impl Fn(&tokio::runtime::Runtime, FromWorker),
+    heap_bytes: usize,
+    confine: bool,
+    mut prepared: Option<step::Prepared>,
+    one_step: bool,
+) -> i32 {
     if confine {
-        if let Err(e) = sandbox::confine() {
+        let confined = if one_step {
+            sandbox::confine_step_process()
+        } else {
+            sandbox::confine()
+        };
+        if let Err(e) = confined {
             eprintln!("codestep worker: cannot confine this process: {e}");
             return exit::SANDBOX;
         }
     }
-    send_now(&rt, FromWorker::Ready { sandboxed: confine });
+    let watchdog = match Watchdog::start("codestep-watch".into()) {
+        Ok(w) => w,
+        Err(_) => return exit::SETUP,
+    };
+    send_now(
+        rt,
+        FromWorker::Ready {
+            sandboxed: confine,
+            pid: one_step.then(std::process::id),
+        },
+    );
     let send = Rc::new(send);
 
     loop {
@@ -211,19 +326,18 @@ fn main() -> i32 {
                         data: chunk.to_vec(),
                     })
                 };
-                let (outcome, spent) = step::run_keeping(
-                    *job,
-                    link,
-                    &rt,
-                    &watchdog,
-                    prepared.take(),
-                    Some(&mut audit),
-                );
+                let (outcome, spent) =
+                    step::run_keeping(*job, link, rt, &watchdog, prepared.take(), Some(&mut audit));
                 // On the socket before the next isolate is made, so the supervisor is not kept waiting.
-                send_now(&rt, FromWorker::Done(Box::new(outcome)));
+                send_now(rt, FromWorker::Done(Box::new(outcome)));
+                if one_step {
+                    // Nothing of this process is needed again: no isolate teardown, no destructors.
+                    // SAFETY: _exit ends the process at once; the result is on the socket.
+                    unsafe { libc::_exit(exit::STEP_DONE) };
+                }
                 // Torn down off the step's path, and before the next isolate exists.
                 drop(spent);
-                prepared = step::prepare(heap_bytes, &rt).ok();
+                prepared = step::prepare(heap_bytes, rt).ok();
             }
             // A late message for a step that already ended.
             ToWorker::Gateway(_) => {}

@@ -317,6 +317,14 @@ fn a_worker_killed_mid_step_fails_that_step_alone() {
         let f: Vec<&str> = rest.split_whitespace().collect();
         f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
     };
+    // A worker that forks a process per step runs the step there: count both, kill the busy one.
+    let with_children = |pid: u32| -> Vec<u32> {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        std::iter::once(pid)
+            .chain(children.split_whitespace().filter_map(|c| c.parse().ok()))
+            .collect()
+    };
     let before: Vec<u64> = pids.iter().map(|p| cpu(*p)).collect();
     let base = serve.base.clone();
     let victim = std::thread::spawn(move || {
@@ -344,14 +352,20 @@ fn a_worker_killed_mid_step_fails_that_step_alone() {
         )
     });
     std::thread::sleep(Duration::from_millis(700));
-    // The busy worker is the one burning CPU.
-    let busy = pids
+    // The busy process is the one burning CPU: a worker, or the step process it forked.
+    let (busy, worker) = pids
         .iter()
-        .zip(&before)
-        .max_by_key(|(p, b)| cpu(**p).saturating_sub(**b))
-        .map(|(p, _)| *p)
+        .flat_map(|w| with_children(*w).into_iter().map(move |p| (p, *w)))
+        .max_by_key(|(p, _)| {
+            let was = pids
+                .iter()
+                .zip(&before)
+                .find(|(w, _)| *w == p)
+                .map_or(0, |(_, b)| *b);
+            cpu(*p).saturating_sub(was)
+        })
         .unwrap();
-    // SAFETY: killing a worker process of the server under test.
+    // SAFETY: killing a process of the server under test.
     unsafe { libc::kill(busy as i32, libc::SIGKILL) };
     let (_, v) = victim.join().unwrap();
     assert_eq!(kind(&v), "internal", "{v}");
@@ -366,7 +380,10 @@ fn a_worker_killed_mid_step_fails_that_step_alone() {
         "the step on the other worker: {o}"
     );
     let replaced = workers(&serve, 2);
-    assert!(!replaced.contains(&busy), "the killed worker was replaced");
+    assert!(
+        !replaced.contains(&worker),
+        "the worker whose step was killed was replaced"
+    );
     let (status, health) = serve.call("GET", "/health", OP, None);
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["workers_alive"], json!(2), "{health}");
@@ -507,10 +524,21 @@ fn no_worker_memory_ever_holds_a_secret() {
         memory_contains(std::process::id(), SECRET.as_bytes()),
         "positive control: the supervisor's memory must hold the secret"
     );
-    for pid in pids {
+    // A worker that forks a process per step: the step process waiting for the next step too.
+    let children = |pid: u32| -> Vec<u32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect()
+    };
+    for pid in pids
+        .iter()
+        .flat_map(|w| std::iter::once(*w).chain(children(*w)))
+    {
         assert!(
             !memory_contains(pid, SECRET.as_bytes()),
-            "worker {pid}'s memory holds a connector secret"
+            "worker process {pid}'s memory holds a connector secret"
         );
     }
     drop(c);

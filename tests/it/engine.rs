@@ -281,6 +281,102 @@ fn nothing_survives_from_one_step_to_the_next_in_a_worker_process() {
     assert_eq!(exec.worker_pids(), pid, "the same worker ran every step");
 }
 
+/// The processes a worker forked that are alive now (a worker forks one per step; the one that waits
+/// for the next step is alive between steps).
+fn step_processes(worker: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{worker}/task/{worker}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn seccomp_mode(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:").map(|v| v.trim().to_string()))
+}
+
+/// A worker runs each step in a process it forks from itself, from an isolate made once: every step
+/// process ends with its step, a new one waits for the next, and the worker and each step process are
+/// confined.
+#[test]
+fn each_step_runs_in_a_process_of_its_own_and_ends_with_it() {
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        mode: crate::support::process_mode(),
+        ..Default::default()
+    })
+    .expect("executor");
+    let run = || {
+        let r = exec.run_blocking(StepRequest::new("export default () => 1", Value::Null));
+        assert!(r.ok, "{r:?}");
+    };
+    run();
+    let worker = exec.worker_pids()[0];
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let waiting = step_processes(worker);
+        assert_eq!(waiting.len(), 1, "one step process waits: {waiting:?}");
+        assert_eq!(
+            seccomp_mode(waiting[0]).as_deref(),
+            Some("2"),
+            "the step process is confined"
+        );
+        seen.push(waiting[0]);
+        run();
+        // The process that ran the step is gone (reaped by the worker), and another waits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::path::Path::new(&format!("/proc/{}", seen[seen.len() - 1])).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the step process outlived its step"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        3,
+        "each step had a process of its own: {seen:?}"
+    );
+    assert_eq!(exec.worker_pids(), vec![worker], "the worker itself stayed");
+    assert_eq!(
+        seccomp_mode(worker).as_deref(),
+        Some("2"),
+        "the worker is confined"
+    );
+}
+
+/// `Math.random` is seeded for every step: steps forked from one prepared isolate would otherwise all
+/// draw the same sequence (V8 seeds its own generator once per process).
+#[test]
+fn each_step_draws_its_own_random_numbers() {
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        mode: crate::support::process_mode(),
+        ..Default::default()
+    })
+    .expect("executor");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let r = exec.run_blocking(StepRequest::new(
+            "export default () => [Math.random(), Math.random(), Math.random.name, Math.random.length]",
+            Value::Null,
+        ));
+        let out = r.output_value().expect("output");
+        assert_eq!(out[2], json!("random"));
+        assert_eq!(out[3], json!(0));
+        for v in [&out[0], &out[1]] {
+            let x = v.as_f64().expect("a number");
+            assert!((0.0..1.0).contains(&x), "{x}");
+            assert!(seen.insert(x.to_bits()), "a number came twice: {x}");
+        }
+    }
+}
+
 #[test]
 fn fetch_without_connectors_is_blocked_with_a_type_error() {
     let res = run(
