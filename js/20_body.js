@@ -26,7 +26,6 @@ const {
   DataViewPrototypeGetByteLength,
   DataViewPrototypeGetByteOffset,
   JSONParse,
-  MathRandom,
   NumberPrototypeToString,
   ObjectDefineProperties,
   ObjectGetOwnPropertyDescriptor,
@@ -691,7 +690,9 @@ function normalizeNewlines(s) {
 function randomBoundary() {
   let s = "";
   for (let i = 0; i < 3; i++) {
-    s += StringPrototypeSlice(NumberPrototypeToString(MathRandom(), 16), 2);
+    // The op, not primordials' Math.random: V8's own generator starts every step process forked
+    // from one worker in the same state, so each step's first boundary would be the same.
+    s += StringPrototypeSlice(NumberPrototypeToString(core.ops.op_codestep_math_random(), 16), 2);
   }
   return "----codestep-formdata-" + StringPrototypeSlice(s, 0, 32);
 }

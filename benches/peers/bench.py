@@ -38,8 +38,8 @@ def log(*a):
 # --- processes and memory -------------------------------------------------------------------------
 
 
-def children(pid):
-    """pid and all its descendants."""
+def children(pid, direct=False):
+    """pid and all its descendants (or, with direct, only its children)."""
     by_parent = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -50,6 +50,8 @@ def children(pid):
         except (OSError, IndexError, ValueError):
             continue
         by_parent.setdefault(ppid, []).append(int(d))
+    if direct:
+        return by_parent.get(pid, [])
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
@@ -87,25 +89,29 @@ class Server:
             wait_port(port, self)
 
     def pss_tree(self):
-        """Total PSS (KiB) of the server and its children, and (PSS, private KiB) of each child."""
-        procs = children(self.p.pid)
-        total = 0
+        """Total PSS (KiB) of the server and its descendants, and (PSS, private KiB) of each child with
+        its own descendants (a codestep worker and the step process it forked)."""
+        total = rollup(self.p.pid)[0]
         kids = []
-        for p in procs:
-            pss, priv = rollup(p)
+        for c in children(self.p.pid, direct=True):
+            pss = priv = 0
+            for p in children(c):
+                one = rollup(p)
+                pss += one[0]
+                priv += one[1]
             total += pss
-            if p != self.p.pid:
-                kids.append((pss, priv))
+            kids.append((pss, priv))
         return total, kids
 
     def cpu_s(self):
-        """CPU seconds (user + system) used so far by the server and its live children."""
+        """CPU seconds (user + system) used so far by the server and its live descendants, and by the
+        children they reaped (a codestep worker reaps the process it forked for each step)."""
         ticks = 0
         for p in children(self.p.pid):
             try:
                 with open(f"/proc/{p}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])
+                ticks += sum(int(v) for v in fields[11:15])
             except (OSError, IndexError, ValueError):
                 pass
         return ticks / os.sysconf("SC_CLK_TCK")
@@ -406,9 +412,9 @@ def report(a, systems, load, mem):
             fmt(med([r["per_step"] for r in mem[s]])) for s in systems) + " |")
         print("| idle PSS, all processes (MiB; codestep: a ready isolate in each of N workers) | " + " | ".join(
             fmt(med([r["idle"] for r in mem[s]]), 1) for s in systems) + " |")
-        print("| PSS per worker process at peak: one more concurrent step, all counted (MiB) | " + " | ".join(
+        print("| PSS per worker at peak (with the step process it forked): one more concurrent step, all counted (MiB) | " + " | ".join(
             fmt(med([r["worker_pss"] for r in mem[s]]), 1) for s in systems) + " |")
-        print("| private memory per worker process at peak (MiB) | " + " | ".join(
+        print("| private memory per worker at peak (with its step process) (MiB) | " + " | ".join(
             fmt(med([r["worker_private"] for r in mem[s]]), 1) for s in systems) + " |")
     if load and "cs-serve" in systems:
         peers = [s for s in systems if s != "cs-serve"]

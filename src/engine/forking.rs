@@ -37,10 +37,21 @@ pub fn inherit_all_memory() -> std::io::Result<()> {
                 }
             }
         } else if let Some((start, end)) = mapping_range(line) {
+            // Memory a step process could write and the worker, or the next step process, read.
+            if line.split_whitespace().nth(1).is_some_and(shared_writable) {
+                return Err(std::io::Error::other(format!(
+                    "a shared writable mapping would be shared with every step process: {line}"
+                )));
+            }
             range = Some((start, end));
         }
     }
     Ok(())
+}
+
+fn shared_writable(perms: &str) -> bool {
+    let p = perms.as_bytes();
+    p.len() == 4 && p[1] == b'w' && p[3] == b's'
 }
 
 /// The address range of an `smaps` mapping's first line (`start-end perms offset dev inode path`).
@@ -113,5 +124,8 @@ mod tests {
         );
         assert_eq!(mapping_range("Size:                4 kB"), None);
         assert_eq!(mapping_range("VmFlags: rd wr mr mw me dc ac sd"), None);
+        assert!(shared_writable("rw-s"));
+        assert!(!shared_writable("rw-p"));
+        assert!(!shared_writable("r--s"));
     }
 }

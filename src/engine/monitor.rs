@@ -31,6 +31,9 @@ pub enum Kill {
 
 pub struct Watch {
     pub pid: i32,
+    /// A pidfd of `pid`, for a process the supervisor did not start (a step process its worker forked
+    /// and reaps): signals go through it, so a pid reused after the worker reaped it is never hit.
+    pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,
     /// A busy worker is looked at every `TICK`; an idle one every `IDLE_TICK`.
     pub idle: bool,
     /// Resident bytes the worker may reach.
@@ -165,9 +168,7 @@ impl Monitor {
                     None
                 };
                 if let Some(v) = verdict {
-                    // SAFETY: kill(2) on a pid we started and have not yet reaped (the watch ends
-                    // before the supervisor waits for the process), so the pid is still ours.
-                    unsafe { libc::kill(w.pid, libc::SIGKILL) };
+                    kill(w);
                     *slot = Some(v);
                 }
             }
@@ -178,6 +179,30 @@ impl Monitor {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+}
+
+fn kill(w: &Watch) {
+    use std::os::fd::AsRawFd;
+    match &w.pidfd {
+        // SAFETY: pidfd_send_signal on a pidfd we hold; it names that process only, alive or not.
+        Some(fd) => unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+        },
+        // kill(0) and kill(-1) would reach the supervisor's process group and every process of its
+        // user: a worker's pid is never one of them, and is not signalled if it were.
+        None if w.pid <= 1 => {}
+        // SAFETY: kill(2) on a pid we started and have not yet reaped (the watch ends before the
+        // supervisor waits for the process), so the pid is still ours.
+        None => unsafe {
+            libc::kill(w.pid, libc::SIGKILL);
+        },
     }
 }
 

@@ -229,6 +229,9 @@ pub enum ToWorker {
     },
     Run(Box<Job>),
     Gateway(GatewayMsg),
+    /// After `Done`: nothing more of that step follows. A step process reads up to here before it
+    /// exits, so the next one starts reading at a frame boundary.
+    End,
     /// Test hook: try every call the sandbox refuses and report each result.
     ProbeSandbox,
 }
@@ -253,13 +256,15 @@ impl Payload for ToWorker {
 /// Worker process to supervisor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromWorker {
-    /// Set up, confined (when asked) and waiting for a step. Sent again after each `Done` by a worker
-    /// that runs each step in a process of its own, by the process that runs the next step.
+    /// Set up, confined (when asked) and waiting for a step. Sent again after each `End` by a worker
+    /// that runs each step in a process of its own, by the process that runs the next step (the
+    /// supervisor finds that process from the kernel, never from a message).
     Ready {
         sandboxed: bool,
-        /// The process that runs the next step, when it is not the worker process itself.
+        /// Sent by a worker before it ran anything of a step, so the supervisor can trust it: this
+        /// worker forks a process for each step and sends `Ready` again after each `End`.
         #[serde(default)]
-        pid: Option<u32>,
+        forks: bool,
     },
     Host(HostMsg),
     /// Part of the heap snapshot asked for by `Job::audit_heap`.

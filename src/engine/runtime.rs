@@ -119,13 +119,12 @@ pub fn init_platform() {
     ONCE.call_once(|| JsRuntime::init_platform(None));
 }
 
-/// V8 flags that go with [`init_single_threaded_platform`]: V8 posts no task to a worker thread.
-pub const SINGLE_THREADED_FLAGS: &str = "--single-threaded";
-
-/// Initialises V8 with a platform that has no threads of its own, for a worker process that forks:
-/// `fork` copies only the calling thread, so a platform thread (and any lock it held) would be missing
-/// in the child. Garbage collection and compilation run on the isolate's thread, which on a worker's
-/// one core is where they would compete anyway. The flags in [`SINGLE_THREADED_FLAGS`] must be set first.
+/// Initialises V8 once per process with a platform that has no thread of its own, for a worker that
+/// forks a process per step (`--single-threaded` must be set first). `fork` copies only the calling
+/// thread: a platform thread idle in the worker would be missing in the step process, and the first
+/// task posted to it would wake a waiter that does not exist there (V8's mutex aborts the process).
+/// With no worker threads V8 does garbage collection and compilation on the isolate's thread, which on
+/// a worker's one core is where it would compete anyway.
 pub fn init_single_threaded_platform() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -9,7 +9,7 @@
 //! back off exponentially, so a crash loop cannot spin.
 
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -105,6 +105,8 @@ const INBOX: usize = 4;
 const MAX_UNREAD: usize = 16 << 20;
 /// CPU time an idle worker may use between two steps (making its next isolate takes a few ms).
 const IDLE_CPU: Duration = Duration::from_secs(2);
+/// How long a step process may take to exit after `End`.
+const STEP_EXIT: Duration = Duration::from_secs(2);
 
 /// What `ProbeSandbox` found: each refused call, and `None` when it was refused as it should be.
 pub type Probed = Result<Vec<(String, Option<String>)>, String>;
@@ -231,12 +233,14 @@ impl Slot {
             loop {
                 // Between steps the worker is still watched: an idle worker has no reason to grow or
                 // to use CPU time, and one that does is replaced before it gets another step.
+                let (pid, pidfd) = worker.watched();
                 let idle = self.monitor.watch(Watch {
-                    pid: worker.step_pid as i32,
+                    pid,
+                    pidfd,
                     idle: true,
                     max_rss: worker.idle_limit(&self.shared),
                     max_cpu: IDLE_CPU,
-                    cpu_start: monitor::cpu_time(worker.step_pid as i32).unwrap_or_default(),
+                    cpu_start: monitor::cpu_time(pid).unwrap_or_default(),
                     kill_at: Instant::now() + Duration::from_secs(365 * 24 * 3600),
                 });
                 let task = match pending.take() {
@@ -276,7 +280,7 @@ impl Slot {
                     Task::Step { request, reply } => {
                         let (result, alive) = worker.run(*request, &self).await;
                         let _ = reply.send(result);
-                        alive && worker.next_step_process().await
+                        alive && worker.next_step_process(&self).await
                     }
                     Task::Probe { reply } => {
                         let r = worker.probe().await;
@@ -290,7 +294,7 @@ impl Slot {
                 }
                 // A worker whose idle memory crept up is replaced, so the baseline the monitor
                 // measures from stays honest.
-                if monitor::resident_bytes(worker.step_pid as i32)
+                if monitor::resident_bytes(worker.watched().0)
                     .is_some_and(|rss| rss > worker.idle_limit(&self.shared))
                 {
                     worker.stop().await;
@@ -326,8 +330,9 @@ fn fail(task: Task, message: String) {
 struct Worker {
     child: tokio::process::Child,
     pid: u32,
-    /// The process that runs the next step: `pid`, or the step process it forked for it.
-    step_pid: u32,
+    /// For a worker that forks a process per step (it said so in its first `Ready`): that process.
+    step: Option<StepProcess>,
+    forks: bool,
     to: mpsc::UnboundedSender<ipc::Outgoing>,
     /// Bytes sent to the worker that are not on the socket yet.
     unread: Arc<std::sync::atomic::AtomicUsize>,
@@ -429,7 +434,8 @@ impl Worker {
         Ok(Worker {
             child,
             pid,
-            step_pid: pid,
+            step: None,
+            forks: false,
             to,
             unread,
             from,
@@ -465,7 +471,7 @@ impl Worker {
             process_per_step: process_per_step(&slot.shared),
         });
         match tokio::time::timeout(START_TIMEOUT, worker.from.recv()).await {
-            Ok(Some(FromWorker::Ready { pid, .. })) => worker.step_pid = pid.unwrap_or(worker.pid),
+            Ok(Some(FromWorker::Ready { forks, .. })) => worker.forks = forks,
             Ok(_) => {
                 let why = worker.died().await;
                 return Err(std::io::Error::other(format!(
@@ -479,27 +485,66 @@ impl Worker {
                 return Err(std::io::Error::other("the worker did not start in time"));
             }
         }
+        if worker.forks {
+            if let Err(e) = worker.take_step_process() {
+                worker.stop().await;
+                return Err(e);
+            }
+        }
         let _ = pid;
-        worker.baseline = monitor::resident_bytes(worker.step_pid as i32).unwrap_or(0);
+        worker.baseline = monitor::resident_bytes(worker.watched().0).unwrap_or(0);
         Ok(worker)
     }
 
-    /// After a step: waits for the process that runs the next one to say `Ready`, when each step
-    /// runs in a process of its own. False when it does not come: the worker is done.
-    async fn next_step_process(&mut self) -> bool {
-        if self.step_pid == self.pid {
+    /// The process steps run in, and its pidfd when the supervisor did not start it.
+    fn watched(&self) -> (i32, Option<Arc<OwnedFd>>) {
+        match &self.step {
+            Some(s) => (s.pid as i32, Some(s.fd.clone())),
+            None => (self.pid as i32, None),
+        }
+    }
+
+    /// Takes the step process this worker just forked: its one child, found from the kernel (a
+    /// process's word for its own pid could name any process), and held by a pidfd.
+    fn take_step_process(&mut self) -> std::io::Result<()> {
+        let step = StepProcess::of(self.pid)?;
+        self.step = Some(step);
+        // Package sources sent to the previous step process went with it.
+        self.sent.clear();
+        Ok(())
+    }
+
+    /// After a step of a worker that forks: ends its step process (`End`, and it exits; it is watched
+    /// until it has), then takes the next one once it says `Ready`. False when any of it fails: the
+    /// worker is done.
+    async fn next_step_process(&mut self, slot: &Slot) -> bool {
+        let Some(old) = self.step.take() else {
             return true;
+        };
+        self.send(ToWorker::End);
+        let watched = slot.monitor.watch(Watch {
+            pid: old.pid as i32,
+            pidfd: Some(old.fd.clone()),
+            idle: false,
+            max_rss: self.idle_limit(&slot.shared),
+            max_cpu: IDLE_CPU,
+            cpu_start: monitor::cpu_time(old.pid as i32).unwrap_or_default(),
+            kill_at: Instant::now() + STEP_EXIT,
+        });
+        let exited = old.exited().await;
+        if watched.finish().is_some() || !exited {
+            return false;
         }
         match tokio::time::timeout(START_TIMEOUT, self.from.recv()).await {
-            Ok(Some(FromWorker::Ready { pid: Some(pid), .. })) if pid != self.step_pid => {
-                self.step_pid = pid;
-                // The process that was sent package sources is gone.
-                self.sent.clear();
-                self.baseline = monitor::resident_bytes(pid as i32).unwrap_or(0);
-                true
-            }
-            _ => false,
+            Ok(Some(FromWorker::Ready { .. })) => {}
+            _ => return false,
         }
+        if let Err(e) = self.take_step_process() {
+            tracing::warn!(pid = self.pid, error = %e, "worker replaced");
+            return false;
+        }
+        self.baseline = monitor::resident_bytes(self.watched().0).unwrap_or(0);
+        true
     }
 
     fn send(&self, msg: ToWorker) {
@@ -547,9 +592,10 @@ impl Worker {
                 file.cached = true;
             }
         }
-        let pid = self.step_pid as i32;
+        let (pid, pidfd) = self.watched();
         let watched = slot.monitor.watch(Watch {
             pid,
+            pidfd,
             idle: false,
             max_rss: self.baseline + limits.memory_bytes(),
             max_cpu: limits.cpu_time(),
@@ -661,6 +707,12 @@ impl Worker {
 
     /// Makes sure the worker is gone, and says how it ended.
     async fn died(&mut self) -> Death {
+        if let Some(step) = self.step.take() {
+            // The worker reaps its step process and ends the way it did; killing the worker first
+            // would leave the step process to whatever reaps orphans.
+            step.kill();
+            let _ = tokio::time::timeout(STEP_EXIT, self.child.wait()).await;
+        }
         let _ = self.child.start_kill();
         let status = match self.child.wait().await {
             Ok(s) => describe(s),
@@ -705,6 +757,87 @@ struct Death {
     status: String,
     out_of_memory: bool,
     excerpt: Option<String>,
+}
+
+/// The process a worker forked to run its next step.
+struct StepProcess {
+    pid: u32,
+    fd: Arc<OwnedFd>,
+}
+
+impl StepProcess {
+    /// The one child process of `worker`, read from `/proc`, with a pidfd that names it for good.
+    fn of(worker: u32) -> std::io::Result<StepProcess> {
+        let list = std::fs::read_to_string(format!("/proc/{worker}/task/{worker}/children"))?;
+        let pids: Vec<u32> = list
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let [pid] = pids[..] else {
+            return Err(std::io::Error::other(format!(
+                "the worker has {} child processes, not one",
+                pids.len()
+            )));
+        };
+        // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // Still the worker's child now that the pidfd is open, so the pidfd names that process (the
+        // worker reaps its children, so the pid read above could have been reused in between).
+        if parent_of(pid) != Some(worker) {
+            return Err(std::io::Error::other("the worker's step process is gone"));
+        }
+        Ok(StepProcess {
+            pid,
+            fd: Arc::new(fd),
+        })
+    }
+
+    fn kill(&self) {
+        // SAFETY: pidfd_send_signal on our pidfd; it reaches that process only.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            );
+        }
+    }
+
+    /// Waits until the process has exited (a pidfd turns readable), for at most `STEP_EXIT`.
+    async fn exited(&self) -> bool {
+        // SAFETY: the AsyncFd holds its own reference to the pidfd, which stays open while it is
+        // registered.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                self.fd.clone(),
+                tokio::io::Interest::READABLE,
+            )
+        };
+        let Ok(fd) = registered else {
+            return false;
+        };
+        tokio::time::timeout(STEP_EXIT, fd.readable())
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The parent of `pid`, from `/proc/PID/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Whether a server's workers fork a process for each step. Not with a package directory: its

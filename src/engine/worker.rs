@@ -2,6 +2,11 @@
 //! fd 3. It sets up V8, makes its first isolate, confines itself (`sandbox`), says `Ready`, and then runs
 //! one step at a time in a fresh isolate, each fetch going to the supervisor as a `HostMsg`.
 //!
+//! Without a package directory (`Init::process_per_step`), the isolate is made once and each step runs
+//! in a process forked for it (`forking`): the step process confines itself the rest of the way, says
+//! `Ready`, runs one step in its copy of the isolate, reads up to the step's `End`, and exits; the
+//! worker waits for it and forks the next, or, if it ended any other way, ends the same way.
+//!
 //! It never holds a secret, a connector, the master key or a store handle: its environment is emptied
 //! by the supervisor, and nothing it is sent names more than a connector's name.
 
@@ -126,10 +131,9 @@ fn main() -> i32 {
     };
     // Process-wide, so before V8 starts; no isolate exists yet, and this runtime has no thread.
     if process_per_step {
-        deno_core::v8::V8::set_flags_from_string(&format!(
-            "{V8_FLAGS} {}",
-            runtime::SINGLE_THREADED_FLAGS
-        ));
+        // `fork` copies only the calling thread, so V8 gets a platform with no thread of its own
+        // (see `runtime::init_single_threaded_platform`).
+        deno_core::v8::V8::set_flags_from_string(&format!("{V8_FLAGS} --single-threaded"));
         runtime::init_single_threaded_platform();
     } else {
         deno_core::v8::V8::set_flags_from_string(V8_FLAGS);
@@ -290,7 +294,7 @@ fn serve(
         rt,
         FromWorker::Ready {
             sandboxed: confine,
-            pid: one_step.then(std::process::id),
+            forks: one_step,
         },
     );
     let send = Rc::new(send);
@@ -331,6 +335,14 @@ fn serve(
                 // On the socket before the next isolate is made, so the supervisor is not kept waiting.
                 send_now(rt, FromWorker::Done(Box::new(outcome)));
                 if one_step {
+                    // What the supervisor still sends for this step (body chunks sent ahead of
+                    // reads) is read up to `End`, so the next step process starts at a frame.
+                    loop {
+                        match rt.block_on(async { incoming.lock().await.recv().await }) {
+                            Some(ToWorker::End) | None => break,
+                            Some(_) => {}
+                        }
+                    }
                     // Nothing of this process is needed again: no isolate teardown, no destructors.
                     // SAFETY: _exit ends the process at once; the result is on the socket.
                     unsafe { libc::_exit(exit::STEP_DONE) };
@@ -339,8 +351,8 @@ fn serve(
                 drop(spent);
                 prepared = step::prepare(heap_bytes, rt).ok();
             }
-            // A late message for a step that already ended.
-            ToWorker::Gateway(_) => {}
+            // A late message for a step that already ended, and its end.
+            ToWorker::Gateway(_) | ToWorker::End => {}
             ToWorker::ProbeSandbox => {
                 let results = sandbox::probe_refusals()
                     .into_iter()

@@ -649,6 +649,43 @@ fn response_chunks_reach_js_as_they_arrive() {
     );
 }
 
+/// A step that returns without reading its response leaves body chunks the supervisor already sent
+/// ahead. With a process per step, the step process reads them up to the step's `End` before it exits,
+/// so the next step's process starts at a frame boundary, and the worker stays: a frame cut in half
+/// would end or hang the next step, and a step process that did not exit would get its worker replaced.
+#[test]
+fn a_step_that_leaves_its_body_unread_does_not_disturb_the_next() {
+    let server = TestServer::start(move |_| Reply::chunked(vec![0u8; 24 << 10], 400));
+    let exec = process_executor(&server, 1);
+    assert!(
+        exec.run_blocking(StepRequest::new("export default () => 1", json!(null)))
+            .ok
+    );
+    let worker = exec.worker_pids();
+    for i in 0..30 {
+        let mut req = StepRequest::new(
+            "export default async (i) => (await fetch(i.u)).status",
+            json!({ "u": server.url("api.test", "/zeros") }),
+        );
+        req.connectors = vec![connector(&server, false)];
+        let res = exec.run_blocking(req);
+        assert_eq!(
+            res.output_value(),
+            Some(json!(200)),
+            "round {i}: {:?}",
+            res.error
+        );
+        let next = exec.run_blocking(StepRequest::new("export default () => 1", json!(null)));
+        assert_eq!(
+            next.output_value(),
+            Some(json!(1)),
+            "round {i}: {:?}",
+            next.error
+        );
+    }
+    assert_eq!(exec.worker_pids(), worker, "the worker was replaced");
+}
+
 #[test]
 fn echo_scrubbing_works_across_chunk_boundaries() {
     // The upstream echoes the secret split over two chunks, and the rendered header over three.

@@ -133,6 +133,58 @@ while True:
         os._exit(0)
 "#;
 
+/// A worker that forks a process per step, as codestep's own does without a package directory: each
+/// step process says `Ready`, runs one step, reads up to `End` and exits 74; the worker forks the
+/// next. Its steps' `code` says how the step process misbehaves after `Done`.
+const FAKE_FORKING_WORKER: &str = r#"#!/usr/bin/python3
+import os, sys, json, struct, time, socket
+sock = socket.socket(fileno=3)
+def read_exact(n):
+    b = bytearray()
+    while len(b) < n:
+        c = sock.recv(n - len(b))
+        if not c:
+            os._exit(0)
+        b += c
+    return bytes(b)
+def recv():
+    n, = struct.unpack('<I', read_exact(4))
+    body = read_exact(n)
+    hl, = struct.unpack('<I', body[1:5])
+    return json.loads(body[5:5 + hl]), body[5 + hl:]
+def send(obj, payload=None):
+    h = json.dumps(obj, separators=(',', ':')).encode()
+    p = payload if payload is not None else b''
+    sock.sendall(struct.pack('<IBI', 1 + 4 + len(h) + len(p), 1 if payload is not None else 0, len(h)) + h + p)
+msg, _ = recv()
+assert 'Init' in msg
+while True:
+    pid = os.fork()
+    if pid == 0:
+        send({'Ready': {'sandboxed': False, 'forks': True}})
+        while True:
+            msg, _ = recv()
+            if 'Run' in msg:
+                break
+        cmd, _, arg = msg['Run']['code'].partition(':')
+        send({'Done': {'result': {'Ok': '1'}, 'logs': [], 'logs_dropped': 0}})
+        if cmd == 'linger':
+            # Ignores `End` and stays.
+            time.sleep(30)
+        elif cmd == 'grow':
+            # Grows after `Done`, before it exits.
+            keep = b'\x01' * (int(arg) << 20)
+            time.sleep(30)
+        while True:
+            msg, _ = recv()
+            if msg == 'End':
+                break
+        os._exit(74)
+    _, status = os.waitpid(pid, 0)
+    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 74):
+        os._exit(1)
+"#;
+
 fn own_rss() -> u64 {
     statm_rss(std::process::id()).unwrap_or(0)
 }
@@ -141,13 +193,24 @@ fn fake_worker_executor() -> (Executor, tempfile::TempPath) {
     fake_worker_executor_with(Default::default())
 }
 
+fn fake_forking_worker_executor() -> (Executor, tempfile::TempPath) {
+    fake_worker_program(FAKE_FORKING_WORKER, Default::default())
+}
+
 fn fake_worker_executor_with(
+    egress: codestep::egress::EgressConfig,
+) -> (Executor, tempfile::TempPath) {
+    fake_worker_program(FAKE_WORKER, egress)
+}
+
+fn fake_worker_program(
+    program: &str,
     egress: codestep::egress::EgressConfig,
 ) -> (Executor, tempfile::TempPath) {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let mut f = tempfile::Builder::new().suffix(".py").tempfile().unwrap();
-    f.write_all(FAKE_WORKER.as_bytes()).unwrap();
+    f.write_all(program.as_bytes()).unwrap();
     f.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o755))
         .unwrap();
@@ -231,6 +294,46 @@ fn a_worker_that_never_reads_cannot_grow_the_supervisor() {
         "the supervisor queued {} MiB for a worker that does not read",
         grew >> 20
     );
+}
+
+/// A step process that stays after its step's `End` is killed within a short grace, and its worker is
+/// replaced before the next step: it is not watched as a step any more, and must not linger unwatched.
+#[test]
+fn a_step_process_that_stays_after_its_step_is_killed() {
+    let (exec, _path) = fake_forking_worker_executor();
+    assert!(exec.run_blocking(fake_step("ok", None)).ok);
+    let worker = exec.worker_pids();
+    let started = Instant::now();
+    let r = exec.run_blocking(fake_step("linger", None));
+    assert!(r.ok, "{r:?}");
+    let next = exec.run_blocking(fake_step("ok", None));
+    assert!(next.ok, "{next:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the lingering step process held its worker for {:?}",
+        started.elapsed()
+    );
+    assert_ne!(exec.worker_pids(), worker, "the worker was not replaced");
+}
+
+/// A step process that grows after `Done`, before it exits, is killed by the monitor: it is watched
+/// until it is gone.
+#[test]
+fn a_step_process_that_grows_after_its_step_is_killed() {
+    let (exec, _path) = fake_forking_worker_executor();
+    assert!(exec.run_blocking(fake_step("ok", Some(64))).ok);
+    let worker = exec.worker_pids();
+    let r = exec.run_blocking(fake_step("grow:400", Some(64)));
+    assert!(r.ok, "{r:?}");
+    let started = Instant::now();
+    let next = exec.run_blocking(fake_step("ok", Some(64)));
+    assert!(next.ok, "{next:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the growing step process was not stopped promptly: {:?}",
+        started.elapsed()
+    );
+    assert_ne!(exec.worker_pids(), worker, "the worker was not replaced");
 }
 
 /// Between steps a worker stays under the monitor: one that reports `Done` and then grows or spins is
