@@ -319,10 +319,8 @@ fn a_worker_killed_mid_step_fails_that_step_alone() {
     };
     // A worker that forks a process per step runs the step there: count both, kill the busy one.
     let with_children = |pid: u32| -> Vec<u32> {
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         std::iter::once(pid)
-            .chain(children.split_whitespace().filter_map(|c| c.parse().ok()))
+            .chain(crate::support::child_processes(pid))
             .collect()
     };
     let before: Vec<u64> = pids.iter().map(|p| cpu(*p)).collect();
@@ -525,16 +523,9 @@ fn no_worker_memory_ever_holds_a_secret() {
         "positive control: the supervisor's memory must hold the secret"
     );
     // A worker that forks a process per step: the step process waiting for the next step too.
-    let children = |pid: u32| -> Vec<u32> {
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|c| c.parse().ok())
-            .collect()
-    };
     for pid in pids
         .iter()
-        .flat_map(|w| std::iter::once(*w).chain(children(*w)))
+        .flat_map(|w| std::iter::once(*w).chain(crate::support::child_processes(*w)))
     {
         assert!(
             !memory_contains(pid, SECRET.as_bytes()),

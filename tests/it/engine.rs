@@ -281,16 +281,6 @@ fn nothing_survives_from_one_step_to_the_next_in_a_worker_process() {
     assert_eq!(exec.worker_pids(), pid, "the same worker ran every step");
 }
 
-/// The processes a worker forked that are alive now (a worker forks one per step; the one that waits
-/// for the next step is alive between steps).
-fn step_processes(worker: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{worker}/task/{worker}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
 fn seccomp_mode(pid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
@@ -317,7 +307,7 @@ fn each_step_runs_in_a_process_of_its_own_and_ends_with_it() {
     let worker = exec.worker_pids()[0];
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let waiting = step_processes(worker);
+        let waiting = crate::support::child_processes(worker);
         assert_eq!(waiting.len(), 1, "one step process waits: {waiting:?}");
         assert_eq!(
             seccomp_mode(waiting[0]).as_deref(),

@@ -36,7 +36,8 @@ fn alone(name: &str) -> bool {
 // `[u32 len][u8 flags][u32 header len][JSON header][payload]`) and does what the step's `code` tells it
 // to, as a worker running an attacker's native code could.
 
-const FAKE_WORKER: &str = r#"#!/usr/bin/python3
+/// The frame format on fd 3, in Python: what both stand-in workers below start with.
+const FAKE_IO: &str = r#"#!/usr/bin/python3
 import os, sys, json, struct, time, socket
 sock = socket.socket(fileno=3)
 def read_exact(n):
@@ -56,7 +57,9 @@ def send(obj, payload=None):
     h = json.dumps(obj, separators=(',', ':')).encode()
     p = payload if payload is not None else b''
     sock.sendall(struct.pack('<IBI', 1 + 4 + len(h) + len(p), 1 if payload is not None else 0, len(h)) + h + p)
-def done(out='1'):
+"#;
+
+const FAKE_WORKER: &str = r#"def done(out='1'):
     send({'Done': {'result': {'Ok': out}, 'logs': [], 'logs_dropped': 0}})
 msg, _ = recv()
 assert 'Init' in msg
@@ -136,27 +139,7 @@ while True:
 /// A worker that forks a process per step, as codestep's own does without a package directory: each
 /// step process says `Ready`, runs one step, reads up to `End` and exits 74; the worker forks the
 /// next. Its steps' `code` says how the step process misbehaves after `Done`.
-const FAKE_FORKING_WORKER: &str = r#"#!/usr/bin/python3
-import os, sys, json, struct, time, socket
-sock = socket.socket(fileno=3)
-def read_exact(n):
-    b = bytearray()
-    while len(b) < n:
-        c = sock.recv(n - len(b))
-        if not c:
-            os._exit(0)
-        b += c
-    return bytes(b)
-def recv():
-    n, = struct.unpack('<I', read_exact(4))
-    body = read_exact(n)
-    hl, = struct.unpack('<I', body[1:5])
-    return json.loads(body[5:5 + hl]), body[5 + hl:]
-def send(obj, payload=None):
-    h = json.dumps(obj, separators=(',', ':')).encode()
-    p = payload if payload is not None else b''
-    sock.sendall(struct.pack('<IBI', 1 + 4 + len(h) + len(p), 1 if payload is not None else 0, len(h)) + h + p)
-msg, _ = recv()
+const FAKE_FORKING_WORKER: &str = r#"msg, _ = recv()
 assert 'Init' in msg
 while True:
     pid = os.fork()
@@ -210,7 +193,8 @@ fn fake_worker_program(
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let mut f = tempfile::Builder::new().suffix(".py").tempfile().unwrap();
-    f.write_all(program.as_bytes()).unwrap();
+    f.write_all(format!("{FAKE_IO}{program}").as_bytes())
+        .unwrap();
     f.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o755))
         .unwrap();

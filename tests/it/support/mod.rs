@@ -684,6 +684,15 @@ pub fn reference(
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what} printed no JSON: {e}"))
 }
 
+/// The live child processes of `pid` (a worker that forks keeps one: the process for the next step).
+pub fn child_processes(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 pub fn process_mode() -> codestep::engine::Mode {
     codestep::engine::Mode::Process {
         program: codestep::engine::WorkerProgram::Path(codestep_binary()),
