@@ -132,8 +132,12 @@ fn main() -> i32 {
     // Process-wide, so before V8 starts; no isolate exists yet, and this runtime has no thread.
     if process_per_step {
         // `fork` copies only the calling thread, so V8 gets a platform with no thread of its own
-        // (see `runtime::init_single_threaded_platform`).
-        deno_core::v8::V8::set_flags_from_string(&format!("{V8_FLAGS} --single-threaded"));
+        // (see `runtime::init_single_threaded_platform`). Bytecode is never flushed: the worker
+        // collects its isolate's garbage hard before forking (`Prepared::compact`), which would age
+        // out the snapshot's compiled code that every step needs.
+        deno_core::v8::V8::set_flags_from_string(&format!(
+            "{V8_FLAGS} --single-threaded --no-flush-bytecode"
+        ));
         runtime::init_single_threaded_platform();
     } else {
         deno_core::v8::V8::set_flags_from_string(V8_FLAGS);
@@ -181,9 +185,10 @@ fn main() -> i32 {
             return exit::SETUP;
         }
         // The isolate every step process starts from: made here once, never entered by a step.
-        let Ok(prepared) = step::prepare(heap_bytes, &rt) else {
+        let Ok(mut prepared) = step::prepare(heap_bytes, &rt) else {
             return exit::SETUP;
         };
+        prepared.compact();
         if let Err(e) = forking::inherit_all_memory() {
             eprintln!("codestep worker: cannot prepare to fork step processes: {e}");
             return exit::SETUP;
