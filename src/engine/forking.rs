@@ -49,6 +49,42 @@ pub fn inherit_all_memory() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes `fork` copy the page-table entries of the executable file mappings (this binary's code, libc's),
+/// so a step process finds the code the worker ran already mapped instead of faulting it in page by
+/// page. The kernel copies a private file mapping's entries at fork only when the mapping has
+/// anonymous pages, so one page of each is written (with the byte it holds) to give it one.
+pub fn map_code_into_children() -> std::io::Result<()> {
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let path = fields.nth(3).unwrap_or("");
+        if perms != "r-xp" || !path.starts_with('/') {
+            continue;
+        }
+        let Some((start, end)) = mapping_range(&format!("{range} ")) else {
+            continue;
+        };
+        let page = start as *mut u8;
+        // SAFETY: the whole of one of this process's code mappings is made writable (so it stays one
+        // mapping) for one write of the byte its first page already holds, then executable-only
+        // again; this thread is the only one that runs code now.
+        unsafe {
+            let rwx = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+            if libc::mprotect(page.cast(), end - start, rwx) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            std::ptr::write_volatile(page, std::ptr::read_volatile(page));
+            if libc::mprotect(page.cast(), end - start, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn shared_writable(perms: &str) -> bool {
     let p = perms.as_bytes();
     p.len() == 4 && p[1] == b'w' && p[3] == b's'
