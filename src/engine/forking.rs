@@ -6,9 +6,12 @@
 //! worker instead of once per step; the step process's teardown is the kernel's, at exit.
 //!
 //! Two things make a forked copy usable: V8's memory must be inherited ([`inherit_all_memory`]), and
-//! V8 must have no thread of its own (`runtime::init_single_threaded_platform`). A third makes it
-//! fast: the compiled code of the scripts a step loads on first use is made here once
-//! ([`warm_lazy_scripts`]), so each step process inherits it instead of compiling them again.
+//! V8 must have no thread of its own (`runtime::init_single_threaded_platform`). Three make it fast:
+//! the compiled code of the scripts a step loads on first use is made here once
+//! ([`warm_lazy_scripts`]), so each step process inherits it instead of compiling them again; the
+//! isolate's garbage is collected before forking (`step::Prepared::compact`); and fork copies the code
+//! mappings' page-table entries ([`map_code_into_children`]), so a step process does not fault the
+//! code in again. [`prepare_memory`] does the memory part.
 
 use super::modules::{builtins, resolve};
 use super::protocol::Job;
@@ -18,7 +21,7 @@ use super::watchdog::Watchdog;
 /// V8 marks its memory reservations `MADV_DONTFORK`, so a forked child would find its heap unmapped.
 /// This marks every mapping that has the mark (`dc` in `smaps`' `VmFlags`) inheritable again. It runs
 /// after the worker's isolate is made, and the worker allocates nothing afterwards.
-pub fn inherit_all_memory() -> std::io::Result<()> {
+fn inherit_all_memory() -> std::io::Result<()> {
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut range: Option<(usize, usize)> = None;
     for line in smaps.lines() {
@@ -36,7 +39,7 @@ pub fn inherit_all_memory() -> std::io::Result<()> {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-        } else if let Some((start, end)) = mapping_range(line) {
+        } else if let Some((start, end)) = line.split_whitespace().next().and_then(parse_range) {
             // Memory a step process could write and the worker, or the next step process, read.
             if line.split_whitespace().nth(1).is_some_and(shared_writable) {
                 return Err(std::io::Error::other(format!(
@@ -53,7 +56,13 @@ pub fn inherit_all_memory() -> std::io::Result<()> {
 /// so a step process finds the code the worker ran already mapped instead of faulting it in page by
 /// page. The kernel copies a private file mapping's entries at fork only when the mapping has
 /// anonymous pages, so one page of each is written (with the byte it holds) to give it one.
-pub fn map_code_into_children() -> std::io::Result<()> {
+/// What a worker does to its memory once, after its isolate is made and before the first fork.
+pub fn prepare_memory() -> std::io::Result<()> {
+    map_code_into_children()?;
+    inherit_all_memory()
+}
+
+fn map_code_into_children() -> std::io::Result<()> {
     let maps = std::fs::read_to_string("/proc/self/maps")?;
     for line in maps.lines() {
         let mut fields = line.split_whitespace();
@@ -64,7 +73,7 @@ pub fn map_code_into_children() -> std::io::Result<()> {
         if perms != "r-xp" || !path.starts_with('/') {
             continue;
         }
-        let Some((start, end)) = mapping_range(&format!("{range} ")) else {
+        let Some((start, end)) = parse_range(range) else {
             continue;
         };
         let page = start as *mut u8;
@@ -90,10 +99,9 @@ fn shared_writable(perms: &str) -> bool {
     p.len() == 4 && p[1] == b'w' && p[3] == b's'
 }
 
-/// The address range of an `smaps` mapping's first line (`start-end perms offset dev inode path`).
-fn mapping_range(line: &str) -> Option<(usize, usize)> {
-    let (addrs, _) = line.split_once(' ')?;
-    let (a, b) = addrs.split_once('-')?;
+/// A mapping's address range, the first field of its line in `maps` or `smaps` (`start-end`).
+fn parse_range(field: &str) -> Option<(usize, usize)> {
+    let (a, b) = field.split_once('-')?;
     Some((
         usize::from_str_radix(a, 16).ok()?,
         usize::from_str_radix(b, 16).ok()?,
@@ -155,11 +163,11 @@ mod tests {
     #[test]
     fn smaps_mapping_lines_give_their_range() {
         assert_eq!(
-            mapping_range("7f18520d0000-7f1852150000 rw-p 00000000 00:00 0 "),
+            parse_range("7f18520d0000-7f1852150000"),
             Some((0x7f18520d0000, 0x7f1852150000))
         );
-        assert_eq!(mapping_range("Size:                4 kB"), None);
-        assert_eq!(mapping_range("VmFlags: rd wr mr mw me dc ac sd"), None);
+        assert_eq!(parse_range("Size:"), None);
+        assert_eq!(parse_range("VmFlags:"), None);
         assert!(shared_writable("rw-s"));
         assert!(!shared_writable("rw-p"));
         assert!(!shared_writable("r--s"));

@@ -182,19 +182,24 @@ impl Monitor {
     }
 }
 
-fn kill(w: &Watch) {
+/// SIGKILL through a pidfd: it names that one process, alive or not, whatever reuses its pid.
+pub fn kill_pidfd(fd: &std::os::fd::OwnedFd) {
     use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal on a pidfd we hold, with no siginfo.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
+    }
+}
+
+fn kill(w: &Watch) {
     match &w.pidfd {
-        // SAFETY: pidfd_send_signal on a pidfd we hold; it names that process only, alive or not.
-        Some(fd) => unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd.as_raw_fd(),
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            );
-        },
+        Some(fd) => kill_pidfd(fd),
         // kill(0) and kill(-1) would reach the supervisor's process group and every process of its
         // user: a worker's pid is never one of them, and is not signalled if it were.
         None if w.pid <= 1 => {}
@@ -219,12 +224,22 @@ pub fn resident_bytes(pid: i32) -> Option<u64> {
     Some(pages * page_size())
 }
 
+/// The fields of `/proc/PID/stat` after the command name (which is in parentheses and may hold
+/// spaces): the state is the first, the parent's pid the second.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// A process's parent, from `/proc/PID/stat`.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
 /// A process's CPU time (user + system, all threads), from `/proc/PID/stat`.
 pub fn cpu_time(pid: i32) -> Option<Duration> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces; fields are counted after it.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let fields = stat_fields(pid)?;
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     // SAFETY: sysconf has no preconditions.
@@ -246,6 +261,7 @@ mod tests {
             x = x.wrapping_add(std::hint::black_box(1));
         }
         assert!(cpu_time(pid).unwrap() > Duration::ZERO, "{x}");
+        assert_eq!(parent_of(pid), Some(unsafe { libc::getppid() }));
         assert!(resident_bytes(-5).is_none());
     }
 }

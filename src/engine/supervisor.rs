@@ -332,7 +332,6 @@ struct Worker {
     pid: u32,
     /// For a worker that forks a process per step (it said so in its first `Ready`): that process.
     step: Option<StepProcess>,
-    forks: bool,
     to: mpsc::UnboundedSender<ipc::Outgoing>,
     /// Bytes sent to the worker that are not on the socket yet.
     unread: Arc<std::sync::atomic::AtomicUsize>,
@@ -435,7 +434,6 @@ impl Worker {
             child,
             pid,
             step: None,
-            forks: false,
             to,
             unread,
             from,
@@ -461,7 +459,6 @@ impl Worker {
                 .clone(),
         };
         let mut worker = Worker::spawn(slot, max_frame(&slot.shared)).await?;
-        let pid = worker.pid;
         worker.send(ToWorker::Init {
             heap_bytes: slot.shared.config.caps.heap_bytes(),
             sandbox: slot.sandbox,
@@ -470,8 +467,8 @@ impl Worker {
             streams_in_snapshot: slot.shared.config.packages.is_some(),
             process_per_step: process_per_step(&slot.shared),
         });
-        match tokio::time::timeout(START_TIMEOUT, worker.from.recv()).await {
-            Ok(Some(FromWorker::Ready { forks, .. })) => worker.forks = forks,
+        let forks = match tokio::time::timeout(START_TIMEOUT, worker.from.recv()).await {
+            Ok(Some(FromWorker::Ready { forks, .. })) => forks,
             Ok(_) => {
                 let why = worker.died().await;
                 return Err(std::io::Error::other(format!(
@@ -484,14 +481,13 @@ impl Worker {
                 worker.stop().await;
                 return Err(std::io::Error::other("the worker did not start in time"));
             }
-        }
-        if worker.forks {
+        };
+        if forks {
             if let Err(e) = worker.take_step_process() {
                 worker.stop().await;
                 return Err(e);
             }
         }
-        let _ = pid;
         worker.baseline = monitor::resident_bytes(worker.watched().0).unwrap_or(0);
         Ok(worker)
     }
@@ -710,7 +706,7 @@ impl Worker {
         if let Some(step) = self.step.take() {
             // The worker reaps its step process and ends the way it did; killing the worker first
             // would leave the step process to whatever reaps orphans.
-            step.kill();
+            monitor::kill_pidfd(&step.fd);
             let _ = tokio::time::timeout(STEP_EXIT, self.child.wait()).await;
         }
         let _ = self.child.start_kill();
@@ -788,26 +784,13 @@ impl StepProcess {
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         // Still the worker's child now that the pidfd is open, so the pidfd names that process (the
         // worker reaps its children, so the pid read above could have been reused in between).
-        if parent_of(pid) != Some(worker) {
+        if monitor::parent_of(pid as i32) != Some(worker as i32) {
             return Err(std::io::Error::other("the worker's step process is gone"));
         }
         Ok(StepProcess {
             pid,
             fd: Arc::new(fd),
         })
-    }
-
-    fn kill(&self) {
-        // SAFETY: pidfd_send_signal on our pidfd; it reaches that process only.
-        unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.fd.as_raw_fd(),
-                libc::SIGKILL,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            );
-        }
     }
 
     /// Waits until the process has exited (a pidfd turns readable), for at most `STEP_EXIT`.
@@ -827,17 +810,6 @@ impl StepProcess {
             .await
             .is_ok_and(|r| r.is_ok())
     }
-}
-
-/// The parent of `pid`, from `/proc/PID/stat`.
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// Whether a server's workers fork a process for each step. Not with a package directory: its

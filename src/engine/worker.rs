@@ -189,11 +189,7 @@ fn main() -> i32 {
             return exit::SETUP;
         };
         prepared.compact();
-        if let Err(e) = forking::map_code_into_children() {
-            eprintln!("codestep worker: cannot prepare to fork step processes: {e}");
-            return exit::SETUP;
-        }
-        if let Err(e) = forking::inherit_all_memory() {
+        if let Err(e) = forking::prepare_memory() {
             eprintln!("codestep worker: cannot prepare to fork step processes: {e}");
             return exit::SETUP;
         }
