@@ -787,6 +787,19 @@ impl StepProcess {
         if monitor::parent_of(pid as i32) != Some(worker as i32) {
             return Err(std::io::Error::other("the worker's step process is gone"));
         }
+        // An exited child not yet reaped is listed too: the previous step process, were a `Ready`
+        // forged by it taken for the next one's.
+        let mut poll = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one pollfd we own, without waiting.
+        if unsafe { libc::poll(&mut poll, 1, 0) } != 0 {
+            return Err(std::io::Error::other(
+                "the worker's one child has already exited",
+            ));
+        }
         Ok(StepProcess {
             pid,
             fd: Arc::new(fd),

@@ -150,10 +150,17 @@ while True:
             if 'Run' in msg:
                 break
         cmd, _, arg = msg['Run']['code'].partition(':')
+        if cmd == 'anon':
+            # Grows during its step, as a step would: the monitor must see it.
+            keep = b'\x01' * (int(arg) << 20)
+            time.sleep(2.0)
         send({'Done': {'result': {'Ok': '1'}, 'logs': [], 'logs_dropped': 0}})
         if cmd == 'linger':
             # Ignores `End` and stays.
             time.sleep(30)
+        elif cmd == 'forge_ready':
+            # Says `Ready` for the next step process before it exits itself.
+            send({'Ready': {'sandboxed': False, 'forks': True, 'pid': 1}})
         elif cmd == 'grow':
             # Grows after `Done`, before it exits.
             keep = b'\x01' * (int(arg) << 20)
@@ -298,6 +305,30 @@ fn a_step_process_that_stays_after_its_step_is_killed() {
         started.elapsed()
     );
     assert_ne!(exec.worker_pids(), worker, "the worker was not replaced");
+}
+
+/// A step process that says `Ready` for its successor is not taken for it: the supervisor takes the
+/// step process from the kernel (the worker's one live child), so it never watches an exited process
+/// (or one the message names) while the next step runs unwatched; the worker is replaced, and steps
+/// keep running.
+#[test]
+fn a_forged_ready_does_not_choose_the_watched_process() {
+    let (exec, _path) = fake_forking_worker_executor();
+    for _ in 0..5 {
+        assert!(exec.run_blocking(fake_step("ok", Some(64))).ok);
+        let worker = exec.worker_pids();
+        let r = exec.run_blocking(fake_step("forge_ready", Some(64)));
+        assert!(r.ok, "{r:?}");
+        // The next step runs in a process the monitor watches: one that grows past its limit is killed.
+        let started = Instant::now();
+        let grown = exec.run_blocking(fake_step("anon:400", Some(64)));
+        assert!(
+            !grown.ok,
+            "a step process grew past its limit unwatched: {grown:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_ne!(exec.worker_pids(), worker, "the worker was not replaced");
+    }
 }
 
 /// A step process that grows after `Done`, before it exits, is killed by the monitor: it is watched
