@@ -1,6 +1,6 @@
 //! The supervisor's watch over busy worker processes: the backstop for everything a worker cannot be
-//! trusted to stop by itself. Every few milliseconds it reads each busy worker's resident memory, and
-//! less often its CPU time, from `/proc`, and kills (SIGKILL) a worker that
+//! trusted to stop by itself. Every few milliseconds it reads each busy worker's resident memory (from
+//! `/proc`) and its CPU time (from its CPU-time clock), and kills (SIGKILL) a worker that
 //! - grew past its baseline plus the step's memory limit (`memory`): this counts what nothing inside
 //!   the worker counts (WebAssembly memories, resizable ArrayBuffers, Blobs, V8's own zones);
 //! - used more CPU time than the step may, plus a grace (`timeout`);
@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(2);
 /// How often idle workers are looked at: they have no reason to grow, and a slow look costs nothing.
 const IDLE_TICK: Duration = Duration::from_millis(100);
-/// CPU time is read every this many ticks (it needs a larger `/proc` file).
-const CPU_EVERY: u32 = 10;
 /// How long past a deadline a worker may take to stop by itself.
 pub const GRACE: Duration = Duration::from_millis(200);
 
@@ -130,7 +128,6 @@ impl Monitor {
     }
 
     fn run(&self) {
-        let mut tick: u32 = 0;
         let mut st = self.lock();
         loop {
             if st.shutdown {
@@ -140,7 +137,6 @@ impl Monitor {
                 st = self.shared.1.wait(st).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
-            tick = tick.wrapping_add(1);
             let now = Instant::now();
             let mut wake = now + IDLE_TICK;
             for (w, killed, due) in st.watched.values_mut() {
@@ -159,9 +155,8 @@ impl Monitor {
                     Some(Kill::Deadline)
                 } else if resident_bytes(w.pid).is_some_and(|rss| rss > w.max_rss) {
                     Some(Kill::Memory)
-                } else if (w.idle || tick.is_multiple_of(CPU_EVERY))
-                    && cpu_time(w.pid)
-                        .is_some_and(|c| c.saturating_sub(w.cpu_start) > w.max_cpu + GRACE)
+                } else if cpu_time(w.pid)
+                    .is_some_and(|c| c.saturating_sub(w.cpu_start) > w.max_cpu + GRACE)
                 {
                     Some(Kill::Cpu)
                 } else {
@@ -237,14 +232,25 @@ pub fn parent_of(pid: i32) -> Option<i32> {
     stat_fields(pid)?.get(1)?.parse().ok()
 }
 
-/// A process's CPU time (user + system, all threads), from `/proc/PID/stat`.
+/// A process's CPU time (all its threads, those that ended included), from its CPU-time clock: any
+/// process's can be read, to the nanosecond, without formatting `/proc/PID/stat` (whose ticks are
+/// also coarser).
 pub fn cpu_time(pid: i32) -> Option<Duration> {
-    let fields = stat_fields(pid)?;
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(Duration::from_millis(ticks * 1000 / hz))
+    if pid <= 0 {
+        return None;
+    }
+    // The kernel's encoding of a process's CPU-time clock (`MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)`),
+    // which `clock_getcpuclockid` returns for another process.
+    let clock = ((!pid) << 3) | 2;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec we own.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 #[cfg(test)]
@@ -262,6 +268,32 @@ mod tests {
         }
         assert!(cpu_time(pid).unwrap() > Duration::ZERO, "{x}");
         assert_eq!(parent_of(pid), Some(unsafe { libc::getppid() }));
+        assert!(cpu_time(-5).is_none() && cpu_time(0).is_none());
+    }
+
+    /// The CPU time of a process this one did not start counts too (the supervisor reads step
+    /// processes, which their worker forked): here, a busy child of a child.
+    #[test]
+    fn reads_another_process_cpu_time() {
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'while :; do :; done' & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(sh.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let busy: i32 = line.trim().parse().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let used = cpu_time(busy);
+        unsafe { libc::kill(busy, libc::SIGKILL) };
+        let _ = sh.wait();
+        let used = used.expect("a live process's CPU time");
+        assert!(used > Duration::from_millis(50), "{used:?}");
+        assert!(used < Duration::from_secs(5), "{used:?}");
         assert!(resident_bytes(-5).is_none());
     }
 }
