@@ -685,12 +685,47 @@ pub fn reference(
 }
 
 /// The live child processes of `pid` (a worker that forks keeps one: the process for the next step).
+/// A child that exited and is not yet reaped is left out.
 pub fn child_processes(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
+        .filter(|p| status_field(*p, "State").is_some_and(|s| !s.starts_with('Z')))
         .collect()
+}
+
+/// A field of `/proc/PID/status`.
+pub fn status_field(pid: u32, name: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| Some(l.strip_prefix(name)?.strip_prefix(':')?.trim().to_string()))
+}
+
+/// The process a forking worker keeps for its next step, once it has confined itself (it has more
+/// seccomp filters than its worker), and is none of `ran` (right after a step, the worker's child is
+/// still the step process that ran it, until that one reads its `End` and exits).
+pub fn waiting_step_process(worker: u32, ran: &[u32]) -> u32 {
+    let filters = |pid: u32| -> usize {
+        status_field(pid, "Seccomp_filters")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let [one] = child_processes(worker)[..] {
+            if !ran.contains(&one) && filters(one) > filters(worker) {
+                return one;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker {worker} has no confined step process waiting: {:?}",
+            child_processes(worker)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 pub fn process_mode() -> codestep::engine::Mode {
