@@ -303,18 +303,47 @@ fn each_step_runs_in_a_process_of_its_own_and_ends_with_it() {
         let r = exec.run_blocking(StepRequest::new("export default () => 1", Value::Null));
         assert!(r.ok, "{r:?}");
     };
-    run();
-    let worker = exec.worker_pids()[0];
+    // Before any step, the worker's one child is the first step process.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let worker = loop {
+        if let Some(w) = exec.worker_pids().first() {
+            break *w;
+        }
+        assert!(std::time::Instant::now() < deadline, "no worker started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     let mut seen = Vec::new();
     for _ in 0..3 {
-        let waiting = crate::support::child_processes(worker);
-        assert_eq!(waiting.len(), 1, "one step process waits: {waiting:?}");
+        let waiting = crate::support::waiting_step_process(worker, &seen);
         assert_eq!(
-            seccomp_mode(waiting[0]).as_deref(),
+            seccomp_mode(waiting).as_deref(),
             Some("2"),
             "the step process is confined"
         );
-        seen.push(waiting[0]);
+        assert_eq!(
+            crate::support::child_processes(worker),
+            vec![waiting],
+            "one step process waits"
+        );
+        // The worker made its read-only file mappings writable for a moment before forking (to
+        // have fork copy their page tables): they are read-only again, and none is writable code.
+        let maps = std::fs::read_to_string(format!("/proc/{waiting}/maps")).unwrap();
+        assert!(maps.contains("[stack]"), "unreadable maps: {maps:?}");
+        for line in maps.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 6 || !f[5].starts_with('/') {
+                continue;
+            }
+            assert!(
+                !(f[1].contains('w') && f[1].contains('x')),
+                "writable code: {line}"
+            );
+            assert!(
+                !(f[2].trim_start_matches('0').is_empty() && f[1].contains('w')),
+                "a file's first mapping (headers, constants) is writable: {line}"
+            );
+        }
+        seen.push(waiting);
         run();
         // The process that ran the step is gone (reaped by the worker), and another waits.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
