@@ -238,6 +238,10 @@ static BUDGET_VTABLE: v8::RustAllocatorVtable<BufferBudget> = v8::RustAllocatorV
 pub struct StepRuntime {
     pub js: JsRuntime,
     pub run_step: v8::Global<v8::Function>,
+    /// deno_core's async op that does nothing but wait for the event loop: a forking worker awaits it
+    /// once (`step::Prepared::compact`), so that the functions that settle async ops are compiled
+    /// before any step process needs them.
+    pub deferred_op: v8::Global<v8::Function>,
     /// Gets the step's modules when its job arrives.
     pub loader: Rc<StepLoader>,
 }
@@ -268,28 +272,43 @@ pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntim
     })
     .map_err(|e| format!("could not create the step isolate: {e}"))?;
 
-    let run_step = js
-        .execute_script(
-            "ext:codestep/take_runner.js",
-            "globalThis.__codestepRunStep",
-        )
-        .map_err(|e| format!("the polyfill did not load: {e}"))?;
-    let run_step = {
-        let context = js.main_context();
-        let isolate = js.v8_isolate();
-        v8::scope!(let scope, isolate);
-        let context = v8::Local::new(scope, context);
-        let scope = &mut v8::ContextScope::new(scope, context);
-        let local = v8::Local::new(scope, run_step);
-        let func = v8::Local::<v8::Function>::try_from(local)
-            .map_err(|_| "the polyfill did not define the step runner".to_string())?;
-        v8::Global::new(scope, func)
-    };
+    let run_step = take_function(
+        &mut js,
+        "ext:codestep/take_runner.js",
+        "globalThis.__codestepRunStep",
+    )
+    .map_err(|e| format!("the polyfill did not define the step runner: {e}"))?;
+    let deferred_op = take_function(
+        &mut js,
+        "ext:codestep/take_deferred_op.js",
+        "Deno.core.ops.op_void_async_deferred",
+    )?;
     js.execute_script("ext:codestep/strip_globals.js", STRIP_GLOBALS)
         .map_err(|e| format!("could not strip internal globals: {e}"))?;
     Ok(StepRuntime {
         js,
         run_step,
+        deferred_op,
         loader,
     })
+}
+
+/// A function the bootstrap left on the global object, by the expression that reaches it.
+fn take_function(
+    js: &mut JsRuntime,
+    name: &'static str,
+    expression: &'static str,
+) -> Result<v8::Global<v8::Function>, String> {
+    let value = js
+        .execute_script(name, expression)
+        .map_err(|e| format!("{expression}: {e}"))?;
+    let context = js.main_context();
+    let isolate = js.v8_isolate();
+    v8::scope!(let scope, isolate);
+    let context = v8::Local::new(scope, context);
+    let scope = &mut v8::ContextScope::new(scope, context);
+    let local = v8::Local::new(scope, value);
+    let func = v8::Local::<v8::Function>::try_from(local)
+        .map_err(|_| format!("{expression} is not a function"))?;
+    Ok(v8::Global::new(scope, func))
 }

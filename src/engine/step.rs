@@ -193,15 +193,26 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Collects the isolate's garbage, everything it can, before a worker forks step processes from
-    /// it: fewer heap pages for each fork to copy and each step process to write. Then V8 finishes
-    /// sweeping: left to the step processes, each would sweep (writing, so copying) the same pages.
-    pub fn compact(&mut self) {
-        let isolate = self.rt.js.v8_isolate();
+    /// Readies the isolate a worker forks its step processes from. First it awaits one async op that
+    /// does nothing: the functions that settle async ops (deno_core's `setPromise`, `__eventLoopTick`,
+    /// `__resolvePromise`) are compiled on first use, which would otherwise be in every step process
+    /// that fetches. Then it collects the isolate's garbage, everything it can (fewer heap pages for
+    /// each fork to copy and each step process to write), and V8 finishes sweeping: left to the step
+    /// processes, each would sweep (writing, so copying) the same pages. Nothing of a step is in the
+    /// isolate: this runs before the first fork.
+    pub fn compact(&mut self, rt: &tokio::runtime::Runtime) -> Result<(), String> {
+        // The op starts its task when called: on this runtime.
+        let _enter = rt.enter();
+        let js = &mut self.rt.js;
+        let call = js.call_with_args(&self.rt.deferred_op, &[]);
+        rt.block_on(js.with_event_loop_promise(call, PollEventLoopOptions::default()))
+            .map_err(|e| format!("an async op did not settle: {e}"))?;
+        let isolate = js.v8_isolate();
         isolate.low_memory_notification();
         // V8 sweeps after a collection lazily, as it allocates. Collecting code statistics walks
         // the heap, which makes V8 finish sweeping first (there is no other public way).
         let _ = isolate.get_heap_code_and_metadata_statistics();
+        Ok(())
     }
 }
 

@@ -188,7 +188,10 @@ fn main() -> i32 {
         let Ok(mut prepared) = step::prepare(heap_bytes, &rt) else {
             return exit::SETUP;
         };
-        prepared.compact();
+        if let Err(e) = prepared.compact(&rt) {
+            eprintln!("codestep worker: {e}");
+            return exit::SETUP;
+        }
         if let Err(e) = forking::prepare_memory() {
             eprintln!("codestep worker: cannot prepare to fork step processes: {e}");
             return exit::SETUP;
