@@ -272,17 +272,13 @@ pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntim
     })
     .map_err(|e| format!("could not create the step isolate: {e}"))?;
 
-    let run_step = take_function(
+    // Both in one script: a runtime is made for every step where steps do not run in forked
+    // processes, and each script is compiled afresh.
+    let [run_step, deferred_op] = take_functions(
         &mut js,
-        "ext:codestep/take_runner.js",
-        "globalThis.__codestepRunStep",
+        "[globalThis.__codestepRunStep, Deno.core.ops.op_void_async_deferred]",
     )
-    .map_err(|e| format!("the polyfill did not define the step runner: {e}"))?;
-    let deferred_op = take_function(
-        &mut js,
-        "ext:codestep/take_deferred_op.js",
-        "Deno.core.ops.op_void_async_deferred",
-    )?;
+    .map_err(|e| format!("the polyfill did not load: {e}"))?;
     js.execute_script("ext:codestep/strip_globals.js", STRIP_GLOBALS)
         .map_err(|e| format!("could not strip internal globals: {e}"))?;
     Ok(StepRuntime {
@@ -293,22 +289,28 @@ pub fn create(heap_bytes: usize, budget: Arc<BufferBudget>) -> Result<StepRuntim
     })
 }
 
-/// A function the bootstrap left on the global object, by the expression that reaches it.
-fn take_function(
+/// Two functions the bootstrap left on the global object, from an expression that makes an array of
+/// them.
+fn take_functions(
     js: &mut JsRuntime,
-    name: &'static str,
     expression: &'static str,
-) -> Result<v8::Global<v8::Function>, String> {
+) -> Result<[v8::Global<v8::Function>; 2], String> {
     let value = js
-        .execute_script(name, expression)
-        .map_err(|e| format!("{expression}: {e}"))?;
+        .execute_script("ext:codestep/take_functions.js", expression)
+        .map_err(|e| e.to_string())?;
     let context = js.main_context();
     let isolate = js.v8_isolate();
     v8::scope!(let scope, isolate);
     let context = v8::Local::new(scope, context);
     let scope = &mut v8::ContextScope::new(scope, context);
-    let local = v8::Local::new(scope, value);
-    let func = v8::Local::<v8::Function>::try_from(local)
-        .map_err(|_| format!("{expression} is not a function"))?;
-    Ok(v8::Global::new(scope, func))
+    let array = v8::Local::<v8::Array>::try_from(v8::Local::new(scope, value))
+        .map_err(|_| format!("{expression} is not an array"))?;
+    let take = |i: u32| {
+        array
+            .get_index(scope, i)
+            .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok())
+            .map(|f| v8::Global::new(scope, f))
+            .ok_or_else(|| format!("item {i} of {expression} is not a function"))
+    };
+    Ok([take(0)?, take(1)?])
 }
