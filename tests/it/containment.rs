@@ -25,27 +25,11 @@ pub(crate) fn statm_rss(pid: u32) -> Option<u64> {
     Some(text.split_whitespace().nth(1)?.parse::<u64>().ok()? * 4096)
 }
 
-/// The processes a server started (its workers).
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(
-                    text.split_whitespace()
-                        .filter_map(|p| p.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    out
-}
-
 /// Waits until the server has `n` workers up, and returns their pids.
 fn workers(serve: &Serve, n: usize) -> Vec<u32> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let kids = children(serve.child.id());
+        let kids = crate::support::child_processes(serve.child.id());
         if kids.len() == n && kids.iter().all(|k| statm_rss(*k).unwrap_or(0) > 8 << 20) {
             // A worker's memory settles once its first isolate is made.
             std::thread::sleep(Duration::from_millis(300));
@@ -75,7 +59,7 @@ impl PeakMemory {
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let total: u64 = std::iter::once(pid)
-                    .chain(children(pid))
+                    .chain(crate::support::child_processes(pid))
                     .filter_map(statm_rss)
                     .sum();
                 p.fetch_max(total, Ordering::Relaxed);

@@ -684,15 +684,23 @@ pub fn reference(
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what} printed no JSON: {e}"))
 }
 
-/// The live child processes of `pid` (a worker that forks keeps one: the process for the next step).
-/// A child that exited and is not yet reaped is left out.
+/// The live child processes of `pid`, whichever of its threads started them (a server's workers; a
+/// worker that forks keeps one: the process for the next step). A child that exited and is not yet
+/// reaped is left out.
 pub fn child_processes(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .filter(|p| status_field(*p, "State").is_some_and(|s| !s.starts_with('Z')))
-        .collect()
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    out.retain(|p| status_field(*p, "State").is_some_and(|s| !s.starts_with('Z')));
+    out
 }
 
 /// A field of `/proc/PID/status`.
