@@ -32,6 +32,12 @@ fn main() {
         );
         return;
     }
+    // The server binary's segments are laid out 2 MiB-aligned in the file and in memory, so that its
+    // code can be mapped in 2 MiB pages (`src/engine/code_pages.rs`): every step process maps it,
+    // and each of its exits unmaps it.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,max-page-size=0x200000");
+    }
     println!("cargo:rerun-if-changed=js");
     println!("cargo:rerun-if-changed=src/engine/ops.rs");
     println!("cargo:rerun-if-changed=src/engine/extension.rs");

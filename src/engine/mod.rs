@@ -19,6 +19,7 @@
 
 mod audit;
 mod clone;
+mod code_pages;
 mod console;
 mod extension;
 mod forking;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
+use super::code_pages;
 use super::monitor::{self, Kill, Monitor, Watch, GRACE};
 use super::outcome;
 use super::protocol::{FromWorker, Outcome, ToWorker};
@@ -138,6 +139,18 @@ impl ProcessPool {
             WorkerProgram::CurrentExe => std::env::current_exe()?,
             WorkerProgram::Path(p) => p.clone(),
         };
+        if process_per_step(&shared) {
+            let started = Instant::now();
+            match code_pages::cache_in_huge_pages(&program) {
+                Ok(c) => tracing::info!(
+                    huge = c.huge,
+                    ranges = c.ranges,
+                    ms = started.elapsed().as_millis() as u64,
+                    "worker code: 2 MiB ranges cached as 2 MiB pages"
+                ),
+                Err(e) => tracing::info!(error = %e, "worker code: not cached as 2 MiB pages"),
+            }
+        }
         let monitor = Monitor::start()?;
         let workers = shared.config.workers.max(1);
         let (tx, rx) = mpsc::unbounded_channel::<Task>();

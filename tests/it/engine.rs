@@ -369,6 +369,50 @@ fn each_step_runs_in_a_process_of_its_own_and_ends_with_it() {
     );
 }
 
+/// The supervisor caches the worker program's code in 2 MiB pages before starting workers, and the
+/// binary is linked so that those can be mapped whole: a worker and its step processes then map their
+/// code with one page-table entry per 2 MiB, which every fork and exit would otherwise pay for by the
+/// thousand. This needs a kernel and file system with large folios in the page cache (ext4 on Linux
+/// 6.x, as the servers and CI have).
+#[test]
+fn the_worker_maps_its_code_in_2mib_pages() {
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        mode: crate::support::process_mode(),
+        ..Default::default()
+    })
+    .expect("executor");
+    let r = exec.run_blocking(StepRequest::new("export default () => 1", Value::Null));
+    assert!(r.ok, "{r:?}");
+    let worker = exec.worker_pids()[0];
+    let program = crate::support::codestep_binary();
+    let program = program.to_str().unwrap();
+    let smaps = std::fs::read_to_string(format!("/proc/{worker}/smaps")).unwrap();
+    let (mut in_program, mut huge_kb) = (false, 0u64);
+    for line in smaps.lines() {
+        if let Some(kb) = line.strip_prefix("FilePmdMapped:") {
+            if in_program {
+                huge_kb += kb
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap();
+            }
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|r| r.contains('-') && !r.ends_with(':'))
+        {
+            in_program = line.ends_with(program);
+        }
+    }
+    assert!(
+        huge_kb >= 4096,
+        "the worker maps {huge_kb} KiB of {program} in 2 MiB pages"
+    );
+}
+
 /// `Math.random` is seeded for every step: steps forked from one prepared isolate would otherwise all
 /// draw the same sequence (V8 seeds its own generator once per process).
 #[test]
