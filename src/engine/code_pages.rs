@@ -151,6 +151,8 @@ fn huge_ranges(file: &File) -> std::io::Result<Vec<usize>> {
     if phentsize < 56 || phnum > 256 {
         return Err(not_elf());
     }
+    // A range past the end of a truncated file would fault when touched.
+    let file_len = file.metadata()?.len() as usize;
     let mut table = vec![0u8; phentsize * phnum];
     file.read_exact_at(&mut table, phoff as u64)?;
     let mut ranges = Vec::new();
@@ -161,7 +163,7 @@ fn huge_ranges(file: &File) -> std::io::Result<Vec<usize>> {
             continue;
         }
         let mut at = offset.next_multiple_of(HUGE);
-        while at + HUGE <= offset + filesz {
+        while at + HUGE <= (offset + filesz).min(file_len) {
             ranges.push(at);
             at += HUGE;
         }
@@ -340,11 +342,20 @@ mod tests {
             // Writable: none.
             (RW, 0, 0, 8 << 20),
         ]);
-        let path = scratch_file("code-pages-ranges", &header, 4096);
+        let path = scratch_file("code-pages-ranges", &header, 17 << 20);
         let file = File::open(&path).unwrap();
         let ranges = huge_ranges(&file).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(ranges, vec![0, 2 << 20, 12 << 20, 14 << 20]);
+    }
+
+    #[test]
+    fn a_truncated_file_has_no_range_past_its_end() {
+        let header = elf(&[(R, 0, 0, 8 << 20)]);
+        let path = scratch_file("code-pages-truncated", &header, 5 << 20);
+        let ranges = huge_ranges(&File::open(&path).unwrap()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(ranges, vec![0, 2 << 20]);
     }
 
     #[test]
