@@ -18,6 +18,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
+use super::forking::parse_range;
+
 const HUGE: usize = 2 << 20;
 /// ELF program header fields this reads (see `elf(5)`).
 const PT_LOAD: u32 = 1;
@@ -96,12 +98,7 @@ fn unmap_own_small_pages(dev: u64, ino: u64) -> std::io::Result<()> {
                 };
                 libc::makedev(major, minor) == dev
             });
-        let Some((start, end)) = f[0].split_once('-').and_then(|(a, b)| {
-            Some((
-                usize::from_str_radix(a, 16).ok()?,
-                usize::from_str_radix(b, 16).ok()?,
-            ))
-        }) else {
+        let Some((start, end)) = parse_range(f[0]) else {
             continue;
         };
         if !same_file || has_own_page(start, end)? {
@@ -248,14 +245,8 @@ impl Window {
                         huge.push(i);
                     }
                 }
-            } else if let Some((start, _)) = line
-                .split_whitespace()
-                .next()
-                .and_then(|r| r.split_once('-'))
-            {
-                current = usize::from_str_radix(start, 16)
-                    .ok()
-                    .and_then(|a| (0..slots).find(|&i| self.slot(i) as usize == a));
+            } else if let Some((start, _)) = line.split_whitespace().next().and_then(parse_range) {
+                current = (0..slots).find(|&i| self.slot(i) as usize == start);
             }
         }
         Ok(huge)

@@ -118,7 +118,7 @@ fn shared_writable(perms: &str) -> bool {
 }
 
 /// A mapping's address range, the first field of its line in `maps` or `smaps` (`start-end`).
-fn parse_range(field: &str) -> Option<(usize, usize)> {
+pub(super) fn parse_range(field: &str) -> Option<(usize, usize)> {
     let (a, b) = field.split_once('-')?;
     Some((
         usize::from_str_radix(a, 16).ok()?,
