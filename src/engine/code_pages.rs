@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::forking::parse_range;
@@ -35,7 +35,19 @@ pub struct Cached {
 /// Caches `program`'s read-only segments as 2 MiB pages where it can. An error means the program
 /// could not be read or is not an ELF file this understands; nothing is changed then.
 pub fn cache_in_huge_pages(program: &Path) -> std::io::Result<Cached> {
-    let file = File::open(program)?;
+    // The page-table arithmetic here (and a 2 MiB page one level up) is that of 4 KiB pages.
+    // SAFETY: sysconf takes no pointer.
+    if unsafe { libc::sysconf(libc::_SC_PAGESIZE) } != 4096 {
+        return Err(std::io::Error::other("the page size is not 4 KiB"));
+    }
+    // Not blocking on a FIFO, and not reading a device.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(program)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let ranges = huge_ranges(&file)?;
     let mut cached = Cached {
         huge: 0,
@@ -114,16 +126,18 @@ fn unmap_own_small_pages(dev: u64, ino: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether any page of `[start, end)` in this process is its own (anonymous), not the file's.
+/// Whether any page of `[start, end)` in this process is its own (anonymous), not the file's: in
+/// memory or swapped out (a relocated page of constants can be either).
 fn has_own_page(start: usize, end: usize) -> std::io::Result<bool> {
     const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
     const FILE_PAGE: u64 = 1 << 61;
     let pagemap = File::open("/proc/self/pagemap")?;
     let mut entries = vec![0u8; (end - start) / 4096 * 8];
     pagemap.read_exact_at(&mut entries, (start / 4096 * 8) as u64)?;
     Ok(entries.chunks_exact(8).any(|e| {
         let e = u64::from_ne_bytes(e.try_into().expect("8 bytes"));
-        e & PRESENT != 0 && e & FILE_PAGE == 0
+        e & (PRESENT | SWAPPED) != 0 && e & FILE_PAGE == 0
     }))
 }
 
@@ -159,8 +173,14 @@ fn huge_ranges(file: &File) -> std::io::Result<Vec<usize>> {
         if kind != PT_LOAD || flags & PF_W != 0 || (vaddr.wrapping_sub(offset)) % HUGE != 0 {
             continue;
         }
-        let mut at = offset.next_multiple_of(HUGE);
-        while at + HUGE <= (offset + filesz).min(file_len) {
+        // Sizes from a malformed file must not overflow; a segment is cut at the file's end.
+        let Some(end) = offset.checked_add(filesz).map(|e| e.min(file_len)) else {
+            return Err(not_elf());
+        };
+        let Some(mut at) = offset.checked_next_multiple_of(HUGE) else {
+            continue;
+        };
+        while end.checked_sub(at).is_some_and(|left| left >= HUGE) {
             ranges.push(at);
             at += HUGE;
         }
@@ -282,14 +302,23 @@ mod tests {
 
     /// An ELF header and program headers: `(flags, offset, vaddr, filesz)` per loadable segment.
     fn elf(segments: &[(u32, usize, usize, usize)]) -> Vec<u8> {
+        let typed: Vec<_> = segments
+            .iter()
+            .map(|&(f, o, v, z)| (PT_LOAD, f, o, v, z))
+            .collect();
+        elf_typed(&typed)
+    }
+
+    /// The same, with each segment's type: `(type, flags, offset, vaddr, filesz)`.
+    fn elf_typed(segments: &[(u32, u32, usize, usize, usize)]) -> Vec<u8> {
         let mut b = vec![0u8; 64];
         b[..6].copy_from_slice(b"\x7fELF\x02\x01");
         b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
         b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
         b[0x38..0x3a].copy_from_slice(&(segments.len() as u16).to_le_bytes());
-        for &(flags, offset, vaddr, filesz) in segments {
+        for &(kind, flags, offset, vaddr, filesz) in segments {
             let mut ph = vec![0u8; 56];
-            ph[..4].copy_from_slice(&PT_LOAD.to_le_bytes());
+            ph[..4].copy_from_slice(&kind.to_le_bytes());
             ph[4..8].copy_from_slice(&flags.to_le_bytes());
             ph[8..16].copy_from_slice(&(offset as u64).to_le_bytes());
             ph[16..24].copy_from_slice(&(vaddr as u64).to_le_bytes());
@@ -341,6 +370,41 @@ mod tests {
     }
 
     #[test]
+    fn other_segments_and_sizes_that_overflow_give_no_range() {
+        const PT_NOTE: u32 = 4;
+        let header = elf_typed(&[
+            (PT_NOTE, R, 0, 0, 4 << 20),
+            (PT_LOAD, R, 2 << 20, 2 << 20, usize::MAX),
+        ]);
+        let path = scratch_file("code-pages-odd", &header, 6 << 20);
+        let result = huge_ranges(&File::open(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        assert!(result.is_err(), "{result:?}");
+        let header = elf_typed(&[
+            (PT_NOTE, R, 0, 0, 4 << 20),
+            (PT_LOAD, R, usize::MAX - 8191, usize::MAX - 8191, 4096),
+        ]);
+        let path = scratch_file("code-pages-note", &header, 6 << 20);
+        let ranges = huge_ranges(&File::open(&path).unwrap()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(ranges, Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let path = std::env::current_exe()
+            .unwrap()
+            .with_file_name(format!("code-pages-fifo-{}", std::process::id()));
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo takes a path we own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let result = cache_in_huge_pages(&path);
+        std::fs::remove_file(&path).unwrap();
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
     fn a_truncated_file_has_no_range_past_its_end() {
         let header = elf(&[(R, 0, 0, 8 << 20)]);
         let path = scratch_file("code-pages-truncated", &header, 5 << 20);
@@ -365,15 +429,36 @@ mod tests {
         let len = 8 << 20;
         let path = scratch_file("code-pages-fresh", &elf(&[(R, 0, 0, len)]), len);
         let cached = cache_in_huge_pages(&path).unwrap();
-        // What the kernel maps now, read through a mapping of this test's own.
+        // What the kernel maps now: the whole file in one mapping of this test's own, 2 MiB-aligned,
+        // read as `smaps` counts it.
         let file = File::open(&path).unwrap();
-        let window = Window::new(4).unwrap();
-        let small = window
-            .touch(&file, &[0, 2 << 20, 4 << 20, 6 << 20])
-            .unwrap();
-        drop(window);
+        let reserve = Window::new(4).unwrap();
+        let at = reserve.slot(0);
+        // SAFETY: a read-only view of the file over part of the test's own reservation.
+        let mapped = unsafe {
+            libc::mmap(
+                at.cast(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(mapped, libc::MAP_FAILED);
+        for range in 0..4 {
+            // SAFETY: reads inside the mapping just made.
+            unsafe { std::ptr::read_volatile(at.add(range * HUGE)) };
+        }
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let header = format!("{:x}-", at as usize);
+        let huge_kb: Option<usize> = smaps
+            .split_once(&header)
+            .and_then(|(_, rest)| rest.lines().find_map(|l| l.strip_prefix("FilePmdMapped:")))
+            .map(|kb| kb.trim().trim_end_matches("kB").trim().parse().unwrap());
+        drop(reserve);
         std::fs::remove_file(&path).unwrap();
         assert_eq!(cached, Cached { huge: 4, ranges: 4 });
-        assert_eq!(small, Vec::<usize>::new(), "ranges still in small pages");
+        assert_eq!(huge_kb, Some(8192), "KiB of the file mapped in 2 MiB pages");
     }
 }

@@ -87,15 +87,17 @@ fn map_files_into_children() -> std::io::Result<()> {
         let Some((start, end)) = parse_range(range) else {
             continue;
         };
-        // A page outside the mapping's whole 2 MiB ranges where it has one: such a range may be
-        // mapped as one 2 MiB page (`code_pages`), which a write would split into small ones.
-        let page = if start % (2 << 20) != 0 || end % (2 << 20) == 0 {
-            start
-        } else {
-            end - 4096
+        // A page outside the mapping's whole 2 MiB ranges: such a range may be mapped as one 2 MiB
+        // page (`code_pages`), which a write would split into small ones, and which fork does not
+        // copy anyway. A mapping made only of whole ranges is left as it is.
+        const HUGE: usize = 2 << 20;
+        let page = match (start % HUGE, end % HUGE) {
+            (0, 0) => continue,
+            (0, _) => end - 4096,
+            _ => start,
         } as *mut u8;
         // SAFETY: the whole of one of this process's read-only file mappings is made writable (so it
-        // stays one mapping) for one write of the byte its first page already holds, then read-only
+        // stays one mapping) for one write of the byte that page already holds, then read-only
         // (and executable, if it was) again; this thread is the only one that runs code now.
         unsafe {
             let x = if perms == "r-xp" { libc::PROT_EXEC } else { 0 };

@@ -407,8 +407,10 @@ fn the_worker_maps_its_code_in_2mib_pages() {
             in_program = line.ends_with(program);
         }
     }
+    // A worker runs about 30 MiB of the binary's code and constants; reading a file into an empty
+    // cache gives some 2 MiB pages by chance, and an unaligned binary none.
     assert!(
-        huge_kb >= 4096,
+        huge_kb >= 16 << 10,
         "the worker maps {huge_kb} KiB of {program} in 2 MiB pages"
     );
 }
