@@ -369,6 +369,44 @@ fn each_step_runs_in_a_process_of_its_own_and_ends_with_it() {
     );
 }
 
+/// A worker's environment is emptied: whatever secrets the operator's environment holds stay in the
+/// supervisor. It gets the time zone (V8 cannot open zoneinfo from the sandbox) and, when it forks a
+/// process per step, an allocator setting (glibc's per-thread cache off: fewer heap pages copied).
+#[test]
+fn a_worker_gets_no_environment_but_its_time_zone_and_allocator_setting() {
+    let exec = Executor::new(ExecutorConfig {
+        workers: 1,
+        mode: crate::support::process_mode(),
+        ..Default::default()
+    })
+    .expect("executor");
+    let r = exec.run_blocking(StepRequest::new("export default () => 1", Value::Null));
+    assert!(r.ok, "{r:?}");
+    let worker = exec.worker_pids()[0];
+    let environ = std::fs::read(format!("/proc/{worker}/environ")).unwrap();
+    let vars: std::collections::BTreeMap<String, String> = environ
+        .split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            let v = String::from_utf8_lossy(v);
+            let (name, value) = v.split_once('=').unwrap_or((&v, ""));
+            (name.to_string(), value.to_string())
+        })
+        .collect();
+    assert!(
+        std::env::vars_os().count() > 2,
+        "this test's own environment has more to leak"
+    );
+    // Names only in the message: a leaked value could be a secret.
+    assert_eq!(
+        vars.keys().collect::<Vec<_>>(),
+        vec!["GLIBC_TUNABLES", "TZ"]
+    );
+    let tz = std::env::var("TZ").unwrap_or_else(|_| "UTC".into());
+    assert_eq!(vars["TZ"], tz);
+    assert_eq!(vars["GLIBC_TUNABLES"], "glibc.malloc.tcache_count=0");
+}
+
 /// The supervisor caches the worker program's code in 2 MiB pages before starting workers, and the
 /// binary is linked so that those can be mapped whole: a worker and its step processes then map their
 /// code with one page-table entry per 2 MiB, which every fork and exit would otherwise pay for by the
