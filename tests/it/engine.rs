@@ -369,11 +369,8 @@ fn each_step_runs_in_a_process_of_its_own_and_ends_with_it() {
     );
 }
 
-/// A worker's environment is emptied: whatever secrets the operator's environment holds stay in the
-/// supervisor. It gets the time zone (V8 cannot open zoneinfo from the sandbox) and, when it forks a
-/// process per step, an allocator setting (glibc's per-thread cache off: fewer heap pages copied).
-#[test]
-fn a_worker_gets_no_environment_but_its_time_zone_and_allocator_setting() {
+/// An executor with one worker process, which has run a step, and that worker's pid.
+fn one_worker_after_a_step() -> (Executor, u32) {
     let exec = Executor::new(ExecutorConfig {
         workers: 1,
         mode: crate::support::process_mode(),
@@ -383,6 +380,15 @@ fn a_worker_gets_no_environment_but_its_time_zone_and_allocator_setting() {
     let r = exec.run_blocking(StepRequest::new("export default () => 1", Value::Null));
     assert!(r.ok, "{r:?}");
     let worker = exec.worker_pids()[0];
+    (exec, worker)
+}
+
+/// A worker's environment is emptied: whatever secrets the operator's environment holds stay in the
+/// supervisor. It gets the time zone (V8 cannot open zoneinfo from the sandbox) and, when it forks a
+/// process per step, an allocator setting (glibc's per-thread cache off: fewer heap pages copied).
+#[test]
+fn a_worker_gets_no_environment_but_its_time_zone_and_allocator_setting() {
+    let (_exec, worker) = one_worker_after_a_step();
     let environ = std::fs::read(format!("/proc/{worker}/environ")).unwrap();
     let vars: std::collections::BTreeMap<String, String> = environ
         .split(|b| *b == 0)
@@ -414,15 +420,7 @@ fn a_worker_gets_no_environment_but_its_time_zone_and_allocator_setting() {
 /// 6.x, as the servers and CI have).
 #[test]
 fn the_worker_maps_its_code_in_2mib_pages() {
-    let exec = Executor::new(ExecutorConfig {
-        workers: 1,
-        mode: crate::support::process_mode(),
-        ..Default::default()
-    })
-    .expect("executor");
-    let r = exec.run_blocking(StepRequest::new("export default () => 1", Value::Null));
-    assert!(r.ok, "{r:?}");
-    let worker = exec.worker_pids()[0];
+    let (_exec, worker) = one_worker_after_a_step();
     let program = crate::support::codestep_binary();
     let program = program.to_str().unwrap();
     let smaps = std::fs::read_to_string(format!("/proc/{worker}/smaps")).unwrap();
