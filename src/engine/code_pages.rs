@@ -20,7 +20,8 @@ use std::path::Path;
 
 use super::forking::parse_range;
 
-const HUGE: usize = 2 << 20;
+/// The size of a page one level up from 4 KiB on x86-64 and arm64 with 4 KiB pages.
+pub(super) const HUGE: usize = 2 << 20;
 /// ELF program header fields this reads (see `elf(5)`).
 const PT_LOAD: u32 = 1;
 const PF_W: u32 = 2;
@@ -228,20 +229,7 @@ impl Window {
     fn touch(&self, file: &File, offsets: &[usize]) -> std::io::Result<Vec<usize>> {
         for (i, &offset) in offsets.iter().enumerate() {
             let at = self.slot(i);
-            // SAFETY: replaces part of our own reservation with a read-only private view of the file.
-            let mapped = unsafe {
-                libc::mmap(
-                    at.cast(),
-                    HUGE,
-                    libc::PROT_READ,
-                    libc::MAP_PRIVATE | libc::MAP_FIXED,
-                    file.as_raw_fd(),
-                    offset as libc::off_t,
-                )
-            };
-            if mapped == libc::MAP_FAILED {
-                return Err(std::io::Error::last_os_error());
-            }
+            self.map(at, HUGE, file, offset)?;
             // SAFETY: advice and a read on the mapping just made.
             unsafe {
                 libc::madvise(at.cast(), HUGE, libc::MADV_HUGEPAGE);
@@ -250,6 +238,31 @@ impl Window {
         }
         let huge = self.huge_slots(offsets.len())?;
         Ok((0..offsets.len()).filter(|i| !huge.contains(i)).collect())
+    }
+
+    /// Maps `len` bytes of `file` from `offset`, read-only and private, at `at` in the reservation.
+    fn map(&self, at: *mut u8, len: usize, file: &File, offset: usize) -> std::io::Result<()> {
+        let inside =
+            self.base as usize <= at as usize && at as usize + len <= self.base as usize + self.len;
+        if !inside {
+            return Err(std::io::Error::other("outside the reservation"));
+        }
+        // SAFETY: replaces part of our own reservation (checked above) with a read-only private view
+        // of the file.
+        let mapped = unsafe {
+            libc::mmap(
+                at.cast(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// The slots `/proc/self/smaps` shows mapped with a 2 MiB page.
@@ -434,18 +447,7 @@ mod tests {
         let file = File::open(&path).unwrap();
         let reserve = Window::new(4).unwrap();
         let at = reserve.slot(0);
-        // SAFETY: a read-only view of the file over part of the test's own reservation.
-        let mapped = unsafe {
-            libc::mmap(
-                at.cast(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_FIXED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(mapped, libc::MAP_FAILED);
+        reserve.map(at, len, &file, 0).unwrap();
         for range in 0..4 {
             // SAFETY: reads inside the mapping just made.
             unsafe { std::ptr::read_volatile(at.add(range * HUGE)) };

@@ -14,6 +14,7 @@
 //! allocator's free pages released, and the read-only file mappings' page-table entries copied
 //! ([`map_files_into_children`]), so a step process does not fault the code in again.
 
+use super::code_pages::HUGE;
 use super::modules::{builtins, resolve};
 use super::protocol::Job;
 use super::step::{self, Link};
@@ -90,7 +91,6 @@ fn map_files_into_children() -> std::io::Result<()> {
         // A page outside the mapping's whole 2 MiB ranges: such a range may be mapped as one 2 MiB
         // page (`code_pages`), which a write would split into small ones, and which fork does not
         // copy anyway. A mapping made only of whole ranges is left as it is.
-        const HUGE: usize = 2 << 20;
         let page = match (start % HUGE, end % HUGE) {
             (0, 0) => continue,
             (0, _) => end - 4096,
