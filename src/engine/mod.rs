@@ -418,11 +418,18 @@ fn preload_set(config: &ExecutorConfig) -> Result<Option<protocol::Preload>, Exe
     Ok(Some(protocol::Preload { set, main_code }))
 }
 
+/// Threads of the runtime the supervisor's side of steps runs on (the worker sockets, the gateways
+/// and their fetches): two, or one when the process may use one CPU, where a second thread only
+/// takes work from the first, one context switch per handover.
+fn http_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().min(2))
+}
+
 impl Executor {
     /// Builds the pool. Call it from the main thread before other threads make V8 isolates.
     pub fn new(config: ExecutorConfig) -> Result<Executor, ExecutorError> {
         let http = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(http_threads())
             .thread_name("codestep-http")
             .enable_all()
             .build()?;
