@@ -37,6 +37,7 @@ mod preload;
 pub mod protocol;
 mod runtime;
 pub mod sandbox;
+mod socket;
 mod step;
 mod supervisor;
 mod warmup;

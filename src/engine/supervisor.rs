@@ -23,7 +23,7 @@ use super::monitor::{self, Kill, Monitor, Watch, GRACE};
 use super::outcome;
 use super::protocol::{FromWorker, Outcome, ToWorker};
 use super::worker::{SOCKET_FD, WORKER_ARG};
-use super::{ipc, ErrorKind, Shared, StepRequest, StepResult, WorkerProgram};
+use super::{ipc, socket, ErrorKind, Shared, StepRequest, StepResult, WorkerProgram};
 
 /// The largest frame the supervisor reads from a worker: a step's output or a request body at the
 /// operator's caps (both travel raw), plus its logs (1 MiB, up to six times that once escaped as JSON)
@@ -432,9 +432,7 @@ impl Worker {
             futures::future::join_all(readers).await;
         });
 
-        ours.set_nonblocking(true)?;
-        let sock = tokio::net::UnixStream::from_std(ours)?;
-        let (rd, wr) = sock.into_split();
+        let (rd, wr) = socket::split(ours)?;
         let (to, to_rx) = mpsc::unbounded_channel::<ipc::Outgoing>();
         let unread = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         tokio::spawn(ipc::write_all(wr, to_rx, Some(unread.clone())));

@@ -19,7 +19,7 @@ use super::ipc;
 use super::protocol::{FromWorker, ToWorker};
 use super::step::{self, Link};
 use super::watchdog::Watchdog;
-use super::{forking, preload, runtime, sandbox};
+use super::{forking, preload, runtime, sandbox, socket};
 
 /// The first argument that makes the binary a worker (see `run_if_worker`).
 pub const WORKER_ARG: &str = "__codestep-worker";
@@ -76,17 +76,13 @@ fn main() -> i32 {
     };
     // SAFETY: the supervisor put our end of a socketpair on this fd, and nothing else owns it.
     let std_sock = unsafe { std::os::unix::net::UnixStream::from_raw_fd(SOCKET_FD) };
-    if std_sock.set_nonblocking(true).is_err() {
-        return exit::SETUP;
-    }
-    let sock = {
+    let (rd, wr) = {
         let _enter = rt.enter();
-        match tokio::net::UnixStream::from_std(std_sock) {
-            Ok(s) => s,
+        match socket::split(std_sock) {
+            Ok(halves) => halves,
             Err(_) => return exit::SETUP,
         }
     };
-    let (rd, wr) = sock.into_split();
 
     // One task writes frames, one reads them: the step never blocks on the socket, and a frame is
     // never cut in half by a step ending mid-read.
