@@ -53,8 +53,14 @@ impl AsyncRead for Reader {
             let mut ready = ready!(self.fd.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
             // `try_io` forgets the readiness when the read would block, so the next poll waits.
+            let wanted = unfilled.len();
             match ready.try_io(|fd| retry(|| unsafe_read(fd.get_ref(), unfilled))) {
                 Ok(Ok(n)) => {
+                    // Less than asked for: the socket is drained, so the next poll waits for more
+                    // rather than trying a read that would block (as tokio's own streams do).
+                    if n > 0 && n < wanted {
+                        ready.clear_ready();
+                    }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
@@ -67,6 +73,11 @@ impl AsyncRead for Reader {
 
 /// The write half: writes at once, and waits for writability (registered for it alone, and only
 /// then) when the socket is full.
+///
+/// In a step process the registration would be made on the epoll instance it shares with its worker,
+/// and would outlive the process were it to `_exit` while waiting (the worker still holds the socket).
+/// It does not: a step process exits only once its `Done` frame was written in full
+/// (`worker::serve`), which drops the registration.
 pub struct Writer {
     fd: OwnedFd,
     /// A registration for writability while the socket is full; dropped once a write went through.
@@ -82,7 +93,10 @@ impl AsyncWrite for Writer {
         loop {
             match retry(|| unsafe_write(&self.fd, data)) {
                 Ok(n) => {
-                    self.full = None;
+                    // Kept while the socket is still too full to take all of it.
+                    if n == data.len() {
+                        self.full = None;
+                    }
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -143,8 +157,17 @@ fn unsafe_read(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 fn unsafe_write(fd: &impl AsFd, data: &[u8]) -> io::Result<usize> {
-    // SAFETY: writes from a buffer we hold, at most its length.
-    let n = unsafe { libc::write(fd.as_fd().as_raw_fd(), data.as_ptr().cast(), data.len()) };
+    // `send` with `MSG_NOSIGNAL`: a peer gone is an error (EPIPE), never a SIGPIPE, whatever the
+    // embedding program does with that signal.
+    // SAFETY: sends from a buffer we hold, at most its length.
+    let n = unsafe {
+        libc::send(
+            fd.as_fd().as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -175,7 +198,11 @@ mod tests {
             b_wr.shutdown().await.unwrap();
         });
         let (mut got_b, mut got_a) = (Vec::new(), Vec::new());
-        let (r1, r2) = tokio::join!(b_rd.read_to_end(&mut got_b), a_rd.read_to_end(&mut got_a));
+        let both =
+            async { tokio::join!(b_rd.read_to_end(&mut got_b), a_rd.read_to_end(&mut got_a)) };
+        let (r1, r2) = tokio::time::timeout(std::time::Duration::from_secs(30), both)
+            .await
+            .expect("a lost wake-up: the transfer stalled");
         r1.unwrap();
         r2.unwrap();
         w1.await.unwrap();

@@ -348,6 +348,8 @@ fn serve(
                         }
                     }
                     // Nothing of this process is needed again: no isolate teardown, no destructors.
+                    // `Done` went out whole (`send_now`), so the socket's write half holds no epoll
+                    // registration that would outlive this process (see `socket::Writer`).
                     // SAFETY: _exit ends the process at once; the result is on the socket.
                     unsafe { libc::_exit(exit::STEP_DONE) };
                 }
