@@ -163,7 +163,7 @@ pub fn warm_lazy_scripts() -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let watchdog = Watchdog::start("codestep-warm".into()).map_err(|e| e.to_string())?;
+    let watchdog = Watchdog::new("codestep-warm".into());
     let outcome = step::run(job, link, &rt, &watchdog, None, None);
     drop(watchdog);
     drop(rt);

@@ -34,7 +34,7 @@ impl ThreadPool {
         for i in 0..count {
             let rx = rx.clone();
             let shared = shared.clone();
-            let watchdog = Watchdog::start(format!("codestep-watch-{i}"))?;
+            let watchdog = Watchdog::new(format!("codestep-watch-{i}"));
             workers.push(
                 thread::Builder::new()
                     .name(format!("codestep-worker-{i}"))

@@ -318,7 +318,18 @@ pub fn run_keeping(
 
     let started = Instant::now();
     let deadline = started + limits.wall_time();
-    let timer = watchdog.arm(deadline, limits.cpu_time(), isolate);
+    let timer = match watchdog.arm(deadline, limits.cpu_time(), isolate) {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                Outcome::failed(
+                    ErrorKind::Internal,
+                    format!("could not start the step's watchdog: {e}"),
+                ),
+                Some(Spent { _rt: step_rt }),
+            )
+        }
+    };
     let run_step = step_rt.run_step.clone();
     let max_output = limits.max_output_bytes;
     let loaded = match Loaded::new(job.modules, job.env) {

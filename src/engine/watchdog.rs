@@ -35,8 +35,11 @@ struct State {
 }
 
 pub struct Watchdog {
+    name: String,
     shared: Arc<(Mutex<State>, Condvar)>,
-    thread: Option<thread::JoinHandle<()>>,
+    /// Started by the first `arm`, already armed: a step process (which arms once) then wakes its
+    /// watchdog only by starting it.
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 /// The watchdog armed for one step. `disarm` says which limit, if any, was hit.
@@ -63,41 +66,62 @@ fn clock_now(clock: libc::clockid_t) -> Duration {
 }
 
 impl Watchdog {
-    pub fn start(name: String) -> std::io::Result<Watchdog> {
-        let shared: Arc<(Mutex<State>, Condvar)> = Arc::default();
-        let for_thread = shared.clone();
-        let thread = thread::Builder::new()
-            .name(name)
-            .spawn(move || watch(&for_thread))?;
-        Ok(Watchdog {
-            shared,
-            thread: Some(thread),
-        })
+    /// A watchdog whose thread, named `name`, starts when it is first armed.
+    pub fn new(name: String) -> Watchdog {
+        Watchdog {
+            name,
+            shared: Arc::default(),
+            thread: Mutex::new(None),
+        }
     }
 
-    /// Arms the watchdog for a step running on the calling thread.
-    pub fn arm(&self, deadline: Instant, cpu_limit: Duration, isolate: IsolateHandle) -> Armed<'_> {
+    /// Arms the watchdog for a step running on the calling thread. Fails only when its thread cannot
+    /// be started: the step must not run unwatched.
+    pub fn arm(
+        &self,
+        deadline: Instant,
+        cpu_limit: Duration,
+        isolate: IsolateHandle,
+    ) -> std::io::Result<Armed<'_>> {
         let cpu = thread_cpu_clock().map(|clock| (clock, clock_now(clock) + cpu_limit));
         let (lock, cv) = &*self.shared;
-        let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
-        st.armed = Some(Arming {
-            deadline,
-            isolate,
-            cpu,
-            cpu_check: Instant::now() + cpu_limit,
-        });
-        st.fired = None;
-        cv.notify_one();
-        Armed(self)
+        {
+            let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
+            st.armed = Some(Arming {
+                deadline,
+                isolate,
+                cpu,
+                cpu_check: Instant::now() + cpu_limit,
+            });
+            st.fired = None;
+        }
+        let mut thread = self.thread.lock().unwrap_or_else(|e| e.into_inner());
+        if thread.is_some() {
+            cv.notify_one();
+        } else {
+            let shared = self.shared.clone();
+            let started = thread::Builder::new()
+                .name(self.name.clone())
+                .spawn(move || watch(&shared));
+            match started {
+                Ok(t) => *thread = Some(t),
+                Err(e) => {
+                    lock.lock().unwrap_or_else(|e| e.into_inner()).armed = None;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Armed(self))
     }
 }
 
 impl Armed<'_> {
+    /// Not woken for this: it wakes at the old deadline, if it still runs then, and finds nothing to do;
+    /// a step process has long exited by then.
     pub fn disarm(self) -> Option<Fired> {
-        let (lock, cv) = &*self.0.shared;
+        let (lock, _) = &*self.0.shared;
         let mut st = lock.lock().unwrap_or_else(|e| e.into_inner());
         st.armed = None;
-        cv.notify_one();
         st.fired
     }
 }
@@ -153,8 +177,91 @@ impl Drop for Watchdog {
             lock.lock().unwrap_or_else(|e| e.into_inner()).shutdown = true;
             cv.notify_one();
         }
-        if let Some(t) = self.thread.take() {
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = thread {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::runtime;
+
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
+    }
+
+    /// The count of threads named `name` once it is `want` (a new thread names itself when it starts),
+    /// or whatever it is after five seconds.
+    fn settled_threads(name: &str, want: usize) -> usize {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = threads_named(name);
+            if n == want || Instant::now() > until {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Its thread starts with the first arm and serves every later one; a disarm does not wake it,
+    /// so the next arm must: here the thread sleeps towards a deadline a minute away when it is armed
+    /// again for 200 ms, and still stops the loop in time.
+    #[test]
+    fn starts_its_thread_when_first_armed_and_stops_js_at_every_deadline() {
+        runtime::init_platform();
+        let tokio_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _enter = tokio_rt.enter();
+        let mut step =
+            runtime::create(64 << 20, runtime::BufferBudget::new(64 << 20)).expect("step runtime");
+        let isolate = step.js.v8_isolate().thread_safe_handle();
+        let name = "cs-wd-unit";
+        let dog = Watchdog::new(name.into());
+        assert_eq!(threads_named(name), 0, "a thread before the first arm");
+
+        let minute = Duration::from_secs(60);
+        let far = dog
+            .arm(Instant::now() + minute, minute, isolate.clone())
+            .unwrap();
+        assert_eq!(settled_threads(name, 1), 1);
+        assert_eq!(far.disarm(), None);
+
+        let started = Instant::now();
+        let near = dog
+            .arm(
+                Instant::now() + Duration::from_millis(200),
+                minute,
+                isolate.clone(),
+            )
+            .unwrap();
+        let ran = step.js.execute_script("loop.js", "for (;;) {}");
+        assert!(ran.is_err(), "the loop ended by itself");
+        assert_eq!(near.disarm(), Some(Fired::Wall));
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "stopped only after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            settled_threads(name, 1),
+            1,
+            "a second thread for the second arm"
+        );
+        step.js.v8_isolate().cancel_terminate_execution();
+        drop(dog);
+        assert_eq!(
+            settled_threads(name, 0),
+            0,
+            "the thread outlived its watchdog"
+        );
     }
 }

@@ -290,10 +290,7 @@ fn serve(
             return exit::SANDBOX;
         }
     }
-    let watchdog = match Watchdog::start("codestep-watch".into()) {
-        Ok(w) => w,
-        Err(_) => return exit::SETUP,
-    };
+    let watchdog = Watchdog::new("codestep-watch".into());
     send_now(
         rt,
         FromWorker::Ready {
