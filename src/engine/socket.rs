@@ -9,7 +9,7 @@
 //! full (rare: frames are small, and the peer reads them as they come).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -54,7 +54,13 @@ impl AsyncRead for Reader {
             let unfilled = buf.initialize_unfilled();
             // `try_io` forgets the readiness when the read would block, so the next poll waits.
             let wanted = unfilled.len();
-            match ready.try_io(|fd| retry(|| unsafe_read(fd.get_ref(), unfilled))) {
+            let read = |fd: &AsyncFd<OwnedFd>| {
+                // SAFETY: reads into a buffer we hold mutably, at most its length.
+                bytes(|| unsafe {
+                    libc::read(fd.as_raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len())
+                })
+            };
+            match ready.try_io(read) {
                 Ok(Ok(n)) => {
                     // Less than asked for: the socket is drained, so the next poll waits for more
                     // rather than trying a read that would block (as tokio's own streams do).
@@ -91,7 +97,18 @@ impl AsyncWrite for Writer {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         loop {
-            match retry(|| unsafe_write(&self.fd, data)) {
+            // `send` with `MSG_NOSIGNAL`: a peer gone is an error (EPIPE), never a SIGPIPE, whatever
+            // the embedding program does with that signal.
+            // SAFETY: sends from a buffer we hold, at most its length.
+            let sent = bytes(|| unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    data.as_ptr().cast(),
+                    data.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            });
+            match sent {
                 Ok(n) => {
                     // Kept while the socket is still too full to take all of it.
                     if n == data.len() {
@@ -118,11 +135,7 @@ impl AsyncWrite for Writer {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // SAFETY: shutdown takes no pointer; the fd is ours.
-        if unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_WR) } < 0 {
-            return Poll::Ready(Err(io::Error::last_os_error()));
-        }
-        Poll::Ready(Ok(()))
+        Poll::Ready(self.shut_down())
     }
 }
 
@@ -131,47 +144,32 @@ impl Drop for Writer {
     /// (another descriptor of the same socket) is still open. That is how a worker learns that the
     /// supervisor is done with it.
     fn drop(&mut self) {
-        // SAFETY: shutdown takes no pointer; the fd is ours until this returns.
-        unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_WR) };
+        let _ = self.shut_down();
     }
 }
 
-/// Runs a system call again while a signal interrupts it.
-fn retry(mut call: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
-    loop {
-        match call() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r,
+impl Writer {
+    /// Ends the stream for the peer (`SHUT_WR`).
+    fn shut_down(&self) -> io::Result<()> {
+        // SAFETY: shutdown takes no pointer; the fd is ours.
+        if unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_WR) } < 0 {
+            return Err(io::Error::last_os_error());
         }
+        Ok(())
     }
 }
 
-fn unsafe_read(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: reads into a buffer we hold mutably, at most its length.
-    let n = unsafe { libc::read(fd.as_fd().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn unsafe_write(fd: &impl AsFd, data: &[u8]) -> io::Result<usize> {
-    // `send` with `MSG_NOSIGNAL`: a peer gone is an error (EPIPE), never a SIGPIPE, whatever the
-    // embedding program does with that signal.
-    // SAFETY: sends from a buffer we hold, at most its length.
-    let n = unsafe {
-        libc::send(
-            fd.as_fd().as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+/// The byte count of a read or write system call, made again while a signal interrupts it.
+fn bytes(mut call: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
