@@ -53,10 +53,12 @@ def recv():
     body = read_exact(n)
     hl, = struct.unpack('<I', body[1:5])
     return json.loads(body[5:5 + hl]), body[5 + hl:]
-def send(obj, payload=None):
+def frame(obj, payload=None):
     h = json.dumps(obj, separators=(',', ':')).encode()
     p = payload if payload is not None else b''
-    sock.sendall(struct.pack('<IBI', 1 + 4 + len(h) + len(p), 1 if payload is not None else 0, len(h)) + h + p)
+    return struct.pack('<IBI', 1 + 4 + len(h) + len(p), 1 if payload is not None else 0, len(h)) + h + p
+def send(obj, payload=None):
+    sock.sendall(frame(obj, payload))
 "#;
 
 const FAKE_WORKER: &str = r#"def done(out='1'):
@@ -117,10 +119,13 @@ while True:
         send({'Host': {'Fetch': {'id': 1, 'method': 'GET', 'url': arg, 'headers': [], 'redirect': 'follow', 'stream': False}}})
     elif cmd == 'unasked_chunk':
         # A streamed body whose first chunk comes before the gateway asked for it (before the policy
-        # check, in an honest worker's terms), then the end of the body.
-        send({'Host': {'Fetch': {'id': 1, 'method': 'POST', 'url': arg, 'headers': [], 'redirect': 'follow', 'stream': True}}})
-        send({'Host': {'BodyChunk': {'id': 1}}}, b'unasked')
-        send({'Host': {'BodyEnd': {'id': 1}}})
+        # check, in an honest worker's terms), then the end of the body. One write, so the chunk
+        # reaches the supervisor with the request: written apart, on a loaded machine this process
+        # could be descheduled long enough for the gateway to connect and really ask for the body.
+        sock.sendall(
+            frame({'Host': {'Fetch': {'id': 1, 'method': 'POST', 'url': arg, 'headers': [], 'redirect': 'follow', 'stream': True}}})
+            + frame({'Host': {'BodyChunk': {'id': 1}}}, b'unasked')
+            + frame({'Host': {'BodyEnd': {'id': 1}}}))
         time.sleep(1.0)
         done()
     elif cmd == 'wait':
