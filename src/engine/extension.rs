@@ -16,6 +16,7 @@ deno_core::extension!(
     deps = [deno_webidl, deno_web, deno_crypto],
     ops = [
         op_codestep_fetch,
+        op_codestep_fetch_url,
         op_codestep_fetch_body_ready,
         op_codestep_fetch_body_write,
         op_codestep_fetch_body_end,

@@ -1878,3 +1878,126 @@ deq("concurrent", many.map((e) => e.uri), [1, 2, 3, 4, 5].map((i) => `/echo?i=${
     )
     .await;
 }
+
+/// `fetch(string, plain init)` is made without a Request (`simpleCall` in `js/50_fetch.js`). What
+/// reaches the server must be what the same call sends through a Request, which always takes the
+/// full path.
+#[tokio::test]
+async fn the_common_call_sends_what_a_request_would() {
+    let n = net();
+    n.checks(
+        "common call",
+        r#"
+const echo = async (info) => (await fetch(info)).json();
+const same = async (name, url, init) => {
+  const direct = await (await fetch(url, init)).json();
+  const viaRequest = await echo(new Request(url, init));
+  deq(`${name}: method`, direct.method, viaRequest.method);
+  deq(`${name}: uri`, direct.uri, viaRequest.uri);
+  deq(`${name}: headers`, direct.headers, viaRequest.headers);
+  return direct;
+};
+const b = input.base;
+let e = await same("no init", `${b}/echo`);
+eq("no init: accept", e.headers.find(([n]) => n === "accept")[1], "*/*");
+await same("empty init", `${b}/echo`, {});
+e = await same("fragment, dot segments, a space", `${b}/x/../echo?q=a b#frag`, {});
+eq("fragment dropped, path normalised", e.uri, "/echo?q=a%20b");
+e = await same("method and headers", `${b}/echo`, {
+  method: "delete",
+  headers: { "X-One": " a ", "x-two": "b\t", Accept: "application/json", "User-Agent": "mine/1" },
+});
+eq("method normalised", e.method, "DELETE");
+await same("other method kept as written", `${b}/echo`, { method: "Purge" });
+await same("null prototypes", `${b}/echo`, { __proto__: null, headers: { __proto__: null, "x-n": "1" } });
+await same("integer-like names come first", `${b}/echo`, { headers: { "x-b": "2", "1": "one", "x-a": "1" } });
+await same("upper-case scheme and host", `${b.replace("https", "HTTPS").replace("api.test", "API.TEST")}/echo`);
+"#,
+    )
+    .await;
+}
+
+/// The common call is taken only when converting its arguments runs no user code and cannot fail:
+/// getters, Proxies, inherited members and bad values are converted and reported as WebIDL says.
+#[tokio::test]
+async fn fetch_arguments_that_run_code_or_are_invalid_are_converted_in_full() {
+    let n = net();
+    n.checks(
+        "full conversion",
+        r#"
+const b = input.base;
+const header = (e, name) => { const h = e.headers.find(([n]) => n === name); return h ? h[1] : null; };
+const echoed = async (init) => (await fetch(`${b}/echo`, init)).json();
+
+let reads = 0;
+let e = await echoed({ get method() { reads++; return "PUT"; } });
+eq("a getter is read once", reads, 1);
+eq("and its value used", e.method, "PUT");
+
+const seen = [];
+const traps = new Proxy({ "x-p": "1" }, {
+  ownKeys(t) { seen.push("ownKeys"); return Reflect.ownKeys(t); },
+  getOwnPropertyDescriptor(t, k) { seen.push(`gopd ${String(k)}`); return Reflect.getOwnPropertyDescriptor(t, k); },
+  get(t, k, r) { seen.push(`get ${String(k)}`); return Reflect.get(t, k, r); },
+});
+e = await echoed({ headers: traps });
+deq("a Proxy's traps, once each, in WebIDL's order", seen, ["get Symbol(Symbol.iterator)", "ownKeys", "gopd x-p", "get x-p"]);
+eq("the Proxy's header", header(e, "x-p"), "1");
+
+let inherited = 0;
+Object.defineProperty(Object.prototype, "body", { get() { inherited++; return undefined; }, configurable: true });
+try { await echoed({ headers: { "x-a": "1" } }); } finally { delete Object.prototype.body; }
+eq("an inherited RequestInit member is read", inherited, 1);
+
+Object.prototype.redirect = "manual";
+let r;
+try { r = await fetch(`${b}/redirect`, { method: "GET" }); } finally { delete Object.prototype.redirect; }
+eq("an inherited redirect option applies", r.status, 302);
+
+Object.prototype[Symbol.iterator] = function* () { yield ["x-from-iterator", "1"]; };
+try { e = await echoed({ headers: { "x-from-record": "1" } }); } finally { delete Object.prototype[Symbol.iterator]; }
+eq("an iterable headers object is a sequence", header(e, "x-from-iterator"), "1");
+eq("not a record", header(e, "x-from-record"), null);
+
+const getterHeader = { get "x-g"() { reads++; return "g"; } };
+reads = 0;
+e = await echoed({ headers: getterHeader });
+eq("a header getter is read once", reads, 1);
+eq("its value sent", header(e, "x-g"), "g");
+e = await echoed({ headers: { "x-num": 7 } });
+eq("a number is converted", header(e, "x-num"), "7");
+
+// Each rejects with what `new Request` throws for the same arguments.
+const sameError = async (name, url, init) => {
+  let thrown = null;
+  try { new Request(url, init); } catch (err) { thrown = err; }
+  ok(`${name}: new Request throws`, thrown instanceof TypeError);
+  try {
+    await fetch(url, init);
+    fail(`${name}: fetch did not reject`);
+  } catch (err) {
+    ok(`${name}: a TypeError`, err instanceof TypeError);
+    eq(`${name}: message`, err.message, thrown && thrown.message);
+  }
+};
+await sameError("bad header name", `${b}/echo`, { headers: { "bad name": "x" } });
+await sameError("bad header value", `${b}/echo`, { headers: { "x-a": "a\nb" } });
+await sameError("not a ByteString", `${b}/echo`, { headers: { "x-a": "\u0100" } });
+await sameError("bad method", `${b}/echo`, { method: "GE T" });
+await sameError("forbidden method", `${b}/echo`, { method: "CONNECT" });
+await sameError("credentials", b.replace("https://", "https://user:pw@") + "/echo", {});
+await sameError("invalid URL", "https://", {});
+await sameError("invalid port", "https://api.test:99999/echo", {});
+await sameError("relative URL", "/echo", {});
+await sameError("symbol header name", `${b}/echo`, { headers: { [Symbol("s")]: "1" } });
+
+eq("data: URLs are still read locally", await (await fetch("data:text/plain,hi", {})).text(), "hi");
+"#,
+    )
+    .await;
+    let seen = n.server.requests();
+    assert!(
+        seen.iter().all(|r| r.header("x-api-key") == Some(SECRET)),
+        "connector secret injected on every request"
+    );
+}
