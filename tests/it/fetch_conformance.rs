@@ -1895,6 +1895,7 @@ const same = async (name, url, init) => {
   deq(`${name}: method`, direct.method, viaRequest.method);
   deq(`${name}: uri`, direct.uri, viaRequest.uri);
   deq(`${name}: headers`, direct.headers, viaRequest.headers);
+  deq(`${name}: body`, direct.body, viaRequest.body);
   return direct;
 };
 const b = input.base;
@@ -1912,6 +1913,17 @@ await same("other method kept as written", `${b}/echo`, { method: "Purge" });
 await same("null prototypes", `${b}/echo`, { __proto__: null, headers: { __proto__: null, "x-n": "1" } });
 await same("integer-like names come first", `${b}/echo`, { headers: { "x-b": "2", "1": "one", "x-a": "1" } });
 await same("upper-case scheme and host", `${b.replace("https", "HTTPS").replace("api.test", "API.TEST")}/echo`);
+e = await same("a JSON body", `${b}/echo`, {
+  method: "POST",
+  headers: { "Content-Type": "application/json" },
+  body: JSON.stringify({ a: 1, s: "\u00e9" }),
+});
+eq("the JSON body", e.body, '{"a":1,"s":"\u00e9"}');
+e = await same("a text body", `${b}/echo`, { method: "PUT", body: "plain" });
+eq("its content-type", e.headers.find(([n]) => n === "content-type")[1], "text/plain;charset=UTF-8");
+await same("a lone surrogate in the body", `${b}/echo`, { method: "POST", body: "a\ud800b" });
+await same("an empty body", `${b}/echo`, { method: "POST", body: "" });
+await same("a null body", `${b}/echo`, { body: null });
 "#,
     )
     .await;
@@ -1990,6 +2002,8 @@ await sameError("invalid URL", "https://", {});
 await sameError("invalid port", "https://api.test:99999/echo", {});
 await sameError("relative URL", "/echo", {});
 await sameError("symbol header name", `${b}/echo`, { headers: { [Symbol("s")]: "1" } });
+await sameError("GET with a body", `${b}/echo`, { body: "x" });
+await sameError("HEAD with a body", `${b}/echo`, { method: "head", body: "x" });
 
 eq("data: URLs are still read locally", await (await fetch("data:text/plain,hi", {})).text(), "hi");
 "#,
