@@ -301,7 +301,7 @@ function plainKeys(v) {
   return keys;
 }
 
-/** True when Object.prototype holds none of `keys` (an inherited member would be read). */
+/** True when Object.prototype holds one of `keys` (a member it holds would be read as inherited). */
 function prototypeHolds(keys) {
   for (let i = 0; i < keys.length; i++) {
     if (ObjectHasOwn(ObjectPrototype, keys[i])) return true;
@@ -415,7 +415,14 @@ function fetch(input, init = undefined) {
   let signal = null;
   let body = null;
   let simpleBytes = null;
-  const simple = arguments.length === 0 ? null : simpleCall(input, init);
+  let simple = null;
+  try {
+    // It throws only where the full path would throw the same (encoding a body too large for V8).
+    if (arguments.length > 0) simple = simpleCall(input, init);
+  } catch (e) {
+    rejectPromise(e);
+    return promise;
+  }
   if (simple !== null) {
     method = simple.method;
     url = simple.url;
