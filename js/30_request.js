@@ -105,12 +105,15 @@ webidl.converters.RequestRedirect ??= webidl.createEnumConverter("RequestRedirec
   "manual",
 ]);
 
+// Member records without a prototype: deno_webidl reads `required` and `defaultValue` on each, and
+// WebIDL's conversion consults nothing a step can put on Object.prototype.
 const requestInitConverter = webidl.createDictionaryConverter("RequestInit", [
-  { key: "method", converter: webidl.converters.ByteString },
-  { key: "headers", converter: headersInitConverter },
-  { key: "body", converter: bodyInitConverter },
-  { key: "referrer", converter: webidl.converters.USVString },
+  { __proto__: null, key: "method", converter: webidl.converters.ByteString },
+  { __proto__: null, key: "headers", converter: headersInitConverter },
+  { __proto__: null, key: "body", converter: bodyInitConverter },
+  { __proto__: null, key: "referrer", converter: webidl.converters.USVString },
   {
+    __proto__: null,
     key: "referrerPolicy",
     converter: webidl.createEnumConverter("ReferrerPolicy", [
       "",
@@ -125,14 +128,17 @@ const requestInitConverter = webidl.createDictionaryConverter("RequestInit", [
     ]),
   },
   {
+    __proto__: null,
     key: "mode",
     converter: webidl.createEnumConverter("RequestMode", ["navigate", "same-origin", "no-cors", "cors"]),
   },
   {
+    __proto__: null,
     key: "credentials",
     converter: webidl.createEnumConverter("RequestCredentials", ["omit", "same-origin", "include"]),
   },
   {
+    __proto__: null,
     key: "cache",
     converter: webidl.createEnumConverter("RequestCache", [
       "default",
@@ -143,18 +149,19 @@ const requestInitConverter = webidl.createDictionaryConverter("RequestInit", [
       "only-if-cached",
     ]),
   },
-  { key: "redirect", converter: webidl.converters.RequestRedirect },
-  { key: "integrity", converter: webidl.converters.DOMString },
-  { key: "keepalive", converter: webidl.converters.boolean },
+  { __proto__: null, key: "redirect", converter: webidl.converters.RequestRedirect },
+  { __proto__: null, key: "integrity", converter: webidl.converters.DOMString },
+  { __proto__: null, key: "keepalive", converter: webidl.converters.boolean },
   {
+    __proto__: null,
     key: "signal",
     converter: webidl.createNullableConverter(
       webidl.createInterfaceConverter("AbortSignal", AbortSignalPrototype),
     ),
   },
-  { key: "duplex", converter: webidl.createEnumConverter("RequestDuplex", ["half"]) },
-  { key: "priority", converter: webidl.createEnumConverter("RequestPriority", ["high", "low", "auto"]) },
-  { key: "window", converter: anyConverter },
+  { __proto__: null, key: "duplex", converter: webidl.createEnumConverter("RequestDuplex", ["half"]) },
+  { __proto__: null, key: "priority", converter: webidl.createEnumConverter("RequestPriority", ["high", "low", "auto"]) },
+  { __proto__: null, key: "window", converter: anyConverter },
 ]);
 
 function defaultOptions() {

@@ -66,10 +66,11 @@ function isValidReasonPhrase(s) {
   return true;
 }
 
+// Member records without a prototype, as RequestInit's (`js/30_request.js`).
 const responseInitConverter = webidl.createDictionaryConverter("ResponseInit", [
-  { key: "status", defaultValue: 200, converter: webidl.converters["unsigned short"] },
-  { key: "statusText", defaultValue: "", converter: webidl.converters.ByteString },
-  { key: "headers", converter: (v, prefix) => convertHeadersInit(v, prefix) },
+  { __proto__: null, key: "status", defaultValue: 200, converter: webidl.converters["unsigned short"] },
+  { __proto__: null, key: "statusText", defaultValue: "", converter: webidl.converters.ByteString },
+  { __proto__: null, key: "headers", converter: (v, prefix) => convertHeadersInit(v, prefix) },
 ]);
 
 const _brandOnly = Symbol("brandOnly");

@@ -2015,3 +2015,40 @@ eq("data: URLs are still read locally", await (await fetch("data:text/plain,hi",
         "connector secret injected on every request"
     );
 }
+
+/// WebIDL converts a dictionary from its own list of members. deno_webidl reads `required` and
+/// `defaultValue` on each member record, so records that inherit from Object.prototype let a step's
+/// getters there run (and `required` made true rejected every init without a body). A helper's attack
+/// on the common call found it: the common call read nothing, the full path up to 13 times.
+#[tokio::test]
+async fn dictionary_conversions_read_nothing_a_step_puts_on_object_prototype() {
+    let n = net();
+    n.checks(
+        "dictionary members",
+        r#"
+const url = `${input.base}/echo`;
+let reads = 0;
+const hook = (name) => Object.defineProperty(Object.prototype, name, { get() { reads++; return true; }, configurable: true });
+hook("required");
+hook("defaultValue");
+let statuses;
+try {
+  new Request(url, { method: "PUT", body: "x" });
+  new Response("x", {});
+  statuses = [
+    (await fetch(url, {})).status,
+    (await fetch(url, { method: "PUT", body: "x", redirect: "follow" })).status,
+    (await fetch(new Request(url, { headers: { "x-a": "1" } }))).status,
+  ];
+} catch (e) {
+  fail(`a conversion failed: ${e && e.message}`);
+} finally {
+  delete Object.prototype.required;
+  delete Object.prototype.defaultValue;
+}
+eq("getters on Object.prototype run", reads, 0);
+deq("every fetch went out", statuses, [200, 200, 200]);
+"#,
+    )
+    .await;
+}
