@@ -367,6 +367,12 @@ function isStreamBodyInit(converted) {
   return typeof converted === "object" && (isReadableStream(converted) || converted[_asyncIterable] !== undefined);
 }
 
+/** A string body's type and bytes (its USVString, UTF-8): also for fetch's common call. */
+const STRING_BODY_TYPE = "text/plain;charset=UTF-8";
+function stringBodyBytes(s) {
+  return core.encode(StringPrototypeToWellFormed(s));
+}
+
 /**
  * "extract a body" (Fetch section 5.2). `object` is a BodyInit already converted by
  * convertBodyInit (internal callers may pass a string or one of the union's objects).
@@ -374,7 +380,7 @@ function isStreamBodyInit(converted) {
  */
 function extractBody(object) {
   if (typeof object === "string") {
-    return { body: InnerBody.fromBytes(core.encode(StringPrototypeToWellFormed(object))), contentType: "text/plain;charset=UTF-8" };
+    return { body: InnerBody.fromBytes(stringBodyBytes(object)), contentType: STRING_BODY_TYPE };
   }
   if (core.isArrayBuffer(object) || core.isSharedArrayBuffer(object) || ArrayBufferIsView(object)) {
     return { body: InnerBody.fromBytes(copyBufferSource(object)), contentType: null };
@@ -965,5 +971,7 @@ export {
   makeBlob,
   mimeTypeOf,
   mixinBody,
+  STRING_BODY_TYPE,
+  stringBodyBytes,
   toArrayBuffer,
 };

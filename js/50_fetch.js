@@ -34,11 +34,19 @@ import {
   headerListFromHeaders,
   isValidHeaderName,
   isValidHeaderValue,
+  listAppend,
   listContains,
   listFromOpPairs,
   normalizeHeaderValue,
 } from "ext:codestep/10_headers.js";
-import { _body, _headers, FormData, InnerBody } from "ext:codestep/20_body.js";
+import {
+  _body,
+  _headers,
+  FormData,
+  InnerBody,
+  STRING_BODY_TYPE,
+  stringBodyBytes,
+} from "ext:codestep/20_body.js";
 import {
   _method,
   _redirect,
@@ -67,7 +75,6 @@ const {
   StringPrototypeReplace,
   StringPrototypeSlice,
   StringPrototypeStartsWith,
-  StringPrototypeToWellFormed,
   ObjectPrototypeIsPrototypeOf,
   Promise,
   PromiseResolve,
@@ -364,8 +371,8 @@ function simpleCall(input, init) {
   let bytes = null;
   if (text !== null) {
     // As `extractBody` does for a string, and the Request's "Content-Type" when none was given.
-    bytes = core.encode(StringPrototypeToWellFormed(text));
-    if (!listContains(list, "content-type")) ArrayPrototypePush(list, ["Content-Type", "text/plain;charset=UTF-8"]);
+    bytes = stringBodyBytes(text);
+    if (!listContains(list, "content-type")) listAppend(list, "Content-Type", STRING_BODY_TYPE);
   }
   return { __proto__: null, method, url, list, bytes };
 }
