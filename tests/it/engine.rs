@@ -369,11 +369,14 @@ fn each_step_runs_in_a_process_of_its_own_and_ends_with_it() {
     );
 }
 
-/// An executor with one worker process, which has run a step, and that worker's pid.
-fn one_worker_after_a_step() -> (Executor, u32) {
+/// An executor with one worker process running `program`, which has run a step, and that worker's pid.
+fn one_worker_after_a_step(program: std::path::PathBuf) -> (Executor, u32) {
     let exec = Executor::new(ExecutorConfig {
         workers: 1,
-        mode: crate::support::process_mode(),
+        mode: codestep::engine::Mode::Process {
+            program: codestep::engine::WorkerProgram::Path(program),
+            sandbox: true,
+        },
         ..Default::default()
     })
     .expect("executor");
@@ -388,7 +391,7 @@ fn one_worker_after_a_step() -> (Executor, u32) {
 /// process per step, an allocator setting (glibc's per-thread cache off: fewer heap pages copied).
 #[test]
 fn a_worker_gets_no_environment_but_its_time_zone_and_allocator_setting() {
-    let (_exec, worker) = one_worker_after_a_step();
+    let (_exec, worker) = one_worker_after_a_step(crate::support::codestep_binary());
     let environ = std::fs::read(format!("/proc/{worker}/environ")).unwrap();
     let vars: std::collections::BTreeMap<String, String> = environ
         .split(|b| *b == 0)
@@ -418,10 +421,17 @@ fn a_worker_gets_no_environment_but_its_time_zone_and_allocator_setting() {
 /// code with one page-table entry per 2 MiB, which every fork and exit would otherwise pay for by the
 /// thousand. This needs a kernel and file system with large folios in the page cache (ext4 on Linux
 /// 6.x, as the servers and CI have).
+///
+/// The worker runs from a copy of the binary that no other process maps. The tests running beside
+/// this one start workers and servers from the binary itself, and the page cache cannot drop (and
+/// read again whole) a range another process has mapped in small pages, so with the binary itself
+/// the result would depend on what else runs.
 #[test]
 fn the_worker_maps_its_code_in_2mib_pages() {
-    let (_exec, worker) = one_worker_after_a_step();
-    let program = crate::support::codestep_binary();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let program = dir.path().join("codestep");
+    std::fs::copy(crate::support::codestep_binary(), &program).unwrap();
+    let (_exec, worker) = one_worker_after_a_step(program.clone());
     let program = program.to_str().unwrap();
     let smaps = std::fs::read_to_string(format!("/proc/{worker}/smaps")).unwrap();
     let (mut in_program, mut huge_kb) = (false, 0u64);
