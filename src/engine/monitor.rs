@@ -32,6 +32,9 @@ pub struct Watch {
     /// A pidfd of `pid`, for a process the supervisor did not start (a step process its worker forked
     /// and reaps): signals go through it, so a pid reused after the worker reaped it is never hit.
     pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,
+    /// `pid`'s `/proc/PID/statm`, opened once for the process (see [`resident_bytes_in`]); without
+    /// it, each look opens it again.
+    pub statm: Option<Arc<std::fs::File>>,
     /// A busy worker is looked at every `TICK`; an idle one every `IDLE_TICK`.
     pub idle: bool,
     /// Resident bytes the worker may reach.
@@ -40,6 +43,15 @@ pub struct Watch {
     /// CPU time the worker had used when the step started.
     pub cpu_start: Duration,
     pub kill_at: Instant,
+}
+
+impl Watch {
+    fn resident_bytes(&self) -> Option<u64> {
+        match &self.statm {
+            Some(statm) => resident_bytes_in(statm),
+            None => resident_bytes(self.pid),
+        }
+    }
 }
 
 /// Where the monitor writes why it killed a worker.
@@ -153,7 +165,7 @@ impl Monitor {
                 wake = wake.min(*due);
                 let verdict = if now >= w.kill_at {
                     Some(Kill::Deadline)
-                } else if resident_bytes(w.pid).is_some_and(|rss| rss > w.max_rss) {
+                } else if w.resident_bytes().is_some_and(|rss| rss > w.max_rss) {
                     Some(Kill::Memory)
                 } else if cpu_time(w.pid)
                     .is_some_and(|c| c.saturating_sub(w.cpu_start) > w.max_cpu + GRACE)
@@ -214,22 +226,44 @@ fn page_size() -> u64 {
 
 /// A process's resident memory, from `/proc/PID/statm`.
 pub fn resident_bytes(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    resident_bytes_in(&open_statm(pid)?)
+}
+
+/// `/proc/PID/statm`, to read with [`resident_bytes_in`] as often as needed.
+pub fn open_statm(pid: i32) -> Option<std::fs::File> {
+    std::fs::File::open(format!("/proc/{pid}/statm")).ok()
+}
+
+/// Resident memory from an open `/proc/PID/statm`, read again from its start. The supervisor opens a
+/// step process's once, for the monitor's looks and its own reads (about five a step), so each costs
+/// one `pread` instead of an open, a read and a close. An open `/proc` file stays with the process it
+/// was opened for, whatever later takes its pid: reads then fail.
+pub fn resident_bytes_in(statm: &std::fs::File) -> Option<u64> {
+    let mut buf = [0u8; 256];
+    let text = read_whole_at(statm, &mut buf)?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * page_size())
 }
 
-/// The fields of `/proc/PID/stat` after the command name (which is in parentheses and may hold
-/// spaces): the state is the first, the parent's pid the second.
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
-    Some(rest.split_whitespace().map(str::to_string).collect())
+/// A small `/proc` file's text, read with one `pread` from its start. The kernel makes such a file
+/// whole at each read from offset 0; a text that fills `buf` may be cut short, and is refused.
+pub(super) fn read_whole_at<'a>(file: &std::fs::File, buf: &'a mut [u8]) -> Option<&'a str> {
+    use std::os::unix::fs::FileExt;
+    let n = file.read_at(buf, 0).ok()?;
+    if n == buf.len() {
+        return None;
+    }
+    std::str::from_utf8(&buf[..n]).ok()
 }
 
-/// A process's parent, from `/proc/PID/stat`.
+/// The parent's pid in `/proc/PID/stat`: the second field after the command name (which is in
+/// parentheses and may hold spaces; the state is the first).
 pub fn parent_of(pid: i32) -> Option<i32> {
-    stat_fields(pid)?.get(1)?.parse().ok()
+    let file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 1024];
+    let text = read_whole_at(&file, &mut buf)?;
+    let rest = &text[text.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A process's CPU time (all its threads, those that ended included), from its CPU-time clock: any
@@ -269,6 +303,39 @@ mod tests {
         assert!(cpu_time(pid).unwrap() > Duration::ZERO, "{x}");
         assert_eq!(parent_of(pid), Some(unsafe { libc::getppid() }));
         assert!(cpu_time(-5).is_none() && cpu_time(0).is_none());
+    }
+
+    /// An open `statm` reads its own process each time, and nothing once that process is gone: it
+    /// never reads whatever takes the pid next, as opening `/proc/PID/statm` again could.
+    #[test]
+    fn an_open_statm_reads_its_process_until_it_is_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let statm = open_statm(pid).expect("the child's statm");
+        let first = resident_bytes_in(&statm).expect("a live process's memory");
+        assert!(first > 0);
+        // Read again from the start, not from where the last read ended.
+        assert!(resident_bytes_in(&statm).is_some_and(|b| b > 0));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(resident_bytes_in(&statm), None);
+        assert_eq!(resident_bytes(pid), None);
+    }
+
+    #[test]
+    fn a_proc_text_longer_than_the_buffer_is_refused() {
+        let stat = std::fs::File::open("/proc/self/stat").unwrap();
+        let mut small = [0u8; 16];
+        assert_eq!(read_whole_at(&stat, &mut small), None);
+        let mut buf = [0u8; 1024];
+        let text = read_whole_at(&stat, &mut buf).unwrap();
+        assert!(
+            text.starts_with(&format!("{} (", std::process::id())),
+            "{text}"
+        );
     }
 
     /// The CPU time of a process this one did not start counts too (the supervisor reads step

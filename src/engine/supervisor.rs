@@ -246,10 +246,11 @@ impl Slot {
             loop {
                 // Between steps the worker is still watched: an idle worker has no reason to grow or
                 // to use CPU time, and one that does is replaced before it gets another step.
-                let (pid, pidfd) = worker.watched();
+                let (pid, pidfd, statm) = worker.watched();
                 let idle = self.monitor.watch(Watch {
                     pid,
                     pidfd,
+                    statm,
                     idle: true,
                     max_rss: worker.idle_limit(&self.shared),
                     max_cpu: IDLE_CPU,
@@ -307,7 +308,8 @@ impl Slot {
                 }
                 // A worker whose idle memory crept up is replaced, so the baseline the monitor
                 // measures from stays honest.
-                if monitor::resident_bytes(worker.watched().0)
+                if worker
+                    .resident_bytes()
                     .is_some_and(|rss| rss > worker.idle_limit(&self.shared))
                 {
                     worker.stop().await;
@@ -357,6 +359,8 @@ struct Worker {
     /// Package files (by content hash) this worker was sent: it keeps their sources, so a later job
     /// names them instead of carrying them again.
     sent: std::collections::HashSet<u64>,
+    /// The worker's own `/proc/PID/statm`.
+    statm: Option<Arc<std::fs::File>>,
 }
 
 impl Worker {
@@ -460,6 +464,7 @@ impl Worker {
             output_done: Some(output_done),
             baseline: 0,
             sent: Default::default(),
+            statm: monitor::open_statm(pid as i32).map(Arc::new),
         })
     }
 
@@ -506,15 +511,24 @@ impl Worker {
                 return Err(e);
             }
         }
-        worker.baseline = monitor::resident_bytes(worker.watched().0).unwrap_or(0);
+        worker.baseline = worker.resident_bytes().unwrap_or(0);
         Ok(worker)
     }
 
-    /// The process steps run in, and its pidfd when the supervisor did not start it.
-    fn watched(&self) -> (i32, Option<Arc<OwnedFd>>) {
+    /// The process steps run in, its pidfd when the supervisor did not start it, and its `statm`.
+    fn watched(&self) -> (i32, Option<Arc<OwnedFd>>, Option<Arc<std::fs::File>>) {
         match &self.step {
-            Some(s) => (s.pid as i32, Some(s.fd.clone())),
-            None => (self.pid as i32, None),
+            Some(s) => (s.pid as i32, Some(s.fd.clone()), s.statm.clone()),
+            None => (self.pid as i32, None, self.statm.clone()),
+        }
+    }
+
+    /// The resident memory of the process steps run in.
+    fn resident_bytes(&self) -> Option<u64> {
+        let (pid, _, statm) = self.watched();
+        match statm {
+            Some(statm) => monitor::resident_bytes_in(&statm),
+            None => monitor::resident_bytes(pid),
         }
     }
 
@@ -539,6 +553,7 @@ impl Worker {
         let watched = slot.monitor.watch(Watch {
             pid: old.pid as i32,
             pidfd: Some(old.fd.clone()),
+            statm: old.statm.clone(),
             idle: false,
             max_rss: self.idle_limit(&slot.shared),
             max_cpu: IDLE_CPU,
@@ -546,18 +561,34 @@ impl Worker {
             kill_at: Instant::now() + STEP_EXIT,
         });
         let exited = old.exited().await;
-        if watched.finish().is_some() || !exited {
+        let killed = watched.finish();
+        if killed.is_some() || !exited {
+            tracing::warn!(
+                pid = self.pid,
+                step_process = old.pid,
+                killed = ?killed,
+                exited,
+                "worker replaced: its step process did not end after its step"
+            );
             return false;
         }
         match tokio::time::timeout(START_TIMEOUT, self.from.recv()).await {
             Ok(Some(FromWorker::Ready { .. })) => {}
-            _ => return false,
+            other => {
+                let why = match other {
+                    Err(_) => "no step process was ready in time",
+                    Ok(None) => "the worker's stream ended",
+                    Ok(Some(_)) => "the worker wrote something other than Ready",
+                };
+                tracing::warn!(pid = self.pid, reason = why, "worker replaced");
+                return false;
+            }
         }
         if let Err(e) = self.take_step_process() {
             tracing::warn!(pid = self.pid, error = %e, "worker replaced");
             return false;
         }
-        self.baseline = monitor::resident_bytes(self.watched().0).unwrap_or(0);
+        self.baseline = self.resident_bytes().unwrap_or(0);
         true
     }
 
@@ -606,10 +637,11 @@ impl Worker {
                 file.cached = true;
             }
         }
-        let (pid, pidfd) = self.watched();
+        let (pid, pidfd, statm) = self.watched();
         let watched = slot.monitor.watch(Watch {
             pid,
             pidfd,
+            statm,
             idle: false,
             max_rss: self.baseline + limits.memory_bytes(),
             max_cpu: limits.cpu_time(),
@@ -777,12 +809,16 @@ struct Death {
 struct StepProcess {
     pid: u32,
     fd: Arc<OwnedFd>,
+    statm: Option<Arc<std::fs::File>>,
 }
 
 impl StepProcess {
     /// The one child process of `worker`, read from `/proc`, with a pidfd that names it for good.
     fn of(worker: u32) -> std::io::Result<StepProcess> {
-        let list = std::fs::read_to_string(format!("/proc/{worker}/task/{worker}/children"))?;
+        let file = std::fs::File::open(format!("/proc/{worker}/task/{worker}/children"))?;
+        let mut buf = [0u8; 1024];
+        let list = monitor::read_whole_at(&file, &mut buf)
+            .ok_or_else(|| std::io::Error::other("cannot read the worker's child processes"))?;
         let pids: Vec<u32> = list
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
@@ -800,8 +836,9 @@ impl StepProcess {
         }
         // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        // Still the worker's child now that the pidfd is open, so the pidfd names that process (the
-        // worker reaps its children, so the pid read above could have been reused in between).
+        let statm = monitor::open_statm(pid as i32).map(Arc::new);
+        // Still the worker's child now that the pidfd and `statm` are open, so both name that process
+        // (the worker reaps its children, so the pid read above could have been reused in between).
         if monitor::parent_of(pid as i32) != Some(worker as i32) {
             return Err(std::io::Error::other("the worker's step process is gone"));
         }
@@ -821,6 +858,7 @@ impl StepProcess {
         Ok(StepProcess {
             pid,
             fd: Arc::new(fd),
+            statm,
         })
     }
 
