@@ -29,8 +29,8 @@ pub enum Kill {
 
 pub struct Watch {
     pub pid: i32,
-    /// A pidfd of `pid`, for a process the supervisor did not start (a step process its worker forked
-    /// and reaps): signals go through it, so a pid reused after the worker reaped it is never hit.
+    /// A pidfd of `pid`: signals go through it, so a pid reused once the process is reaped (a step
+    /// process's by its worker) is never hit, and it says whether the process has exited ([`alive`]).
     pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,
     /// `pid`'s `/proc/PID/statm`, opened once for the process (see [`resident_bytes_in`]); without
     /// it, each look opens it again.
@@ -165,7 +165,10 @@ impl Monitor {
                 wake = wake.min(*due);
                 let verdict = if now >= w.kill_at {
                     Some(Kill::Deadline)
-                } else if w.resident_bytes().is_some_and(|rss| rss > w.max_rss) {
+                } else if w
+                    .resident_bytes()
+                    .is_some_and(|rss| rss > w.max_rss || (rss == 0 && alive(w)))
+                {
                     Some(Kill::Memory)
                 } else if cpu_time(w.pid)
                     .is_some_and(|c| c.saturating_sub(w.cpu_start) > w.max_cpu + GRACE)
@@ -187,6 +190,28 @@ impl Monitor {
                 .0;
         }
     }
+}
+
+/// Whether the watched process has not exited, by its pidfd (a process without one is taken as gone).
+///
+/// `statm` is the process's main thread's: a process whose main thread has exited while another
+/// thread runs on reads as empty, and its memory could never be seen. No honest worker or step process
+/// does that (the watched process's main thread is the one that runs its steps), so a live process
+/// that reads as empty is treated as over its limit. One that has exited whole, not yet reaped, also
+/// reads as empty, and is not: its pidfd says so.
+fn alive(w: &Watch) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(fd) = &w.pidfd else {
+        return false;
+    };
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one pollfd we own, without waiting. A pidfd turns readable once its process
+    // has exited whole.
+    unsafe { libc::poll(&mut poll, 1, 0) == 0 }
 }
 
 /// SIGKILL through a pidfd: it names that one process, alive or not, whatever reuses its pid.
@@ -237,23 +262,24 @@ pub fn open_statm(pid: i32) -> Option<std::fs::File> {
 /// Resident memory from an open `/proc/PID/statm`, read again from its start. The supervisor opens a
 /// step process's once, for the monitor's looks and its own reads (about five a step), so each costs
 /// one `pread` instead of an open, a read and a close. An open `/proc` file stays with the process it
-/// was opened for, whatever later takes its pid: reads then fail.
+/// was opened for, whatever later takes its pid: once that process is reaped, reads fail (one that has
+/// exited and is not yet reaped reads as empty; see [`alive`]).
 pub fn resident_bytes_in(statm: &std::fs::File) -> Option<u64> {
     let mut buf = [0u8; 256];
-    let text = read_whole_at(statm, &mut buf)?;
+    let text = std::str::from_utf8(read_whole_at(statm, &mut buf)?).ok()?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * page_size())
 }
 
 /// A small `/proc` file's text, read with one `pread` from its start. The kernel makes such a file
 /// whole at each read from offset 0; a text that fills `buf` may be cut short, and is refused.
-pub(super) fn read_whole_at<'a>(file: &std::fs::File, buf: &'a mut [u8]) -> Option<&'a str> {
+pub(super) fn read_whole_at<'a>(file: &std::fs::File, buf: &'a mut [u8]) -> Option<&'a [u8]> {
     use std::os::unix::fs::FileExt;
     let n = file.read_at(buf, 0).ok()?;
     if n == buf.len() {
         return None;
     }
-    std::str::from_utf8(&buf[..n]).ok()
+    Some(&buf[..n])
 }
 
 /// The parent's pid in `/proc/PID/stat`: the second field after the command name (which is in
@@ -262,7 +288,10 @@ pub fn parent_of(pid: i32) -> Option<i32> {
     let file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
     let mut buf = [0u8; 1024];
     let text = read_whole_at(&file, &mut buf)?;
-    let rest = &text[text.rfind(')')? + 2..];
+    // The command name need not be UTF-8 (the kernel cuts it at 15 bytes, a character's middle
+    // included); the fields after it are ASCII.
+    let after = text.iter().rposition(|&b| b == b')')? + 1;
+    let rest = std::str::from_utf8(text.get(after..)?).ok()?;
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -322,7 +351,39 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(resident_bytes_in(&statm), None);
-        assert_eq!(resident_bytes(pid), None);
+    }
+
+    /// A command name is any 15 bytes, here not UTF-8 and with a parenthesis and a space: the
+    /// parent is still read (it is what the supervisor checks a step process by).
+    #[test]
+    fn a_parent_is_read_whatever_the_command_name() {
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import ctypes, sys, time\n\
+                 ctypes.CDLL(None).prctl(15, b'\\xff) (\\xfe x', 0, 0, 0)\n\
+                 print(flush=True); time.sleep(30)",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let pid = child.id() as i32;
+        let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
+        let parent = parent_of(pid);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(
+            std::str::from_utf8(&stat).is_err(),
+            "the name was not set: {:?}",
+            String::from_utf8_lossy(&stat)
+        );
+        assert_eq!(parent, Some(std::process::id() as i32));
     }
 
     #[test]
@@ -331,10 +392,14 @@ mod tests {
         let mut small = [0u8; 16];
         assert_eq!(read_whole_at(&stat, &mut small), None);
         let mut buf = [0u8; 1024];
-        let text = read_whole_at(&stat, &mut buf).unwrap();
+        let text = String::from_utf8_lossy(read_whole_at(&stat, &mut buf).unwrap()).into_owned();
         assert!(
             text.starts_with(&format!("{} (", std::process::id())),
             "{text}"
+        );
+        assert_eq!(
+            parent_of(std::process::id() as i32),
+            Some(unsafe { libc::getppid() })
         );
     }
 

@@ -312,6 +312,10 @@ impl Slot {
                     .resident_bytes()
                     .is_some_and(|rss| rss > worker.idle_limit(&self.shared))
                 {
+                    tracing::warn!(
+                        pid = worker.pid,
+                        "worker replaced: it held more memory after its step than it may idle"
+                    );
                     worker.stop().await;
                     break;
                 }
@@ -359,7 +363,8 @@ struct Worker {
     /// Package files (by content hash) this worker was sent: it keeps their sources, so a later job
     /// names them instead of carrying them again.
     sent: std::collections::HashSet<u64>,
-    /// The worker's own `/proc/PID/statm`.
+    /// The worker's own pidfd and `/proc/PID/statm`, for the monitor while it runs steps itself.
+    pidfd: Option<Arc<OwnedFd>>,
     statm: Option<Arc<std::fs::File>>,
 }
 
@@ -464,6 +469,7 @@ impl Worker {
             output_done: Some(output_done),
             baseline: 0,
             sent: Default::default(),
+            pidfd: pidfd_of(pid).map(Arc::new),
             statm: monitor::open_statm(pid as i32).map(Arc::new),
         })
     }
@@ -515,11 +521,11 @@ impl Worker {
         Ok(worker)
     }
 
-    /// The process steps run in, its pidfd when the supervisor did not start it, and its `statm`.
+    /// The process steps run in, its pidfd and its `statm`.
     fn watched(&self) -> (i32, Option<Arc<OwnedFd>>, Option<Arc<std::fs::File>>) {
         match &self.step {
-            Some(s) => (s.pid as i32, Some(s.fd.clone()), s.statm.clone()),
-            None => (self.pid as i32, None, self.statm.clone()),
+            Some(s) => (s.pid as i32, Some(s.fd.clone()), Some(s.statm.clone())),
+            None => (self.pid as i32, self.pidfd.clone(), self.statm.clone()),
         }
     }
 
@@ -553,7 +559,7 @@ impl Worker {
         let watched = slot.monitor.watch(Watch {
             pid: old.pid as i32,
             pidfd: Some(old.fd.clone()),
-            statm: old.statm.clone(),
+            statm: Some(old.statm.clone()),
             idle: false,
             max_rss: self.idle_limit(&slot.shared),
             max_cpu: IDLE_CPU,
@@ -568,7 +574,7 @@ impl Worker {
                 step_process = old.pid,
                 killed = ?killed,
                 exited,
-                "worker replaced: its step process did not end after its step"
+                "worker replaced: its step process was killed or did not exit after its step"
             );
             return false;
         }
@@ -809,7 +815,16 @@ struct Death {
 struct StepProcess {
     pid: u32,
     fd: Arc<OwnedFd>,
-    statm: Option<Arc<std::fs::File>>,
+    statm: Arc<std::fs::File>,
+}
+
+/// A pidfd for `pid`, a process that cannot have been reaped yet (this process's own child, or a
+/// child of one, checked by the caller).
+fn pidfd_of(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 impl StepProcess {
@@ -818,6 +833,7 @@ impl StepProcess {
         let file = std::fs::File::open(format!("/proc/{worker}/task/{worker}/children"))?;
         let mut buf = [0u8; 1024];
         let list = monitor::read_whole_at(&file, &mut buf)
+            .and_then(|b| std::str::from_utf8(b).ok())
             .ok_or_else(|| std::io::Error::other("cannot read the worker's child processes"))?;
         let pids: Vec<u32> = list
             .split_whitespace()
@@ -829,16 +845,13 @@ impl StepProcess {
                 pids.len()
             )));
         };
-        // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let statm = monitor::open_statm(pid as i32).map(Arc::new);
-        // Still the worker's child now that the pidfd and `statm` are open, so both name that process
-        // (the worker reaps its children, so the pid read above could have been reused in between).
+        let fd = pidfd_of(pid).ok_or_else(std::io::Error::last_os_error)?;
+        let statm = monitor::open_statm(pid as i32)
+            .map(Arc::new)
+            .ok_or_else(|| std::io::Error::other("cannot open the step process's statm"))?;
+        // Still the worker's child now that the pidfd and `statm` are open, and (the poll below) not
+        // exited: so both name that process, which has held the pid throughout (the worker reaps its
+        // children, so the pid read above could have been reused in between).
         if monitor::parent_of(pid as i32) != Some(worker as i32) {
             return Err(std::io::Error::other("the worker's step process is gone"));
         }

@@ -159,6 +159,18 @@ while True:
             # Grows during its step, as a step would: the monitor must see it.
             keep = b'\x01' * (int(arg) << 20)
             time.sleep(2.0)
+        elif cmd == 'leaderless':
+            # Its main thread exits while another thread lives on and grows: /proc/PID/statm is the
+            # main thread's, and reads as empty from then on. (ctypes lets go of Python's lock for
+            # the call, so the other thread runs.)
+            import ctypes, threading
+            def grow():
+                time.sleep(0.3)
+                global keep
+                keep = b'\x01' * (int(arg) << 20)
+                time.sleep(60)
+            threading.Thread(target=grow, daemon=True).start()
+            ctypes.CDLL(None).syscall(60, 0)  # SYS_exit on x86-64: this thread only
         send({'Done': {'result': {'Ok': '1'}, 'logs': [], 'logs_dropped': 0}})
         if cmd == 'linger':
             # Ignores `End` and stays.
@@ -359,6 +371,34 @@ fn a_step_process_that_grows_after_its_step_is_killed() {
         started.elapsed()
     );
     assert_ne!(exec.worker_pids(), worker, "the worker was not replaced");
+}
+
+/// A step process that ends its main thread and grows in another reads as empty in `/proc/PID/statm`
+/// (the main thread's): the monitor takes a live process that reads as empty as over its limit, so
+/// the step ends with `memory` at once instead of holding its memory, unseen, until its deadline.
+#[test]
+fn a_step_process_without_its_main_thread_is_over_its_memory_limit() {
+    if std::env::consts::ARCH != "x86_64" {
+        return; // the fake step process calls SYS_exit by its x86-64 number
+    }
+    let (exec, _path) = fake_forking_worker_executor();
+    assert!(exec.run_blocking(fake_step("ok", Some(64))).ok);
+    let started = Instant::now();
+    let mut step = fake_step("leaderless:200", Some(64));
+    step.limits.timeout_ms = Some(20_000);
+    let r = exec.run_blocking(step);
+    assert_eq!(
+        r.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Memory),
+        "{:?}",
+        r.error
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the step held its memory for {:?}",
+        started.elapsed()
+    );
+    assert!(exec.run_blocking(fake_step("ok", Some(64))).ok);
 }
 
 /// Between steps a worker stays under the monitor: one that reports `Done` and then grows or spins is
