@@ -46,11 +46,27 @@ pub struct Watch {
 }
 
 impl Watch {
+    /// The watched process's resident memory. `statm` is its main thread's: a process whose main
+    /// thread has ended while another runs on (no honest worker or step process does that; one taken
+    /// over could, to grow unseen) reads as empty there, so a live process that does is read through
+    /// its other threads, which share its memory. A process that is exiting also reads as empty, and
+    /// so do its threads.
     fn resident_bytes(&self) -> Option<u64> {
-        match &self.statm {
+        let main = match &self.statm {
             Some(statm) => resident_bytes_in(statm),
             None => resident_bytes(self.pid),
+        }?;
+        if main > 0 || !alive(self) {
+            return Some(main);
         }
+        let threads = std::fs::read_dir(format!("/proc/{}/task", self.pid)).ok()?;
+        Some(
+            threads
+                .filter_map(|t| std::fs::File::open(t.ok()?.path().join("statm")).ok())
+                .filter_map(|statm| resident_bytes_in(&statm))
+                .max()
+                .unwrap_or(0),
+        )
     }
 }
 
@@ -165,10 +181,7 @@ impl Monitor {
                 wake = wake.min(*due);
                 let verdict = if now >= w.kill_at {
                     Some(Kill::Deadline)
-                } else if w
-                    .resident_bytes()
-                    .is_some_and(|rss| rss > w.max_rss || (rss == 0 && alive(w)))
-                {
+                } else if w.resident_bytes().is_some_and(|rss| rss > w.max_rss) {
                     Some(Kill::Memory)
                 } else if cpu_time(w.pid)
                     .is_some_and(|c| c.saturating_sub(w.cpu_start) > w.max_cpu + GRACE)
@@ -192,13 +205,8 @@ impl Monitor {
     }
 }
 
-/// Whether the watched process has not exited, by its pidfd (a process without one is taken as gone).
-///
-/// `statm` is the process's main thread's: a process whose main thread has exited while another
-/// thread runs on reads as empty, and its memory could never be seen. No honest worker or step process
-/// does that (the watched process's main thread is the one that runs its steps), so a live process
-/// that reads as empty is treated as over its limit. One that has exited whole, not yet reaped, also
-/// reads as empty, and is not: its pidfd says so.
+/// Whether the watched process has not exited whole, by its pidfd (a process without one is taken as
+/// gone).
 fn alive(w: &Watch) -> bool {
     use std::os::fd::AsRawFd;
     let Some(fd) = &w.pidfd else {
@@ -263,7 +271,7 @@ pub fn open_statm(pid: i32) -> Option<std::fs::File> {
 /// step process's once, for the monitor's looks and its own reads (about five a step), so each costs
 /// one `pread` instead of an open, a read and a close. An open `/proc` file stays with the process it
 /// was opened for, whatever later takes its pid: once that process is reaped, reads fail (one that has
-/// exited and is not yet reaped reads as empty; see [`alive`]).
+/// exited and is not yet reaped reads as empty; see `Watch::resident_bytes`).
 pub fn resident_bytes_in(statm: &std::fs::File) -> Option<u64> {
     let mut buf = [0u8; 256];
     let text = std::str::from_utf8(read_whole_at(statm, &mut buf)?).ok()?;

@@ -374,10 +374,11 @@ fn a_step_process_that_grows_after_its_step_is_killed() {
 }
 
 /// A step process that ends its main thread and grows in another reads as empty in `/proc/PID/statm`
-/// (the main thread's): the monitor takes a live process that reads as empty as over its limit, so
-/// the step ends with `memory` at once instead of holding its memory, unseen, until its deadline.
+/// (the main thread's): the monitor reads a live process that reads as empty through its other
+/// threads, so the step ends with `memory` once it grows instead of holding its memory, unseen, until
+/// its deadline.
 #[test]
-fn a_step_process_without_its_main_thread_is_over_its_memory_limit() {
+fn a_step_process_that_ends_its_main_thread_is_still_measured() {
     if std::env::consts::ARCH != "x86_64" {
         return; // the fake step process calls SYS_exit by its x86-64 number
     }
