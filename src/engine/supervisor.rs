@@ -360,6 +360,8 @@ struct Worker {
     output: Arc<Mutex<VecDeque<u8>>>,
     output_done: Option<tokio::task::JoinHandle<()>>,
     baseline: u64,
+    /// The most the last step's process could hold: it may still hold that while it exits.
+    step_max_rss: u64,
     /// Package files (by content hash) this worker was sent: it keeps their sources, so a later job
     /// names them instead of carrying them again.
     sent: std::collections::HashSet<u64>,
@@ -468,6 +470,7 @@ impl Worker {
             output,
             output_done: Some(output_done),
             baseline: 0,
+            step_max_rss: 0,
             sent: Default::default(),
             pidfd: pidfd_of(pid).map(Arc::new),
             statm: monitor::open_statm(pid as i32).map(Arc::new),
@@ -561,7 +564,9 @@ impl Worker {
             pidfd: Some(old.fd.clone()),
             statm: Some(old.statm.clone()),
             idle: false,
-            max_rss: self.idle_limit(&slot.shared),
+            // What its step could hold, not what an idle worker may: it holds its step's memory
+            // until it is gone.
+            max_rss: self.step_max_rss,
             max_cpu: IDLE_CPU,
             cpu_start: monitor::cpu_time(old.pid as i32).unwrap_or_default(),
             kill_at: Instant::now() + STEP_EXIT,
@@ -643,13 +648,14 @@ impl Worker {
                 file.cached = true;
             }
         }
+        self.step_max_rss = self.baseline + limits.memory_bytes();
         let (pid, pidfd, statm) = self.watched();
         let watched = slot.monitor.watch(Watch {
             pid,
             pidfd,
             statm,
             idle: false,
-            max_rss: self.baseline + limits.memory_bytes(),
+            max_rss: self.step_max_rss,
             max_cpu: limits.cpu_time(),
             cpu_start: monitor::cpu_time(pid).unwrap_or_default(),
             kill_at: started + limits.wall_time() + GRACE,

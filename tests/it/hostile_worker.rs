@@ -353,6 +353,20 @@ fn a_forged_ready_does_not_choose_the_watched_process() {
     }
 }
 
+/// A step process that held up to its step's memory limit still holds it while it exits: it is not
+/// killed for that, and its worker goes on (it was killed, and its worker replaced, once it held more
+/// than half the operator's cap).
+#[test]
+fn a_step_process_that_held_its_limit_exits_in_peace() {
+    let (exec, _path) = fake_forking_worker_executor();
+    assert!(exec.run_blocking(fake_step("ok", Some(128))).ok);
+    let worker = exec.worker_pids();
+    let r = exec.run_blocking(fake_step("anon:100", Some(128)));
+    assert!(r.ok, "{r:?}");
+    assert!(exec.run_blocking(fake_step("ok", Some(128))).ok);
+    assert_eq!(exec.worker_pids(), worker, "the worker was replaced");
+}
+
 /// A step process that grows after `Done`, before it exits, is killed by the monitor: it is watched
 /// until it is gone.
 #[test]
