@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(2);
 /// How often idle workers are looked at: they have no reason to grow, and a slow look costs nothing.
 const IDLE_TICK: Duration = Duration::from_millis(100);
+/// How many of a process's threads the monitor reads when its main thread reads as empty.
+const THREADS_READ: usize = 64;
 /// How long past a deadline a worker may take to stop by itself.
 pub const GRACE: Duration = Duration::from_millis(200);
 
@@ -59,12 +61,15 @@ impl Watch {
         if main > 0 || !alive(self) {
             return Some(main);
         }
+        // The first that reads as more than empty says it for all. A bounded number are read: a
+        // process with thousands of threads must not slow the monitor's round.
         let threads = std::fs::read_dir(format!("/proc/{}/task", self.pid)).ok()?;
         Some(
             threads
+                .take(THREADS_READ)
                 .filter_map(|t| std::fs::File::open(t.ok()?.path().join("statm")).ok())
                 .filter_map(|statm| resident_bytes_in(&statm))
-                .max()
+                .find(|&b| b > 0)
                 .unwrap_or(0),
         )
     }
