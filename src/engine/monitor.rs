@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(2);
 /// How often idle workers are looked at: they have no reason to grow, and a slow look costs nothing.
 const IDLE_TICK: Duration = Duration::from_millis(100);
-/// How many of a process's threads the monitor reads when its main thread reads as empty.
+/// How many of a process's threads the monitor opens when its main thread reads as empty, and how
+/// often at most it lists them (`Watch::resident_bytes`).
 const THREADS_READ: usize = 64;
+const RELIST: Duration = Duration::from_millis(50);
 /// How long past a deadline a worker may take to stop by itself.
 pub const GRACE: Duration = Duration::from_millis(200);
 
@@ -51,9 +53,9 @@ impl Watch {
     /// The watched process's resident memory. `statm` is its main thread's: a process whose main
     /// thread has ended while another runs on (no honest worker or step process does that; one taken
     /// over could, to grow unseen) reads as empty there, so a live process that does is read through
-    /// its other threads, which share its memory. A process that is exiting also reads as empty, and
-    /// so do its threads.
-    fn resident_bytes(&self) -> Option<u64> {
+    /// another thread's, as they share its memory (`threads` keeps which). A process that is exiting
+    /// also reads as empty, and so do its threads.
+    fn resident_bytes(&self, threads: &mut ThreadRead, now: Instant) -> Option<u64> {
         let main = match &self.statm {
             Some(statm) => resident_bytes_in(statm),
             None => resident_bytes(self.pid),
@@ -61,18 +63,45 @@ impl Watch {
         if main > 0 || !alive(self) {
             return Some(main);
         }
-        // The first that reads as more than empty says it for all. A bounded number are read: a
-        // process with thousands of threads must not slow the monitor's round.
-        let threads = std::fs::read_dir(format!("/proc/{}/task", self.pid)).ok()?;
-        Some(
-            threads
-                .take(THREADS_READ)
-                .filter_map(|t| std::fs::File::open(t.ok()?.path().join("statm")).ok())
-                .filter_map(|statm| resident_bytes_in(&statm))
-                .find(|&b| b > 0)
-                .unwrap_or(0),
-        )
+        let kept = threads.statm.as_ref().and_then(resident_bytes_in);
+        if let Some(bytes) = kept.filter(|&b| b > 0) {
+            return Some(bytes);
+        }
+        // Listing the threads costs up to half a millisecond for a process with a thousand of them:
+        // at most every `RELIST`, and at most `THREADS_READ` opened, the first that reads as more
+        // than empty kept.
+        if threads
+            .listed
+            .is_some_and(|at| now.duration_since(at) < RELIST)
+        {
+            return Some(0);
+        }
+        threads.listed = Some(now);
+        threads.statm = None;
+        let listing = std::fs::read_dir(format!("/proc/{}/task", self.pid)).ok()?;
+        for thread in listing.take(THREADS_READ) {
+            let Some(statm) = thread
+                .ok()
+                .and_then(|t| std::fs::File::open(t.path().join("statm")).ok())
+            else {
+                continue;
+            };
+            if let Some(bytes) = resident_bytes_in(&statm).filter(|&b| b > 0) {
+                threads.statm = Some(statm);
+                return Some(bytes);
+            }
+        }
+        Some(0)
     }
+}
+
+/// What the monitor keeps to read a process whose main thread reads as empty (see
+/// `Watch::resident_bytes`): the `statm` of the thread that last read as more, and when the threads
+/// were last listed.
+#[derive(Default)]
+struct ThreadRead {
+    statm: Option<std::fs::File>,
+    listed: Option<Instant>,
 }
 
 /// Where the monitor writes why it killed a worker.
@@ -80,8 +109,9 @@ type KillSlot = Arc<Mutex<Option<Kill>>>;
 
 #[derive(Default)]
 struct State {
-    /// Each watch, where the monitor writes its verdict, and when it is next looked at.
-    watched: HashMap<u64, (Watch, KillSlot, Instant)>,
+    /// Each watch, where the monitor writes its verdict, when it is next looked at, and how its
+    /// process is read when its main thread reads as empty.
+    watched: HashMap<u64, (Watch, KillSlot, Instant, ThreadRead)>,
     next: u64,
     shutdown: bool,
 }
@@ -111,7 +141,7 @@ impl Watched {
     /// Moves the kill deadline earlier (a halted step gets a grace, not its whole wall time).
     pub fn kill_by(&self, at: Instant) {
         let mut st = self.monitor.lock();
-        if let Some((w, _, _)) = st.watched.get_mut(&self.key) {
+        if let Some((w, _, _, _)) = st.watched.get_mut(&self.key) {
             w.kill_at = w.kill_at.min(at);
         }
     }
@@ -144,8 +174,10 @@ impl Monitor {
         let mut st = self.lock();
         let key = st.next;
         st.next += 1;
-        st.watched
-            .insert(key, (watch, killed.clone(), Instant::now()));
+        st.watched.insert(
+            key,
+            (watch, killed.clone(), Instant::now(), ThreadRead::default()),
+        );
         drop(st);
         self.shared.1.notify_one();
         Watched {
@@ -172,7 +204,7 @@ impl Monitor {
             }
             let now = Instant::now();
             let mut wake = now + IDLE_TICK;
-            for (w, killed, due) in st.watched.values_mut() {
+            for (w, killed, due, threads) in st.watched.values_mut() {
                 let mut slot = killed.lock().unwrap_or_else(|e| e.into_inner());
                 if slot.is_some() {
                     continue;
@@ -186,7 +218,10 @@ impl Monitor {
                 wake = wake.min(*due);
                 let verdict = if now >= w.kill_at {
                     Some(Kill::Deadline)
-                } else if w.resident_bytes().is_some_and(|rss| rss > w.max_rss) {
+                } else if w
+                    .resident_bytes(threads, now)
+                    .is_some_and(|rss| rss > w.max_rss)
+                {
                     Some(Kill::Memory)
                 } else if cpu_time(w.pid)
                     .is_some_and(|c| c.saturating_sub(w.cpu_start) > w.max_cpu + GRACE)
@@ -210,12 +245,13 @@ impl Monitor {
     }
 }
 
-/// Whether the watched process has not exited whole, by its pidfd (a process without one is taken as
-/// gone).
+/// Whether the watched process may not have exited whole: its pidfd is not readable, or it has none
+/// to tell. (Taken as alive, an exiting process only costs a look at its threads, which read as
+/// empty too.)
 fn alive(w: &Watch) -> bool {
     use std::os::fd::AsRawFd;
     let Some(fd) = &w.pidfd else {
-        return false;
+        return true;
     };
     let mut poll = libc::pollfd {
         fd: fd.as_raw_fd(),
@@ -223,8 +259,8 @@ fn alive(w: &Watch) -> bool {
         revents: 0,
     };
     // SAFETY: poll on one pollfd we own, without waiting. A pidfd turns readable once its process
-    // has exited whole.
-    unsafe { libc::poll(&mut poll, 1, 0) == 0 }
+    // has exited whole; a failed poll says nothing.
+    unsafe { libc::poll(&mut poll, 1, 0) != 1 }
 }
 
 /// SIGKILL through a pidfd: it names that one process, alive or not, whatever reuses its pid.
@@ -397,6 +433,65 @@ mod tests {
             String::from_utf8_lossy(&stat)
         );
         assert_eq!(parent, Some(std::process::id() as i32));
+    }
+
+    /// A process whose main thread has ended reads as empty in its `statm`; its memory is read
+    /// through another thread's, listed once and then kept, however many threads it has.
+    #[test]
+    fn a_process_without_its_main_thread_is_read_through_another() {
+        if std::env::consts::ARCH != "x86_64" {
+            return; // the child calls SYS_exit by its x86-64 number
+        }
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import ctypes, threading, time\n\
+                 keep = b'\\x01' * (48 << 20)\n\
+                 for _ in range(200): threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n\
+                 print(flush=True)\n\
+                 ctypes.CDLL(None).syscall(60, 0)",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let pid = child.id() as i32;
+        // SAFETY: pidfd_open on our own child, not yet reaped.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        assert!(fd >= 0);
+        // SAFETY: a descriptor pidfd_open just returned.
+        let pidfd =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let w = Watch {
+            pid,
+            pidfd: Some(Arc::new(pidfd)),
+            statm: open_statm(pid).map(Arc::new),
+            idle: false,
+            max_rss: 0,
+            max_cpu: Duration::ZERO,
+            cpu_start: Duration::ZERO,
+            kill_at: Instant::now(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.statm.as_ref().and_then(|s| resident_bytes_in(s)) != Some(0) {
+            assert!(Instant::now() < deadline, "the main thread did not end");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut threads = ThreadRead::default();
+        let first = w.resident_bytes(&mut threads, Instant::now());
+        let listed = threads.listed;
+        let again = w.resident_bytes(&mut threads, Instant::now());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(first.is_some_and(|b| b > 40 << 20), "{first:?}");
+        assert_eq!(again, first);
+        assert!(threads.statm.is_some(), "no thread's statm was kept");
+        assert_eq!(threads.listed, listed, "the threads were listed again");
     }
 
     #[test]
