@@ -96,6 +96,16 @@ while True:
         time.sleep(1.0)
         done()
         os.close(fd)
+    elif cmd == 'leaderless':
+        # As the forking worker's step process below: the main thread ends, another grows.
+        import ctypes, threading
+        def grow():
+            time.sleep(0.3)
+            global keep
+            keep = b'\x01' * (int(arg) << 20)
+            time.sleep(60)
+        threading.Thread(target=grow, daemon=True).start()
+        ctypes.CDLL(None).syscall(60, 0)
     elif cmd == 'idle_hog':
         # Report the step done, then use memory and CPU while idle, where no monitor looks.
         done()
@@ -396,24 +406,29 @@ fn a_step_process_that_ends_its_main_thread_is_still_measured() {
     if std::env::consts::ARCH != "x86_64" {
         return; // the fake step process calls SYS_exit by its x86-64 number
     }
-    let (exec, _path) = fake_forking_worker_executor();
-    assert!(exec.run_blocking(fake_step("ok", Some(64))).ok);
-    let started = Instant::now();
-    let mut step = fake_step("leaderless:200", Some(64));
-    step.limits.timeout_ms = Some(20_000);
-    let r = exec.run_blocking(step);
-    assert_eq!(
-        r.error.as_ref().map(|e| e.kind),
-        Some(ErrorKind::Memory),
-        "{:?}",
-        r.error
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the step held its memory for {:?}",
-        started.elapsed()
-    );
-    assert!(exec.run_blocking(fake_step("ok", Some(64))).ok);
+    // A step process a worker forked, and a worker that runs steps itself (watched by its own pidfd).
+    for (mode, (exec, _path)) in [
+        ("forking", fake_forking_worker_executor()),
+        ("not forking", fake_worker_executor()),
+    ] {
+        assert!(exec.run_blocking(fake_step("ok", Some(64))).ok, "{mode}");
+        let started = Instant::now();
+        let mut step = fake_step("leaderless:200", Some(64));
+        step.limits.timeout_ms = Some(20_000);
+        let r = exec.run_blocking(step);
+        assert_eq!(
+            r.error.as_ref().map(|e| e.kind),
+            Some(ErrorKind::Memory),
+            "{mode}: {:?}",
+            r.error
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{mode}: the step held its memory for {:?}",
+            started.elapsed()
+        );
+        assert!(exec.run_blocking(fake_step("ok", Some(64))).ok, "{mode}");
+    }
 }
 
 /// Between steps a worker stays under the monitor: one that reports `Done` and then grows or spins is
