@@ -402,17 +402,10 @@ mod tests {
         assert_eq!(resident_bytes_in(&statm), None);
     }
 
-    /// A command name is any 15 bytes, here not UTF-8 and with a parenthesis and a space: the
-    /// parent is still read (it is what the supervisor checks a step process by).
-    #[test]
-    fn a_parent_is_read_whatever_the_command_name() {
-        let mut child = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import ctypes, sys, time\n\
-                 ctypes.CDLL(None).prctl(15, b'\\xff) (\\xfe x', 0, 0, 0)\n\
-                 print(flush=True); time.sleep(30)",
-            ])
+    /// A child running `program -c script`, and the first line it printed (once its set-up is done).
+    fn child_after_first_line(program: &str, script: &str) -> (std::process::Child, String) {
+        let mut child = std::process::Command::new(program)
+            .args(["-c", script])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -422,6 +415,22 @@ mod tests {
             &mut line,
         )
         .unwrap();
+        (child, line)
+    }
+
+    fn python_child(script: &str) -> std::process::Child {
+        child_after_first_line("python3", script).0
+    }
+
+    /// A command name is any 15 bytes, here not UTF-8 and with a parenthesis and a space: the
+    /// parent is still read (it is what the supervisor checks a step process by).
+    #[test]
+    fn a_parent_is_read_whatever_the_command_name() {
+        let mut child = python_child(
+            "import ctypes, sys, time\n\
+             ctypes.CDLL(None).prctl(15, b'\\xff) (\\xfe x', 0, 0, 0)\n\
+             print(flush=True); time.sleep(30)",
+        );
         let pid = child.id() as i32;
         let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
         let parent = parent_of(pid);
@@ -442,24 +451,13 @@ mod tests {
         if std::env::consts::ARCH != "x86_64" {
             return; // the child calls SYS_exit by its x86-64 number
         }
-        let mut child = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import ctypes, threading, time\n\
-                 keep = b'\\x01' * (48 << 20)\n\
-                 for _ in range(200): threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n\
-                 print(flush=True)\n\
-                 ctypes.CDLL(None).syscall(60, 0)",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
+        let mut child = python_child(
+            "import ctypes, threading, time\n\
+             keep = b'\\x01' * (48 << 20)\n\
+             for _ in range(200): threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\n\
+             print(flush=True)\n\
+             ctypes.CDLL(None).syscall(60, 0)",
+        );
         let pid = child.id() as i32;
         // SAFETY: pidfd_open on our own child, not yet reaped.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -515,17 +513,8 @@ mod tests {
     /// processes, which their worker forked): here, a busy child of a child.
     #[test]
     fn reads_another_process_cpu_time() {
-        let mut sh = std::process::Command::new("sh")
-            .args(["-c", "sh -c 'while :; do :; done' & echo $!; wait"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(sh.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
+        let (mut sh, line) =
+            child_after_first_line("sh", "sh -c 'while :; do :; done' & echo $!; wait");
         let busy: i32 = line.trim().parse().unwrap();
         std::thread::sleep(Duration::from_millis(300));
         let used = cpu_time(busy);

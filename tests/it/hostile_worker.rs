@@ -59,6 +59,18 @@ def frame(obj, payload=None):
     return struct.pack('<IBI', 1 + 4 + len(h) + len(p), 1 if payload is not None else 0, len(h)) + h + p
 def send(obj, payload=None):
     sock.sendall(frame(obj, payload))
+def leaderless(mib):
+    # The main thread exits while another thread lives on and grows: /proc/PID/statm is the main
+    # thread's, and reads as empty from then on. (ctypes lets go of Python's lock for the call, so
+    # the other thread runs.)
+    import ctypes, threading
+    def grow():
+        time.sleep(0.3)
+        global keep
+        keep = b'\x01' * (mib << 20)
+        time.sleep(60)
+    threading.Thread(target=grow, daemon=True).start()
+    ctypes.CDLL(None).syscall(60, 0)  # SYS_exit on x86-64: this thread only
 "#;
 
 const FAKE_WORKER: &str = r#"def done(out='1'):
@@ -97,15 +109,7 @@ while True:
         done()
         os.close(fd)
     elif cmd == 'leaderless':
-        # As the forking worker's step process below: the main thread ends, another grows.
-        import ctypes, threading
-        def grow():
-            time.sleep(0.3)
-            global keep
-            keep = b'\x01' * (int(arg) << 20)
-            time.sleep(60)
-        threading.Thread(target=grow, daemon=True).start()
-        ctypes.CDLL(None).syscall(60, 0)
+        leaderless(int(arg))
     elif cmd == 'idle_hog':
         # Report the step done, then use memory and CPU while idle, where no monitor looks.
         done()
@@ -170,17 +174,7 @@ while True:
             keep = b'\x01' * (int(arg) << 20)
             time.sleep(2.0)
         elif cmd == 'leaderless':
-            # Its main thread exits while another thread lives on and grows: /proc/PID/statm is the
-            # main thread's, and reads as empty from then on. (ctypes lets go of Python's lock for
-            # the call, so the other thread runs.)
-            import ctypes, threading
-            def grow():
-                time.sleep(0.3)
-                global keep
-                keep = b'\x01' * (int(arg) << 20)
-                time.sleep(60)
-            threading.Thread(target=grow, daemon=True).start()
-            ctypes.CDLL(None).syscall(60, 0)  # SYS_exit on x86-64: this thread only
+            leaderless(int(arg))
         send({'Done': {'result': {'Ok': '1'}, 'logs': [], 'logs_dropped': 0}})
         if cmd == 'linger':
             # Ignores `End` and stays.
