@@ -36,9 +36,8 @@ pub struct Watch {
     /// A pidfd of `pid`: signals go through it, so a pid reused once the process is reaped (a step
     /// process's by its worker) is never hit, and it says whether the process has exited ([`alive`]).
     pub pidfd: Option<Arc<std::os::fd::OwnedFd>>,
-    /// `pid`'s `/proc/PID/statm`, opened once for the process (see [`resident_bytes_in`]); without
-    /// it, each look opens it again.
-    pub statm: Option<Arc<std::fs::File>>,
+    /// `pid`'s `/proc/PID/statm`, opened once for the process (see [`resident_bytes_in`]).
+    pub statm: Arc<std::fs::File>,
     /// A busy worker is looked at every `TICK`; an idle one every `IDLE_TICK`.
     pub idle: bool,
     /// Resident bytes the worker may reach.
@@ -56,10 +55,7 @@ impl Watch {
     /// another thread's, as they share its memory (`threads` keeps which). A process that is exiting
     /// also reads as empty, and so do its threads.
     fn resident_bytes(&self, threads: &mut ThreadRead, now: Instant) -> Option<u64> {
-        let main = match &self.statm {
-            Some(statm) => resident_bytes_in(statm),
-            None => resident_bytes(self.pid),
-        }?;
+        let main = resident_bytes_in(&self.statm)?;
         if main > 0 || !alive(self) {
             return Some(main);
         }
@@ -249,18 +245,36 @@ impl Monitor {
 /// to tell. (Taken as alive, an exiting process only costs a look at its threads, which read as
 /// empty too.)
 fn alive(w: &Watch) -> bool {
+    w.pidfd
+        .as_ref()
+        .is_none_or(|fd| pidfd_exited(fd) != Some(true))
+}
+
+/// A pidfd for `pid`, a process that cannot have been reaped yet (a child of this process, or a
+/// child of one, checked by the caller).
+pub fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether a pidfd's process has exited whole (the pidfd is readable), without waiting; `None` when
+/// the poll fails.
+pub fn pidfd_exited(fd: &std::os::fd::OwnedFd) -> Option<bool> {
     use std::os::fd::AsRawFd;
-    let Some(fd) = &w.pidfd else {
-        return true;
-    };
     let mut poll = libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: poll on one pollfd we own, without waiting. A pidfd turns readable once its process
-    // has exited whole; a failed poll says nothing.
-    unsafe { libc::poll(&mut poll, 1, 0) != 1 }
+    // SAFETY: poll on one pollfd we own, without waiting.
+    match unsafe { libc::poll(&mut poll, 1, 0) } {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
 }
 
 /// SIGKILL through a pidfd: it names that one process, alive or not, whatever reuses its pid.
@@ -296,11 +310,6 @@ fn page_size() -> u64 {
     static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     // SAFETY: sysconf has no preconditions.
     *SIZE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64)
-}
-
-/// A process's resident memory, from `/proc/PID/statm`.
-pub fn resident_bytes(pid: i32) -> Option<u64> {
-    resident_bytes_in(&open_statm(pid)?)
 }
 
 /// `/proc/PID/statm`, to read with [`resident_bytes_in`] as often as needed.
@@ -372,7 +381,7 @@ mod tests {
     #[test]
     fn reads_own_memory_and_cpu() {
         let pid = std::process::id() as i32;
-        assert!(resident_bytes(pid).unwrap() > 1 << 20);
+        assert!(resident_bytes_in(&open_statm(pid).unwrap()).unwrap() > 1 << 20);
         let mut x = 0u64;
         let t = Instant::now();
         while t.elapsed() < Duration::from_millis(30) {
@@ -459,16 +468,10 @@ mod tests {
              ctypes.CDLL(None).syscall(60, 0)",
         );
         let pid = child.id() as i32;
-        // SAFETY: pidfd_open on our own child, not yet reaped.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        assert!(fd >= 0);
-        // SAFETY: a descriptor pidfd_open just returned.
-        let pidfd =
-            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
         let w = Watch {
             pid,
-            pidfd: Some(Arc::new(pidfd)),
-            statm: open_statm(pid).map(Arc::new),
+            pidfd: pidfd_open(pid).map(Arc::new),
+            statm: Arc::new(open_statm(pid).unwrap()),
             idle: false,
             max_rss: 0,
             max_cpu: Duration::ZERO,
@@ -476,7 +479,8 @@ mod tests {
             kill_at: Instant::now(),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while w.statm.as_ref().and_then(|s| resident_bytes_in(s)) != Some(0) {
+        assert!(w.pidfd.is_some());
+        while resident_bytes_in(&w.statm) != Some(0) {
             assert!(Instant::now() < deadline, "the main thread did not end");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -523,6 +527,6 @@ mod tests {
         let used = used.expect("a live process's CPU time");
         assert!(used > Duration::from_millis(50), "{used:?}");
         assert!(used < Duration::from_secs(5), "{used:?}");
-        assert!(resident_bytes(-5).is_none());
+        assert!(open_statm(-5).is_none());
     }
 }

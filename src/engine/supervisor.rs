@@ -9,7 +9,7 @@
 //! back off exponentially, so a crash loop cannot spin.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -367,7 +367,7 @@ struct Worker {
     sent: std::collections::HashSet<u64>,
     /// The worker's own pidfd and `/proc/PID/statm`, for the monitor while it runs steps itself.
     pidfd: Option<Arc<OwnedFd>>,
-    statm: Option<Arc<std::fs::File>>,
+    statm: Arc<std::fs::File>,
 }
 
 impl Worker {
@@ -413,6 +413,10 @@ impl Worker {
         let mut child = cmd.spawn()?;
         drop(theirs);
         let pid = child.id().unwrap_or(0);
+        // Our own child, not yet reaped: its `statm` is there unless something is badly wrong.
+        let statm = monitor::open_statm(pid as i32)
+            .map(Arc::new)
+            .ok_or_else(|| std::io::Error::other("cannot open the worker's statm"))?;
 
         let output = Arc::new(Mutex::new(VecDeque::new()));
         let mut streams: Vec<Box<dyn tokio::io::AsyncRead + Unpin + Send>> = Vec::new();
@@ -472,8 +476,8 @@ impl Worker {
             baseline: 0,
             step_max_rss: 0,
             sent: Default::default(),
-            pidfd: pidfd_of(pid).map(Arc::new),
-            statm: monitor::open_statm(pid as i32).map(Arc::new),
+            pidfd: monitor::pidfd_open(pid as i32).map(Arc::new),
+            statm,
         })
     }
 
@@ -525,20 +529,16 @@ impl Worker {
     }
 
     /// The process steps run in, its pidfd and its `statm`.
-    fn watched(&self) -> (i32, Option<Arc<OwnedFd>>, Option<Arc<std::fs::File>>) {
+    fn watched(&self) -> (i32, Option<Arc<OwnedFd>>, Arc<std::fs::File>) {
         match &self.step {
-            Some(s) => (s.pid as i32, Some(s.fd.clone()), Some(s.statm.clone())),
+            Some(s) => (s.pid as i32, Some(s.fd.clone()), s.statm.clone()),
             None => (self.pid as i32, self.pidfd.clone(), self.statm.clone()),
         }
     }
 
     /// The resident memory of the process steps run in.
     fn resident_bytes(&self) -> Option<u64> {
-        let (pid, _, statm) = self.watched();
-        match statm {
-            Some(statm) => monitor::resident_bytes_in(&statm),
-            None => monitor::resident_bytes(pid),
-        }
+        monitor::resident_bytes_in(&self.watched().2)
     }
 
     /// Takes the step process this worker just forked: its one child, found from the kernel (a
@@ -562,7 +562,7 @@ impl Worker {
         let watched = slot.monitor.watch(Watch {
             pid: old.pid as i32,
             pidfd: Some(old.fd.clone()),
-            statm: Some(old.statm.clone()),
+            statm: old.statm.clone(),
             idle: false,
             // What its step could hold, not what an idle worker may: it holds its step's memory
             // until it is gone.
@@ -824,15 +824,6 @@ struct StepProcess {
     statm: Arc<std::fs::File>,
 }
 
-/// A pidfd for `pid`, a process that cannot have been reaped yet (this process's own child, or a
-/// child of one, checked by the caller).
-fn pidfd_of(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 impl StepProcess {
     /// The one child process of `worker`, read from `/proc`, with a pidfd that names it for good.
     fn of(worker: u32) -> std::io::Result<StepProcess> {
@@ -851,7 +842,7 @@ impl StepProcess {
                 pids.len()
             )));
         };
-        let fd = pidfd_of(pid).ok_or_else(std::io::Error::last_os_error)?;
+        let fd = monitor::pidfd_open(pid as i32).ok_or_else(std::io::Error::last_os_error)?;
         let statm = monitor::open_statm(pid as i32)
             .map(Arc::new)
             .ok_or_else(|| std::io::Error::other("cannot open the step process's statm"))?;
@@ -863,13 +854,7 @@ impl StepProcess {
         }
         // An exited child not yet reaped is listed too: the previous step process, were a `Ready`
         // forged by it taken for the next one's.
-        let mut poll = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll on one pollfd we own, without waiting.
-        if unsafe { libc::poll(&mut poll, 1, 0) } != 0 {
+        if monitor::pidfd_exited(&fd) != Some(false) {
             return Err(std::io::Error::other(
                 "the worker's one child has already exited",
             ));
